@@ -1,0 +1,94 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_vserverctl_global_optspecs
+    string join \n socket= h/help V/version
+end
+
+function __fish_vserverctl_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_vserverctl_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_vserverctl_using_subcommand
+    set -l cmd (__fish_vserverctl_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "list" -d 'List every configured guest with its state'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "status" -d 'Show a guest\'s state; exits 0 when it runs, 3 when it is stopped'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "check" -d 'Check a guest\'s config tree; prints the file and line of the first error'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "start" -d 'Start a guest (and its dependencies)'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "stop" -d 'Stop a guest'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "restart" -d 'Stop and start a guest'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "running" -d 'Exits 0 when the guest runs, 1 when not'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "exec" -d 'Run a command inside a running guest and return its exit code'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "enter" -d 'An interactive shell inside a running guest'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "events" -d 'Stream guest state changes'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "generate-docs" -d 'Write man pages and shell completions into a folder'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand list" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand list" -l json -d 'Print the daemon\'s reply as JSON'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand list" -s h -l help -d 'Print help'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand list" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand status" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand status" -l json -d 'Print the daemon\'s reply as JSON'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand status" -s h -l help -d 'Print help'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand status" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand check" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand check" -l json -d 'Print the daemon\'s reply as JSON'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand check" -s h -l help -d 'Print help'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand check" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand start" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand start" -l json -d 'Print the daemon\'s reply as JSON'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand start" -s h -l help -d 'Print help'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand start" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand stop" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand stop" -l json -d 'Print the daemon\'s reply as JSON'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand stop" -s h -l help -d 'Print help'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand stop" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand restart" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand restart" -l json -d 'Print the daemon\'s reply as JSON'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand restart" -s h -l help -d 'Print help'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand restart" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand running" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand running" -s h -l help -d 'Print help'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand running" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand exec" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand exec" -s t -l tty -d 'Give the command a pty'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand exec" -s h -l help -d 'Print help'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand exec" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand enter" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand enter" -s h -l help -d 'Print help'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand enter" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand events" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand events" -l json -d 'Print the daemon\'s reply as JSON'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand events" -s h -l help -d 'Print help'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand events" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand generate-docs" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand generate-docs" -s h -l help -d 'Print help'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand generate-docs" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "list" -d 'List every configured guest with its state'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "status" -d 'Show a guest\'s state; exits 0 when it runs, 3 when it is stopped'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "check" -d 'Check a guest\'s config tree; prints the file and line of the first error'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "start" -d 'Start a guest (and its dependencies)'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "stop" -d 'Stop a guest'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "restart" -d 'Stop and start a guest'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "running" -d 'Exits 0 when the guest runs, 1 when not'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "exec" -d 'Run a command inside a running guest and return its exit code'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "enter" -d 'An interactive shell inside a running guest'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "events" -d 'Stream guest state changes'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "generate-docs" -d 'Write man pages and shell completions into a folder'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,207 @@
+//! Method parameters, replies and errors of `org.linux-vserver.Manager`.
+
+use serde::{Deserialize, Serialize};
+use zlink::introspect::{self, CustomType, Type};
+
+/// Where a guest is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "snake_case")]
+#[zlink(rename_all = "snake_case")]
+pub enum GuestState {
+    Stopped,
+    Starting,
+    Running,
+    Stopping,
+    Failed,
+}
+
+impl GuestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestState::Stopped => "stopped",
+            GuestState::Starting => "starting",
+            GuestState::Running => "running",
+            GuestState::Stopping => "stopping",
+            GuestState::Failed => "failed",
+        }
+    }
+}
+
+/// A problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, CustomType)]
+pub struct ConfigProblem {
+    /// The file the problem is in.
+    pub file: String,
+    /// The 1-based line, when the problem is on one line.
+    pub line: Option<u32>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// One guest as List shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomType)]
+pub struct GuestSummary {
+    /// The guest's name: the basename of its config folder.
+    pub name: String,
+    /// The static context id, when the config gives a valid one.
+    pub context: Option<u32>,
+    /// The lifecycle state.
+    pub state: GuestState,
+    /// The guest's marks (apps/init/mark).
+    pub mark: Vec<String>,
+    /// Guests that must run before this one (apps/init/depends).
+    pub depends: Vec<String>,
+    /// The guest is disabled: skipped by mark selection and autostart.
+    pub disabled: bool,
+    /// The config tree does not parse; Validate gives the details.
+    pub config_error: Option<ConfigProblem>,
+}
+
+/// The reply of List.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomType)]
+pub struct GuestList {
+    pub guests: Vec<GuestSummary>,
+}
+
+/// The reply of Status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomType)]
+pub struct GuestStatus {
+    pub name: String,
+    pub context: Option<u32>,
+    pub state: GuestState,
+    /// The guest's root directory.
+    pub vdir: String,
+    /// The host pid of the guest's init, while it runs.
+    pub init_pid: Option<u32>,
+    /// Number of processes in the guest, while it runs.
+    pub processes: Option<u32>,
+    /// Seconds since the guest started, while it runs.
+    pub uptime_seconds: Option<f64>,
+    /// The config changed in a way that takes effect only at the next start.
+    pub restart_needed: bool,
+    pub config_error: Option<ConfigProblem>,
+}
+
+/// The reply of Validate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomType)]
+pub struct Validation {
+    pub config: crate::config::GuestConfig,
+    /// Things that parse but are ignored or cannot be applied on a mainline kernel.
+    pub warnings: Vec<ConfigProblem>,
+}
+
+/// A progress report of a long-running operation (Start, Stop, Build, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomType)]
+pub struct Progress {
+    pub name: String,
+    /// The step being done, e.g. "mount", "cgroup", "spawn".
+    pub step: String,
+    pub message: String,
+    pub state: GuestState,
+}
+
+/// A state change of a guest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomType)]
+pub struct Event {
+    pub name: String,
+    /// starting, running, stopping, stopped, failed, config-changed, added, removed.
+    pub kind: String,
+    pub message: Option<String>,
+}
+
+/// New limits for a running guest.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, CustomType)]
+pub struct Limits {
+    /// Memory limit in bytes.
+    pub memory: Option<u64>,
+    /// CPU quota in CPUs (0.5 = half a CPU).
+    pub cpus: Option<f64>,
+    /// Maximum number of processes.
+    pub pids: Option<u64>,
+}
+
+/// The errors of `org.linux-vserver.Manager`.
+#[derive(Debug, Clone, PartialEq, zlink::ReplyError, introspect::ReplyError)]
+#[zlink(interface = "org.linux-vserver.Manager")]
+pub enum ManagerError {
+    /// No guest of that name exists under the config root.
+    NoSuchGuest { name: String },
+    /// The guest's configuration does not parse.
+    InvalidConfig {
+        file: String,
+        line: Option<u32>,
+        message: String,
+    },
+    /// The guest is running already.
+    AlreadyRunning { name: String },
+    /// The guest is not running.
+    NotRunning { name: String },
+    /// A dependency of the guest could not be started.
+    DependencyFailed {
+        name: String,
+        dependency: String,
+        reason: String,
+    },
+    /// The caller may not do this.
+    PermissionDenied { reason: String },
+    /// The method is declared but not implemented by this daemon yet.
+    NotImplemented { method: String },
+    /// An operation failed.
+    Failed { name: String, message: String },
+}
+
+impl std::fmt::Display for ManagerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ManagerError::NoSuchGuest { name } => write!(f, "no such guest: {name}"),
+            ManagerError::InvalidConfig {
+                file,
+                line,
+                message,
+            } => match line {
+                Some(l) => write!(f, "{file}:{l}: {message}"),
+                None => write!(f, "{file}: {message}"),
+            },
+            ManagerError::AlreadyRunning { name } => write!(f, "vserver '{name}' already running"),
+            ManagerError::NotRunning { name } => write!(f, "vserver '{name}' is not running"),
+            ManagerError::DependencyFailed {
+                name,
+                dependency,
+                reason,
+            } => write!(f, "{name}: dependency {dependency} failed: {reason}"),
+            ManagerError::PermissionDenied { reason } => write!(f, "permission denied: {reason}"),
+            ManagerError::NotImplemented { method } => {
+                write!(f, "{method} is not implemented by this vserverd yet")
+            }
+            ManagerError::Failed { name, message } => write!(f, "{name}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ManagerError {}
+
+/// A reply of Exec and Enter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomType)]
+pub struct ExecReply {
+    /// The host pid of the process, in the first reply.
+    pub pid: Option<u32>,
+    /// The exit code, in the last reply, when the process exited.
+    pub exit_code: Option<i64>,
+    /// The signal that ended the process, in the last reply, when it was killed.
+    pub signal: Option<i64>,
+}
+
+/// How Build makes a guest (util-vserver's `vserver NAME build` options).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, CustomType)]
+pub struct BuildOptions {
+    /// The static context id; the next free one from 40000 up when absent.
+    pub context: Option<u32>,
+    /// uts/nodename.
+    pub hostname: Option<String>,
+    /// Interfaces as `[NAME=][DEV:]IP[/PREFIX]`.
+    pub interfaces: Vec<String>,
+    /// apps/init/style.
+    pub initstyle: Option<String>,
+    /// The build method's own arguments (after `--`).
+    pub arguments: Vec<String>,
+}

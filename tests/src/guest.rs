@@ -1,0 +1,115 @@
+//! Guest builders: config tree + root, written the way util-vserver's build would.
+
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::TestDaemon;
+
+/// Where Debian's busybox-static puts its binary.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+pub fn busybox_available() -> bool {
+    Path::new(BUSYBOX).exists()
+}
+
+pub struct GuestBuilder {
+    name: String,
+    context: Option<u32>,
+    files: Vec<(String, String)>,
+    busybox_root: bool,
+}
+
+impl GuestBuilder {
+    /// A guest with a config tree only (context and plain init style).
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            context: None,
+            files: Vec::new(),
+            busybox_root: false,
+        }
+    }
+
+    /// A guest whose root is a busybox-static system: busybox init as /sbin/init with an
+    /// inittab that maps ctrl-alt-del (SIGINT to init, util-vserver's stop) to `poweroff -f`.
+    pub fn busybox(name: &str) -> Self {
+        let mut b = Self::new(name);
+        b.busybox_root = true;
+        b.file("apps/init/style", "plain\n")
+    }
+
+    pub fn context(mut self, ctx: u32) -> Self {
+        self.context = Some(ctx);
+        self
+    }
+
+    /// A file in the config tree, relative to the guest's config folder.
+    pub fn file(mut self, rel: &str, content: &str) -> Self {
+        self.files.push((rel.into(), content.into()));
+        self
+    }
+
+    pub fn write(self, d: &TestDaemon) -> PathBuf {
+        self.write_to(&d.config_root, &d.vdir_base)
+    }
+
+    pub fn write_to(self, config_root: &Path, vdir_base: &Path) -> PathBuf {
+        let cfg = config_root.join(&self.name);
+        std::fs::create_dir_all(&cfg).expect("mkdir cfg");
+        if let Some(ctx) = self.context {
+            std::fs::write(cfg.join("context"), format!("{ctx}\n")).expect("context");
+        }
+        for (rel, content) in &self.files {
+            let p = cfg.join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, content).expect("write");
+        }
+        let root = vdir_base.join(&self.name);
+        std::fs::create_dir_all(&root).expect("mkdir root");
+        if self.busybox_root {
+            busybox_root(&root);
+        }
+        cfg
+    }
+}
+
+/// Lays out a minimal busybox system in `root`.
+pub fn busybox_root(root: &Path) {
+    for d in [
+        "bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "dev/pts", "tmp",
+        "root", "var/run", "run",
+    ] {
+        std::fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    std::fs::copy(BUSYBOX, root.join("bin/busybox")).expect("copy busybox");
+    std::fs::set_permissions(
+        root.join("bin/busybox"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .expect("chmod");
+    let out = std::process::Command::new(BUSYBOX)
+        .arg("--list-full")
+        .output()
+        .expect("busybox --list-full");
+    for applet in String::from_utf8_lossy(&out.stdout).lines() {
+        let link = root.join(applet);
+        if applet == "bin/busybox" || link.exists() {
+            continue;
+        }
+        if let Some(parent) = link.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let _ = symlink("/bin/busybox", &link);
+    }
+    std::fs::write(
+        root.join("etc/inittab"),
+        "::sysinit:/bin/true\n\
+         ::respawn:/bin/sleep 1000000\n\
+         ::ctrlaltdel:/sbin/poweroff -f\n\
+         ::shutdown:/bin/true\n",
+    )
+    .expect("inittab");
+    std::fs::write(root.join("etc/hostname"), "busybox\n").expect("hostname");
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").expect("group");
+}

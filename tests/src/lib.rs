@@ -1,0 +1,37 @@
+//! The harness every integration test uses: a daemon on temporary roots with guaranteed
+//! teardown, guest builders, raw varlink helpers and prerequisite checks.
+//!
+//! Tests that need root or a kernel feature call [`require`]: under `CI=true` a missing
+//! prerequisite fails the test; elsewhere it is skipped with the reason printed.
+
+pub mod bins;
+pub mod daemon;
+pub mod guest;
+pub mod varlink;
+
+pub use daemon::TestDaemon;
+pub use guest::GuestBuilder;
+
+/// Whether this run is CI's (prerequisites must be there).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Checks a prerequisite. Returns false (the caller returns early) when it is missing outside
+/// CI; panics when it is missing under CI.
+#[must_use]
+pub fn require(ok: bool, what: &str) -> bool {
+    if ok {
+        return true;
+    }
+    if in_ci() {
+        panic!("prerequisite missing under CI=true: {what}");
+    }
+    eprintln!("SKIPPED: prerequisite missing: {what} (set up with scripts/setup.sh)");
+    false
+}
+
+/// Whether we run as root.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}

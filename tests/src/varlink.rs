@@ -1,0 +1,57 @@
+//! Raw varlink over a Unix socket: for tests that send what no well-behaved client would.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub struct Raw {
+    pub sock: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    pub fn connect(path: &Path) -> Self {
+        let sock = UnixStream::connect(path).expect("connect");
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        Self {
+            sock,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send_bytes(&mut self, b: &[u8]) {
+        self.sock.write_all(b).expect("write");
+    }
+
+    pub fn send(&mut self, v: &Value) {
+        let mut b = serde_json::to_vec(v).expect("json");
+        b.push(0);
+        self.send_bytes(&b);
+    }
+
+    /// The next message, or None when the daemon closed the connection.
+    pub fn recv(&mut self) -> Option<Value> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == 0) {
+                let msg: Vec<u8> = self.buf.drain(..=pos).collect();
+                return Some(serde_json::from_slice(&msg[..pos]).expect("reply is JSON"));
+            }
+            let mut chunk = [0u8; 65536];
+            match self.sock.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    pub fn call(&mut self, method: &str, params: Value) -> Value {
+        self.send(&serde_json::json!({"method": method, "parameters": params}));
+        self.recv().expect("a reply")
+    }
+}

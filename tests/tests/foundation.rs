@@ -1,0 +1,271 @@
+//! Issue 3, end to end: the daemon on temporary roots, the CLI, and the wire protocol.
+
+use harness::varlink::Raw;
+use harness::{GuestBuilder, TestDaemon};
+use serde_json::{json, Value};
+
+fn three_guests(d: &TestDaemon) {
+    GuestBuilder::new("alpha")
+        .context(40001)
+        .file("apps/init/style", "plain\n")
+        .file("apps/init/mark", "default\n")
+        .write(d);
+    GuestBuilder::new("beta")
+        .context(40002)
+        .file("apps/init/depends", "alpha\n")
+        .file("apps/init/mark", "default\n")
+        .write(d);
+    GuestBuilder::new("broken")
+        .context(40003)
+        .file("rlimits/nproc", "lots\n")
+        .write(d);
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn list_shows_all_three_and_check_names_the_broken_file_and_line() {
+    let mut d = TestDaemon::prepare();
+    three_guests(&d);
+    d.spawn();
+
+    let out = d.ctl(&["list", "--json"]);
+    assert!(out.status.success(), "list failed: {}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).expect("list --json is JSON");
+    let guests = v["guests"].as_array().expect("guests");
+    let names: Vec<&str> = guests.iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alpha", "beta", "broken"]);
+    assert_eq!(guests[0]["context"], 40001);
+    assert_eq!(guests[0]["state"], "stopped");
+    assert_eq!(guests[0]["mark"], json!(["default"]));
+    assert_eq!(guests[1]["depends"], json!(["alpha"]));
+    let err = &guests[2]["config_error"];
+    assert!(
+        err["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("broken/rlimits/nproc"),
+        "{err}"
+    );
+    assert_eq!(err["line"], 1);
+
+    // The human table lists them too.
+    let out = d.ctl(&["list"]);
+    assert!(out.status.success());
+    let table = stdout(&out);
+    for n in ["alpha", "beta", "broken", "NAME"] {
+        assert!(table.contains(n), "table lacks {n}:\n{table}");
+    }
+
+    let out = d.ctl(&["check", "broken"]);
+    assert_eq!(out.status.code(), Some(1), "check broken: {}", stderr(&out));
+    let expected = format!(
+        "{}:1: expected a number or 'inf', got \"lots\"",
+        d.guest_config("broken").join("rlimits/nproc").display()
+    );
+    assert!(
+        stderr(&out).contains(&expected),
+        "stderr: {}\nwanted: {expected}",
+        stderr(&out)
+    );
+
+    let out = d.ctl(&["check", "alpha"]);
+    assert!(out.status.success(), "check alpha: {}", stderr(&out));
+
+    let out = d.ctl(&["check", "alpha", "--json"]);
+    let v: Value = serde_json::from_str(&stdout(&out)).expect("check --json");
+    assert_eq!(v["config"]["name"], "alpha");
+    assert_eq!(v["config"]["context"], 40001);
+}
+
+#[test]
+fn status_exit_codes_follow_lsb() {
+    let mut d = TestDaemon::prepare();
+    three_guests(&d);
+    d.spawn();
+    let out = d.ctl(&["status", "alpha"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(stdout(&out), "Vserver 'alpha' is stopped\n");
+    let out = d.ctl(&["status", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no such guest: nosuch"),
+        "{}",
+        stderr(&out)
+    );
+    let out = d.ctl(&["running", "alpha"]);
+    assert_eq!(out.status.code(), Some(1));
+    // Usage errors exit 2.
+    let out = d.ctl(&["status"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn unreachable_daemon_exits_69_and_says_how_to_start_it() {
+    let mut d = TestDaemon::start();
+    d.stop();
+    let out = d.ctl(&["list"]);
+    assert_eq!(out.status.code(), Some(69));
+    assert!(
+        stderr(&out).contains("systemctl start vserverd"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn sigterm_exits_cleanly_and_removes_the_socket() {
+    let mut d = TestDaemon::start();
+    let st = d.stop().expect("daemon was running");
+    assert!(st.success(), "exit status {st}");
+    assert!(!d.socket.exists(), "socket file left behind");
+}
+
+#[test]
+fn missing_context_is_the_pld_error() {
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::new("noctx").write(&d);
+    d.spawn();
+    let out = d.ctl(&["check", "noctx"]);
+    assert_eq!(out.status.code(), Some(1));
+    let want = format!(
+        "Dynamic Context IDs are not supported, you must set Context ID in {}/context",
+        d.guest_config("noctx").display()
+    );
+    assert!(stderr(&out).contains(&want), "{}", stderr(&out));
+}
+
+#[test]
+fn duplicate_context_is_an_error_for_both() {
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::new("one").context(40010).write(&d);
+    GuestBuilder::new("two").context(40010).write(&d);
+    d.spawn();
+    for n in ["one", "two"] {
+        let out = d.ctl(&["check", n]);
+        assert_eq!(out.status.code(), Some(1), "{n}");
+        assert!(
+            stderr(&out).contains("context id 40010 is used by several guests"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn introspection_describes_the_interface() {
+    let d = TestDaemon::start();
+    let mut c = Raw::connect(&d.socket);
+    let info = c.call("org.varlink.service.GetInfo", json!({}));
+    let ifaces = info["parameters"]["interfaces"]
+        .as_array()
+        .expect("interfaces");
+    assert!(
+        ifaces.contains(&json!("org.linux-vserver.Manager")),
+        "{info}"
+    );
+    assert!(ifaces.contains(&json!("org.varlink.service")), "{info}");
+    let desc = c.call(
+        "org.varlink.service.GetInterfaceDescription",
+        json!({"interface": "org.linux-vserver.Manager"}),
+    );
+    assert_eq!(
+        desc["parameters"]["description"]
+            .as_str()
+            .unwrap()
+            .trim_end(),
+        proto::IDL.trim_end()
+    );
+}
+
+#[test]
+fn bad_calls_get_varlink_errors_and_the_daemon_stays_up() {
+    let d = TestDaemon::start();
+    let mut c = Raw::connect(&d.socket);
+
+    let r = c.call("org.linux-vserver.Manager.Frobnicate", json!({}));
+    assert_eq!(r["error"], "org.varlink.service.MethodNotFound");
+    assert_eq!(
+        r["parameters"]["method"],
+        "org.linux-vserver.Manager.Frobnicate"
+    );
+
+    let r = c.call("org.linux-vserver.Manager.Status", json!({}));
+    assert_eq!(r["error"], "org.varlink.service.InvalidParameter");
+    assert_eq!(r["parameters"]["parameter"], "name");
+
+    let r = c.call("org.linux-vserver.Manager.Status", json!({"name": 42}));
+    assert_eq!(r["error"], "org.varlink.service.InvalidParameter");
+    assert_eq!(r["parameters"]["parameter"], "name");
+
+    let r = c.call(
+        "org.linux-vserver.Manager.Status",
+        json!({"name": "x", "nmae": "y"}),
+    );
+    assert_eq!(r["error"], "org.varlink.service.InvalidParameter");
+    assert_eq!(r["parameters"]["parameter"], "nmae");
+
+    let r = c.call(
+        "org.linux-vserver.Manager.SetLimits",
+        json!({"name": "x", "limits": {"memory": "lots"}, "persist": false}),
+    );
+    assert_eq!(r["error"], "org.varlink.service.InvalidParameter");
+    assert_eq!(r["parameters"]["parameter"], "limits.memory");
+
+    let r = c.call("com.example.Nope.Method", json!({}));
+    assert_eq!(r["error"], "org.varlink.service.InterfaceNotFound");
+
+    // The same connection still works after all of that.
+    let r = c.call("org.linux-vserver.Manager.List", json!({}));
+    assert!(r["parameters"]["guests"].is_array(), "{r}");
+
+    // Declared lifecycle methods answer a typed error until they land.
+    let r = c.call(
+        "org.linux-vserver.Manager.Delete",
+        json!({"name": "x", "stop": false}),
+    );
+    assert_eq!(r["error"], "org.linux-vserver.Manager.NotImplemented");
+
+    // Non-JSON ends only that connection.
+    let mut bad = Raw::connect(&d.socket);
+    bad.send_bytes(b"this is not json\0");
+    assert!(bad.recv().is_none(), "connection should be closed");
+    let mut c2 = Raw::connect(&d.socket);
+    let r = c2.call("org.linux-vserver.Manager.List", json!({}));
+    assert!(r["parameters"]["guests"].is_array(), "{r}");
+}
+
+#[test]
+fn half_a_message_stalls_nobody() {
+    let d = TestDaemon::start();
+    let mut slow = Raw::connect(&d.socket);
+    slow.send_bytes(br#"{"method":"org.linux-vserver.Manager.Li"#);
+    // Others are served while the slow client sits on its half message.
+    for _ in 0..20 {
+        let mut c = Raw::connect(&d.socket);
+        let r = c.call("org.linux-vserver.Manager.List", json!({}));
+        assert!(r["parameters"]["guests"].is_array(), "{r}");
+    }
+    // And the slow one is served once it finishes.
+    slow.send_bytes(b"st\"}\0");
+    let r = slow.recv().expect("reply");
+    assert!(r["parameters"]["guests"].is_array(), "{r}");
+}
+
+#[test]
+fn oneway_calls_get_no_reply() {
+    let d = TestDaemon::start();
+    let mut c = Raw::connect(&d.socket);
+    c.send(&json!({"method": "org.linux-vserver.Manager.List", "oneway": true}));
+    let r = c.call(
+        "org.linux-vserver.Manager.Status",
+        json!({"name": "nosuch"}),
+    );
+    assert_eq!(r["error"], "org.linux-vserver.Manager.NoSuchGuest", "{r}");
+}

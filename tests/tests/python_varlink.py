@@ -1,0 +1,35 @@
+"""Calls vserverd through python's varlink package and checks the answers."""
+import sys
+
+import varlink
+
+address, idl = sys.argv[1], sys.argv[2]
+
+with varlink.Client(address=address) as client:
+    # GetInfo / GetInterfaceDescription through the client's own introspection.
+    info = client.get_interfaces()
+    assert "org.linux-vserver.Manager" in info, info
+    with client.open("org.varlink.service") as svc:
+        info = svc.GetInfo()
+        assert info["product"] == "vserverd", info
+        assert "org.linux-vserver.Manager" in info["interfaces"], info
+        desc = svc.GetInterfaceDescription("org.linux-vserver.Manager")
+        assert desc["description"].strip() == idl.strip(), "description differs from the committed IDL"
+
+    # The client parses our IDL itself: this fails if python's parser cannot read it.
+    with client.open("org.linux-vserver.Manager") as m:
+        listing = m.List()
+        names = [g["name"] for g in listing["guests"]]
+        assert names == ["web"], listing
+        assert listing["guests"][0]["context"] == 40100
+        assert listing["guests"][0]["mark"] == ["default"]
+        st = m.Status("web")
+        assert st["state"] == "stopped", st
+        try:
+            m.Status("nosuch")
+        except varlink.VarlinkError as e:
+            assert e.error() == "org.linux-vserver.Manager.NoSuchGuest", e.error()
+            assert e.parameters()["name"] == "nosuch"
+        else:
+            raise AssertionError("Status(nosuch) did not fail")
+print("python varlink: ok")

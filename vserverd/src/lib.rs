@@ -1,0 +1,8 @@
+//! vserverd: Linux-VServer guests on a mainline kernel.
+//!
+//! `config` parses /etc/vservers trees (pure), `rpc` serves the varlink interface, `daemon`
+//! holds the shared state.
+
+pub mod config;
+pub mod daemon;
+pub mod rpc;

@@ -1,0 +1,196 @@
+//! vserverd: the host daemon.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Parser;
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, SignalKind};
+use vserverd::daemon::{Daemon, Options};
+
+/// Runs Linux-VServer guests on a mainline kernel and serves org.linux-vserver.Manager over varlink.
+#[derive(Debug, Parser)]
+#[command(name = "vserverd", version)]
+struct Args {
+    /// The guests' config trees.
+    #[arg(long, default_value = "/etc/vservers", env = "VSERVERD_CONFIG_ROOT")]
+    config_root: PathBuf,
+    /// Parent of guest roots without a `vdir` symlink [default: .defaults/vdirbase, else /vservers].
+    #[arg(long)]
+    vdir_base: Option<PathBuf>,
+    /// Runtime state.
+    #[arg(long, default_value = "/run/vserverd")]
+    run_dir: PathBuf,
+    /// The control socket [default: RUN_DIR/control].
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Group whose members may make read-only calls (List, Status, Validate, Events).
+    #[arg(long)]
+    read_group: Option<String>,
+    /// Print the varlink IDL the service implements and exit.
+    #[arg(long)]
+    print_idl: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    // Before any thread exists: the environment is read and cleaned here.
+    let activated = activated_fd();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vserverd: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    match rt.block_on(local.run_until(run(args, activated))) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vserverd: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("VSERVERD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Under systemd the journal adds its own timestamps.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if journal {
+        builder.without_time().with_ansi(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(args: Args, activated_fd: Option<OwnedFd>) -> Result<(), String> {
+    if args.print_idl {
+        print!("{}", vserverd::rpc::idl::generate().await?);
+        return Ok(());
+    }
+    init_logging();
+    let read_gid = match &args.read_group {
+        None => None,
+        Some(g) => Some(
+            nix::unistd::Group::from_name(g)
+                .map_err(|e| format!("group {g}: {e}"))?
+                .ok_or_else(|| format!("no such group: {g}"))?
+                .gid
+                .as_raw(),
+        ),
+    };
+    let socket = args
+        .socket
+        .clone()
+        .unwrap_or_else(|| args.run_dir.join("control"));
+    std::fs::create_dir_all(&args.run_dir)
+        .map_err(|e| format!("cannot create {}: {e}", args.run_dir.display()))?;
+
+    let (listener, activated) = match activated_fd {
+        Some(fd) => (listener_from(fd)?, true),
+        None => (bind(&socket, read_gid).await?, false),
+    };
+    let opts = Options {
+        config_root: args.config_root,
+        vdir_base: args.vdir_base,
+        run_dir: args.run_dir,
+        socket: socket.clone(),
+        read_gid,
+    };
+    let daemon = Arc::new(Daemon::new(opts));
+    tracing::info!(
+        "vserverd {} serving {} (config root {})",
+        env!("CARGO_PKG_VERSION"),
+        if activated {
+            "an activated socket".to_string()
+        } else {
+            socket.display().to_string()
+        },
+        daemon.opts.config_root.display()
+    );
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let result = tokio::select! {
+        r = vserverd::rpc::serve(listener, daemon.clone()) => r.map_err(|e| format!("serving: {e}")),
+        _ = term.recv() => Ok(()),
+        _ = int.recv() => Ok(()),
+    };
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    if !activated {
+        let _ = std::fs::remove_file(&socket);
+    }
+    tracing::info!("vserverd exits");
+    result
+}
+
+/// The socket systemd passed us (LISTEN_FDS/LISTEN_PID), if any.
+fn activated_fd() -> Option<OwnedFd> {
+    let pid_ok = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|p| p == std::process::id());
+    let nfds = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<i32>().ok())
+        .unwrap_or(0);
+    // Our children (guests, hooks) must not think they were activated.
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
+    if !pid_ok || nfds < 1 {
+        return None;
+    }
+    // SAFETY: systemd hands us fd 3 (SD_LISTEN_FDS_START) and nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(3) };
+    let _ = nix::fcntl::fcntl(
+        &fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    Some(fd)
+}
+
+fn listener_from(fd: OwnedFd) -> Result<UnixListener, String> {
+    let std_listener = std::os::unix::net::UnixListener::from(fd);
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| e.to_string())?;
+    UnixListener::from_std(std_listener).map_err(|e| format!("activated socket: {e}"))
+}
+
+async fn bind(path: &Path, read_gid: Option<u32>) -> Result<UnixListener, String> {
+    if path.exists() {
+        // A live daemon answers; a stale socket file is left over from a crash.
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Err(format!("another vserverd is serving {}", path.display()));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| format!("cannot remove stale {}: {e}", path.display()))?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
+    let mode = if read_gid.is_some() { 0o660 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    if let Some(gid) = read_gid {
+        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .map_err(|e| format!("chown {}: {e}", path.display()))?;
+    }
+    Ok(listener)
+}
