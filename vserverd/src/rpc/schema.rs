@@ -163,3 +163,101 @@ fn check_service_call(
         _ => Err(CallProblem::MethodNotFound(method.to_string())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const IDL: &str = "interface org.example.t\n\
+        type Lim (memory: ?int, cpus: ?float)\n\
+        type Kind (a, b)\n\
+        method Status(name: string) -> ()\n\
+        method Set(name: string, limits: Lim, persist: bool, kind: ?Kind, tags: []string) -> ()\n";
+
+    fn schema() -> Schema {
+        Schema::new(IDL).unwrap()
+    }
+
+    fn bad(p: &str) -> Result<(), CallProblem> {
+        Err(CallProblem::InvalidParameter(p.into()))
+    }
+
+    #[test]
+    fn unknown_method_is_named_in_full() {
+        let e = schema().check("org.example.t.Nope", None);
+        assert_eq!(
+            e,
+            Err(CallProblem::MethodNotFound("org.example.t.Nope".into()))
+        );
+    }
+
+    #[test]
+    fn unknown_interface() {
+        let e = schema().check("org.other.X", None);
+        assert_eq!(e, Err(CallProblem::InterfaceNotFound("org.other".into())));
+    }
+
+    #[test]
+    fn missing_mistyped_and_undeclared_parameters_are_named() {
+        let s = schema();
+        assert_eq!(s.check("org.example.t.Status", None), bad("name"));
+        assert_eq!(
+            s.check("org.example.t.Status", Some(&json!({"name": 1}))),
+            bad("name")
+        );
+        assert_eq!(
+            s.check("org.example.t.Status", Some(&json!({"name": "a", "x": 1}))),
+            bad("x")
+        );
+        assert_eq!(
+            s.check("org.example.t.Status", Some(&json!([1]))),
+            bad("parameters")
+        );
+        assert!(s
+            .check("org.example.t.Status", Some(&json!({"name": "a"})))
+            .is_ok());
+    }
+
+    #[test]
+    fn nested_fields_enums_and_arrays() {
+        let s = schema();
+        let ok = json!({"name": "a", "limits": {"memory": 5}, "persist": true, "tags": ["x"]});
+        assert!(s.check("org.example.t.Set", Some(&ok)).is_ok());
+        let p = json!({"name": "a", "limits": {"memory": "5"}, "persist": true, "tags": []});
+        assert_eq!(s.check("org.example.t.Set", Some(&p)), bad("limits.memory"));
+        let p = json!({"name": "a", "limits": {"cpus": 0.5}, "persist": true, "tags": [1]});
+        assert_eq!(s.check("org.example.t.Set", Some(&p)), bad("tags[0]"));
+        let p = json!({"name": "a", "limits": {}, "persist": true, "tags": [], "kind": "c"});
+        assert_eq!(s.check("org.example.t.Set", Some(&p)), bad("kind"));
+        let p = json!({"name": "a", "limits": {}, "persist": true, "tags": [], "kind": "b"});
+        assert!(s.check("org.example.t.Set", Some(&p)).is_ok());
+        // An int is a valid float.
+        let p = json!({"name": "a", "limits": {"cpus": 1}, "persist": false, "tags": []});
+        assert!(s.check("org.example.t.Set", Some(&p)).is_ok());
+    }
+
+    #[test]
+    fn service_interface_calls() {
+        let s = schema();
+        assert!(s.check("org.varlink.service.GetInfo", None).is_ok());
+        assert_eq!(
+            s.check(
+                "org.varlink.service.GetInterfaceDescription",
+                Some(&json!({}))
+            ),
+            bad("interface")
+        );
+        assert_eq!(
+            s.check("org.varlink.service.Frob", None),
+            Err(CallProblem::MethodNotFound(
+                "org.varlink.service.Frob".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn the_committed_idl_parses() {
+        Schema::manager().unwrap();
+    }
+}
