@@ -1,38 +1,114 @@
-//! Interim config loader (context, rlimits/nproc, marks, depends) until the full model lands.
+//! The /etc/vservers model: a guest's config tree plus `.defaults` parsed into typed values.
+//!
+//! Pure code: it reads files and nothing else. Every error names the file and, where there is
+//! one, the line; the first error stops the load. Things that parse but are ignored or cannot
+//! be applied on a mainline kernel become warnings. Submodules each read one part of the tree.
+
+mod error;
+pub mod fstab;
+pub mod init;
+pub mod interfaces;
+pub mod limits;
+pub mod names;
+pub mod read;
+pub mod resources;
+pub mod scripts;
+pub mod spaces;
+pub mod system;
+mod wire;
+
 use std::path::{Path, PathBuf};
+
+use error::Result;
+pub use error::{ConfigError, Diagnostic};
+
+/// Where guests are configured and where their roots live.
+#[derive(Debug, Clone)]
 pub struct Roots {
     pub config_root: PathBuf,
+    /// A command-line override; else `.defaults/vdirbase`, else /vservers.
     pub vdir_base: Option<PathBuf>,
 }
-#[derive(Debug, thiserror::Error)]
-#[error("{file:?}:{line:?}: {message}")]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub line: Option<u32>,
-    pub message: String,
+
+impl Roots {
+    pub fn defaults(&self) -> PathBuf {
+        self.config_root.join(".defaults")
+    }
+
+    pub fn vdir_base(&self) -> PathBuf {
+        self.vdir_base
+            .clone()
+            .or_else(|| read::link_target(&self.defaults().join("vdirbase")))
+            .unwrap_or_else(|| PathBuf::from("/vservers"))
+    }
 }
-pub struct Diagnostic {
-    pub file: PathBuf,
-    pub line: Option<u32>,
-    pub message: String,
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vshelper {
+    /// `action`: the method for events without their own handler (default restart).
+    pub action: String,
+    pub disabled: bool,
+    pub debug: bool,
+    pub sync_timeout: u32,
+    /// Executable per-event handlers (restart, halt, poweroff, …).
+    pub handlers: Vec<(String, PathBuf)>,
 }
-pub struct Init {
-    pub mark: Vec<String>,
-    pub depends: Vec<String>,
-}
+
+/// A guest's whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestConfig {
     pub name: String,
+    pub cfg_dir: PathBuf,
     pub context: u32,
+    pub ncontext: Option<u32>,
+    pub noncontext: bool,
+    pub tag: Option<u32>,
+    pub display_name: Option<String>,
     pub vdir: PathBuf,
+    /// Target of the `run` symlink (gets "CTX\n" while the guest runs).
+    pub run_file: Option<PathBuf>,
+    pub cache: Option<PathBuf>,
+    pub nice: Option<i32>,
+    pub ionice: Option<(u8, Option<u8>)>,
+    pub bcaps: u64,
+    pub ccaps: u64,
+    pub cflags: u64,
+    pub nflags: u64,
+    pub ncaps: u64,
+    /// Namespaces the guest may unshare (`umask`).
+    pub umask: u64,
+    pub personality: Option<u32>,
+    pub badness: Option<i64>,
+    pub shell: Option<Vec<String>>,
+    pub fstab: Option<Vec<fstab::MountEntry>>,
+    pub fstab_remote: Option<Vec<fstab::MountEntry>>,
+    pub fstab_local: Option<Vec<fstab::MountEntry>>,
+    pub namespace_cleanup: bool,
+    pub namespace_cleanup_skip: Vec<String>,
+    pub keepfds: bool,
+    pub noisy: bool,
     pub disabled: bool,
-    pub init: Init,
+    pub nocgroup: bool,
+    pub nonetns: bool,
+    pub interfaces: interfaces::Interfaces,
+    pub ulimits: Vec<limits::Ulimit>,
+    pub rlimits: Vec<limits::Rlimit>,
+    pub uts: system::Uts,
+    pub init: init::Init,
+    pub vshelper: Vshelper,
+    pub hooks: Vec<scripts::Hook>,
+    pub cgroup: resources::Cgroup,
+    pub sched: Vec<resources::Bucket>,
+    pub cpuset: Option<resources::Cpuset>,
+    pub dlimits: Vec<resources::Dlimit>,
+    pub sysctl: Vec<resources::Sysctl>,
+    pub spaces: spaces::Spaces,
+    pub netns: spaces::Netns,
 }
-pub struct Loaded {
-    pub config: GuestConfig,
-    pub warnings: Vec<Diagnostic>,
-}
-pub fn guest_names(root: &Path) -> std::io::Result<Vec<String>> {
-    let mut v: Vec<String> = std::fs::read_dir(root)?
+
+/// Every guest: the folders under the config root not starting with '.', sorted.
+pub fn guest_names(config_root: &Path) -> std::io::Result<Vec<String>> {
+    let mut v: Vec<String> = std::fs::read_dir(config_root)?
         .flatten()
         .filter(|e| e.path().is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -41,68 +117,299 @@ pub fn guest_names(root: &Path) -> std::io::Result<Vec<String>> {
     v.sort();
     Ok(v)
 }
-pub fn load_guest(roots: &Roots, name: &str) -> Result<Loaded, ConfigError> {
-    let cfg = roots.config_root.join(name);
-    let ctxf = cfg.join("context");
-    let s = std::fs::read_to_string(&ctxf).map_err(|_| ConfigError {
-        file: ctxf.clone(),
-        line: None,
-        message: format!(
-            "Dynamic Context IDs are not supported, you must set Context ID in {}",
-            ctxf.display()
-        ),
-    })?;
-    let context: u32 = s.trim().parse().map_err(|_| ConfigError {
-        file: ctxf.clone(),
-        line: Some(1),
-        message: "bad".into(),
-    })?;
-    let nproc = cfg.join("rlimits/nproc");
-    if let Ok(s) = std::fs::read_to_string(&nproc) {
-        if s.trim().parse::<u64>().is_err() && !s.starts_with("inf") {
-            return Err(ConfigError {
-                file: nproc,
-                line: Some(1),
-                message: format!("expected a number or 'inf', got {:?}", s.trim()),
-            });
-        }
-    }
-    let lines = |f: &str| {
-        std::fs::read_to_string(cfg.join(f))
-            .map(|s| s.lines().map(String::from).collect())
-            .unwrap_or_default()
-    };
-    Ok(Loaded {
-        config: GuestConfig {
-            name: name.into(),
-            context,
-            vdir: roots
-                .vdir_base
-                .clone()
-                .unwrap_or("/vservers".into())
-                .join(name),
-            disabled: cfg.join("disabled").exists(),
-            init: Init {
-                mark: lines("apps/init/mark"),
-                depends: lines("apps/init/depends"),
-            },
-        },
-        warnings: vec![],
-    })
-}
-pub fn context_conflicts(g: &[(String, u32)]) -> Vec<(u32, Vec<String>)> {
+
+/// Context ids used by more than one guest, with their users.
+pub fn context_conflicts(guests: &[(String, u32)]) -> Vec<(u32, Vec<String>)> {
     let mut m: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
-    for (n, c) in g {
+    for (n, c) in guests {
         m.entry(*c).or_default().push(n.clone());
     }
     m.into_iter().filter(|(_, v)| v.len() > 1).collect()
 }
-impl From<&GuestConfig> for proto::GuestConfig {
-    fn from(c: &GuestConfig) -> Self {
-        proto::GuestConfig {
-            name: c.name.clone(),
-            context: c.context,
-            vdir: c.vdir.display().to_string(),
+
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: GuestConfig,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Files and folders of a guest's config tree we know (others are warned about).
+const KNOWN: &[&str] = &[
+    "vdir",
+    "run",
+    "cache",
+    "context",
+    "ncontext",
+    "noncontext",
+    "tag",
+    "name",
+    "nice",
+    "ionice",
+    "bcapabilities",
+    "ccapabilities",
+    "cflags",
+    "flags",
+    "nflags",
+    "ncapabilities",
+    "umask",
+    "capabilities",
+    "personality",
+    "schedule",
+    "badness",
+    "shell",
+    "fstab",
+    "fstab.remote",
+    "fstab.local",
+    "namespace",
+    "nonamespace",
+    "namespace-cleanup",
+    "nonamespace-cleanup",
+    "namespace-cleanup-skip",
+    "keepfds",
+    "noisy",
+    "disabled",
+    "nocgroup",
+    "nonetns",
+    "hostname",
+    "domainname",
+    "legacy",
+    "interfaces",
+    "ulimits",
+    "rlimits",
+    "uts",
+    "apps",
+    "scripts",
+    "sched",
+    "dlimits",
+    "sysctl",
+    "cpuset",
+    "cgroup",
+    "spaces",
+    "netns",
+];
+
+fn context_id(file: &Path, required: bool, cfg: &Path) -> Result<Option<u32>> {
+    match read::scalar(file)? {
+        None if required => Err(ConfigError::file(
+            file,
+            format!(
+                "Dynamic Context IDs are not supported, you must set Context ID in {}/context",
+                cfg.display()
+            ),
+        )),
+        None => Ok(None),
+        Some(s) => {
+            let v = read::parse_int(&s).ok_or_else(|| {
+                ConfigError::at(file, 1, format!("expected a context id, got {s:?}"))
+            })?;
+            if !(2..=65535).contains(&v) {
+                return Err(ConfigError::at(
+                    file,
+                    1,
+                    format!("context id {v} is out of range (2-65535)"),
+                ));
+            }
+            Ok(Some(v as u32))
         }
     }
 }
+
+fn mask(file: &Path, table: &names::Table, default: u64) -> Result<u64> {
+    Ok(match read::list(file)? {
+        None => default,
+        Some(lines) => table.parse(file, &lines)?.apply(default),
+    })
+}
+
+fn vshelper(cfg: &Path, def: &Path) -> Result<Vshelper> {
+    let c = cfg.join("apps/vshelper");
+    let d = def.join("apps/vshelper");
+    let action = read::scalar(&c.join("action"))?
+        .or(read::scalar(&d.join("action"))?)
+        .unwrap_or_else(|| "restart".into());
+    let timeout_file = if read::flag(&c.join("sync-timeout")) {
+        c.join("sync-timeout")
+    } else {
+        d.join("sync-timeout")
+    };
+    let sync_timeout = match read::int(&timeout_file)? {
+        None => 30,
+        Some(t) if (0..=86400).contains(&t) => t as u32,
+        Some(t) => {
+            return Err(ConfigError::at(
+                &timeout_file,
+                1,
+                format!("sync-timeout {t} is out of range"),
+            ))
+        }
+    };
+    let mut handlers = vec![];
+    for ev in [
+        "restart", "halt", "poweroff", "swsusp", "restart2", "shutdown",
+    ] {
+        for base in [&c, &d] {
+            if let Ok(s) = std::fs::metadata(base.join(ev)) {
+                use std::os::unix::fs::PermissionsExt;
+                if s.is_file() && s.permissions().mode() & 0o111 != 0 {
+                    handlers.push((ev.to_string(), base.join(ev)));
+                    break;
+                }
+            }
+        }
+    }
+    Ok(Vshelper {
+        action,
+        disabled: read::flag(&c.join("disabled")) || read::flag(&d.join("disabled")),
+        debug: read::flag(&c.join("debug")) || read::flag(&d.join("debug")),
+        sync_timeout,
+        handlers,
+    })
+}
+
+/// Loads one guest's tree (`roots.config_root/name`) with `.defaults`.
+pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, ConfigError> {
+    let cfg = roots.config_root.join(name);
+    let def = roots.defaults();
+    if !cfg.is_dir() {
+        return Err(ConfigError::file(&cfg, "Can not find a vserver-setup here"));
+    }
+    let mut w: Vec<Diagnostic> = Vec::new();
+
+    if let Ok(rd) = std::fs::read_dir(&cfg) {
+        let mut unknown: Vec<String> = rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !KNOWN.contains(&n.as_str()) && !n.ends_with('~') && !n.starts_with('.'))
+            .collect();
+        unknown.sort();
+        for n in unknown {
+            w.push(ConfigError::file(&cfg.join(n), "unknown file, ignored"));
+        }
+    }
+
+    let context = context_id(&cfg.join("context"), true, &cfg)?.unwrap_or_default();
+    let vdir = read::link_target(&cfg.join("vdir")).unwrap_or_else(|| roots.vdir_base().join(name));
+    let cflags_file = if read::flag(&cfg.join("cflags")) {
+        cfg.join("cflags")
+    } else {
+        cfg.join("flags")
+    };
+    for (f, msg) in [
+        ("fstab.local", "deprecated: merge it into fstab"),
+        (
+            "nonamespace",
+            "ignored: vserverd always gives a guest its own mount namespace",
+        ),
+        (
+            "capabilities",
+            "kernel 2.4 legacy, ignored: use bcapabilities",
+        ),
+        ("legacy", "the pre-0.30 legacy config is not supported"),
+    ] {
+        if read::flag(&cfg.join(f)) {
+            w.push(ConfigError::file(&cfg.join(f), msg));
+        }
+    }
+    let ccaps = mask(
+        &cfg.join("ccapabilities"),
+        &names::CCAPS,
+        names::CCAPS_SECURE,
+    )?;
+    let unsupported_ccaps = ccaps & !names::CCAPS_SECURE & !0x2;
+    if unsupported_ccaps != 0 {
+        w.push(ConfigError::file(
+            &cfg.join("ccapabilities"),
+            format!(
+                "not applicable on mainline: {}",
+                names::CCAPS.names(unsupported_ccaps).join(", ")
+            ),
+        ));
+    }
+    let uts = system::uts(&cfg, &mut w)?;
+    let shell = read::scalar(&cfg.join("shell"))?
+        .or(read::scalar(&def.join("shell"))?)
+        .map(|s| s.split_whitespace().map(String::from).collect());
+    let dlimits = resources::dlimits(&cfg, &mut w)?;
+    if dlimits.is_empty() && cfg.join("dlimits").is_dir() && !read::flag(&cfg.join("cache")) {
+        w.push(ConfigError::file(
+            &cfg.join("dlimits"),
+            "dlimits/ without a cache symlink",
+        ));
+    }
+    if let Ok(rd) = std::fs::read_dir(cfg.join("apps/vdevmap")) {
+        if rd.count() > 0 {
+            w.push(ConfigError::file(
+                &cfg.join("apps/vdevmap"),
+                "device maps need the vserver kernel; not applied",
+            ));
+        }
+    }
+    let config = GuestConfig {
+        name: name.to_string(),
+        cfg_dir: cfg.clone(),
+        context,
+        ncontext: context_id(&cfg.join("ncontext"), false, &cfg)?,
+        noncontext: read::flag(&cfg.join("noncontext")),
+        tag: context_id(&cfg.join("tag"), false, &cfg)?,
+        display_name: read::scalar(&cfg.join("name"))?,
+        vdir,
+        run_file: std::fs::read_link(cfg.join("run")).ok(),
+        cache: read::link_target(&cfg.join("cache")),
+        nice: system::nice(&cfg)?,
+        ionice: system::ionice(&cfg)?,
+        bcaps: mask(
+            &cfg.join("bcapabilities"),
+            &names::BCAPS,
+            names::BCAPS_SECURE,
+        )?,
+        ccaps,
+        cflags: mask(&cflags_file, &names::CFLAGS, names::CFLAGS_DEFAULT)?,
+        nflags: mask(&cfg.join("nflags"), &names::NFLAGS, names::NFLAGS_DEFAULT)?,
+        ncaps: mask(
+            &cfg.join("ncapabilities"),
+            &names::NCAPS,
+            names::NCAPS_DEFAULT,
+        )?,
+        umask: mask(&cfg.join("umask"), &names::UMASK, 0)?,
+        personality: system::personality(&cfg)?,
+        badness: read::int(&cfg.join("badness"))?,
+        shell,
+        fstab: fstab::parse(&cfg.join("fstab"))?,
+        fstab_remote: fstab::parse(&cfg.join("fstab.remote"))?,
+        fstab_local: fstab::parse(&cfg.join("fstab.local"))?,
+        namespace_cleanup: !read::flag(&cfg.join("nonamespace-cleanup"))
+            && !read::flag(&def.join("nonamespace-cleanup")),
+        namespace_cleanup_skip: read::list(&cfg.join("namespace-cleanup-skip"))?
+            .or(read::list(&def.join("namespace-cleanup-skip"))?)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|l| l.text)
+            .collect(),
+        keepfds: read::flag(&cfg.join("keepfds")) || read::flag(&def.join("keepfds")),
+        noisy: read::flag(&cfg.join("noisy")),
+        disabled: read::flag(&cfg.join("disabled")),
+        nocgroup: read::flag(&cfg.join("nocgroup")),
+        nonetns: read::flag(&cfg.join("nonetns")),
+        interfaces: interfaces::load(&cfg, &mut w)?,
+        ulimits: limits::ulimits(&cfg.join("ulimits"), &mut w)?,
+        rlimits: limits::rlimits(&cfg.join("rlimits"), &mut w)?,
+        uts,
+        init: init::load(&cfg, &def)?,
+        vshelper: vshelper(&cfg, &def)?,
+        hooks: scripts::hooks(&cfg, &def),
+        cgroup: resources::cgroup(&cfg, &def)?,
+        sched: resources::sched(&cfg)?,
+        cpuset: resources::cpuset(&cfg)?,
+        dlimits,
+        sysctl: resources::sysctl(&cfg)?,
+        spaces: spaces::spaces(&cfg, &mut w)?,
+        netns: spaces::netns(&cfg, &def)?,
+    };
+    Ok(Loaded {
+        config,
+        warnings: w,
+    })
+}
+
+#[cfg(test)]
+mod tests;

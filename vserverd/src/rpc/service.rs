@@ -59,7 +59,8 @@ impl Manager {
     url = "https://github.com/vserverd/vserverd",
     types = [
         GuestList, proto::GuestSummary, proto::ConfigProblem, GuestStatus, Validation, GuestConfig,
-        Progress, proto::Event, Limits, ExecReply, BuildOptions
+        Progress, proto::Event, Limits, ExecReply, BuildOptions, proto::AddressConfig,
+        proto::MountConfig, proto::LimitConfig, proto::Setting
     ]
 )]
 impl Manager {

@@ -1,0 +1,229 @@
+//! Whole-tree loading: defaults, vdir resolution, context rules, warnings, first error wins.
+
+use super::*;
+use proptest::prelude::*;
+
+struct Tree(tempfile::TempDir);
+
+impl Tree {
+    fn new() -> Self {
+        let t = Tree(tempfile::tempdir().unwrap());
+        std::fs::create_dir_all(t.0.path().join("etc/.defaults")).unwrap();
+        t
+    }
+    fn put(&self, rel: &str, content: &str) -> &Self {
+        let p = self.0.path().join("etc").join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+        self
+    }
+    fn roots(&self) -> Roots {
+        Roots {
+            config_root: self.0.path().join("etc"),
+            vdir_base: Some(self.0.path().join("vservers")),
+        }
+    }
+    fn load(&self, name: &str) -> std::result::Result<Loaded, ConfigError> {
+        load_guest(&self.roots(), name)
+    }
+}
+
+#[test]
+fn a_minimal_guest_gets_util_vservers_defaults() {
+    let t = Tree::new();
+    t.put("web/context", "40000\n");
+    let l = t.load("web").unwrap();
+    let c = &l.config;
+    assert_eq!(c.context, 40000);
+    assert_eq!(c.vdir, t.0.path().join("vservers/web"));
+    assert_eq!(c.bcaps, names::BCAPS_SECURE);
+    assert_eq!(c.ccaps, names::CCAPS_SECURE);
+    assert_eq!(c.cflags, names::CFLAGS_DEFAULT);
+    assert_eq!(c.nflags, names::NFLAGS_DEFAULT);
+    assert_eq!(c.init.style, init::Style::Sysv);
+    assert_eq!(c.vshelper.sync_timeout, 30);
+    assert_eq!(c.vshelper.action, "restart");
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+}
+
+#[test]
+fn missing_context_is_the_pld_message() {
+    let t = Tree::new();
+    t.put("web/apps/init/style", "plain\n");
+    let e = t.load("web").unwrap_err();
+    let cfg = t.0.path().join("etc/web");
+    assert_eq!(
+        e.message,
+        format!(
+            "Dynamic Context IDs are not supported, you must set Context ID in {}/context",
+            cfg.display()
+        )
+    );
+}
+
+#[test]
+fn context_range() {
+    let t = Tree::new();
+    for (v, ok) in [
+        ("1", false),
+        ("2", true),
+        ("65535", true),
+        ("65536", false),
+        ("0", false),
+        ("x", false),
+    ] {
+        t.put("g/context", &format!("{v}\n"));
+        let r = t.load("g");
+        assert_eq!(r.is_ok(), ok, "{v}: {r:?}", r = r.as_ref().err());
+        if let Err(e) = r {
+            assert_eq!(e.line, Some(1));
+        }
+    }
+}
+
+#[test]
+fn vdir_symlink_wins_over_vdir_base_and_vdirbase_is_read() {
+    let t = Tree::new();
+    t.put("web/context", "40000\n");
+    std::os::unix::fs::symlink("/srv/webroot", t.0.path().join("etc/web/vdir")).unwrap();
+    assert_eq!(
+        t.load("web").unwrap().config.vdir,
+        PathBuf::from("/srv/webroot")
+    );
+    t.put("db/context", "40001\n");
+    std::os::unix::fs::symlink("/data/vs", t.0.path().join("etc/.defaults/vdirbase")).unwrap();
+    let roots = Roots {
+        config_root: t.0.path().join("etc"),
+        vdir_base: None,
+    };
+    assert_eq!(
+        load_guest(&roots, "db").unwrap().config.vdir,
+        PathBuf::from("/data/vs/db")
+    );
+}
+
+#[test]
+fn cflags_falls_back_to_flags() {
+    let t = Tree::new();
+    t.put("web/context", "40000\n")
+        .put("web/flags", "~virt_uptime\n");
+    assert_eq!(
+        t.load("web").unwrap().config.cflags & names::FLAG_VIRT_UPTIME,
+        0
+    );
+    t.put("web/cflags", "virt_mem\n");
+    let c = t.load("web").unwrap().config;
+    assert_ne!(
+        c.cflags & names::FLAG_VIRT_UPTIME,
+        0,
+        "cflags replaces flags"
+    );
+    assert_ne!(c.cflags & names::FLAG_VIRT_MEM, 0);
+}
+
+#[test]
+fn unknown_files_are_warnings_and_errors_name_file_and_line() {
+    let t = Tree::new();
+    t.put("web/context", "40000\n").put("web/frobnicate", "x\n");
+    let l = t.load("web").unwrap();
+    assert_eq!(l.warnings.len(), 1);
+    assert!(l.warnings[0].file.ends_with("web/frobnicate"));
+    t.put("web/rlimits/nproc", "lots\n");
+    let e = t.load("web").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}:1: expected a number or 'inf', got \"lots\"",
+            t.0.path().join("etc/web/rlimits/nproc").display()
+        )
+    );
+    t.put("web/rlimits/nproc", "100\n")
+        .put("web/bcapabilities", "CAP_NET_ADMIN\nCAP_FROB\n");
+    let e = t.load("web").unwrap_err();
+    assert_eq!(e.line, Some(2));
+    assert_eq!(e.message, "Unknown bcap 'CAP_FROB'");
+}
+
+#[test]
+fn a_full_tree_loads() {
+    let t = Tree::new();
+    t.put("web/context", "40000\n")
+        .put("web/name", "Web server\n")
+        .put("web/nice", "5\n")
+        .put("web/bcapabilities", "NET_ADMIN\n~SYS_BOOT\n")
+        .put("web/ccapabilities", "set_rlimit\n")
+        .put("web/nflags", "single_ip\n")
+        .put("web/umask", "newnet\n")
+        .put("web/personality", "LINUX32\n")
+        .put("web/fstab", "none /proc proc defaults 0 0\n")
+        .put("web/interfaces/00/ip", "192.0.2.10/24\n")
+        .put("web/interfaces/00/dev", "eth0\n")
+        .put("web/ulimits/nofile", "1024\n")
+        .put("web/rlimits/rss", "1000\n")
+        .put("web/uts/nodename", "web\n")
+        .put("web/apps/init/style", "plain\n")
+        .put("web/apps/init/mark", "default\n")
+        .put("web/apps/vshelper/sync-timeout", "10\n")
+        .put("web/cgroup/cpu.shares", "512\n")
+        .put("web/sched/fill-rate", "1\n")
+        .put("web/spaces/net", "")
+        .put("web/scripts/pre-start", "x=1\n");
+    let l = t.load("web").unwrap();
+    let c = &l.config;
+    assert_eq!(c.display_name.as_deref(), Some("Web server"));
+    assert_ne!(c.bcaps & (1 << 12), 0);
+    assert_eq!(c.bcaps & (1 << 22), 0);
+    assert_eq!(c.interfaces.list.len(), 1);
+    assert_eq!(c.vshelper.sync_timeout, 10);
+    assert_eq!(c.hooks.len(), 1);
+    assert_eq!(c.spaces.net, Some(spaces::Space::New));
+    let w = proto::GuestConfig::from(c);
+    assert_eq!(w.init_style, "plain");
+    assert!(w.bcapabilities.contains(&"net_admin".to_string()));
+    assert_eq!(w.interfaces[0].address, "192.0.2.10/24");
+    assert_eq!(w.rlimits[0].resource, "rss");
+    assert!(w.rlimits[0].in_pages);
+}
+
+#[test]
+fn guest_names_skip_dot_folders_and_files() {
+    let t = Tree::new();
+    t.put("b/context", "2\n")
+        .put("a/context", "3\n")
+        .put(".distributions/x", "")
+        .put("README", "");
+    assert_eq!(guest_names(&t.0.path().join("etc")).unwrap(), ["a", "b"]);
+}
+
+#[test]
+fn context_conflicts_name_every_user() {
+    let c = context_conflicts(&[("a".into(), 5), ("b".into(), 5), ("c".into(), 6)]);
+    assert_eq!(c, [(5, vec!["a".to_string(), "b".to_string()])]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Any bytes in any file: an error or a config, never a panic.
+    #[test]
+    fn loading_never_panics(
+        files in proptest::collection::vec(
+            (prop::sample::select(vec![
+                "context", "bcapabilities", "ccapabilities", "cflags", "nflags", "umask", "nice",
+                "personality", "fstab", "rlimits/nproc", "ulimits/nofile", "interfaces/00/ip",
+                "interfaces/00/mask", "apps/init/style", "apps/init/killseq", "apps/init/environment",
+                "sched/fill-rate", "schedule", "spaces/pid", "uts/nodename", "apps/vshelper/sync-timeout",
+                "cgroup/cpu.shares", "netns/interfaces/0/host", "sysctl/0/setting", "ionice/class",
+            ]), proptest::collection::vec(any::<u8>(), 0..64)),
+            0..8,
+        )
+    ) {
+        let t = Tree::new();
+        t.put("g/context", "40000\n");
+        for (f, bytes) in &files {
+            let p = t.0.path().join("etc/g").join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, bytes).unwrap();
+        }
+        let _ = t.load("g");
+    }
+}
