@@ -7,7 +7,10 @@ APT_PACKAGES=(
   busybox-static   # test guests and the demo guest
   debootstrap      # Debian guests, the trixie tree with varlinkctl
   socat            # raw-socket tests
+  lxc systemd-container  # the peers of the lifecycle benchmark (lxc-start, systemd-nspawn)
   iproute2 util-linux procps psmisc
+  xfsprogs         # an XFS loop image for the clone-with-reflinks test
+  cpio xz-utils    # the VM tier's initramfs and kernel modules (scripts/vm.sh)
   ca-certificates
   python3-pip
 )
@@ -21,6 +24,21 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# qemu for the VM tier (scripts/vm.sh, docs/vm-tier.md). The machine image ships a newer
+# qemu-utils (a backport) than Debian 12's qemu-system-x86 goes with: without recommends apt
+# leaves it alone; should apt still refuse, qemu-utils is downgraded to qemu-system-x86's version.
+if ! command -v qemu-system-x86_64 >/dev/null; then
+  echo "setup: installing qemu-system-x86"
+  export DEBIAN_FRONTEND=noninteractive
+  [ ${#need[@]} -gt 0 ] || apt-get update -qq
+  if ! apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null; then
+    qver=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
+    echo "setup: retrying with qemu-utils downgraded to $qver"
+    apt-get install -y -qq --no-install-recommends --allow-downgrades \
+      qemu-system-x86 "qemu-utils=$qver" >/dev/null
+  fi
 fi
 
 # The python varlink peer (PyPI), for the interoperability test.

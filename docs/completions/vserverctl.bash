@@ -16,8 +16,17 @@ _vserverctl() {
             ",$1")
                 cmd="vserverctl"
                 ;;
+            vserverctl,build)
+                cmd="vserverctl__subcmd__build"
+                ;;
             vserverctl,check)
                 cmd="vserverctl__subcmd__check"
+                ;;
+            vserverctl,condrestart)
+                cmd="vserverctl__subcmd__condrestart"
+                ;;
+            vserverctl,delete)
+                cmd="vserverctl__subcmd__delete"
                 ;;
             vserverctl,enter)
                 cmd="vserverctl__subcmd__enter"
@@ -43,8 +52,14 @@ _vserverctl() {
             vserverctl,running)
                 cmd="vserverctl__subcmd__running"
                 ;;
+            vserverctl,set)
+                cmd="vserverctl__subcmd__set"
+                ;;
             vserverctl,start)
                 cmd="vserverctl__subcmd__start"
+                ;;
+            vserverctl,stat)
+                cmd="vserverctl__subcmd__stat"
                 ;;
             vserverctl,status)
                 cmd="vserverctl__subcmd__status"
@@ -52,8 +67,20 @@ _vserverctl() {
             vserverctl,stop)
                 cmd="vserverctl__subcmd__stop"
                 ;;
+            vserverctl,vserver-stat)
+                cmd="vserverctl__subcmd__stat"
+                ;;
+            vserverctl__subcmd__help,build)
+                cmd="vserverctl__subcmd__help__subcmd__build"
+                ;;
             vserverctl__subcmd__help,check)
                 cmd="vserverctl__subcmd__help__subcmd__check"
+                ;;
+            vserverctl__subcmd__help,condrestart)
+                cmd="vserverctl__subcmd__help__subcmd__condrestart"
+                ;;
+            vserverctl__subcmd__help,delete)
+                cmd="vserverctl__subcmd__help__subcmd__delete"
                 ;;
             vserverctl__subcmd__help,enter)
                 cmd="vserverctl__subcmd__help__subcmd__enter"
@@ -79,8 +106,14 @@ _vserverctl() {
             vserverctl__subcmd__help,running)
                 cmd="vserverctl__subcmd__help__subcmd__running"
                 ;;
+            vserverctl__subcmd__help,set)
+                cmd="vserverctl__subcmd__help__subcmd__set"
+                ;;
             vserverctl__subcmd__help,start)
                 cmd="vserverctl__subcmd__help__subcmd__start"
+                ;;
+            vserverctl__subcmd__help,stat)
+                cmd="vserverctl__subcmd__help__subcmd__stat"
                 ;;
             vserverctl__subcmd__help,status)
                 cmd="vserverctl__subcmd__help__subcmd__status"
@@ -95,7 +128,7 @@ _vserverctl() {
 
     case "${cmd}" in
         vserverctl)
-            opts="-h -V --socket --help --version list status check start stop restart running exec enter events generate-docs help"
+            opts="-h -V --socket --help --version list status check start stop restart condrestart set stat vserver-stat build delete running exec enter events generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -112,8 +145,86 @@ _vserverctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        vserverctl__subcmd__build)
+            opts="-m -h -V --method --context --hostname --interface --initstyle --force --json --socket --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --method)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -m)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hostname)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --initstyle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         vserverctl__subcmd__check)
             opts="-h -V --json --socket --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vserverctl__subcmd__condrestart)
+            opts="-h -V --json --socket --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vserverctl__subcmd__delete)
+            opts="-y -h -V --stop --yes --socket --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -203,7 +314,7 @@ _vserverctl() {
             return 0
             ;;
         vserverctl__subcmd__help)
-            opts="list status check start stop restart running exec enter events generate-docs help"
+            opts="list status check start stop restart condrestart set stat build delete running exec enter events generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -216,7 +327,49 @@ _vserverctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        vserverctl__subcmd__help__subcmd__build)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         vserverctl__subcmd__help__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vserverctl__subcmd__help__subcmd__condrestart)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vserverctl__subcmd__help__subcmd__delete)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -342,7 +495,35 @@ _vserverctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        vserverctl__subcmd__help__subcmd__set)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         vserverctl__subcmd__help__subcmd__start)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vserverctl__subcmd__help__subcmd__stat)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -438,7 +619,63 @@ _vserverctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        vserverctl__subcmd__set)
+            opts="-h -V --memory --cpus --pids --persist --json --socket --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --memory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cpus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pids)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         vserverctl__subcmd__start)
+            opts="-h -V --mark --parallel --json --socket --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --mark)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vserverctl__subcmd__stat)
             opts="-h -V --json --socket --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -475,12 +712,20 @@ _vserverctl() {
             return 0
             ;;
         vserverctl__subcmd__stop)
-            opts="-h -V --json --socket --help --version"
+            opts="-h -V --mark --parallel --json --socket --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --mark)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

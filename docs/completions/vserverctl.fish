@@ -30,9 +30,15 @@ complete -c vserverctl -n "__fish_vserverctl_needs_command" -s V -l version -d '
 complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "list" -d 'List every configured guest with its state'
 complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "status" -d 'Show a guest\'s state; exits 0 when it runs, 3 when it is stopped'
 complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "check" -d 'Check a guest\'s config tree; prints the file and line of the first error'
-complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "start" -d 'Start a guest (and its dependencies)'
-complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "stop" -d 'Stop a guest'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "start" -d 'Start a guest and the dependencies it needs (apps/init/depends), or with --mark every guest with that mark, in dependency order'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "stop" -d 'Stop a guest, or with --mark every running guest with that mark (dependents first)'
 complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "restart" -d 'Stop and start a guest'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "condrestart" -d 'Restart a guest if it runs; leave it stopped (and exit 0) if not'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "set" -d 'Change a running guest\'s limits without a restart (SetLimits)'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "stat" -d 'Resource use of the running guests, as vserver-stat prints it'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "vserver-stat" -d 'Resource use of the running guests, as vserver-stat prints it'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "build" -d 'Build a new guest: skeleton, template (-- -t TARBALL), clone (-- --source GUEST), debootstrap (-- -d SUITE [-m MIRROR])'
+complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "delete" -d 'Delete a guest: its root, config tree, run and cache targets'
 complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "running" -d 'Exits 0 when the guest runs, 1 when not'
 complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "exec" -d 'Run a command inside a running guest and return its exit code'
 complete -c vserverctl -n "__fish_vserverctl_needs_command" -f -a "enter" -d 'An interactive shell inside a running guest'
@@ -51,10 +57,14 @@ complete -c vserverctl -n "__fish_vserverctl_using_subcommand check" -l socket -
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand check" -l json -d 'Print the daemon\'s reply as JSON'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand check" -s h -l help -d 'Print help'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand check" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand start" -l mark -d 'Every guest with this mark (apps/init/mark), e.g. `default`' -r
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand start" -l parallel -d 'With --mark: at most this many guests at once [default: 6]' -r
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand start" -l socket -d 'The daemon\'s control socket' -r -F
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand start" -l json -d 'Print the daemon\'s reply as JSON'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand start" -s h -l help -d 'Print help'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand start" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand stop" -l mark -d 'Every guest with this mark (apps/init/mark), e.g. `default`' -r
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand stop" -l parallel -d 'With --mark: at most this many guests at once [default: 6]' -r
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand stop" -l socket -d 'The daemon\'s control socket' -r -F
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand stop" -l json -d 'Print the daemon\'s reply as JSON'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand stop" -s h -l help -d 'Print help'
@@ -63,6 +73,41 @@ complete -c vserverctl -n "__fish_vserverctl_using_subcommand restart" -l socket
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand restart" -l json -d 'Print the daemon\'s reply as JSON'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand restart" -s h -l help -d 'Print help'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand restart" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand condrestart" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand condrestart" -l json -d 'Print the daemon\'s reply as JSON'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand condrestart" -s h -l help -d 'Print help'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand condrestart" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand set" -l memory -d 'Memory limit in bytes, or with a K, M, G or T suffix (powers of 1024)' -r
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand set" -l cpus -d 'CPU quota in CPUs (0.5 is half of one CPU)' -r
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand set" -l pids -d 'Maximum number of processes' -r
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand set" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand set" -l persist -d 'Also write the values into the guest\'s cgroup/ folder (and apply them to a stopped guest\'s next start)'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand set" -l json -d 'Print the daemon\'s reply as JSON'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand set" -s h -l help -d 'Print help'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand set" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand stat" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand stat" -l json -d 'Print the daemon\'s reply as JSON'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand stat" -s h -l help -d 'Print help'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand stat" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand vserver-stat" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand vserver-stat" -l json -d 'Print the daemon\'s reply as JSON'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand vserver-stat" -s h -l help -d 'Print help'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand vserver-stat" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand build" -s m -l method -d 'The build method' -r
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand build" -l context -d 'The static context id [default: the next free one from 40000]' -r
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand build" -l hostname -d 'uts/nodename [default: the guest\'s name]' -r
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand build" -l interface -d 'An address: [NAME=][DEV:]IP[/PREFIX]; repeat for more' -r
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand build" -l initstyle -d 'apps/init/style [default: sysv for debootstrap, plain otherwise]' -r
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand build" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand build" -l force -d 'Rename an existing config tree or non-empty root to PATH.~EPOCH~ and build anyway'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand build" -l json -d 'Print the daemon\'s reply as JSON'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand build" -s h -l help -d 'Print help'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand build" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand delete" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand delete" -l stop -d 'Stop it first if it runs (otherwise a running guest is refused)'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand delete" -s y -l yes -d 'Do not ask'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand delete" -s h -l help -d 'Print help'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand delete" -s V -l version -d 'Print version'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand running" -l socket -d 'The daemon\'s control socket' -r -F
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand running" -s h -l help -d 'Print help'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand running" -s V -l version -d 'Print version'
@@ -80,15 +125,20 @@ complete -c vserverctl -n "__fish_vserverctl_using_subcommand events" -s V -l ve
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand generate-docs" -l socket -d 'The daemon\'s control socket' -r -F
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand generate-docs" -s h -l help -d 'Print help'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand generate-docs" -s V -l version -d 'Print version'
-complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "list" -d 'List every configured guest with its state'
-complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "status" -d 'Show a guest\'s state; exits 0 when it runs, 3 when it is stopped'
-complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "check" -d 'Check a guest\'s config tree; prints the file and line of the first error'
-complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "start" -d 'Start a guest (and its dependencies)'
-complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "stop" -d 'Stop a guest'
-complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "restart" -d 'Stop and start a guest'
-complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "running" -d 'Exits 0 when the guest runs, 1 when not'
-complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "exec" -d 'Run a command inside a running guest and return its exit code'
-complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "enter" -d 'An interactive shell inside a running guest'
-complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "events" -d 'Stream guest state changes'
-complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "generate-docs" -d 'Write man pages and shell completions into a folder'
-complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart running exec enter events generate-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart condrestart set stat build delete running exec enter events generate-docs help" -f -a "list" -d 'List every configured guest with its state'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart condrestart set stat build delete running exec enter events generate-docs help" -f -a "status" -d 'Show a guest\'s state; exits 0 when it runs, 3 when it is stopped'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart condrestart set stat build delete running exec enter events generate-docs help" -f -a "check" -d 'Check a guest\'s config tree; prints the file and line of the first error'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart condrestart set stat build delete running exec enter events generate-docs help" -f -a "start" -d 'Start a guest and the dependencies it needs (apps/init/depends), or with --mark every guest with that mark, in dependency order'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart condrestart set stat build delete running exec enter events generate-docs help" -f -a "stop" -d 'Stop a guest, or with --mark every running guest with that mark (dependents first)'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart condrestart set stat build delete running exec enter events generate-docs help" -f -a "restart" -d 'Stop and start a guest'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart condrestart set stat build delete running exec enter events generate-docs help" -f -a "condrestart" -d 'Restart a guest if it runs; leave it stopped (and exit 0) if not'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart condrestart set stat build delete running exec enter events generate-docs help" -f -a "set" -d 'Change a running guest\'s limits without a restart (SetLimits)'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart condrestart set stat build delete running exec enter events generate-docs help" -f -a "stat" -d 'Resource use of the running guests, as vserver-stat prints it'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart condrestart set stat build delete running exec enter events generate-docs help" -f -a "build" -d 'Build a new guest: skeleton, template (-- -t TARBALL), clone (-- --source GUEST), debootstrap (-- -d SUITE [-m MIRROR])'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart condrestart set stat build delete running exec enter events generate-docs help" -f -a "delete" -d 'Delete a guest: its root, config tree, run and cache targets'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart condrestart set stat build delete running exec enter events generate-docs help" -f -a "running" -d 'Exits 0 when the guest runs, 1 when not'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart condrestart set stat build delete running exec enter events generate-docs help" -f -a "exec" -d 'Run a command inside a running guest and return its exit code'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart condrestart set stat build delete running exec enter events generate-docs help" -f -a "enter" -d 'An interactive shell inside a running guest'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart condrestart set stat build delete running exec enter events generate-docs help" -f -a "events" -d 'Stream guest state changes'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart condrestart set stat build delete running exec enter events generate-docs help" -f -a "generate-docs" -d 'Write man pages and shell completions into a folder'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand help; and not __fish_seen_subcommand_from list status check start stop restart condrestart set stat build delete running exec enter events generate-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

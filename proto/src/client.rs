@@ -1,5 +1,7 @@
 //! Client side: a typed proxy for `org.linux-vserver.Manager` on any zlink connection.
 
+use std::os::fd::OwnedFd;
+
 use futures_util::Stream;
 
 use crate::{ExecReply, GuestList, GuestStatus, Limits, ManagerError, Progress, Validation};
@@ -9,6 +11,7 @@ pub trait ManagerProxy {
     async fn list(&mut self) -> zlink::Result<Result<GuestList, ManagerError>>;
     async fn status(&mut self, name: &str) -> zlink::Result<Result<GuestStatus, ManagerError>>;
     async fn validate(&mut self, name: &str) -> zlink::Result<Result<Validation, ManagerError>>;
+    async fn stat(&mut self) -> zlink::Result<Result<crate::StatList, ManagerError>>;
     #[zlink(more)]
     async fn start(
         &mut self,
@@ -25,25 +28,54 @@ pub trait ManagerProxy {
         name: &str,
     ) -> zlink::Result<impl Stream<Item = zlink::Result<Result<Progress, ManagerError>>>>;
     #[zlink(more)]
+    async fn start_marked(
+        &mut self,
+        mark: &str,
+        parallel: Option<i64>,
+    ) -> zlink::Result<impl Stream<Item = zlink::Result<Result<Progress, ManagerError>>>>;
+    #[zlink(more)]
+    async fn stop_marked(
+        &mut self,
+        mark: &str,
+        parallel: Option<i64>,
+    ) -> zlink::Result<impl Stream<Item = zlink::Result<Result<Progress, ManagerError>>>>;
+    #[zlink(more)]
+    async fn cond_restart(
+        &mut self,
+        name: &str,
+    ) -> zlink::Result<impl Stream<Item = zlink::Result<Result<Progress, ManagerError>>>>;
+    /// The first reply carries the fds (stdin, stdout, stderr; or a pty master).
+    #[zlink(more, return_fds)]
     async fn exec(
         &mut self,
         name: &str,
         command: &[String],
         environment: &[String],
         tty: bool,
-    ) -> zlink::Result<impl Stream<Item = zlink::Result<Result<ExecReply, ManagerError>>>>;
-    #[zlink(more)]
+    ) -> zlink::Result<
+        impl Stream<Item = zlink::Result<(Result<ExecReply, ManagerError>, Vec<OwnedFd>)>>,
+    >;
+    #[zlink(more, return_fds)]
     async fn enter(
         &mut self,
         name: &str,
         environment: &[String],
-    ) -> zlink::Result<impl Stream<Item = zlink::Result<Result<ExecReply, ManagerError>>>>;
+    ) -> zlink::Result<
+        impl Stream<Item = zlink::Result<(Result<ExecReply, ManagerError>, Vec<OwnedFd>)>>,
+    >;
     async fn set_limits(
         &mut self,
         name: &str,
         limits: &Limits,
         persist: bool,
     ) -> zlink::Result<Result<Limits, ManagerError>>;
+    #[zlink(more)]
+    async fn build(
+        &mut self,
+        name: &str,
+        method: &str,
+        options: &crate::BuildOptions,
+    ) -> zlink::Result<impl Stream<Item = zlink::Result<Result<Progress, ManagerError>>>>;
     async fn delete(&mut self, name: &str, stop: bool) -> zlink::Result<Result<(), ManagerError>>;
     #[zlink(more)]
     async fn events(

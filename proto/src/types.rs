@@ -80,6 +80,9 @@ pub struct GuestStatus {
     /// The config changed in a way that takes effect only at the next start.
     pub restart_needed: bool,
     pub config_error: Option<ConfigProblem>,
+    /// Why the guest last stopped on its own or failed to start (init's exit, a reboot, the
+    /// failing step).
+    pub message: Option<String>,
 }
 
 /// The reply of Validate.
@@ -120,6 +123,27 @@ pub struct Limits {
     pub pids: Option<u64>,
 }
 
+/// Resource use of one running guest (vserver-stat's row), from its cgroups and /proc.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomType)]
+pub struct GuestStat {
+    pub name: String,
+    pub context: u32,
+    pub processes: u32,
+    /// Sum of the processes' virtual sizes.
+    pub vsz_bytes: u64,
+    /// Resident memory: anonymous plus mapped file pages, as the memory controller counts.
+    pub rss_bytes: u64,
+    pub user_seconds: f64,
+    pub system_seconds: f64,
+    pub uptime_seconds: f64,
+}
+
+/// The reply of Stat: every running guest, by context id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomType)]
+pub struct StatList {
+    pub guests: Vec<GuestStat>,
+}
+
 /// The errors of `org.linux-vserver.Manager`.
 #[derive(Debug, Clone, PartialEq, zlink::ReplyError, introspect::ReplyError)]
 #[zlink(interface = "org.linux-vserver.Manager")]
@@ -142,6 +166,8 @@ pub enum ManagerError {
         dependency: String,
         reason: String,
     },
+    /// apps/init/depends has a cycle or names a guest that does not exist; nothing started.
+    InvalidDependencies { message: String },
     /// The caller may not do this.
     PermissionDenied { reason: String },
     /// The method is declared but not implemented by this daemon yet.
@@ -169,6 +195,7 @@ impl std::fmt::Display for ManagerError {
                 dependency,
                 reason,
             } => write!(f, "{name}: dependency {dependency} failed: {reason}"),
+            ManagerError::InvalidDependencies { message } => write!(f, "{message}"),
             ManagerError::PermissionDenied { reason } => write!(f, "permission denied: {reason}"),
             ManagerError::NotImplemented { method } => {
                 write!(f, "{method} is not implemented by this vserverd yet")
@@ -204,4 +231,8 @@ pub struct BuildOptions {
     pub initstyle: Option<String>,
     /// The build method's own arguments (after `--`).
     pub arguments: Vec<String>,
+    /// An existing config tree or non-empty root is renamed to `PATH.~EPOCH~` first
+    /// (util-vserver's `--force`) instead of failing the build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force: Option<bool>,
 }

@@ -13,8 +13,13 @@ pub struct TestDaemon {
     pub vdir_base: PathBuf,
     pub run_dir: PathBuf,
     pub socket: PathBuf,
+    /// This daemon's guests' cgroups: OWN/PREFIX/NAME in every hierarchy, unique per daemon
+    /// so parallel tests never share one.
+    pub cgroup_prefix: String,
     child: Option<Child>,
     extra_args: Vec<String>,
+    /// Run the daemon in this network namespace (a test's stand-in for the host's network).
+    pub netns: Option<PathBuf>,
 }
 
 impl TestDaemon {
@@ -31,14 +36,22 @@ impl TestDaemon {
             std::fs::create_dir_all(d).expect("mkdir");
         }
         let socket = run_dir.join("control");
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let cgroup_prefix = format!(
+            "vserverd-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
         Self {
             dir,
             config_root,
             vdir_base,
             run_dir,
             socket,
+            cgroup_prefix,
             child: None,
             extra_args: Vec::new(),
+            netns: None,
         }
     }
 
@@ -58,7 +71,17 @@ impl TestDaemon {
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "daemon already running");
         let log = std::fs::File::create(self.dir.path().join("vserverd.log")).expect("log");
-        let child = Command::new(bins::vserverd())
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", ns.display()))
+                    .arg("--")
+                    .arg(bins::vserverd());
+                c
+            }
+            None => Command::new(bins::vserverd()),
+        };
+        let child = cmd
             .arg("--config-root")
             .arg(&self.config_root)
             .arg("--vdir-base")
@@ -67,8 +90,13 @@ impl TestDaemon {
             .arg(&self.run_dir)
             .arg("--socket")
             .arg(&self.socket)
+            .arg("--cgroup-prefix")
+            .arg(&self.cgroup_prefix)
             .args(&self.extra_args)
-            .env("VSERVERD_LOG", "debug")
+            .env(
+                "VSERVERD_LOG",
+                std::env::var("VSERVERD_TEST_LOG").unwrap_or_else(|_| "debug".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -135,6 +163,91 @@ impl TestDaemon {
             .expect("run vserverctl")
     }
 
+    /// Runs vserverctl and panics (with both outputs and the daemon's log) unless it exits 0.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let o = self.ctl(args);
+        assert!(
+            o.status.success(),
+            "vserverctl {args:?} failed ({}):\nstdout: {}\nstderr: {}\ndaemon log:\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `vserverctl status NAME --json`, parsed.
+    pub fn status(&self, name: &str) -> serde_json::Value {
+        let o = self.ctl(&["status", name, "--json"]);
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+            panic!(
+                "status {name}: {e}: {}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+    }
+
+    /// The host pid of a running guest's init.
+    pub fn init_pid(&self, name: &str) -> i32 {
+        let s = self.status(name);
+        s["init_pid"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{name} has no init pid: {s}")) as i32
+    }
+
+    /// Polls `f` until it holds (generous timeout: only to avoid hanging).
+    pub fn wait_until(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("timed out waiting for {what}; daemon log:\n{}", self.log());
+    }
+
+    /// The guest's cgroup directories (they need not exist).
+    pub fn cgroup_dirs(&self, name: &str) -> Vec<PathBuf> {
+        // An empty answer would make every "nothing left" check pass vacuously.
+        vserverd::isolate::cgroup::Layout::detect()
+            .expect("cgroup layout of this host")
+            .guest(&self.cgroup_prefix, name)
+            .dirs
+            .into_iter()
+            .map(|d| d.path)
+            .collect()
+    }
+
+    /// Makes a network namespace for this test (pinned below its directory, gone with it),
+    /// with loopback up, and runs the daemon in it from the next spawn on: the "host"
+    /// network of the test, so the real host's network is never touched.
+    pub fn host_netns(&mut self) -> PathBuf {
+        let ns = self.dir.path().join("hostnet");
+        std::fs::File::create(&ns).expect("netns file");
+        let ok = Command::new("unshare")
+            .arg(format!("--net={}", ns.display()))
+            .args(["ip", "link", "set", "lo", "up"])
+            .status()
+            .expect("unshare");
+        assert!(ok.success(), "cannot make a network namespace");
+        self.netns = Some(ns.clone());
+        ns
+    }
+
+    /// Runs a command in the test's host network namespace.
+    pub fn in_host_net(&self, args: &[&str]) -> Output {
+        let ns = self.netns.as_ref().expect("host_netns first");
+        Command::new("nsenter")
+            .arg(format!("--net={}", ns.display()))
+            .arg("--")
+            .args(args)
+            .output()
+            .expect("nsenter")
+    }
+
     pub fn guest_config(&self, name: &str) -> PathBuf {
         self.config_root.join(name)
     }
@@ -147,7 +260,43 @@ impl TestDaemon {
 impl Drop for TestDaemon {
     fn drop(&mut self) {
         self.kill();
+        cleanup_cgroups(&self.cgroup_prefix);
         cleanup_under(self.dir.path());
+    }
+}
+
+/// Kills every process in the cgroups below PREFIX (in every hierarchy) and removes them:
+/// guests have pivoted roots, so this, not their root path, is how they are found.
+pub fn cleanup_cgroups(prefix: &str) {
+    let Ok(layout) = vserverd::isolate::cgroup::Layout::detect() else {
+        return;
+    };
+    // Depth first: guests may sit in shared groups (PREFIX/GROUP/NAME).
+    fn clean(dir: &Path) {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    clean(&e.path());
+                }
+            }
+        }
+        for _ in 0..200 {
+            let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+            let pids = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for p in pids.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    for h in &layout.hierarchies {
+        clean(&h.mount.join(&h.own).join(prefix));
     }
 }
 

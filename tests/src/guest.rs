@@ -113,3 +113,47 @@ pub fn busybox_root(root: &Path) {
     std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
     std::fs::write(root.join("etc/group"), "root:x:0:\n").expect("group");
 }
+
+/// Copies a host binary into a guest root at `dest` with the shared libraries `ldd` names,
+/// so it runs in a busybox guest that has no libc of its own.
+pub fn install_host_binary(root: &Path, src: &Path, dest: &str) {
+    let target = root.join(dest.trim_start_matches('/'));
+    std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+    std::fs::copy(src, &target).expect("copy binary");
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = std::process::Command::new("ldd")
+        .arg(src)
+        .output()
+        .expect("ldd");
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
+        let path = line
+            .split("=>")
+            .last()
+            .and_then(|r| r.split_whitespace().next())
+            .filter(|p| p.starts_with('/'));
+        if let Some(p) = path {
+            let lib = root.join(p.trim_start_matches('/'));
+            if !lib.exists() {
+                std::fs::create_dir_all(lib.parent().expect("parent")).expect("mkdir lib");
+                std::fs::copy(p, &lib).expect("copy lib");
+            }
+        }
+    }
+}
+
+/// A binary of this workspace next to the running test (target/debug or target/release).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut dir = exe.parent().expect("dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} missing: run cargo build --workspace",
+        p.display()
+    );
+    p
+}

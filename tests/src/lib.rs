@@ -8,6 +8,7 @@ pub mod bins;
 pub mod daemon;
 pub mod guest;
 pub mod varlink;
+pub mod vm;
 
 pub use daemon::TestDaemon;
 pub use guest::GuestBuilder;

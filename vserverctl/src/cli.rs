@@ -26,6 +26,37 @@ pub struct Output {
     pub json: bool,
 }
 
+/// `256M` → 268435456.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last() {
+        Some(c @ ('K' | 'k' | 'M' | 'm' | 'G' | 'g' | 'T' | 't')) => (
+            &s[..s.len() - 1],
+            match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => 1 << 40,
+            },
+        ),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("expected a size such as 268435456 or 256M, got {s:?}"))
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Many {
+    /// Every guest with this mark (apps/init/mark), e.g. `default`.
+    #[arg(long)]
+    pub mark: Option<String>,
+    /// With --mark: at most this many guests at once [default: 6].
+    #[arg(long, requires = "mark")]
+    pub parallel: Option<i64>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List every configured guest with its state.
@@ -45,15 +76,22 @@ pub enum Command {
         #[command(flatten)]
         out: Output,
     },
-    /// Start a guest (and its dependencies).
+    /// Start a guest and the dependencies it needs (apps/init/depends), or with --mark every
+    /// guest with that mark, in dependency order.
     Start {
-        name: String,
+        #[arg(required_unless_present = "mark", conflicts_with = "mark")]
+        name: Option<String>,
+        #[command(flatten)]
+        many: Many,
         #[command(flatten)]
         out: Output,
     },
-    /// Stop a guest.
+    /// Stop a guest, or with --mark every running guest with that mark (dependents first).
     Stop {
-        name: String,
+        #[arg(required_unless_present = "mark", conflicts_with = "mark")]
+        name: Option<String>,
+        #[command(flatten)]
+        many: Many,
         #[command(flatten)]
         out: Output,
     },
@@ -62,6 +100,75 @@ pub enum Command {
         name: String,
         #[command(flatten)]
         out: Output,
+    },
+    /// Restart a guest if it runs; leave it stopped (and exit 0) if not.
+    Condrestart {
+        name: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Change a running guest's limits without a restart (SetLimits).
+    Set {
+        name: String,
+        /// Memory limit in bytes, or with a K, M, G or T suffix (powers of 1024).
+        #[arg(long, value_parser = parse_size)]
+        memory: Option<u64>,
+        /// CPU quota in CPUs (0.5 is half of one CPU).
+        #[arg(long)]
+        cpus: Option<f64>,
+        /// Maximum number of processes.
+        #[arg(long)]
+        pids: Option<u64>,
+        /// Also write the values into the guest's cgroup/ folder (and apply them to a stopped
+        /// guest's next start).
+        #[arg(long)]
+        persist: bool,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Resource use of the running guests, as vserver-stat prints it.
+    #[command(visible_alias = "vserver-stat")]
+    Stat {
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Build a new guest: skeleton, template (-- -t TARBALL), clone (-- --source GUEST),
+    /// debootstrap (-- -d SUITE [-m MIRROR]).
+    Build {
+        name: String,
+        /// The build method.
+        #[arg(short, long)]
+        method: String,
+        /// The static context id [default: the next free one from 40000].
+        #[arg(long)]
+        context: Option<u32>,
+        /// uts/nodename [default: the guest's name].
+        #[arg(long)]
+        hostname: Option<String>,
+        /// An address: [NAME=][DEV:]IP[/PREFIX]; repeat for more.
+        #[arg(long = "interface")]
+        interfaces: Vec<String>,
+        /// apps/init/style [default: sysv for debootstrap, plain otherwise].
+        #[arg(long)]
+        initstyle: Option<String>,
+        /// Rename an existing config tree or non-empty root to PATH.~EPOCH~ and build anyway.
+        #[arg(long)]
+        force: bool,
+        /// The method's own arguments.
+        #[arg(last = true)]
+        arguments: Vec<String>,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Delete a guest: its root, config tree, run and cache targets.
+    Delete {
+        name: String,
+        /// Stop it first if it runs (otherwise a running guest is refused).
+        #[arg(long)]
+        stop: bool,
+        /// Do not ask.
+        #[arg(short, long)]
+        yes: bool,
     },
     /// Exits 0 when the guest runs, 1 when not.
     Running { name: String },

@@ -1,9 +1,11 @@
 //! vserverctl: a thin varlink client of vserverd. It never touches the kernel.
 
 mod cli;
+mod compat;
 mod docs;
 mod exit;
 mod render;
+mod session;
 
 use clap::Parser;
 use futures_util::{pin_mut, StreamExt};
@@ -14,7 +16,35 @@ use cli::{Cli, Command};
 use exit::Failure;
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // Called as `vserver` or `vserver-stat` (links to vserverctl): util-vserver's command line.
+    let argv: Vec<String> = std::env::args().collect();
+    let called = std::path::Path::new(argv.first().map(String::as_str).unwrap_or(""))
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (cli, quiet) = match called.as_str() {
+        "vserver" | "vserver-stat" => {
+            let parsed = if called == "vserver" {
+                compat::parse(&argv[1..])
+            } else {
+                compat::parse_stat(&argv[1..])
+            };
+            match parsed {
+                compat::Parsed::Run { cli, silent } => (
+                    cli,
+                    Quiet {
+                        progress: true,
+                        silent,
+                    },
+                ),
+                compat::Parsed::Usage(u) => {
+                    eprintln!("{u}");
+                    return std::process::ExitCode::from(2);
+                }
+            }
+        }
+        _ => (Cli::parse(), Quiet::default()),
+    };
     if let Command::GenerateDocs { dir } = &cli.command {
         return match docs::generate(dir) {
             Ok(()) => std::process::ExitCode::SUCCESS,
@@ -34,16 +64,31 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
-        Ok(code) => std::process::ExitCode::from(code),
+    let code = match rt.block_on(run(cli, quiet)) {
+        Ok(code) => code,
         Err(f) => {
             eprintln!("vserverctl: {f}");
-            std::process::ExitCode::from(f.code())
+            f.code()
         }
-    }
+    };
+    // Not a drop of the runtime: it would wait for blocking reads of pipes that a guest's
+    // background process may hold open for hours.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    rt.shutdown_background();
+    std::process::ExitCode::from(code)
 }
 
-async fn run(cli: Cli) -> Result<u8, Failure> {
+/// What util-vserver's form leaves unsaid.
+#[derive(Default, Clone, Copy)]
+struct Quiet {
+    /// No step-by-step lines for start/stop/restart (util-vserver printed none).
+    progress: bool,
+    /// `--silent`: no status text, no delete prompt.
+    silent: bool,
+}
+
+async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
     let mut conn = zlink::tokio::unix::connect(&cli.socket)
         .await
         .map_err(|e| Failure::Unreachable(cli.socket.clone(), e.to_string()))?;
@@ -61,7 +106,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let st = conn.status(&name).await??;
             if out.json {
                 render::json(&st);
-            } else {
+            } else if !quiet.silent {
                 print!("{}", render::status(&st));
             }
             Ok(if st.state == GuestState::Running {
@@ -90,41 +135,132 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-        Command::Start { name, out } => {
-            let s = conn.start(&name).await?;
-            progress(s, out.json).await
+        Command::Start { name, many, out } => {
+            let r = match (name, &many.mark) {
+                (Some(name), _) => {
+                    progress(conn.start(&name).await?, out.json, quiet.progress).await
+                }
+                (None, Some(mark)) => {
+                    progress(
+                        conn.start_marked(mark, many.parallel).await?,
+                        out.json,
+                        quiet.progress,
+                    )
+                    .await
+                }
+                (None, None) => unreachable!("clap requires a name or --mark"),
+            };
+            match r {
+                // util-vserver: a running guest is not an error for start.
+                Err(Failure::Daemon(ManagerError::AlreadyRunning { name })) => {
+                    eprintln!("vserver '{name}' already running");
+                    Ok(0)
+                }
+                r => r,
+            }
         }
-        Command::Stop { name, out } => {
-            let s = conn.stop(&name).await?;
-            progress(s, out.json).await
-        }
+        Command::Stop { name, many, out } => match (name, &many.mark) {
+            (Some(name), _) => progress(conn.stop(&name).await?, out.json, quiet.progress).await,
+            (None, Some(mark)) => {
+                progress(
+                    conn.stop_marked(mark, many.parallel).await?,
+                    out.json,
+                    quiet.progress,
+                )
+                .await
+            }
+            (None, None) => unreachable!("clap requires a name or --mark"),
+        },
         Command::Restart { name, out } => {
             let s = conn.restart(&name).await?;
-            progress(s, out.json).await
+            progress(s, out.json, quiet.progress).await
+        }
+        Command::Set {
+            name,
+            memory,
+            cpus,
+            pids,
+            persist,
+            out,
+        } => {
+            let limits = proto::Limits { memory, cpus, pids };
+            let set = conn.set_limits(&name, &limits, persist).await??;
+            if out.json {
+                render::json(&set);
+            } else {
+                println!(
+                    "{name}: limits set{}",
+                    if persist { " and saved" } else { "" }
+                );
+            }
+            Ok(0)
+        }
+        Command::Stat { out } => {
+            let st = conn.stat().await??;
+            if out.json {
+                render::json(&st);
+            } else {
+                print!("{}", render::stat(&st));
+            }
+            Ok(0)
+        }
+        Command::Condrestart { name, out } => {
+            let s = conn.cond_restart(&name).await?;
+            progress(s, out.json, quiet.progress).await
         }
         Command::Exec { name, command, tty } => {
             let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
             let s = conn.exec(&name, &command, &env, tty).await?;
-            pin_mut!(s);
-            while let Some(r) = s.next().await {
-                let r = r??;
-                if let Some(code) = r.exit_code {
-                    return Ok(code.clamp(0, 255) as u8);
+            match session::run(s, tty).await {
+                Err(Failure::Daemon(ManagerError::NotRunning { .. })) if quiet.progress => {
+                    eprintln!(
+                        "'vserver ... suexec' is supported for running vservers only; aborting..."
+                    );
+                    Ok(1)
+                }
+                r => r,
+            }
+        }
+        Command::Build {
+            name,
+            method,
+            context,
+            hostname,
+            interfaces,
+            initstyle,
+            force,
+            arguments,
+            out,
+        } => {
+            let options = proto::BuildOptions {
+                context,
+                hostname,
+                interfaces,
+                initstyle,
+                arguments,
+                force: force.then_some(true),
+            };
+            let s = conn.build(&name, &method, &options).await?;
+            progress(s, out.json, false).await
+        }
+        Command::Delete { name, stop, yes } => {
+            if !yes && !quiet.silent {
+                use std::io::Write;
+                eprint!("Are you sure you want to delete the vserver {name} (y/N) ");
+                let _ = std::io::stderr().flush();
+                let mut answer = String::new();
+                let _ = std::io::stdin().read_line(&mut answer);
+                if !matches!(answer.trim(), "y" | "Y") {
+                    return Ok(2);
                 }
             }
+            conn.delete(&name, stop).await??;
             Ok(0)
         }
         Command::Enter { name } => {
             let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
             let s = conn.enter(&name, &env).await?;
-            pin_mut!(s);
-            while let Some(r) = s.next().await {
-                let r = r??;
-                if let Some(code) = r.exit_code {
-                    return Ok(code.clamp(0, 255) as u8);
-                }
-            }
-            Ok(0)
+            session::run(s, true).await
         }
         Command::Events { out } => {
             let s = conn.events().await?;
@@ -146,15 +282,48 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
 async fn progress(
     s: impl futures_util::Stream<Item = zlink::Result<Result<proto::Progress, ManagerError>>>,
     json: bool,
+    quiet: bool,
 ) -> Result<u8, Failure> {
     pin_mut!(s);
-    while let Some(p) = s.next().await {
-        let p = p??;
-        if json {
-            render::json(&p);
-        } else {
-            println!("{}: {}: {}", p.name, p.step, p.message);
+    // On a terminal the current step shows on a spinner line and each finished step stays
+    // above it; piped, one plain line per step (what scripts parse).
+    let bar =
+        (!json && !quiet && std::io::IsTerminal::is_terminal(&std::io::stdout())).then(|| {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            b.enable_steady_tick(std::time::Duration::from_millis(100));
+            b
+        });
+    let mut last: Option<String> = None;
+    let result = async {
+        while let Some(p) = s.next().await {
+            let p = p??;
+            let line = format!("{}: {}: {}", p.name, p.step, p.message);
+            if json {
+                render::json(&p);
+            } else if let Some(b) = &bar {
+                if let Some(prev) = last.replace(line.clone()) {
+                    b.println(prev);
+                }
+                b.set_message(line);
+            } else if !quiet {
+                println!("{line}");
+            } else if p.step == "not-running" {
+                // util-vserver says this one even in its quiet form, on stderr.
+                eprintln!("{}", p.message);
+            }
+        }
+        Ok::<u8, Failure>(0)
+    }
+    .await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+        if let Some(l) = last {
+            println!("{l}");
         }
     }
-    Ok(0)
+    result
 }

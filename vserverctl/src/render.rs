@@ -71,6 +71,9 @@ pub fn status(st: &GuestStatus) -> String {
     if st.restart_needed {
         s.push_str("Configuration changed: restart needed\n");
     }
+    if let Some(m) = &st.message {
+        s.push_str(&format!("Last: {m}\n"));
+    }
     s
 }
 
@@ -84,9 +87,91 @@ fn uptime(secs: f64) -> String {
     }
 }
 
+/// vserver-stat's memory column: scaled by 1024, one decimal, a unit letter.
+fn mem(bytes: u64) -> String {
+    let mut v = bytes as f64;
+    for unit in [" ", "K", "M", "G", "T"] {
+        if v < 1024.0 || unit == "T" {
+            return if unit == " " {
+                format!("{bytes}")
+            } else {
+                format!("{v:.1}{unit}")
+            };
+        }
+        v /= 1024.0;
+    }
+    unreachable!()
+}
+
+/// vserver-stat's time columns: MmSSsXX under an hour, then HhMMmSS, DdHHhMM, YyDDdHH.
+fn duration(secs: f64) -> String {
+    let s = secs.max(0.0);
+    let whole = s as u64;
+    let (m, h, d) = (whole / 60, whole / 3600, whole / 86400);
+    if whole < 3600 {
+        format!(
+            "{}m{:02}s{:02}",
+            m,
+            whole % 60,
+            ((s - whole as f64) * 100.0) as u64
+        )
+    } else if whole < 86400 {
+        format!("{}h{:02}m{:02}", h, m % 60, whole % 60)
+    } else if d < 365 {
+        format!("{}d{:02}h{:02}", d, h % 24, m % 60)
+    } else {
+        format!("{}y{:02}d{:02}", d / 365, d % 365, h % 24)
+    }
+}
+
+/// vserver-stat's table.
+pub fn stat(st: &proto::StatList) -> String {
+    let mut out = String::from("CTX   PROC    VSZ    RSS  userTIME   sysTIME    UPTIME NAME\n");
+    for g in &st.guests {
+        let name: String = g.name.chars().take(20).collect();
+        out.push_str(&format!(
+            "{:<5}{:>5}{:>7}{:>7}{:>10}{:>10}{:>10} {}\n",
+            g.context,
+            g.processes,
+            mem(g.vsz_bytes),
+            mem(g.rss_bytes),
+            duration(g.user_seconds),
+            duration(g.system_seconds),
+            duration(g.uptime_seconds),
+            name
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_columns_follow_vserver_stat() {
+        let st = proto::StatList {
+            guests: vec![proto::GuestStat {
+                name: "web".into(),
+                context: 40000,
+                processes: 12,
+                vsz_bytes: 12_900_000,
+                rss_bytes: 3_500_000,
+                user_seconds: 5.23,
+                system_seconds: 3700.0,
+                uptime_seconds: 90000.0,
+            }],
+        };
+        let t = stat(&st);
+        let row = t.lines().nth(1).unwrap();
+        assert_eq!(
+            row,
+            "40000   12  12.3M   3.3M   0m05s23   1h01m40   1d01h00 web"
+        );
+        assert_eq!(row.find("web"), Some(55));
+        assert_eq!(mem(800), "800");
+        assert_eq!(duration(400.0 * 86400.0), "1y35d00");
+    }
 
     #[test]
     fn stopped_status_uses_util_vserver_wording() {
@@ -100,6 +185,7 @@ mod tests {
             uptime_seconds: None,
             restart_needed: false,
             config_error: None,
+            message: None,
         };
         assert_eq!(status(&st), "Vserver 'web' is stopped\n");
     }
@@ -116,6 +202,7 @@ mod tests {
             uptime_seconds: Some(3723.0),
             restart_needed: false,
             config_error: None,
+            message: None,
         };
         assert_eq!(
             status(&st),

@@ -2,12 +2,17 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use proto::{
     ConfigProblem, GuestList, GuestState, GuestStatus, GuestSummary, ManagerError, Validation,
 };
 
 use crate::config::{self, ConfigError, Loaded, Roots};
+use crate::guest::Guests;
+use crate::isolate::cgroup::{GuestCgroup, Layout};
+use crate::orchestrate::catalog::{Catalog, Entry};
+use crate::stage::spawn::StageImage;
 
 /// Paths and policy, fixed at start-up.
 #[derive(Debug, Clone)]
@@ -18,11 +23,48 @@ pub struct Options {
     pub socket: PathBuf,
     /// Group whose members may make read-only calls.
     pub read_gid: Option<u32>,
+    /// Guests' cgroups are OWN/PREFIX/NAME in every hierarchy (OWN: the daemon's cgroup).
+    pub cgroup_prefix: String,
 }
 
 pub struct Daemon {
     pub opts: Options,
     roots: Roots,
+    pub guests: Guests,
+    /// Parsed configs, current while the watcher runs.
+    pub catalog: Catalog,
+    image: OnceLock<Result<Arc<StageImage>, String>>,
+    layout: OnceLock<Result<Layout, String>>,
+}
+
+/// Where a lifecycle call reports its steps (a `more` reply stream), if anywhere.
+#[derive(Clone)]
+pub struct Progress(Option<tokio::sync::mpsc::UnboundedSender<proto::Progress>>);
+
+impl Progress {
+    pub fn none() -> Progress {
+        Progress(None)
+    }
+
+    pub fn channel() -> (
+        Progress,
+        tokio::sync::mpsc::UnboundedReceiver<proto::Progress>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Progress(Some(tx)), rx)
+    }
+
+    pub fn send(&self, name: &str, step: &str, message: &str, state: GuestState) {
+        tracing::debug!(guest = name, step, "{message}");
+        if let Some(tx) = &self.0 {
+            let _ = tx.send(proto::Progress {
+                name: name.into(),
+                step: step.into(),
+                message: message.into(),
+                state,
+            });
+        }
+    }
 }
 
 fn problem(e: &ConfigError) -> ConfigProblem {
@@ -47,7 +89,89 @@ impl Daemon {
             config_root: opts.config_root.clone(),
             vdir_base: opts.vdir_base.clone(),
         };
-        Self { opts, roots }
+        Self {
+            opts,
+            roots,
+            guests: Guests::default(),
+            catalog: Catalog::default(),
+            image: OnceLock::new(),
+            layout: OnceLock::new(),
+        }
+    }
+
+    /// The sealed copy of our binary that stages run from, made on first use.
+    pub fn image(&self) -> Result<Arc<StageImage>, String> {
+        self.image
+            .get_or_init(|| StageImage::new().map(Arc::new).map_err(|e| e.to_string()))
+            .clone()
+    }
+
+    pub fn layout(&self) -> Result<&Layout, String> {
+        self.layout
+            .get_or_init(|| Layout::detect().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// On a pure cgroup v2 host, a daemon alone in its cgroup (as under systemd with
+    /// Delegate=yes) moves into a leaf of it, OWN/vserverd-daemon: v2 lets a cgroup hand
+    /// controllers to its children only when it has no processes of its own. Guests go to
+    /// OWN/PREFIX/NAME, computed from OWN as it was before the move.
+    pub fn settle_cgroup(&self) {
+        let Ok(layout) = self.layout() else {
+            return;
+        };
+        if layout.kind() != "v2" {
+            return;
+        }
+        let Some(h) = layout.v2() else {
+            return;
+        };
+        let own = h.mount.join(&h.own);
+        let procs = std::fs::read_to_string(own.join("cgroup.procs")).unwrap_or_default();
+        let me = std::process::id().to_string();
+        if procs.lines().any(|p| p.trim() != me) {
+            tracing::info!(
+                "{} has other processes: guests get no cgroup v2 controllers (run vserverd as \
+                 its own systemd service with Delegate=yes)",
+                own.display()
+            );
+            return;
+        }
+        let leaf = own.join("vserverd-daemon");
+        let moved = std::fs::create_dir_all(&leaf)
+            .and_then(|()| std::fs::write(leaf.join("cgroup.procs"), &me));
+        match moved {
+            Ok(()) => tracing::info!("moved into {}", leaf.display()),
+            Err(e) => tracing::warn!("cannot move into {}: {e}", leaf.display()),
+        }
+    }
+
+    /// A guest's cgroups, in its shared group (`cgroup/name`) when it has one.
+    pub fn cgroup_in(&self, name: &str, group: Option<&str>) -> Result<GuestCgroup, String> {
+        Ok(self
+            .layout()?
+            .guest_in(&self.opts.cgroup_prefix, group, name))
+    }
+
+    pub fn cgroup(&self, name: &str) -> Result<GuestCgroup, String> {
+        Ok(self.layout()?.guest(&self.opts.cgroup_prefix, name))
+    }
+
+    pub fn check_name(&self, name: &str) -> Result<(), ManagerError> {
+        if self.exists(name) || self.guests.running(name).is_some() {
+            Ok(())
+        } else {
+            Err(ManagerError::NoSuchGuest { name: name.into() })
+        }
+    }
+
+    pub fn roots(&self) -> Roots {
+        self.roots.clone()
+    }
+
+    pub fn guest_names(&self) -> Vec<String> {
+        self.names()
     }
 
     fn names(&self) -> Vec<String> {
@@ -58,14 +182,11 @@ impl Daemon {
     }
 
     fn exists(&self, name: &str) -> bool {
-        !name.is_empty()
-            && !name.starts_with('.')
-            && !name.contains('/')
-            && self.roots.config_root.join(name).is_dir()
+        config::is_guest_name(name) && self.roots.config_root.join(name).is_dir()
     }
 
     /// Loads a guest, adding the cross-guest check (a context id used twice is an error for both).
-    fn load(&self, name: &str) -> Result<Loaded, ManagerError> {
+    pub fn load(&self, name: &str) -> Result<Loaded, ManagerError> {
         if !self.exists(name) {
             return Err(ManagerError::NoSuchGuest { name: name.into() });
         }
@@ -75,11 +196,7 @@ impl Daemon {
             .names()
             .into_iter()
             .filter(|n| n != name)
-            .filter_map(|n| {
-                config::load_guest(&self.roots, &n)
-                    .ok()
-                    .map(|l| (n, l.config.context))
-            })
+            .filter_map(|n| config::context_of(&self.roots, &n).map(|c| (n, c)))
             .chain(std::iter::once((name.to_string(), ctx)))
             .collect();
         if let Some((_, users)) = config::context_conflicts(&others)
@@ -100,23 +217,40 @@ impl Daemon {
     }
 
     pub fn list(&self) -> GuestList {
-        let loaded: BTreeMap<String, Result<Loaded, ConfigError>> = self
-            .names()
-            .into_iter()
-            .map(|n| {
-                let l = config::load_guest(&self.roots, &n);
-                (n, l)
-            })
-            .collect();
+        let mut loaded: BTreeMap<String, Entry> = if self.catalog.live() {
+            self.catalog.all()
+        } else {
+            self.names()
+                .into_iter()
+                .map(|n| {
+                    let l = config::load_guest(&self.roots, &n);
+                    (n, Arc::new(l))
+                })
+                .collect()
+        };
+        // A running guest whose config tree was deleted is still listed, flagged.
+        for n in self.guests.running_names() {
+            loaded.entry(n.clone()).or_insert_with(|| {
+                Arc::new(Err(ConfigError::file(
+                    &self.roots.config_root.join(&n),
+                    "the config tree is gone; the guest still runs",
+                )))
+            });
+        }
         let contexts: Vec<(String, u32)> = loaded
             .iter()
-            .filter_map(|(n, l)| l.as_ref().ok().map(|l| (n.clone(), l.config.context)))
+            .filter_map(|(n, l)| {
+                l.as_ref()
+                    .as_ref()
+                    .ok()
+                    .map(|l| (n.clone(), l.config.context))
+            })
             .collect();
         let conflicts = config::context_conflicts(&contexts);
         let guests =
             loaded
                 .into_iter()
-                .map(|(name, l)| match l {
+                .map(|(name, l)| match l.as_ref() {
                     Ok(l) => {
                         let c = &l.config;
                         let conflict = conflicts.iter().find(|(ctx, _)| *ctx == c.context).map(
@@ -136,9 +270,9 @@ impl Daemon {
                             },
                         );
                         GuestSummary {
+                            state: self.guests.state(&name),
                             name,
                             context: Some(c.context),
-                            state: GuestState::Stopped,
                             mark: c.init.mark.clone(),
                             depends: c.init.depends.clone(),
                             disabled: c.disabled,
@@ -146,13 +280,13 @@ impl Daemon {
                         }
                     }
                     Err(e) => GuestSummary {
+                        state: self.guests.state(&name),
                         name,
                         context: None,
-                        state: GuestState::Stopped,
                         mark: vec![],
                         depends: vec![],
                         disabled: false,
-                        config_error: Some(problem(&e)),
+                        config_error: Some(problem(e)),
                     },
                 })
                 .collect();
@@ -160,9 +294,7 @@ impl Daemon {
     }
 
     pub fn status(&self, name: &str) -> Result<GuestStatus, ManagerError> {
-        if !self.exists(name) {
-            return Err(ManagerError::NoSuchGuest { name: name.into() });
-        }
+        self.check_name(name)?;
         let (context, vdir, config_error) = match self.load(name) {
             Ok(l) => (
                 Some(l.config.context),
@@ -182,19 +314,51 @@ impl Daemon {
                     message,
                 }),
             ),
+            Err(ManagerError::NoSuchGuest { .. }) if self.guests.running(name).is_some() => (
+                None,
+                String::new(),
+                Some(ConfigProblem {
+                    file: self.roots.config_root.join(name).display().to_string(),
+                    line: None,
+                    message: "the config tree is gone; the guest still runs".into(),
+                }),
+            ),
             Err(e) => return Err(e),
         };
+        let run = self.guests.running(name);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
         Ok(GuestStatus {
             name: name.into(),
-            context,
-            state: GuestState::Stopped,
+            context: run.as_ref().map(|r| r.state.context).or(context),
+            state: self.guests.state(name),
             vdir,
-            init_pid: None,
-            processes: None,
-            uptime_seconds: None,
-            restart_needed: false,
+            init_pid: run.as_ref().map(|r| r.state.init_pid as u32),
+            processes: run.as_ref().map(|r| r.state.cgroup.pids().len() as u32),
+            uptime_seconds: run.as_ref().map(|r| (now - r.state.started).max(0.0)),
+            restart_needed: self.guests.restart_needed(name),
             config_error,
+            message: self.guests.last(name),
         })
+    }
+
+    /// vserver-stat: every running guest, by context id.
+    pub fn stat(&self) -> proto::StatList {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let mut guests: Vec<proto::GuestStat> = self
+            .guests
+            .running_names()
+            .iter()
+            .filter_map(|n| self.guests.running(n))
+            .map(|r| crate::guest::stat::of(&r, now))
+            .collect();
+        guests.sort_by_key(|g| g.context);
+        proto::StatList { guests }
     }
 
     pub fn validate(&self, name: &str) -> Result<Validation, ManagerError> {

@@ -5,4 +5,8 @@
 
 pub mod config;
 pub mod daemon;
+pub mod guest;
+pub mod isolate;
+pub mod orchestrate;
 pub mod rpc;
+pub mod stage;

@@ -29,12 +29,23 @@ struct Args {
     /// Group whose members may make read-only calls (List, Status, Validate, Events).
     #[arg(long)]
     read_group: Option<String>,
+    /// Guests' cgroups are created as OWN/PREFIX/NAME in every cgroup hierarchy, OWN being
+    /// vserverd's own cgroup there.
+    #[arg(long, default_value = "vserverd")]
+    cgroup_prefix: String,
     /// Print the varlink IDL the service implements and exit.
     #[arg(long)]
     print_idl: bool,
 }
 
 fn main() -> std::process::ExitCode {
+    // The stage runs before anything else exists: no runtime, no threads, no logging.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == vserverd::stage::ARG)
+    {
+        return vserverd::stage::main();
+    }
     let args = Args::parse();
     // Before any thread exists: the environment is read and cleaned here.
     let activated = activated_fd();
@@ -107,8 +118,14 @@ async fn run(args: Args, activated_fd: Option<OwnedFd>) -> Result<(), String> {
         run_dir: args.run_dir,
         socket: socket.clone(),
         read_gid,
+        cgroup_prefix: args.cgroup_prefix,
     };
     let daemon = Arc::new(Daemon::new(opts));
+    daemon.settle_cgroup();
+    vserverd::guest::build::clean_leftovers(&daemon);
+    // Guests of an earlier daemon keep running; take them over before answering anyone.
+    vserverd::guest::adopt::adopt_all(&daemon).await;
+    vserverd::orchestrate::watch::spawn(daemon.clone());
     tracing::info!(
         "vserverd {} serving {} (config root {})",
         env!("CARGO_PKG_VERSION"),

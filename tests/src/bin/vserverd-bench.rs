@@ -2,6 +2,15 @@
 //!
 //! `list [--guests N] [--calls N]`: a daemon on temporary roots with N configured guests, then
 //! N sequential List calls on one connection; prints p50/p99 latency and calls per second.
+//!
+//! `lifecycle [--iterations N]` (root): start + stop of one busybox-init guest, side by side
+//! in one run with LXC (`lxc-start -d` + `lxc-wait -s RUNNING` + `lxc-stop -k`) on a copy of
+//! the same root and `systemd-nspawn` running /bin/true; prints medians and the ratios.
+//!
+//! `many [--guests N] [--depth D] [--configured M]` (root): N busybox guests (one shared root)
+//! in a depends graph D layers deep, all marked `default`: start and stop all via --mark,
+//! parallel and serial; then the daemon's RSS and idle wake-ups with M configured guests, and
+//! List latency.
 
 use std::time::Instant;
 
@@ -53,12 +62,306 @@ fn bench_list(args: &[String]) {
     );
 }
 
+/// Runs a command, panicking with its output when it fails.
+fn run(cmd: &mut std::process::Command) {
+    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed ({}): {}{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    percentile(&v, 0.5)
+}
+
+/// Times `f` `n` times (after one warm-up run), in milliseconds.
+fn time_n(n: usize, mut f: impl FnMut()) -> Vec<f64> {
+    f();
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect()
+}
+
+fn bench_lifecycle(args: &[String]) {
+    use std::process::Command;
+    let n = arg(args, "--iterations", 20);
+    // The daemon as it runs in production: info-level logging.
+    std::env::set_var("VSERVERD_TEST_LOG", "info");
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("bench").context(49000).write(&d);
+    d.spawn();
+    let ctl = harness::bins::vserverctl();
+    let sock = d.socket.clone();
+    let vsd_start = std::cell::RefCell::new(Vec::new());
+    let ours = time_n(n, || {
+        let t = Instant::now();
+        run(Command::new(&ctl)
+            .arg("--socket")
+            .arg(&sock)
+            .args(["start", "bench"]));
+        vsd_start.borrow_mut().push(t.elapsed().as_secs_f64() * 1e3);
+        run(Command::new(&ctl)
+            .arg("--socket")
+            .arg(&sock)
+            .args(["stop", "bench"]));
+    });
+    let vsd_start = vsd_start.into_inner();
+
+    // LXC on a copy of the same root, its own lxcpath, no network.
+    let lxc_dir = d.dir.path().join("lxc");
+    let rootfs = lxc_dir.join("rootfs");
+    std::fs::create_dir_all(&lxc_dir).unwrap();
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(d.guest_root("bench"))
+        .arg(&rootfs));
+    let conf = lxc_dir.join("config");
+    std::fs::write(
+        &conf,
+        format!(
+            "lxc.uts.name = bench\nlxc.rootfs.path = dir:{}\nlxc.init.cmd = /sbin/init\n\
+             lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\n\
+             lxc.mount.auto = proc:mixed sys:ro\nlxc.autodev = 1\nlxc.tty.max = 0\n\
+             lxc.pty.max = 8\nlxc.signal.halt = SIGINT\nlxc.log.level = ERROR\n",
+            rootfs.display()
+        ),
+    )
+    .unwrap();
+    let lxc_path = lxc_dir.display().to_string();
+    let conf_s = conf.display().to_string();
+    let lxc = |args: &[&str]| {
+        let mut c = Command::new(args[0]);
+        c.args(["-P", &lxc_path, "-n", "vsdbench"]).args(&args[1..]);
+        c
+    };
+    let lxc_ok = lxc(&["lxc-start", "-d", "-f", &conf_s])
+        .status()
+        .is_ok_and(|s| s.success());
+    let lxc_times = if lxc_ok {
+        run(&mut lxc(&["lxc-wait", "-s", "RUNNING", "-t", "10"]));
+        run(&mut lxc(&["lxc-stop", "-k"]));
+        Some(time_n(n, || {
+            run(&mut lxc(&["lxc-start", "-d", "-f", &conf_s]));
+            run(&mut lxc(&["lxc-wait", "-s", "RUNNING", "-t", "10"]));
+            run(&mut lxc(&["lxc-stop", "-k"]));
+        }))
+    } else {
+        eprintln!("lxc-start failed here: LXC left out (install lxc; see scripts/setup.sh)");
+        None
+    };
+
+    let nspawn_root = d.guest_root("bench");
+    let nspawn = |c: &mut Command| {
+        c.args(["-q", "--register=no", "--keep-unit", "-D"])
+            .arg(&nspawn_root)
+            .arg("/bin/true");
+    };
+    let nspawn_ok = {
+        let mut c = Command::new("systemd-nspawn");
+        nspawn(&mut c);
+        c.output().is_ok_and(|o| o.status.success())
+    };
+    let nspawn_times = nspawn_ok.then(|| {
+        time_n(n, || {
+            let mut c = Command::new("systemd-nspawn");
+            nspawn(&mut c);
+            run(&mut c);
+        })
+    });
+
+    let ours_m = median(ours);
+    println!("lifecycle, {n} iterations each, median wall time:");
+    println!(
+        "  vserverd   start + stop   {ours_m:7.2} ms   (start alone {:.2} ms)",
+        median(vsd_start)
+    );
+    if let Some(t) = lxc_times {
+        let m = median(t);
+        println!(
+            "  lxc        start -d + wait RUNNING + stop -k   {m:7.2} ms   vserverd/lxc = {:.2}",
+            ours_m / m
+        );
+    }
+    if let Some(t) = nspawn_times {
+        let m = median(t);
+        println!(
+            "  nspawn     /bin/true      {m:7.2} ms   vserverd/nspawn = {:.2}",
+            ours_m / m
+        );
+    }
+}
+
+fn proc_field(pid: u32, key: &str) -> u64 {
+    let mut total = 0;
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten();
+    for t in tasks {
+        let s = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        for l in s.lines() {
+            if let Some(v) = l.strip_prefix(&format!("{key}:")) {
+                total += v
+                    .split_whitespace()
+                    .next()
+                    .and_then(|x| x.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        if key == "VmRSS" {
+            break; // per process, not per thread
+        }
+    }
+    total
+}
+
+fn bench_many(args: &[String]) {
+    use std::process::Command;
+    let n = arg(args, "--guests", 200);
+    let depth = arg(args, "--depth", 5).max(1);
+    let configured = arg(args, "--configured", 1000);
+    std::env::set_var("VSERVERD_TEST_LOG", "warn");
+    let mut d = TestDaemon::prepare();
+    let root = d.vdir_base.join("shared");
+    harness::guest::busybox_root(&root);
+    let per_layer = n.div_ceil(depth);
+    for i in 0..n {
+        let layer = i / per_layer;
+        let mut g = GuestBuilder::new(&format!("g{i:04}"))
+            .context(10000 + i as u32)
+            .file("apps/init/style", "plain\n")
+            .file("apps/init/mark", "default\n");
+        if layer > 0 {
+            // Each guest depends on one guest of the layer below.
+            let dep = (layer - 1) * per_layer + (i % per_layer);
+            g = g.file("apps/init/depends", &format!("g{dep:04}\n"));
+        }
+        let cfg = g.write(&d);
+        let _ = std::fs::remove_dir(d.vdir_base.join(format!("g{i:04}")));
+        std::os::unix::fs::symlink(&root, cfg.join("vdir")).unwrap();
+    }
+    d.spawn();
+    let ctl = harness::bins::vserverctl();
+    let run_ctl = |a: &[&str]| {
+        let t = Instant::now();
+        run(Command::new(&ctl).arg("--socket").arg(&d.socket).args(a));
+        t.elapsed().as_secs_f64()
+    };
+    println!("{n} busybox guests, depends graph {depth} layers deep, all marked default:");
+    for par in ["6", "16", "1"] {
+        // List keeps answering while guests start: its worst latency during the mass start.
+        let stop_probe = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let probe = {
+            let stop = stop_probe.clone();
+            let sock = d.socket.clone();
+            std::thread::spawn(move || {
+                let mut c = Raw::connect(&sock);
+                let mut worst: f64 = 0.0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let t = Instant::now();
+                    let _ = c.call("org.linux-vserver.Manager.List", json!({}));
+                    worst = worst.max(t.elapsed().as_secs_f64() * 1e3);
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                worst
+            })
+        };
+        let up = run_ctl(&["start", "--mark", "default", "--parallel", par]);
+        stop_probe.store(true, std::sync::atomic::Ordering::SeqCst);
+        let worst = probe.join().unwrap();
+        println!("  (List during that start: worst {worst:.1} ms)");
+        let pid = d.pid().unwrap();
+        let rss = proc_field(pid, "VmRSS");
+        let down = run_ctl(&["stop", "--mark", "default", "--parallel", par]);
+        println!("  --parallel {par:>2}: start all {up:6.2} s, stop all {down:6.2} s (daemon RSS with all running: {:.1} MB)", rss as f64 / 1024.0);
+    }
+    drop(d);
+
+    // Configured-only guests: memory and idle cost of the daemon.
+    let mut d = TestDaemon::prepare();
+    for i in 0..configured {
+        GuestBuilder::new(&format!("c{i:05}"))
+            .context(2 + i as u32)
+            .file("apps/init/mark", "default\n")
+            .write(&d);
+    }
+    d.spawn();
+    let pid = d.pid().unwrap();
+    let mut c = Raw::connect(&d.socket);
+    let mut lat = Vec::new();
+    for _ in 0..500 {
+        let t = Instant::now();
+        let r = c.call("org.linux-vserver.Manager.List", json!({}));
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(
+            r["parameters"]["guests"].as_array().map(|a| a.len()),
+            Some(configured)
+        );
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let before =
+        proc_field(pid, "voluntary_ctxt_switches") + proc_field(pid, "nonvoluntary_ctxt_switches");
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let after =
+        proc_field(pid, "voluntary_ctxt_switches") + proc_field(pid, "nonvoluntary_ctxt_switches");
+    println!(
+        "{configured} configured guests: daemon RSS {:.1} MB, idle wake-ups {:.1}/s, List p50 {:.0} µs p99 {:.0} µs",
+        proc_field(pid, "VmRSS") as f64 / 1024.0,
+        (after - before) as f64 / 10.0,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    );
+}
+
+/// How long a new guest folder takes to show in List (the watcher's latency).
+fn bench_watch(args: &[String]) {
+    let n = arg(args, "--guests", 50);
+    std::env::set_var("VSERVERD_TEST_LOG", "warn");
+    let d = TestDaemon::start();
+    let mut c = Raw::connect(&d.socket);
+    let mut lat = Vec::new();
+    for i in 0..n {
+        let t = Instant::now();
+        GuestBuilder::new(&format!("w{i:04}"))
+            .context(20000 + i as u32)
+            .write(&d);
+        loop {
+            let r = c.call("org.linux-vserver.Manager.List", json!({}));
+            if r["parameters"]["guests"].as_array().map(|a| a.len()) == Some(i + 1) {
+                break;
+            }
+            assert!(t.elapsed().as_secs() < 10, "guest w{i:04} never appeared");
+        }
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "a new guest folder shows in List after: p50 {:.1} ms, max {:.1} ms ({n} guests)",
+        percentile(&lat, 0.5),
+        lat[lat.len() - 1]
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("list") => bench_list(&args[1..]),
+        Some("lifecycle") => bench_lifecycle(&args[1..]),
+        Some("many") => bench_many(&args[1..]),
+        Some("watch") => bench_watch(&args[1..]),
         _ => {
-            eprintln!("usage: vserverd-bench list [--guests N] [--calls N]");
+            eprintln!(
+                "usage: vserverd-bench list [--guests N] [--calls N] | lifecycle [--iterations N]"
+            );
             std::process::exit(2);
         }
     }

@@ -62,14 +62,15 @@ fn vlan(dir: &Path) -> Option<bool> {
     }
 }
 
-pub fn load(cfg: &Path, warnings: &mut Vec<ConfigError>) -> Result<Interfaces> {
+/// interfaces/ of a guest; `def` is .defaults, whose interfaces/vlandev is the fallback.
+pub fn load(cfg: &Path, def: &Path, warnings: &mut Vec<ConfigError>) -> Result<Interfaces> {
     let top = cfg.join("interfaces");
     let mut out = Interfaces::default();
     if !top.is_dir() {
         return Ok(out);
     }
     out.lback = read::scalar(&top.join("lback"))?;
-    out.vlandev = vlan(&top);
+    out.vlandev = vlan(&top).or(vlan(&def.join("interfaces")));
     let inherit = |f: &str, dir: &Path| -> Result<Option<String>> {
         Ok(read::scalar(&dir.join(f))?.or(read::scalar(&top.join(f))?))
     };
@@ -196,6 +197,25 @@ mod tests {
     }
 
     #[test]
+    fn defaults_vlandev_is_the_fallback() {
+        let d = tree(&[
+            ("interfaces/0/ip", "10.0.0.2/24\n"),
+            ("interfaces/0/dev", "eth0.5\n"),
+            (".defaults/interfaces/vlandev", ""),
+        ]);
+        let def = d.path().join(".defaults");
+        assert_eq!(
+            load(d.path(), &def, &mut vec![]).unwrap().vlandev,
+            Some(true)
+        );
+        std::fs::write(d.path().join("interfaces/novlandev"), "").unwrap();
+        assert_eq!(
+            load(d.path(), &def, &mut vec![]).unwrap().vlandev,
+            Some(false)
+        );
+    }
+
+    #[test]
     fn inheritance_mask_and_order() {
         let d = tree(&[
             ("interfaces/dev", "eth0\n"),
@@ -207,7 +227,7 @@ mod tests {
             ("interfaces/02/nodev", ""),
             ("interfaces/02/prefix", "64\n"),
         ]);
-        let i = load(d.path(), &mut vec![]).unwrap();
+        let i = load(d.path(), &d.path().join(".defaults"), &mut vec![]).unwrap();
         let ids: Vec<&str> = i.list.iter().map(|x| x.id.as_str()).collect();
         assert_eq!(ids, ["00", "01", "02"]);
         assert_eq!(
@@ -226,7 +246,7 @@ mod tests {
     #[test]
     fn interface_without_ip_is_an_error() {
         let d = tree(&[("interfaces/00/dev", "eth0\n")]);
-        let e = load(d.path(), &mut vec![]).unwrap_err();
+        let e = load(d.path(), &d.path().join(".defaults"), &mut vec![]).unwrap_err();
         assert!(e.message.contains("without an ip"), "{e}");
     }
 
@@ -236,7 +256,7 @@ mod tests {
             ("interfaces/00/ip", "10.0.0.300\n"),
             ("interfaces/00/dev", "eth0\n"),
         ]);
-        let e = load(d.path(), &mut vec![]).unwrap_err();
+        let e = load(d.path(), &d.path().join(".defaults"), &mut vec![]).unwrap_err();
         assert_eq!(e.line, Some(1));
         assert!(e.file.ends_with("interfaces/00/ip"));
     }
@@ -250,7 +270,7 @@ mod tests {
             ("interfaces/01/disabled", ""),
         ]);
         let mut w = vec![];
-        let i = load(d.path(), &mut w).unwrap();
+        let i = load(d.path(), &d.path().join(".defaults"), &mut w).unwrap();
         assert_eq!(i.list.len(), 1);
         assert!(w.iter().any(|w| w.file.ends_with("tun")));
     }

@@ -106,13 +106,19 @@ pub struct GuestConfig {
     pub netns: spaces::Netns,
 }
 
-/// Every guest: the folders under the config root not starting with '.', sorted.
+/// Whether a folder under the config root names a guest: not hidden (`.defaults`, a build in
+/// progress) and not a backup (`NAME.~EPOCH~`, what `build --force` moves aside).
+pub fn is_guest_name(n: &str) -> bool {
+    !n.is_empty() && !n.starts_with('.') && !n.ends_with('~') && !n.contains('/')
+}
+
+/// Every guest: the folders under the config root that [`is_guest_name`] accepts, sorted.
 pub fn guest_names(config_root: &Path) -> std::io::Result<Vec<String>> {
     let mut v: Vec<String> = std::fs::read_dir(config_root)?
         .flatten()
         .filter(|e| e.path().is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.'))
+        .filter(|n| is_guest_name(n))
         .collect();
     v.sort();
     Ok(v)
@@ -267,6 +273,13 @@ fn vshelper(cfg: &Path, def: &Path) -> Result<Vshelper> {
 }
 
 /// Loads one guest's tree (`roots.config_root/name`) with `.defaults`.
+/// Only a guest's context id (for the cross-guest uniqueness check, which must not parse
+/// every other guest's whole tree); None when it has no valid one.
+pub fn context_of(roots: &Roots, name: &str) -> Option<u32> {
+    let cfg = roots.config_root.join(name);
+    context_id(&cfg.join("context"), true, &cfg).ok().flatten()
+}
+
 pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, ConfigError> {
     let cfg = roots.config_root.join(name);
     let def = roots.defaults();
@@ -390,7 +403,7 @@ pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, Conf
         disabled: read::flag(&cfg.join("disabled")),
         nocgroup: read::flag(&cfg.join("nocgroup")),
         nonetns: read::flag(&cfg.join("nonetns")),
-        interfaces: interfaces::load(&cfg, &mut w)?,
+        interfaces: interfaces::load(&cfg, &def, &mut w)?,
         ulimits: limits::ulimits(&cfg.join("ulimits"), &mut w)?,
         rlimits: limits::rlimits(&cfg.join("rlimits"), &mut w)?,
         uts,
@@ -413,3 +426,28 @@ pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, Conf
 
 #[cfg(test)]
 mod tests;
+
+/// A guest `g` (context 42) written from `(file, content)` pairs into a temp tree and loaded;
+/// a file named `vdir:PATH` goes into the guest's root instead. For unit tests elsewhere.
+#[cfg(test)]
+pub fn test_guest(files: &[(&str, &str)]) -> (tempfile::TempDir, GuestConfig) {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = t.path().join("etc/g");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(cfg.join("context"), "42\n").unwrap();
+    std::fs::create_dir_all(t.path().join("v/g")).unwrap();
+    for (f, content) in files {
+        let p = match f.strip_prefix("vdir:") {
+            Some(v) => t.path().join("v/g").join(v),
+            None => cfg.join(f),
+        };
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    let roots = Roots {
+        config_root: t.path().join("etc"),
+        vdir_base: Some(t.path().join("v")),
+    };
+    let c = load_guest(&roots, "g").unwrap().config;
+    (t, c)
+}

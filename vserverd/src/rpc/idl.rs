@@ -21,6 +21,7 @@ pub async fn generate() -> Result<String, String> {
         run_dir: "/nonexistent".into(),
         socket: "/nonexistent".into(),
         read_gid: None,
+        cgroup_prefix: "vserverd".into(),
     }));
     let mut svc = Manager::new(daemon, peer);
     let msg = serde_json::json!({

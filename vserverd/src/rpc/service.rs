@@ -4,6 +4,7 @@
 //! bodies must return quickly: long work (start, stop, build) runs in spawned tasks that report
 //! through channel-fed `more` streams, so no call ever waits on another.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use futures_util::stream::{self, BoxStream, StreamExt};
@@ -14,7 +15,30 @@ use proto::{
 use zlink::Reply;
 
 use super::auth::{Access, Peer};
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, Progress as Steps};
+use crate::guest;
+use crate::orchestrate::many::{self, Selection};
+
+/// Guests started or stopped at once by the marked calls, unless the caller says otherwise.
+const DEFAULT_PARALLEL: usize = 6;
+
+/// A caller's `parallel`, kept within reason.
+fn parallel_of(p: Option<i64>) -> usize {
+    p.map_or(DEFAULT_PARALLEL, |p| p.clamp(1, 1024) as usize)
+}
+
+/// Runs a call's work as a task of its own, so that it completes even when the caller goes
+/// away mid-call (a half-done delete or limit change is worse than a late one).
+async fn in_task<T: Send + 'static>(
+    f: impl std::future::Future<Output = Result<T, ManagerError>> + Send + 'static,
+) -> Result<T, ManagerError> {
+    tokio::spawn(f).await.unwrap_or_else(|e| {
+        Err(ManagerError::Failed {
+            name: String::new(),
+            message: format!("internal error: {e}"),
+        })
+    })
+}
 
 /// One connection's view of the daemon: the shared state plus who is calling.
 pub struct Manager {
@@ -24,6 +48,8 @@ pub struct Manager {
 
 /// The boxed reply stream of a `more` method.
 type Stream<T> = BoxStream<'static, Result<Reply<T>, ManagerError>>;
+/// The same, each reply with file descriptors.
+type FdStream<T> = BoxStream<'static, (Result<Reply<T>, ManagerError>, Vec<OwnedFd>)>;
 
 impl Manager {
     pub fn new(daemon: Arc<Daemon>, peer: Peer) -> Self {
@@ -40,13 +66,143 @@ impl Manager {
         stream::iter([Err(e)]).boxed()
     }
 
-    fn not_yet<T: Send + 'static>(&self, access: Access, method: &str) -> Stream<T> {
-        match self.check(access) {
-            Err(e) => Self::refuse(e),
-            Ok(()) => Self::refuse(ManagerError::NotImplemented {
-                method: method.into(),
-            }),
+    /// Runs a lifecycle call as its own task (it finishes even if the caller goes away) and
+    /// streams its steps: every step with `more`, else only the last.
+    fn lifecycle<F, Fut>(&self, more: bool, name: String, f: F) -> Stream<Progress>
+    where
+        F: FnOnce(Arc<Daemon>, String, Steps) -> Fut,
+        Fut: std::future::Future<Output = Result<(), ManagerError>> + Send + 'static,
+    {
+        if let Err(e) = self.check(Access::Write) {
+            return Self::refuse(e);
         }
+        let (steps, rx) = Steps::channel();
+        let task = tokio::spawn(f(self.daemon.clone(), name.clone(), steps));
+        type St = Option<(
+            tokio::sync::mpsc::UnboundedReceiver<Progress>,
+            tokio::task::JoinHandle<Result<(), ManagerError>>,
+            Option<Progress>,
+        )>;
+        let init: St = Some((rx, task, None));
+        stream::unfold(init, move |st| {
+            let name = name.clone();
+            async move {
+                let (mut rx, task, mut pending) = st?;
+                loop {
+                    match rx.recv().await {
+                        Some(p) => {
+                            if let Some(prev) = pending.replace(p) {
+                                if more {
+                                    let r = Reply::new(Some(prev)).set_continues(Some(true));
+                                    return Some((Ok(r), Some((rx, task, pending))));
+                                }
+                            }
+                        }
+                        None => {
+                            let done = task.await.unwrap_or_else(|e| {
+                                Err(ManagerError::Failed {
+                                    name: name.clone(),
+                                    message: format!("internal error: {e}"),
+                                })
+                            });
+                            let item = done.map(|()| {
+                                let last = pending.unwrap_or(Progress {
+                                    name: name.clone(),
+                                    step: "done".into(),
+                                    message: String::new(),
+                                    state: proto::GuestState::Stopped,
+                                });
+                                Reply::new(Some(last)).set_continues(Some(false))
+                            });
+                            return Some((item, None));
+                        }
+                    }
+                }
+            }
+        })
+        .boxed()
+    }
+
+    /// Exec and Enter: start the process, reply with its pid and the client's fds, then with
+    /// how it ended. `command` None is Enter (the guest's shell).
+    fn session(
+        &self,
+        more: bool,
+        name: String,
+        command: Option<Vec<String>>,
+        environment: Vec<String>,
+        tty: bool,
+    ) -> FdStream<ExecReply> {
+        let refuse =
+            |e: ManagerError| -> FdStream<ExecReply> { stream::iter([(Err(e), vec![])]).boxed() };
+        if let Err(e) = self.check(Access::Write) {
+            return refuse(e);
+        }
+        if !more {
+            return refuse(ManagerError::Failed {
+                name,
+                message: "Exec and Enter reply twice (the fds, then the exit status): call \
+                          them with more"
+                    .into(),
+            });
+        }
+        let d = self.daemon.clone();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let argv = match command {
+                Some(c) => c,
+                None => match d.load(&name) {
+                    Ok(l) => guest::exec::enter_shell(&l.config),
+                    Err(e) => {
+                        let _ = tx.send((Err(e), vec![]));
+                        return;
+                    }
+                },
+            };
+            match guest::exec::open_session(&d, &name, argv, environment, tty).await {
+                Err(e) => {
+                    let _ = tx.send((Err(e), vec![]));
+                }
+                Ok(s) => {
+                    let first = ExecReply {
+                        pid: Some(s.pid as u32),
+                        exit_code: None,
+                        signal: None,
+                    };
+                    let _ = tx.send((
+                        Ok(Reply::new(Some(first)).set_continues(Some(true))),
+                        s.client_fds,
+                    ));
+                    let last = match guest::exec::wait_child(&s.pidfd).await {
+                        Ok(crate::isolate::pidfd::Exit::Code(c)) => ExecReply {
+                            pid: Some(s.pid as u32),
+                            exit_code: Some(c as i64),
+                            signal: None,
+                        },
+                        Ok(crate::isolate::pidfd::Exit::Signal(sig)) => ExecReply {
+                            pid: Some(s.pid as u32),
+                            exit_code: Some(128 + sig as i64),
+                            signal: Some(sig as i64),
+                        },
+                        Err(e) => {
+                            let _ = tx.send((
+                                Err(ManagerError::Failed {
+                                    name: name.clone(),
+                                    message: format!("waiting for the command: {e}"),
+                                }),
+                                vec![],
+                            ));
+                            return;
+                        }
+                    };
+                    let _ = tx.send((
+                        Ok(Reply::new(Some(last)).set_continues(Some(false))),
+                        vec![],
+                    ));
+                }
+            }
+        });
+        stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) }).boxed()
     }
 }
 
@@ -59,7 +215,7 @@ impl Manager {
     url = "https://github.com/vserverd/vserverd",
     types = [
         GuestList, proto::GuestSummary, proto::ConfigProblem, GuestStatus, Validation, GuestConfig,
-        Progress, proto::Event, Limits, ExecReply, BuildOptions, proto::AddressConfig,
+        Progress, proto::Event, Limits, proto::StatList, proto::GuestStat, ExecReply, BuildOptions, proto::AddressConfig,
         proto::MountConfig, proto::LimitConfig, proto::Setting
     ]
 )]
@@ -76,6 +232,12 @@ impl Manager {
         self.daemon.status(&name)
     }
 
+    /// Resource use of every running guest (what vserver-stat shows).
+    async fn stat(&self) -> Result<proto::StatList, ManagerError> {
+        self.check(Access::Read)?;
+        Ok(self.daemon.stat())
+    }
+
     /// Parse a guest's config tree: the typed config and its warnings, or InvalidConfig naming the
     /// file and line.
     async fn validate(&self, name: String) -> Result<Validation, ManagerError> {
@@ -90,8 +252,9 @@ impl Manager {
         more: bool,
         name: String,
     ) -> impl futures_util::Stream<Item = Result<Reply<Progress>, ManagerError>> + Unpin {
-        let _ = (more, name);
-        self.not_yet(Access::Write, "Start")
+        self.lifecycle(more, name, |d, n, p| async move {
+            many::start(&d, Selection::One(n), DEFAULT_PARALLEL, &p).await
+        })
     }
 
     /// Stop a guest; with `more`, report progress.
@@ -101,8 +264,9 @@ impl Manager {
         more: bool,
         name: String,
     ) -> impl futures_util::Stream<Item = Result<Reply<Progress>, ManagerError>> + Unpin {
-        let _ = (more, name);
-        self.not_yet(Access::Write, "Stop")
+        self.lifecycle(more, name, |d, n, p| async move {
+            guest::stop::stop(&d, &n, &p).await
+        })
     }
 
     /// Stop, then start a guest; with `more`, report progress.
@@ -112,14 +276,70 @@ impl Manager {
         more: bool,
         name: String,
     ) -> impl futures_util::Stream<Item = Result<Reply<Progress>, ManagerError>> + Unpin {
-        let _ = (more, name);
-        self.not_yet(Access::Write, "Restart")
+        self.lifecycle(more, name, |d, n, p| async move {
+            guest::stop::stop(&d, &n, &p).await?;
+            many::start(&d, Selection::One(n), DEFAULT_PARALLEL, &p).await
+        })
     }
 
-    /// Run a command inside a running guest. The first reply carries the command's stdin, stdout
-    /// and stderr (or one pty master when `tty` is set) as file descriptors; the last one its exit
-    /// status.
+    /// Start every guest with this mark (apps/init/mark; disabled guests are skipped) and their
+    /// dependencies, in dependency order, at most `parallel` at a time (default 6, as
+    /// util-vserver's vservers-default). A failed guest's dependents are skipped.
     #[zlink(more)]
+    async fn start_marked(
+        &self,
+        more: bool,
+        mark: String,
+        parallel: Option<i64>,
+    ) -> impl futures_util::Stream<Item = Result<Reply<Progress>, ManagerError>> + Unpin {
+        let n = parallel_of(parallel);
+        self.lifecycle(more, mark, move |d, m, p| async move {
+            many::start(&d, Selection::Mark(m), n, &p).await
+        })
+    }
+
+    /// Stop every running guest with this mark, dependents before their dependencies.
+    #[zlink(more)]
+    async fn stop_marked(
+        &self,
+        more: bool,
+        mark: String,
+        parallel: Option<i64>,
+    ) -> impl futures_util::Stream<Item = Result<Reply<Progress>, ManagerError>> + Unpin {
+        let n = parallel_of(parallel);
+        self.lifecycle(more, mark, move |d, m, p| async move {
+            many::stop_mark(&d, &m, n, &p).await
+        })
+    }
+
+    /// Restart a guest only if it runs (util-vserver's condrestart); a stopped guest stays
+    /// stopped and the call succeeds.
+    #[zlink(more)]
+    async fn cond_restart(
+        &self,
+        more: bool,
+        name: String,
+    ) -> impl futures_util::Stream<Item = Result<Reply<Progress>, ManagerError>> + Unpin {
+        self.lifecycle(more, name, |d, n, p| async move {
+            d.check_name(&n)?;
+            if d.guests.running(&n).is_none() {
+                p.send(
+                    &n,
+                    "condrestart",
+                    "not running: nothing to do",
+                    proto::GuestState::Stopped,
+                );
+                return Ok(());
+            }
+            guest::stop::stop(&d, &n, &p).await?;
+            many::start(&d, Selection::One(n), DEFAULT_PARALLEL, &p).await
+        })
+    }
+
+    /// Run a command inside a running guest. The first reply carries the command's pid and its
+    /// stdin, stdout and stderr (or one pty master when `tty` is set) as file descriptors; the
+    /// last one its exit status. Needs `more`.
+    #[zlink(more, return_fds)]
     async fn exec(
         &self,
         more: bool,
@@ -127,21 +347,22 @@ impl Manager {
         command: Vec<String>,
         environment: Vec<String>,
         tty: bool,
-    ) -> impl futures_util::Stream<Item = Result<Reply<ExecReply>, ManagerError>> + Unpin {
-        let _ = (more, name, command, environment, tty);
-        self.not_yet(Access::Write, "Exec")
+    ) -> impl futures_util::Stream<Item = (Result<Reply<ExecReply>, ManagerError>, Vec<OwnedFd>)> + Unpin
+    {
+        self.session(more, name, Some(command), environment, tty)
     }
 
-    /// An interactive login shell on a pty inside a running guest; replies as Exec does.
-    #[zlink(more)]
+    /// An interactive shell on a pty inside a running guest (the guest's `shell` file, else
+    /// /bin/bash, else /bin/sh); replies as Exec does.
+    #[zlink(more, return_fds)]
     async fn enter(
         &self,
         more: bool,
         name: String,
         environment: Vec<String>,
-    ) -> impl futures_util::Stream<Item = Result<Reply<ExecReply>, ManagerError>> + Unpin {
-        let _ = (more, name, environment);
-        self.not_yet(Access::Write, "Enter")
+    ) -> impl futures_util::Stream<Item = (Result<Reply<ExecReply>, ManagerError>, Vec<OwnedFd>)> + Unpin
+    {
+        self.session(more, name, None, environment, true)
     }
 
     /// Change the resource limits of a running guest; `persist` also writes the config tree.
@@ -151,11 +372,9 @@ impl Manager {
         limits: Limits,
         persist: bool,
     ) -> Result<Limits, ManagerError> {
-        let _ = (name, limits, persist);
         self.check(Access::Write)?;
-        Err(ManagerError::NotImplemented {
-            method: "SetLimits".into(),
-        })
+        let d = self.daemon.clone();
+        in_task(async move { guest::limits::set(&d, &name, limits, persist).await }).await
     }
 
     /// Build a new guest with a build method (skeleton, debootstrap, template, clone); with
@@ -168,17 +387,16 @@ impl Manager {
         method: String,
         options: BuildOptions,
     ) -> impl futures_util::Stream<Item = Result<Reply<Progress>, ManagerError>> + Unpin {
-        let _ = (more, name, method, options);
-        self.not_yet(Access::Write, "Build")
+        self.lifecycle(more, name, move |d, n, p| async move {
+            guest::build::build(&d, &n, &method, options, &p).await
+        })
     }
 
     /// Delete a guest's root and config tree; a running guest is refused unless `stop` is set.
     async fn delete(&self, name: String, stop: bool) -> Result<(), ManagerError> {
-        let _ = (name, stop);
         self.check(Access::Write)?;
-        Err(ManagerError::NotImplemented {
-            method: "Delete".into(),
-        })
+        let d = self.daemon.clone();
+        in_task(async move { guest::delete::delete(&d, &name, stop).await }).await
     }
 
     /// Stream guest state changes: starting, running, stopping, stopped, failed, config-changed.
@@ -187,7 +405,28 @@ impl Manager {
         &self,
         more: bool,
     ) -> impl futures_util::Stream<Item = Result<Reply<proto::Event>, ManagerError>> + Unpin {
-        let _ = more;
-        self.not_yet(Access::Read, "Events")
+        if let Err(e) = self.check(Access::Read) {
+            return Self::refuse(e);
+        }
+        if !more {
+            // A stream of events has no last reply: without `more` there is nothing to say.
+            return Self::refuse(ManagerError::Failed {
+                name: String::new(),
+                message: "Events needs a call with more".into(),
+            });
+        }
+        let rx = self.daemon.guests.subscribe();
+        stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => {
+                        return Some((Ok(Reply::new(Some(ev)).set_continues(Some(true))), rx))
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .boxed()
     }
 }

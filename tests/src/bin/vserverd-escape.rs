@@ -1,0 +1,228 @@
+//! Runs inside a guest (copied there by the escape test) and tries, as guest root, what a
+//! guest must not be able to do. Prints one JSON object per attempt:
+//! `{"name": …, "escaped": bool, "detail": …}`; the test fails on any `escaped: true`.
+//!
+//! Usage: vserverd-escape HOST_ONLY_PATH DAEMON_PID SOCKET [DEVICE_NODE]
+//! HOST_ONLY_PATH exists on the host and never inside the guest; DEVICE_NODE is a char
+//! device node the host planted in the guest tree.
+
+use std::ffi::CString;
+use std::os::unix::fs::MetadataExt;
+
+fn errno() -> String {
+    std::io::Error::last_os_error().to_string()
+}
+
+fn report(name: &str, escaped: bool, detail: impl Into<String>) {
+    println!(
+        "{}",
+        serde_json::json!({"name": name, "escaped": escaped, "detail": detail.into()})
+    );
+}
+
+fn c(s: &str) -> CString {
+    CString::new(s).expect("no NUL")
+}
+
+/// A syscall that must fail: escaped when it returns >= 0.
+fn must_fail(name: &str, rc: libc::c_long) {
+    if rc >= 0 {
+        report(name, true, format!("succeeded (returned {rc})"));
+    } else {
+        report(name, false, errno());
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let host_only = args.get(1).cloned().unwrap_or_default();
+    let daemon_pid: i32 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(0);
+    let socket = args.get(3).cloned().unwrap_or_default();
+    let device = args.get(4).cloned();
+
+    // SAFETY (all blocks below): plain syscalls with valid, NUL-terminated arguments.
+    unsafe {
+        let _ = std::fs::create_dir_all("/tmp/m");
+        must_fail(
+            "mount a tmpfs",
+            libc::mount(
+                c("none").as_ptr(),
+                c("/tmp/m").as_ptr(),
+                c("tmpfs").as_ptr(),
+                0,
+                std::ptr::null(),
+            ) as _,
+        );
+        must_fail(
+            "mknod a block device",
+            libc::mknod(
+                c("/tmp/sda").as_ptr(),
+                libc::S_IFBLK | 0o600,
+                libc::makedev(8, 0),
+            ) as _,
+        );
+        let null = libc::open(c("/dev/null").as_ptr(), libc::O_RDONLY);
+        must_fail(
+            "finit_module",
+            libc::syscall(libc::SYS_finit_module, null, c("").as_ptr(), 0),
+        );
+        must_fail(
+            "init_module",
+            libc::syscall(
+                libc::SYS_init_module,
+                std::ptr::null::<u8>(),
+                0usize,
+                c("").as_ptr(),
+            ),
+        );
+        must_fail(
+            "kexec_load",
+            libc::syscall(libc::SYS_kexec_load, 0, 0, 0, 0),
+        );
+        let fd = libc::open(c("/proc/sysrq-trigger").as_ptr(), libc::O_WRONLY);
+        if fd < 0 {
+            report(
+                "write /proc/sysrq-trigger",
+                false,
+                format!("open: {}", errno()),
+            );
+        } else {
+            must_fail(
+                "write /proc/sysrq-trigger",
+                libc::write(fd, c("h").as_ptr().cast(), 1) as _,
+            );
+        }
+        let fd = libc::open(c("/proc/sys/vm/drop_caches").as_ptr(), libc::O_WRONLY);
+        if fd < 0 {
+            report("write /proc/sys", false, format!("open: {}", errno()));
+        } else {
+            must_fail(
+                "write /proc/sys",
+                libc::write(fd, c("1").as_ptr().cast(), 1) as _,
+            );
+        }
+
+        // Host processes: the daemon's pid means nothing here, or names a guest process.
+        let visible: Vec<i32> = std::fs::read_dir("/proc")
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let cmd = std::fs::read(format!("/proc/{daemon_pid}/cmdline")).unwrap_or_default();
+        let sees_daemon = String::from_utf8_lossy(&cmd).contains("vserverd");
+        report(
+            "see host processes",
+            sees_daemon || visible.len() > 50,
+            format!("{} pids visible: {visible:?}", visible.len()),
+        );
+        let rc = libc::kill(daemon_pid, 0);
+        report(
+            "signal a host process",
+            rc == 0 && sees_daemon,
+            if rc == 0 {
+                "pid exists in the guest (a guest process)".into()
+            } else {
+                errno()
+            },
+        );
+        let conn = std::os::unix::net::UnixStream::connect(&socket);
+        report(
+            "reach the control socket",
+            conn.is_ok(),
+            format!("{conn:?}"),
+        );
+
+        // The guest's root must be the end of every path upwards.
+        let root = std::fs::metadata("/").expect("stat /");
+        let _ = libc::chdir(c("/").as_ptr());
+        let _ = libc::chdir(c("..").as_ptr());
+        let here = std::fs::metadata(".").expect("stat .");
+        report(
+            ".. at the root",
+            (here.dev(), here.ino()) != (root.dev(), root.ino()),
+            format!("/.. is dev {} ino {}", here.dev(), here.ino()),
+        );
+        report(
+            "/proc/1/root to the host",
+            std::path::Path::new(&format!("/proc/1/root{host_only}")).exists(),
+            "host-only path looked up through /proc/1/root".to_string(),
+        );
+        // The shocker escape: open_by_handle_at with a handle of the host's root inode.
+        let mut buf = [0u8; 128 + 8];
+        // struct file_handle { u32 handle_bytes; i32 handle_type; u8 f_handle[]; }
+        buf[..4].copy_from_slice(&8u32.to_ne_bytes());
+        buf[4..8].copy_from_slice(&1i32.to_ne_bytes());
+        buf[8..12].copy_from_slice(&2u32.to_ne_bytes());
+        let rootfd = libc::open(c("/").as_ptr(), libc::O_RDONLY);
+        must_fail(
+            "open_by_handle_at",
+            libc::syscall(
+                libc::SYS_open_by_handle_at,
+                rootfd,
+                buf.as_ptr(),
+                libc::O_RDONLY,
+            ),
+        );
+        must_fail(
+            "unshare a user namespace",
+            libc::unshare(libc::CLONE_NEWUSER) as _,
+        );
+        must_fail(
+            "unshare a mount namespace",
+            libc::unshare(libc::CLONE_NEWNS) as _,
+        );
+        must_fail(
+            "keyctl (host uid 0's keyrings)",
+            libc::syscall(
+                libc::SYS_keyctl,
+                0,  /* GET_KEYRING_ID */
+                -4, /* USER */
+                0,
+            ),
+        );
+        if let Some(dev) = &device {
+            let fd = libc::open(c(dev).as_ptr(), libc::O_RDONLY);
+            must_fail("open a device node in the guest tree", fd as _);
+        }
+        // PID 1 of a reaper-style guest runs vserverd's own code: its binary must not be
+        // writable through /proc/1/exe.
+        let exe = std::fs::read_link("/proc/1/exe")
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        if exe.contains("memfd") {
+            let fd = libc::open(c("/proc/1/exe").as_ptr(), libc::O_WRONLY);
+            if fd < 0 {
+                report(
+                    "overwrite the stage binary via /proc/1/exe",
+                    false,
+                    format!("open: {}", errno()),
+                );
+            } else {
+                must_fail(
+                    "overwrite the stage binary via /proc/1/exe",
+                    libc::write(fd, c("x").as_ptr().cast(), 1) as _,
+                );
+            }
+        }
+        // Last, since it changes our root: the chroot-and-climb escape.
+        let _ = std::fs::create_dir_all("/tmp/jail");
+        let _ = libc::chdir(c("/").as_ptr());
+        let rc = libc::chroot(c("/tmp/jail").as_ptr());
+        if rc != 0 {
+            report("chroot escape", false, format!("chroot: {}", errno()));
+        } else {
+            for _ in 0..64 {
+                libc::chdir(c("..").as_ptr());
+            }
+            libc::chroot(c(".").as_ptr());
+            let out = std::path::Path::new(&host_only).exists();
+            report(
+                "chroot escape",
+                out,
+                "climbed out of a chroot with a cwd outside it".to_string(),
+            );
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! Building guests: skeleton, template, clone; a failed build leaves nothing; the built guests
+//! pass `check` and (with a root that has an init) start.
+
+use std::process::Command;
+
+use harness::guest::busybox_available;
+use harness::{is_root, require, GuestBuilder, TestDaemon};
+
+fn leftovers(d: &TestDaemon) -> Vec<String> {
+    let mut v = Vec::new();
+    for dir in [&d.config_root, &d.vdir_base] {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(".build-") {
+                v.push(e.path().display().to_string());
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn skeleton_writes_a_valid_config_tree() {
+    let d = TestDaemon::start();
+    d.ctl_ok(&[
+        "build",
+        "sk",
+        "-m",
+        "skeleton",
+        "--hostname",
+        "sk.example",
+        "--interface",
+        "web=eth0:192.0.2.7/24",
+    ]);
+    let cfg = d.guest_config("sk");
+    assert_eq!(
+        std::fs::read_to_string(cfg.join("context")).unwrap(),
+        "40000\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(cfg.join("uts/nodename")).unwrap(),
+        "sk.example\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(cfg.join("interfaces/0/ip")).unwrap(),
+        "192.0.2.7\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(cfg.join("interfaces/0/dev")).unwrap(),
+        "eth0\n"
+    );
+    assert_eq!(
+        std::fs::read_link(cfg.join("vdir")).unwrap(),
+        d.guest_root("sk")
+    );
+    assert!(d.guest_root("sk").join("etc").is_dir());
+    d.ctl_ok(&["check", "sk"]);
+    // The next one gets the next context; a taken context or name is refused.
+    d.ctl_ok(&["build", "sk2", "-m", "skeleton"]);
+    assert_eq!(
+        std::fs::read_to_string(d.guest_config("sk2").join("context")).unwrap(),
+        "40001\n"
+    );
+    let o = d.ctl(&["build", "sk3", "-m", "skeleton", "--context", "40000"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Context '40000' is already in use by sk"));
+    let o = d.ctl(&["build", "sk", "-m", "skeleton"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("exist already; please try to use '--force'")
+    );
+    // --force moves the old guest aside (util-vserver's PATH.~EPOCH~), which List ignores.
+    std::fs::write(d.guest_root("sk2").join("etc/marker"), "old\n").unwrap();
+    d.ctl_ok(&[
+        "build",
+        "sk2",
+        "-m",
+        "skeleton",
+        "--force",
+        "--context",
+        "40007",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(d.guest_config("sk2").join("context")).unwrap(),
+        "40007\n"
+    );
+    assert!(!d.guest_root("sk2").join("etc/marker").exists());
+    let aside: Vec<String> = std::fs::read_dir(d.guest_root("sk2").parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("sk2.~") && n.ends_with('~'))
+        .collect();
+    assert_eq!(aside.len(), 1, "the old root moved aside: {aside:?}");
+    let old = d.guest_root("sk2").parent().unwrap().join(&aside[0]);
+    assert_eq!(
+        std::fs::read_to_string(old.join("etc/marker")).unwrap(),
+        "old\n"
+    );
+    let list = d.ctl_ok(&["list"]);
+    assert!(!list.contains("sk2.~"), "{list}");
+    let o = d.ctl(&["build", "x", "-m", "yum"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not supported"));
+    assert!(!d.guest_config("sk3").exists() && !d.guest_config("x").exists());
+    assert!(leftovers(&d).is_empty());
+}
+
+#[test]
+fn template_and_clone_build_guests_that_start() {
+    if !require(is_root(), "root") || !require(busybox_available(), "busybox-static") {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("src").context(47001).write(&d);
+    let tarball = d.dir.path().join("busybox.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(d.guest_root("src"))
+        .arg("-cf")
+        .arg(&tarball)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    d.spawn();
+    // A failed build (a tarball that is not there) leaves nothing.
+    let o = d.ctl(&[
+        "build",
+        "tp",
+        "-m",
+        "template",
+        "--",
+        "-t",
+        "/nonexistent.tar",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!d.guest_config("tp").exists() && !d.guest_root("tp").exists());
+    assert!(leftovers(&d).is_empty());
+    d.ctl_ok(&[
+        "build",
+        "tp",
+        "-m",
+        "template",
+        "--",
+        "-t",
+        &tarball.display().to_string(),
+    ]);
+    d.ctl_ok(&["start", "tp"]);
+    assert_eq!(d.ctl_ok(&["exec", "tp", "--", "hostname"]).trim(), "tp");
+    d.ctl_ok(&["stop", "tp"]);
+    // clone: the source's settings, its own identity, a copy of the root.
+    std::fs::write(d.guest_config("src").join("nice"), "5\n").unwrap();
+    d.ctl_ok(&["build", "cl", "-m", "clone", "--", "--source", "src"]);
+    let cfg = d.guest_config("cl");
+    assert_eq!(std::fs::read_to_string(cfg.join("nice")).unwrap(), "5\n");
+    assert_ne!(
+        std::fs::read_to_string(cfg.join("context")).unwrap(),
+        "47001\n"
+    );
+    d.ctl_ok(&["start", "cl"]);
+    assert_eq!(d.ctl_ok(&["exec", "cl", "--", "hostname"]).trim(), "cl");
+    // Not hard links: a write in the clone does not show in the source.
+    d.ctl_ok(&[
+        "exec",
+        "cl",
+        "--",
+        "sh",
+        "-c",
+        "echo changed > /etc/hostname",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(d.guest_root("src").join("etc/hostname")).unwrap(),
+        "busybox\n"
+    );
+    d.ctl_ok(&["stop", "cl"]);
+    // util-vserver's form.
+    let vs = d.dir.path().join("vserver");
+    std::os::unix::fs::symlink(harness::bins::vserverctl(), &vs).unwrap();
+    let o = Command::new(&vs)
+        .env("VSERVERD_SOCKET", &d.socket)
+        .args(["nb", "build", "-m", "skeleton", "--context", "47100"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(d.guest_config("nb").join("context")).unwrap(),
+        "47100\n"
+    );
+}
+
+fn used_bytes(p: &std::path::Path) -> u64 {
+    let s = nix::sys::statvfs::statvfs(p).unwrap();
+    (s.blocks() - s.blocks_free()) as u64 * s.fragment_size() as u64
+}
+
+#[test]
+fn a_clone_shares_its_blocks_on_a_reflink_file_system() {
+    if !require(is_root(), "root")
+        || !require(busybox_available(), "busybox-static")
+        || !require(
+            std::path::Path::new("/usr/sbin/mkfs.xfs").exists(),
+            "mkfs.xfs (xfsprogs)",
+        )
+    {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    // The guests' roots on a fresh XFS (reflink on) in a loop image.
+    let img = d.dir.path().join("xfs.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(600 << 20)
+        .unwrap();
+    let ok = Command::new("mkfs.xfs")
+        .args(["-q", "-m", "reflink=1"])
+        .arg(&img)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let ok = Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&img)
+        .arg(&d.vdir_base)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mount the loop image");
+    GuestBuilder::busybox("big").context(47200).write(&d);
+    // 64 MiB of data in the source guest.
+    let data: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    std::fs::write(d.guest_root("big").join("root/data"), &data).unwrap();
+    nix::unistd::sync();
+    d.spawn();
+    let before = used_bytes(&d.vdir_base);
+    d.ctl_ok(&["build", "twin", "-m", "clone", "--", "--source", "big"]);
+    nix::unistd::sync();
+    let grown = used_bytes(&d.vdir_base).saturating_sub(before);
+    eprintln!(
+        "clone of a guest with 64 MiB of data used {:.1} MiB more",
+        grown as f64 / (1 << 20) as f64
+    );
+    assert!(
+        grown < 16 << 20,
+        "the clone copied its data instead of sharing it: {grown} bytes"
+    );
+    assert_eq!(
+        std::fs::read(d.guest_root("twin").join("root/data"))
+            .unwrap()
+            .len(),
+        64 << 20
+    );
+    // Sharing is copy-on-write: the clone starts and writes without touching the source.
+    d.ctl_ok(&["start", "twin"]);
+    d.ctl_ok(&["exec", "twin", "--", "sh", "-c", "echo x > /root/data"]);
+    assert_eq!(
+        std::fs::read(d.guest_root("big").join("root/data"))
+            .unwrap()
+            .len(),
+        64 << 20
+    );
+    d.ctl_ok(&["stop", "twin"]);
+    d.kill();
+    let _ = nix::mount::umount2(&d.vdir_base, nix::mount::MntFlags::MNT_DETACH);
+}
+
+#[test]
+fn debootstrap_builds_a_debian_guest_that_starts() {
+    if !require(is_root(), "root")
+        || !require(
+            std::path::Path::new("/usr/sbin/debootstrap").exists(),
+            "debootstrap",
+        )
+    {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    d.spawn();
+    let o = d.ctl(&[
+        "build",
+        "deb",
+        "-m",
+        "debootstrap",
+        "--context",
+        "47300",
+        "--",
+        "-d",
+        "bookworm",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    // Without network the build must fail cleanly; with it, the guest must work.
+    if !o.status.success() {
+        assert!(err.contains("debootstrap failed"), "{err}");
+        assert!(!d.guest_config("deb").exists() && leftovers(&d).is_empty());
+        // Fails under CI=true, a printed skip elsewhere.
+        let _ = require(
+            false,
+            &format!("network access to deb.debian.org for debootstrap: {err}"),
+        );
+        return;
+    }
+    assert_eq!(
+        std::fs::read_to_string(d.guest_config("deb").join("apps/init/style")).unwrap(),
+        "sysv\n"
+    );
+    d.ctl_ok(&["start", "deb"]);
+    assert!(d
+        .ctl_ok(&["exec", "deb", "--", "cat", "/etc/debian_version"])
+        .starts_with("12"));
+    d.ctl_ok(&["stop", "deb"]);
+}

@@ -1,0 +1,623 @@
+//! Guest lifecycle on this kernel, as root: real busybox guests started and stopped through
+//! the daemon's socket, every check reading the kernel's view (/proc/PID/status, ns inodes,
+//! mountinfo, cgroup files).
+
+use std::path::Path;
+
+use harness::guest::{busybox_available, install_host_binary, workspace_binary};
+use harness::{is_root, require, GuestBuilder, TestDaemon};
+
+fn prerequisites() -> bool {
+    require(is_root(), "root") && require(busybox_available(), "busybox-static (/bin/busybox)")
+}
+
+fn proc_status(pid: i32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{key}:"))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+fn ns(pid: &str, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+fn alive(pid: i32) -> bool {
+    // A reaped process is gone; a zombie is as good as gone.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+/// Nothing of the guest is left: no process, no cgroup, no run state, no mount below the
+/// test's directory.
+fn assert_nothing_left(d: &TestDaemon, name: &str, init: Option<i32>) {
+    if let Some(pid) = init {
+        assert!(!alive(pid), "init {pid} of {name} still runs");
+    }
+    for dir in d.cgroup_dirs(name) {
+        assert!(!dir.exists(), "cgroup {} left behind", dir.display());
+    }
+    let state = d.run_dir.join("guests").join(format!("{name}.json"));
+    assert!(!state.exists(), "run state {} left behind", state.display());
+    let root = d.dir.path().to_string_lossy().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.lines().any(|l| l.contains(&root)),
+        "host mounts below {root}:\n{mounts}"
+    );
+}
+
+#[test]
+fn busybox_guest_runs_isolated_and_stops_without_a_trace() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("web")
+        .context(41010)
+        .file("uts/nodename", "webhost\n")
+        .file("ulimits/nofile", "1000\n")
+        .write(&d);
+    d.spawn();
+    let out = d.ctl_ok(&["start", "web"]);
+    assert!(out.contains("running"), "{out}");
+    let pid = d.init_pid("web");
+
+    // Its own pid namespace, as PID 1.
+    let nspid = proc_status(pid, "NSpid");
+    assert!(
+        nspid.ends_with("\t1") || nspid.ends_with(" 1"),
+        "NSpid {nspid:?}"
+    );
+    // New mnt, uts, ipc, pid, cgroup and time namespaces; the host's network.
+    for kind in ["mnt", "uts", "ipc", "pid", "cgroup", "time"] {
+        assert_ne!(
+            ns(&pid.to_string(), kind),
+            ns("self", kind),
+            "{kind} namespace shared"
+        );
+    }
+    assert_eq!(ns(&pid.to_string(), "net"), ns("self", "net"));
+    // util-vserver's secure default bounding set, and the seccomp filters.
+    assert_eq!(
+        proc_status(pid, "CapBnd"),
+        vserverd::isolate::caps::bounding_hex(vserverd::config::names::BCAPS_SECURE)
+    );
+    assert_eq!(proc_status(pid, "Seccomp"), "2");
+    // ulimits/ applied to init.
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let nofile = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert_eq!(
+        nofile.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["1000", "1000"],
+        "{nofile}"
+    );
+    // Only its own processes, seen through its own /proc.
+    let procs: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/root/proc"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.parse::<u32>().is_ok())
+        .collect();
+    assert!(
+        procs.contains(&"1".to_string()) && procs.len() < 10,
+        "{procs:?}"
+    );
+    // Hostname, uptime from its time namespace, mounts: from inside.
+    let out = d.ctl_ok(&[
+        "exec",
+        "web",
+        "--",
+        "sh",
+        "-c",
+        "hostname; cut -d. -f1 /proc/uptime; cat /proc/self/mountinfo",
+    ]);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("webhost"));
+    let uptime: u64 = lines.next().unwrap().parse().unwrap();
+    let host_uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (uptime as f64) < host_uptime,
+        "guest uptime {uptime} should count from its start"
+    );
+    let mi: Vec<&str> = lines.collect();
+    let mount = |target: &str| {
+        mi.iter()
+            .find(|l| l.split(' ').nth(4) == Some(target))
+            .copied()
+    };
+    assert!(mount("/proc").is_some(), "{mi:#?}");
+    assert!(
+        mount("/proc/sys").unwrap().contains(" ro,"),
+        "/proc/sys must be read-only"
+    );
+    assert!(mount("/tmp").unwrap().contains("tmpfs"));
+    assert!(mount("/dev/pts").unwrap().contains("ptmxmode=666"));
+    assert!(
+        mount("/").unwrap().contains("nodev"),
+        "the guest root must be nodev"
+    );
+    // The guest's cgroup (host view) is ours.
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(cg.contains(&format!("{}/web", d.cgroup_prefix)), "{cg}");
+    // util-vserver's status wording.
+    let st = d.ctl(&["status", "web"]);
+    assert_eq!(st.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&st.stdout).contains("is running at context '41010'"));
+
+    d.ctl_ok(&["stop", "web"]);
+    assert_eq!(d.ctl(&["status", "web"]).status.code(), Some(3));
+    assert_nothing_left(&d, "web", Some(pid));
+}
+
+#[test]
+fn reboot_restarts_and_halt_stops() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("rb").context(41011).write(&d);
+    d.spawn();
+    d.ctl_ok(&["start", "rb"]);
+    let first = d.init_pid("rb");
+    // `reboot -f` in the guest: reboot(2) ends init with SIGHUP, the helper starts it again.
+    let _ = d.ctl(&["exec", "rb", "--", "/sbin/reboot", "-f"]);
+    d.wait_until("the guest to come back with a new init", || {
+        let s = d.status("rb");
+        s["state"] == "running" && s["init_pid"].as_i64().is_some_and(|p| p as i32 != first)
+    });
+    let second = d.init_pid("rb");
+    assert!(!alive(first));
+    // `poweroff -f`: SIGINT, the guest stays down.
+    let _ = d.ctl(&["exec", "rb", "--", "/sbin/poweroff", "-f"]);
+    d.wait_until("the guest to stop", || d.status("rb")["state"] == "stopped");
+    let s = d.status("rb");
+    assert!(
+        s["message"].as_str().unwrap_or("").contains("halted"),
+        "{s}"
+    );
+    assert_nothing_left(&d, "rb", Some(second));
+}
+
+#[test]
+fn stop_kills_an_init_that_ignores_it() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    // PID 1 ignores SIGINT (and a pid namespace's init gets no unhandled signal anyway), and
+    // a child ignores SIGTERM: the kill sequence and the cgroup kill must end them.
+    GuestBuilder::busybox("stubborn")
+        .context(41012)
+        .file(
+            "apps/init/cmd.start",
+            "/bin/sh\n-c\ntrap '' INT TERM; (trap '' TERM; sleep 100000) & sleep 100000\n",
+        )
+        .file("apps/init/killseq", "15 1 9\n")
+        .file("apps/vshelper/sync-timeout", "1\n")
+        .write(&d);
+    d.spawn();
+    d.ctl_ok(&["start", "stubborn"]);
+    let pid = d.init_pid("stubborn");
+    // (busybox sh execs the last command of each shell: two sleeps.)
+    d.wait_until("init and its child", || {
+        d.status("stubborn")["processes"].as_u64().unwrap_or(0) >= 2
+    });
+    d.ctl_ok(&["stop", "stubborn"]);
+    assert_nothing_left(&d, "stubborn", Some(pid));
+}
+
+#[test]
+fn exec_passes_stdio_and_the_exit_code() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("ex").context(41013).write(&d);
+    d.spawn();
+    d.ctl_ok(&["start", "ex"]);
+    let mut child = std::process::Command::new(harness::bins::vserverctl())
+        .args(["--socket"])
+        .arg(&d.socket)
+        .args([
+            "exec",
+            "ex",
+            "--",
+            "sh",
+            "-c",
+            "tr a-z A-Z; echo oops >&2; ls /proc/self/fd | wc -l; exit 42",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(42));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("HELLO"));
+    // ls's own fds: 0, 1, 2 and the directory it reads; nothing of the host's.
+    let fds: u32 = lines.next().unwrap().trim().parse().unwrap();
+    assert!(fds <= 4, "the command has {fds} open fds");
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "oops");
+    // No signal ignored behind the command's back (Rust ignores SIGPIPE; it must not leak).
+    let sigign = d.ctl_ok(&["exec", "ex", "--", "grep", "SigIgn", "/proc/self/status"]);
+    assert!(sigign.trim().ends_with("0000000000000000"), "{sigign}");
+    // A stopped guest: util-vserver's refusal, exit 1.
+    d.ctl_ok(&["stop", "ex"]);
+    let o = d.ctl(&["exec", "ex", "--", "true"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not running"));
+}
+
+#[test]
+fn hooks_run_in_util_vservers_order_with_its_arguments() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    let log = d.dir.path().join("hooks.log");
+    let mut g = GuestBuilder::busybox("hk").context(41014);
+    for h in [
+        "initialize",
+        "prepre-start",
+        "pre-start",
+        "post-start",
+        "pre-stop",
+        "post-stop",
+        "postpost-stop",
+    ] {
+        g = g.file(
+            &format!("scripts/{h}"),
+            &format!(
+                "#!/bin/sh\necho \"$1 $2 $VSERVER_NAME $(pwd)\" >> {}\n",
+                log.display()
+            ),
+        );
+    }
+    let cfg = g.write(&d);
+    for h in std::fs::read_dir(cfg.join("scripts")).unwrap().flatten() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(h.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    d.spawn();
+    d.ctl_ok(&["start", "hk"]);
+    d.ctl_ok(&["stop", "hk"]);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let got: Vec<&str> = text.lines().collect();
+    let vdir = d.guest_root("hk");
+    let cfgs = cfg.display().to_string();
+    let v = vdir.display().to_string();
+    assert_eq!(
+        got,
+        [
+            format!("initialize hk hk {cfgs}"),
+            format!("prepre-start hk hk {cfgs}"),
+            format!("pre-start hk hk {v}"),
+            format!("post-start hk hk {v}"),
+            format!("pre-stop hk hk {v}"),
+            format!("post-stop hk hk {v}"),
+            format!("postpost-stop hk hk {cfgs}"),
+        ]
+    );
+}
+
+/// A failed start leaves nothing behind, and says why.
+fn assert_start_fails(d: &TestDaemon, name: &str, expect: &str) {
+    let o = d.ctl(&["start", name]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "start {name} should fail: {err}");
+    assert!(
+        err.contains(expect),
+        "start {name}: expected {expect:?} in {err:?}"
+    );
+    assert_eq!(d.status(name)["state"], "stopped");
+    assert_nothing_left(d, name, None);
+}
+
+#[test]
+fn failed_starts_roll_back() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    let hook = GuestBuilder::busybox("badhook")
+        .context(41020)
+        .file(
+            "scripts/pre-start",
+            "#!/bin/sh\necho 'no disk for you' >&2\nexit 3\n",
+        )
+        .write(&d);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        hook.join("scripts/pre-start"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    GuestBuilder::busybox("nofs")
+        .context(41021)
+        .file(
+            "fstab",
+            "none /proc proc defaults 0 0\nnone /tmp nosuchfs defaults 0 0\n",
+        )
+        .write(&d);
+    GuestBuilder::busybox("noroot").context(41022).write(&d);
+    std::fs::remove_dir_all(d.guest_root("noroot")).unwrap();
+    GuestBuilder::busybox("noexec")
+        .context(41023)
+        .file("apps/init/cmd.start", "/sbin/no-such-init\n")
+        .write(&d);
+    d.spawn();
+    assert_start_fails(&d, "badhook", "no disk for you");
+    assert_start_fails(&d, "nofs", "fstab:2");
+    assert_start_fails(&d, "noroot", "does not exist");
+    assert_start_fails(&d, "noexec", "/sbin/no-such-init");
+}
+
+#[test]
+fn an_init_that_exits_at_once_is_cleaned_up() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("brief")
+        .context(41024)
+        .file("apps/init/cmd.start", "/bin/sh\n-c\necho bye; exit 5\n")
+        .write(&d);
+    d.spawn();
+    // Either the start sees it die, or the supervisor does right after: both end stopped,
+    // with init's exit status said, and nothing left.
+    let o = d.ctl(&["start", "brief"]);
+    d.wait_until("the guest to be stopped", || {
+        d.status("brief")["state"] == "stopped"
+    });
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stderr),
+        d.status("brief")["message"].as_str().unwrap_or("")
+    );
+    assert!(said.contains("exit status 5"), "{said}");
+    assert_nothing_left(&d, "brief", None);
+}
+
+#[test]
+fn escape_attempts_from_guest_root_fail() {
+    if !prerequisites() || !require(Path::new("/usr/bin/ldd").exists(), "ldd") {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("jail").context(41030).write(&d);
+    // A reaper-style guest too: its PID 1 runs vserverd's code from the sealed memfd.
+    GuestBuilder::busybox("reaper")
+        .context(41031)
+        .file("apps/init/style", "sysv\n")
+        .write(&d);
+    for g in ["jail", "reaper"] {
+        let root = d.guest_root(g);
+        install_host_binary(&root, &workspace_binary("vserverd-escape"), "/escape");
+        // A live device node planted in the guest's tree (/dev/mem's numbers): nodev kills it.
+        nix::sys::stat::mknod(
+            &root.join("root/mem"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            nix::sys::stat::makedev(1, 1),
+        )
+        .unwrap();
+    }
+    let rc = d.guest_root("reaper").join("etc/init.d/rc");
+    std::fs::create_dir_all(rc.parent().unwrap()).unwrap();
+    std::fs::write(
+        &rc,
+        "#!/bin/sh\ncase $1 in 3) /bin/sleep 1000000 & ;; 6) kill -TERM -1 ;; esac\nexit 0\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let host_only = d.dir.path().join("host-only-marker");
+    std::fs::write(&host_only, "host").unwrap();
+    d.spawn();
+    let daemon_bin = std::fs::read(harness::bins::vserverd()).unwrap();
+    for g in ["jail", "reaper"] {
+        d.ctl_ok(&["start", g]);
+        let pid = d.init_pid(g);
+        let capbnd = u64::from_str_radix(&proc_status(pid, "CapBnd"), 16).unwrap();
+        for (cap, what) in [
+            (16, "SYS_MODULE"),
+            (21, "SYS_ADMIN"),
+            (12, "NET_ADMIN"),
+            (27, "MKNOD"),
+            (17, "SYS_RAWIO"),
+        ] {
+            assert_eq!(
+                capbnd & (1 << cap),
+                0,
+                "{g}: CAP_{what} in the bounding set"
+            );
+        }
+        let out = d.ctl(&[
+            "exec",
+            g,
+            "--",
+            "/escape",
+            &host_only.display().to_string(),
+            &d.pid().unwrap().to_string(),
+            &d.socket.display().to_string(),
+            "/root/mem",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{g}: escape helper failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let results: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(results.len() >= 18, "{g}: too few attempts ran:\n{text}");
+        eprintln!("{g}: {text}");
+        let escaped: Vec<&serde_json::Value> =
+            results.iter().filter(|r| r["escaped"] != false).collect();
+        assert!(escaped.is_empty(), "{g}: escapes: {escaped:#?}");
+        if g == "reaper" {
+            assert!(text.contains("overwrite the stage binary"), "{text}");
+        }
+        d.ctl_ok(&["stop", g]);
+    }
+    assert_eq!(
+        std::fs::read(harness::bins::vserverd()).unwrap(),
+        daemon_bin,
+        "the host binary changed"
+    );
+}
+
+#[test]
+fn guests_survive_a_daemon_crash_and_are_adopted() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("keep").context(41040).write(&d);
+    GuestBuilder::busybox("lost").context(41041).write(&d);
+    d.spawn();
+    d.ctl_ok(&["start", "keep"]);
+    d.ctl_ok(&["start", "lost"]);
+    let keep = d.init_pid("keep");
+    let lost = d.init_pid("lost");
+    d.kill(); // SIGKILL, as a crash
+    assert!(alive(keep) && alive(lost), "guests must outlive the daemon");
+    // One guest ends while no daemon runs.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(lost),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    d.wait_until("the lost guest's init to die", || !alive(lost));
+    d.spawn();
+    let s = d.status("keep");
+    assert_eq!(s["state"], "running", "{s}");
+    assert_eq!(s["init_pid"].as_i64(), Some(keep as i64));
+    let out = d.ctl_ok(&["exec", "keep", "--", "hostname"]);
+    assert_eq!(out.trim(), "keep");
+    let s = d.status("lost");
+    assert_eq!(s["state"], "stopped", "{s}");
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("while vserverd was away"),
+        "{s}"
+    );
+    assert_nothing_left(&d, "lost", None);
+    // The adopted guest stops cleanly, and its reboot helper still works before that.
+    let _ = d.ctl(&["exec", "keep", "--", "/sbin/reboot", "-f"]);
+    d.wait_until("the adopted guest to reboot", || {
+        let s = d.status("keep");
+        s["state"] == "running" && s["init_pid"].as_i64().is_some_and(|p| p as i32 != keep)
+    });
+    let again = d.init_pid("keep");
+    d.ctl_ok(&["stop", "keep"]);
+    assert_nothing_left(&d, "keep", Some(again));
+}
+
+#[test]
+fn util_vserver_command_semantics() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    let cfg = GuestBuilder::busybox("cmds")
+        .context(41050)
+        .file("umask", "newuser\n")
+        .write(&d);
+    // util-vserver's run file: CFG/run points where the context id goes while it runs.
+    let run_target = d.dir.path().join("cmds.run");
+    std::os::unix::fs::symlink(&run_target, cfg.join("run")).unwrap();
+    d.spawn();
+    // condrestart of a stopped guest: nothing happens, exit 0.
+    let o = d.ctl(&["condrestart", "cmds"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(d.status("cmds")["state"], "stopped");
+    d.ctl_ok(&["start", "cmds"]);
+    assert_eq!(std::fs::read_to_string(&run_target).unwrap(), "41050\n");
+    // start of a running guest: util-vserver's message, exit 0.
+    let o = d.ctl(&["start", "cmds"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("vserver 'cmds' already running"));
+    assert_eq!(d.ctl(&["running", "cmds"]).status.code(), Some(0));
+    // umask lists the namespaces the guest may make: a user namespace here, no mount ns.
+    let o = d.ctl(&["exec", "cmds", "--", "unshare", "-U", "true"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = d.ctl(&["exec", "cmds", "--", "unshare", "-i", "true"]);
+    assert_ne!(o.status.code(), Some(0), "an ipc namespace is not in umask");
+    // condrestart of a running guest restarts it.
+    let first = d.init_pid("cmds");
+    d.ctl_ok(&["condrestart", "cmds"]);
+    assert_ne!(d.init_pid("cmds"), first);
+    d.ctl_ok(&["stop", "cmds"]);
+    assert!(!run_target.exists(), "the run file outlived the guest");
+    assert_eq!(d.ctl(&["running", "cmds"]).status.code(), Some(1));
+    // stop of a stopped guest: exit 0 with util-vserver's words.
+    let o = d.ctl(&["stop", "cmds"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("is not running"));
+}
+
+#[test]
+fn a_hard_limit_above_the_daemons_is_explained() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("lim")
+        .context(41051)
+        .file("ulimits/nofile.hard", "1048576\n")
+        .file("ulimits/nofile.soft", "1024\n")
+        .write(&d);
+    d.spawn();
+    let o = d.ctl(&["start", "lim"]);
+    let mut hard = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit into a valid struct.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) };
+    if o.status.success() {
+        // A host whose root has CAP_SYS_RESOURCE: the limit is simply applied.
+        let limits =
+            std::fs::read_to_string(format!("/proc/{}/limits", d.init_pid("lim"))).unwrap();
+        assert!(limits.contains("1048576"), "{limits}");
+    } else {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("ulimits/nofile") && err.contains("CAP_SYS_RESOURCE"),
+            "{err} (daemon hard limit {})",
+            hard.rlim_max
+        );
+        assert_nothing_left(&d, "lim", None);
+    }
+}

@@ -1,0 +1,317 @@
+//! Limits on this host's cgroups (v1 controllers on a hybrid host; the v2 path runs in the VM
+//! tier): memory enforced, a fork bomb contained, a CPU quota measured, live changes.
+
+use harness::guest::busybox_available;
+use harness::{is_root, require, GuestBuilder, TestDaemon};
+
+fn prerequisites() -> bool {
+    require(is_root(), "root") && require(busybox_available(), "busybox-static (/bin/busybox)")
+}
+
+fn cg_read(d: &TestDaemon, name: &str, file: &str) -> String {
+    d.cgroup_dirs(name)
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p.join(file)).ok())
+        .unwrap_or_else(|| panic!("no cgroup of {name} has {file}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn memory_limit_is_enforced_inside_the_guest() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    // rlimits/rss in pages: 16384 × 4 KiB = 64 MiB.
+    GuestBuilder::busybox("mem")
+        .context(44001)
+        .file("rlimits/rss", "16384\n")
+        .write(&d);
+    d.spawn();
+    d.ctl_ok(&["start", "mem"]);
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    let limit = cg_read(&d, "mem", "memory.limit_in_bytes");
+    assert_eq!(limit, (16384 * page).to_string());
+    // 32 MiB fits; a 200 MiB buffer does not: dd is OOM-killed, the guest lives on.
+    d.ctl_ok(&[
+        "exec",
+        "mem",
+        "--",
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=32M",
+        "count=1",
+    ]);
+    let o = d.ctl(&[
+        "exec",
+        "mem",
+        "--",
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=200M",
+        "count=1",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(137),
+        "dd past the limit must be killed (SIGKILL): {o:?}"
+    );
+    let oom = cg_read(&d, "mem", "memory.oom_control");
+    assert!(
+        oom.contains("oom_kill 1") || !oom.contains("oom_kill 0"),
+        "{oom}"
+    );
+    assert_eq!(d.status("mem")["state"], "running");
+    // Raised live: the same dd now fits.
+    d.ctl_ok(&["set", "mem", "--memory", "512M"]);
+    assert_eq!(
+        cg_read(&d, "mem", "memory.limit_in_bytes"),
+        (512u64 << 20).to_string()
+    );
+    d.ctl_ok(&[
+        "exec",
+        "mem",
+        "--",
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=200M",
+        "count=1",
+    ]);
+    d.ctl_ok(&["stop", "mem"]);
+}
+
+#[test]
+fn a_fork_bomb_stays_inside_pids_max() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    // A full guest cannot fork its own poweroff: stop's timeout and kill sequence end it.
+    GuestBuilder::busybox("bomb")
+        .context(44002)
+        .file("rlimits/nproc", "30\n")
+        .file("apps/vshelper/sync-timeout", "1\n")
+        .file("apps/init/killseq", "9\n")
+        .write(&d);
+    d.spawn();
+    d.ctl_ok(&["start", "bomb"]);
+    assert_eq!(cg_read(&d, "bomb", "pids.max"), "30");
+    // Forks until refused; the shell reports the failures and we count what got through.
+    let o = d.ctl(&[
+        "exec",
+        "bomb",
+        "--",
+        "sh",
+        "-c",
+        "n=0; while [ $n -lt 200 ]; do sleep 100 & n=$((n+1)); done 2>/dev/null; true",
+    ]);
+    let _ = o;
+    let current: u64 = cg_read(&d, "bomb", "pids.current").parse().unwrap();
+    assert!(current <= 30, "pids.current {current}");
+    let events = cg_read(&d, "bomb", "pids.events");
+    assert!(
+        !events.contains("max 0"),
+        "the limit was never hit: {events}"
+    );
+    assert_eq!(d.status("bomb")["state"], "running");
+    d.ctl_ok(&["stop", "bomb"]);
+}
+
+#[test]
+fn a_cpu_quota_holds_a_busy_loop() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    // sched/: 1 token per 4 jiffies = a quarter of one CPU.
+    GuestBuilder::busybox("cpu")
+        .context(44003)
+        .file("sched/fill-rate", "1\n")
+        .file("sched/interval", "4\n")
+        .write(&d);
+    d.spawn();
+    d.ctl_ok(&["start", "cpu"]);
+    assert_eq!(cg_read(&d, "cpu", "cpu.cfs_quota_us"), "25000");
+    let usage = |d: &TestDaemon| -> f64 {
+        cg_read(d, "cpu", "cpuacct.usage").parse::<f64>().unwrap() / 1e9
+    };
+    let before = usage(&d);
+    let t = std::time::Instant::now();
+    // Two busy loops for 3 s (two cores here): the quota, not the cores, must bind.
+    d.ctl_ok(&[
+        "exec",
+        "cpu",
+        "--",
+        "sh",
+        "-c",
+        "timeout 3 sh -c 'while :; do :; done' & timeout 3 sh -c 'while :; do :; done'; wait",
+    ]);
+    let share = (usage(&d) - before) / t.elapsed().as_secs_f64();
+    eprintln!("measured CPU share: {share:.3} of one CPU (quota 0.25)");
+    assert!(
+        (0.15..=0.32).contains(&share),
+        "share {share:.3} for a quota of 0.25"
+    );
+    // Live: half a CPU.
+    d.ctl_ok(&["set", "cpu", "--cpus", "0.5"]);
+    assert_eq!(cg_read(&d, "cpu", "cpu.cfs_quota_us"), "50000");
+    d.ctl_ok(&["stop", "cpu"]);
+}
+
+#[test]
+fn limits_persist_and_edits_apply_live() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    let cfg = GuestBuilder::busybox("edit").context(44004).write(&d);
+    d.spawn();
+    // A stopped guest: only --persist makes sense.
+    assert_eq!(
+        d.ctl(&["set", "edit", "--pids", "40"]).status.code(),
+        Some(1)
+    );
+    d.ctl_ok(&["set", "edit", "--pids", "40", "--persist"]);
+    assert_eq!(
+        std::fs::read_to_string(cfg.join("cgroup/pids.max")).unwrap(),
+        "40\n"
+    );
+    d.ctl_ok(&["start", "edit"]);
+    assert_eq!(cg_read(&d, "edit", "pids.max"), "40");
+    // Editing the tree of a running guest: applied live, no restart needed.
+    std::fs::write(cfg.join("cgroup/pids.max"), "45\n").unwrap();
+    d.wait_until("the edited limit applied", || {
+        cg_read(&d, "edit", "pids.max") == "45"
+    });
+    assert_eq!(d.status("edit")["restart_needed"], false);
+    d.ctl_ok(&["stop", "edit"]);
+}
+
+#[test]
+fn a_bad_cgroup_setting_fails_the_start_cleanly() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("badcg")
+        .context(44005)
+        .file("cgroup/memory.no_such_knob", "1\n")
+        .write(&d);
+    d.spawn();
+    let o = d.ctl(&["start", "badcg"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cgroup/memory.no_such_knob"), "{err}");
+    for dir in d.cgroup_dirs("badcg") {
+        assert!(!dir.exists(), "{} left", dir.display());
+    }
+}
+
+#[test]
+fn stat_agrees_with_the_kernel() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("sa").context(44011).write(&d);
+    GuestBuilder::busybox("sb").context(44010).write(&d);
+    d.spawn();
+    d.ctl_ok(&["start", "sa"]);
+    d.ctl_ok(&["start", "sb"]);
+    let v: serde_json::Value = serde_json::from_str(&d.ctl_ok(&["stat", "--json"])).unwrap();
+    let g = v["guests"].as_array().unwrap();
+    assert_eq!(g.len(), 2);
+    assert_eq!(g[0]["name"], "sb", "sorted by context");
+    for row in g {
+        let name = row["name"].as_str().unwrap();
+        let pids: Vec<i32> = cg_read(&d, name, "cgroup.procs")
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        assert_eq!(row["processes"].as_u64().unwrap() as usize, pids.len());
+        let vsz: u64 = pids
+            .iter()
+            .map(|p| {
+                let s = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
+                s[s.rfind(')').unwrap() + 2..]
+                    .split_whitespace()
+                    .nth(20)
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap()
+            })
+            .sum();
+        let got = row["vsz_bytes"].as_u64().unwrap();
+        assert!(
+            got.abs_diff(vsz) * 10 <= vsz,
+            "vsz {got} vs /proc {vsz} (10%)"
+        );
+        let usage: u64 = cg_read(&d, name, "memory.usage_in_bytes").parse().unwrap();
+        let rss = row["rss_bytes"].as_u64().unwrap();
+        assert!(
+            rss > 0 && rss <= usage,
+            "rss {rss}, memory.usage_in_bytes {usage}"
+        );
+        assert!(row["uptime_seconds"].as_f64().unwrap() < 600.0);
+    }
+    let text = d.ctl_ok(&["vserver-stat"]);
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("CTX   PROC    VSZ    RSS  userTIME   sysTIME    UPTIME NAME")
+    );
+    let row = lines.next().unwrap();
+    assert!(row.starts_with("44010") && row.ends_with(" sb"), "{row}");
+    d.ctl_ok(&["stop", "sa"]);
+    d.ctl_ok(&["stop", "sb"]);
+}
+
+#[test]
+fn guests_sharing_a_cgroup_share_its_limits_not_their_fate() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    for (n, ctx) in [("t1", 44021), ("t2", 44022)] {
+        GuestBuilder::busybox(n)
+            .context(ctx)
+            .file("cgroup/name", "team\n")
+            .file("cgroup/pids.max", "50\n")
+            .write(&d);
+    }
+    d.spawn();
+    d.ctl_ok(&["start", "t1"]);
+    d.ctl_ok(&["start", "t2"]);
+    // The limit is on the shared group; each guest is a leaf below it.
+    let group: Vec<std::path::PathBuf> = d
+        .cgroup_dirs("t1")
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("/pids/"))
+        .map(|p| p.parent().unwrap().join("team"))
+        .collect();
+    assert_eq!(group.len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(group[0].join("pids.max"))
+            .unwrap()
+            .trim(),
+        "50"
+    );
+    assert!(group[0].join("t1").is_dir() && group[0].join("t2").is_dir());
+    let t2 = d.init_pid("t2");
+    d.ctl_ok(&["stop", "t1"]);
+    assert!(
+        std::fs::read_to_string(format!("/proc/{t2}/stat")).is_ok(),
+        "stopping t1 killed t2"
+    );
+    assert_eq!(d.status("t2")["state"], "running");
+    assert!(group[0].is_dir() && !group[0].join("t1").exists());
+    d.ctl_ok(&["stop", "t2"]);
+    assert!(
+        !group[0].exists(),
+        "the shared group outlived its last guest"
+    );
+}

@@ -1,0 +1,185 @@
+//! Under real systemd on pure cgroup v2 (the VM tier, Debian 13): the project's units —
+//! socket activation, boot-time autostart of the guests marked `default` in dependency order,
+//! `systemctl stop vserverd` leaving guests running for the next daemon to adopt, the
+//! autostart unit's stop in reverse order — and the cgroup v2 limits of docs/resources.md.
+
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+
+use harness::vm::{self, Vm};
+use harness::GuestBuilder;
+
+const SCRIPT: &str = r#"#!/bin/bash
+set -euo pipefail
+step() { echo "== $*"; }
+fail() { echo "FAILED: $*"; journalctl -b --no-pager -o cat -u vserverd.service | tail -40; exit 1; }
+field() { vserverctl status "$1" --json 2>/dev/null | tr -d ' \n' | sed -n "s/.*\"$2\":\"\{0,1\}\([a-z0-9]*\).*/\1/p"; }
+wait_for() { local t=$1 what=$2 i; shift 2
+  for ((i = 0; i < t * 5; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  fail "$what: not after $t s"; }
+
+# Boot: the socket is listening and the autostart unit started the marked guests through it.
+wait_for 180 "vserverd-autostart active" systemctl is-active vserverd-autostart.service
+systemctl is-active vserverd.socket >/dev/null || fail "vserverd.socket not active"
+systemctl show -P TriggeredBy vserverd.service | grep -q vserverd.socket || fail "not socket-activated"
+for g in a b c; do [ "$(field $g state)" = running ] || fail "$g is $(field $g state) after boot"; done
+[ "$(grep start /run/order.log | tr '\n' ' ')" = "start a start b start c " ] || fail "start order: $(cat /run/order.log)"
+[ "$(field lim state)" = stopped ] || fail "an unmarked guest was started"
+step "boot: a, b, c running, started in dependency order by vserverd-autostart via the socket"
+
+# Stopping the service leaves the guests; the next call activates a daemon that adopts them.
+PA=$(field a init_pid)
+systemctl stop vserverd.service
+! systemctl is-active vserverd.service >/dev/null || fail "vserverd still active"
+[ -e /proc/$PA ] || fail "a's init died with the daemon"
+[ "$(field a state)" = running ] || fail "a not running after re-activation"
+[ "$(field a init_pid)" = "$PA" ] || fail "a's init changed: adopted another"
+systemctl is-active vserverd.service >/dev/null || fail "not re-activated"
+step "systemctl stop vserverd: guests kept; the socket started a new daemon, which adopted them"
+
+# cgroup v2 limits.
+OWN=/sys/fs/cgroup$(systemctl show -P ControlGroup vserverd.service)
+vserverctl start lim
+CG=$OWN/vserverd/lim
+[ "$(cat $CG/memory.max)" = 67108864 ] || fail "memory.max $(cat $CG/memory.max)"
+[ "$(cat $CG/pids.max)" = 30 ] || fail "pids.max $(cat $CG/pids.max)"
+[ "$(cat $CG/cpu.max)" = "25000 100000" ] || fail "cpu.max $(cat $CG/cpu.max)"
+vserverctl exec lim -- dd if=/dev/zero of=/dev/null bs=32M count=1 2>/dev/null
+rc=0; vserverctl exec lim -- dd if=/dev/zero of=/dev/null bs=200M count=1 2>/dev/null || rc=$?
+[ $rc = 137 ] || fail "dd past memory.max exited $rc, not 137"
+vserverctl set lim --memory 512M --pids 50 --cpus 0.5
+[ "$(cat $CG/memory.max)" = 536870912 ] && [ "$(cat $CG/pids.max)" = 50 ] && [ "$(cat $CG/cpu.max)" = "50000 100000" ] || fail "live set: $(cat $CG/memory.max) $(cat $CG/pids.max) $(cat $CG/cpu.max)"
+vserverctl exec lim -- dd if=/dev/zero of=/dev/null bs=200M count=1 2>/dev/null
+vserverctl stat | grep -q ' lim$' || fail "stat has no lim row"
+vserverctl stop lim
+[ ! -e $CG ] || fail "$CG left behind"
+step "v2: memory.max, pids.max, cpu.max from rlimits and sched; OOM inside; live set; stat"
+
+# The autostart unit's stop (what an orderly shutdown runs): dependents first.
+systemctl stop vserverd-autostart.service
+for g in a b c; do [ "$(field $g state)" = stopped ] || fail "$g still $(field $g state)"; done
+[ "$(grep stop /run/order.log | tr '\n' ' ')" = "stop c stop b stop a " ] || fail "stop order: $(cat /run/order.log)"
+step "vserverd-autostart stop: c, b, a stopped in reverse order"
+step "SYSTEMD OK"
+"#;
+
+fn guests(dir: &Path) {
+    let (cfg, vdir) = (dir.join("etc/vservers"), dir.join("vservers"));
+    let hook = |verb: &str| format!("#!/bin/sh\necho \"{verb} $2\" >> /run/order.log\n");
+    for (name, ctx, dep) in [
+        ("a", 4301, None),
+        ("b", 4302, Some("a")),
+        ("c", 4303, Some("b")),
+    ] {
+        let mut g = GuestBuilder::busybox(name)
+            .context(ctx)
+            .file("uts/nodename", &format!("{name}\n"))
+            .file("apps/init/mark", "default\n")
+            .file("scripts/pre-start", &hook("start"))
+            .file("scripts/post-stop", &hook("stop"));
+        if let Some(d) = dep {
+            g = g.file("apps/init/depends", &format!("{d}\n"));
+        }
+        let c = g.write_to(&cfg, &vdir);
+        for h in ["pre-start", "post-stop"] {
+            std::fs::set_permissions(
+                c.join("scripts").join(h),
+                std::fs::Permissions::from_mode(0o755),
+            )
+            .unwrap();
+        }
+    }
+    GuestBuilder::busybox("lim")
+        .context(4310)
+        .file("rlimits/rss", "16384\n")
+        .file("rlimits/nproc", "30\n")
+        .file("sched/fill-rate", "1\n")
+        .file("sched/interval", "4\n")
+        .write_to(&cfg, &vdir);
+}
+
+fn units(dir: &Path) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let sys = dir.join("etc/systemd/system");
+    for w in ["sockets.target.wants", "multi-user.target.wants"] {
+        std::fs::create_dir_all(sys.join(w)).unwrap();
+    }
+    for u in [
+        "vserverd.socket",
+        "vserverd.service",
+        "vserverd-autostart.service",
+    ] {
+        std::fs::copy(repo.join("systemd").join(u), sys.join(u)).unwrap();
+    }
+    symlink(
+        "../vserverd.socket",
+        sys.join("sockets.target.wants/vserverd.socket"),
+    )
+    .unwrap();
+    symlink(
+        "../vserverd-autostart.service",
+        sys.join("multi-user.target.wants/vserverd-autostart.service"),
+    )
+    .unwrap();
+    // The units name /usr/local/bin, where scripts/demo.sh installs the binaries.
+    let bin = dir.join("usr/local/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    symlink("/test/bin/vserverd", bin.join("vserverd")).unwrap();
+    symlink("/test/bin/vserverctl", bin.join("vserverctl")).unwrap();
+}
+
+#[test]
+fn units_autostart_adoption_and_v2_limits_under_systemd() {
+    if !vm::ready("trixie") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    guests(t.path());
+    units(t.path());
+    let run = Vm::new("trixie")
+        .label("systemd-trixie")
+        .project_binaries()
+        .tree("/etc/vservers", &t.path().join("etc/vservers"))
+        .tree("/vservers", &t.path().join("vservers"))
+        .tree(
+            "/etc/systemd/system/vserverd.socket",
+            &t.path().join("etc/systemd/system/vserverd.socket"),
+        )
+        .tree(
+            "/etc/systemd/system/vserverd.service",
+            &t.path().join("etc/systemd/system/vserverd.service"),
+        )
+        .tree(
+            "/etc/systemd/system/vserverd-autostart.service",
+            &t.path()
+                .join("etc/systemd/system/vserverd-autostart.service"),
+        )
+        .tree(
+            "/etc/systemd/system/sockets.target.wants/vserverd.socket",
+            &t.path()
+                .join("etc/systemd/system/sockets.target.wants/vserverd.socket"),
+        )
+        .tree(
+            "/etc/systemd/system/multi-user.target.wants/vserverd-autostart.service",
+            &t.path()
+                .join("etc/systemd/system/multi-user.target.wants/vserverd-autostart.service"),
+        )
+        .tree(
+            "/usr/local/bin/vserverd",
+            &t.path().join("usr/local/bin/vserverd"),
+        )
+        .tree(
+            "/usr/local/bin/vserverctl",
+            &t.path().join("usr/local/bin/vserverctl"),
+        )
+        .timeout(std::time::Duration::from_secs(300))
+        .run(SCRIPT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    run.assert_success();
+    assert!(run.output.contains("SYSTEMD OK"), "{}", run.report());
+    vm::say(&format!(
+        "systemd (trixie): passed in {:.1} s\n{}",
+        run.elapsed.as_secs_f64(),
+        run.output.trim_end()
+    ));
+}

@@ -1,0 +1,145 @@
+//! The inotify watcher and the Events stream: new, changed and deleted guests are seen without
+//! polling, a running guest's changed config is flagged "restart needed", and state changes
+//! stream to any client.
+
+use std::io::BufRead;
+
+use harness::guest::busybox_available;
+use harness::{is_root, require, GuestBuilder, TestDaemon};
+
+/// The guests of `vserverctl list --json`.
+fn listed(d: &TestDaemon) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(&d.ctl_ok(&["list", "--json"])).unwrap();
+    v["guests"].as_array().cloned().unwrap_or_default()
+}
+
+fn names(d: &TestDaemon) -> Vec<String> {
+    listed(d)
+        .iter()
+        .map(|g| g["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn summary(d: &TestDaemon, name: &str) -> serde_json::Value {
+    listed(d)
+        .into_iter()
+        .find(|g| g["name"] == name)
+        .unwrap_or(serde_json::Value::Null)
+}
+
+#[test]
+fn new_changed_and_deleted_guests_are_seen() {
+    let d = TestDaemon::start();
+    assert!(names(&d).is_empty());
+    // A guest made after the daemon started, folder first and files later (as cp -r does).
+    GuestBuilder::new("late").context(43001).write(&d);
+    d.wait_until("the new guest in List", || names(&d) == ["late"]);
+    // An editor's save: a temp file renamed over the real one.
+    let cfg = d.guest_config("late");
+    std::fs::create_dir_all(cfg.join("apps/init")).unwrap();
+    std::fs::write(cfg.join("apps/init/.mark.swp"), "web\n").unwrap();
+    std::fs::rename(cfg.join("apps/init/.mark.swp"), cfg.join("apps/init/mark")).unwrap();
+    d.wait_until("the new mark", || {
+        summary(&d, "late")["mark"] == serde_json::json!(["web"])
+    });
+    // A broken edit shows as a config error with file and line.
+    std::fs::write(cfg.join("context"), "lots\n").unwrap();
+    d.wait_until("the config error", || {
+        summary(&d, "late")["config_error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("expected a context id"))
+    });
+    std::fs::remove_dir_all(&cfg).unwrap();
+    d.wait_until("the guest to vanish", || names(&d).is_empty());
+}
+
+#[test]
+fn a_running_guests_changed_config_needs_a_restart() {
+    if !require(is_root(), "root") || !require(busybox_available(), "busybox-static") {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("live").context(43002).write(&d);
+    d.spawn();
+    d.ctl_ok(&["start", "live"]);
+    let cfg = d.guest_config("live");
+    // The same content again is no change.
+    std::fs::write(cfg.join("context"), "43002\n").unwrap();
+    std::fs::create_dir_all(cfg.join("uts")).unwrap();
+    std::fs::write(cfg.join("uts/nodename"), "other\n").unwrap();
+    d.wait_until("restart needed", || {
+        d.status("live")["restart_needed"] == true
+    });
+    assert!(d.ctl_ok(&["status", "live"]).contains("restart needed"));
+    d.ctl_ok(&["restart", "live"]);
+    assert_eq!(d.status("live")["restart_needed"], false);
+    assert_eq!(
+        d.ctl_ok(&["exec", "live", "--", "hostname"]).trim(),
+        "other"
+    );
+    // Deleting the config tree of a running guest: it keeps running, flagged, and stops.
+    let keep = d.dir.path().join("live-cfg");
+    std::fs::rename(&cfg, &keep).unwrap();
+    d.wait_until("the flag on the orphaned guest", || {
+        summary(&d, "live")["config_error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("gone"))
+    });
+    assert_eq!(summary(&d, "live")["state"], "running");
+    d.ctl_ok(&["stop", "live"]);
+    d.wait_until("the stopped orphan to vanish", || {
+        !names(&d).contains(&"live".to_string())
+    });
+}
+
+#[test]
+fn events_stream_state_changes() {
+    if !require(is_root(), "root") || !require(busybox_available(), "busybox-static") {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("ev").context(43003).write(&d);
+    d.spawn();
+    let mut child = std::process::Command::new(harness::bins::vserverctl())
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["events"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // The subscription is made once the call arrives; give it a first event to prove it.
+    d.wait_until("the events stream to be up", || {
+        std::fs::write(d.guest_config("ev").join("nice"), "0\n").unwrap();
+        rx.recv_timeout(std::time::Duration::from_millis(200))
+            .is_ok()
+    });
+    d.ctl_ok(&["start", "ev"]);
+    d.ctl_ok(&["stop", "ev"]);
+    let mut kinds = Vec::new();
+    while let Ok(l) = rx.recv_timeout(std::time::Duration::from_secs(5)) {
+        // "NAME KIND [MESSAGE]"
+        let mut w = l.split_whitespace();
+        if w.next() == Some("ev") {
+            let kind = w.next().unwrap_or_default().to_string();
+            if kind != "config-changed" {
+                kinds.push(kind);
+            }
+        }
+        if kinds.last().map(String::as_str) == Some("stopped") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(kinds, ["starting", "running", "stopping", "stopped"]);
+}

@@ -1,0 +1,169 @@
+//! util-vserver's command line: `vserver [--silent] NAME VERB [ARGS…]` and `vserver-stat`, for
+//! the scripts users have run for years (reference §3.5, §6). Installed as links to vserverctl;
+//! the name it is called by selects this form.
+
+use std::path::PathBuf;
+
+use crate::cli::{Cli, Command, Many, Output};
+
+const USAGE: &str = "Usage: vserver <vserver> {start|stop|suexec|restart|condrestart|exec|enter|chkconfig|running|status|delete}";
+
+/// What `vserver …` means: a vserverctl command, or a usage error (exit 2) with its text.
+pub enum Parsed {
+    Run { cli: Cli, silent: bool },
+    Usage(String),
+}
+
+fn socket() -> PathBuf {
+    std::env::var_os("VSERVERD_SOCKET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(proto::DEFAULT_SOCKET))
+}
+
+pub fn parse(args: &[String]) -> Parsed {
+    let mut rest: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut silent = false;
+    // Global options before the name.
+    while let Some(o) = rest.first().copied().filter(|a| a.starts_with('-')) {
+        match o {
+            "--silent" => silent = true,
+            "-s" | "--sync" | "-v" | "--verbose" | "--debug" | "--defaulttty" => {}
+            _ => return Parsed::Usage(format!("vserver: unknown option '{o}'\n{USAGE}")),
+        }
+        rest.remove(0);
+    }
+    let (Some(name), Some(verb)) = (rest.first(), rest.get(1)) else {
+        return Parsed::Usage(USAGE.into());
+    };
+    let name = name.to_string();
+    let args: Vec<String> = rest[2..].iter().map(|s| s.to_string()).collect();
+    let out = Output { json: false };
+    let command = match *verb {
+        "start" => Command::Start {
+            name: Some(name),
+            many: Many {
+                mark: None,
+                parallel: None,
+            },
+            out,
+        },
+        "stop" => Command::Stop {
+            name: Some(name),
+            many: Many {
+                mark: None,
+                parallel: None,
+            },
+            out,
+        },
+        "restart" => Command::Restart { name, out },
+        "condrestart" => Command::Condrestart { name, out },
+        "status" => Command::Status { name, out },
+        "running" => Command::Running { name },
+        "enter" => Command::Enter { name },
+        "exec" if !args.is_empty() => Command::Exec {
+            name,
+            command: args,
+            tty: false,
+        },
+        // suexec USER CMD…: only root inside the guest is supported.
+        "suexec" if args.len() >= 2 && (args[0] == "0" || args[0] == "root") => Command::Exec {
+            name,
+            command: args[1..].to_vec(),
+            tty: false,
+        },
+        "suexec" if args.len() >= 2 => {
+            return Parsed::Usage(format!(
+                "vserver {name} suexec: only user 0 (root) is supported, not '{}'",
+                args[0]
+            ))
+        }
+        "chkconfig" => Command::Exec {
+            name,
+            command: std::iter::once("chkconfig".to_string())
+                .chain(args)
+                .collect(),
+            tty: false,
+        },
+        "build" => match build_args(&name, &args) {
+            Ok(c) => c,
+            Err(u) => return Parsed::Usage(u),
+        },
+        "delete" => Command::Delete {
+            name,
+            stop: true,
+            yes: silent,
+        },
+        _ => return Parsed::Usage(USAGE.into()),
+    };
+    Parsed::Run {
+        cli: Cli {
+            socket: socket(),
+            command,
+        },
+        silent,
+    }
+}
+
+/// `vserver NAME build -m METHOD [--force] [--context N] [--hostname H] [--interface I]…
+/// [--initstyle S] [-- ARGS]`.
+fn build_args(name: &str, args: &[String]) -> Result<Command, String> {
+    let (opts, rest) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], args[i + 1..].to_vec()),
+        None => (args, vec![]),
+    };
+    let (mut method, mut force) = (None, false);
+    let (mut context, mut hostname, mut initstyle, mut interfaces) = (None, None, None, vec![]);
+    let mut it = opts.iter();
+    while let Some(o) = it.next() {
+        let mut val = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("vserver {name} build: {o} needs a value"))
+        };
+        match o.as_str() {
+            "-m" => method = Some(val()?),
+            "--force" => force = true,
+            "--context" => {
+                context = Some(
+                    val()?
+                        .parse()
+                        .map_err(|_| format!("vserver {name} build: bad --context"))?,
+                )
+            }
+            "--hostname" => hostname = Some(val()?),
+            "--interface" => interfaces.push(val()?),
+            "--initstyle" => initstyle = Some(val()?),
+            other => return Err(format!("vserver {name} build: unknown option '{other}'")),
+        }
+    }
+    Ok(Command::Build {
+        name: name.to_string(),
+        method: method.ok_or_else(|| format!("vserver {name} build: -m METHOD is required"))?,
+        context,
+        hostname,
+        interfaces,
+        initstyle,
+        force,
+        arguments: rest,
+        out: Output { json: false },
+    })
+}
+
+/// `vserver-stat`: no arguments (util-vserver accepted and ignored -O/--sort).
+pub fn parse_stat(args: &[String]) -> Parsed {
+    if args
+        .iter()
+        .any(|a| a != "-O" && a != "--sort" && !a.starts_with("--sort="))
+    {
+        return Parsed::Usage("Usage: vserver-stat".into());
+    }
+    Parsed::Run {
+        cli: Cli {
+            socket: socket(),
+            command: Command::Stat {
+                out: Output { json: false },
+            },
+        },
+        silent: false,
+    }
+}

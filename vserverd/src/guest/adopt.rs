@@ -1,0 +1,81 @@
+//! Taking over guests a previous daemon started (it crashed, was killed or upgraded): each
+//! run state whose init is still that process (same pid, start time and namespaces, not a
+//! zombie) is adopted; what is left of the others is removed.
+
+use std::sync::Arc;
+
+use super::runstate::{self, RunState};
+use super::{supervise, Running};
+use crate::daemon::Daemon;
+use crate::isolate::pidfd;
+
+/// Whether `s` still describes a live init; the reason if not.
+pub fn check(s: &RunState) -> Result<(), String> {
+    let pid = s.init_pid;
+    match pidfd::state(pid) {
+        None => return Err(format!("init {pid} is gone")),
+        Some('Z') | Some('X') => return Err(format!("init {pid} has exited")),
+        Some(_) => {}
+    }
+    if pidfd::start_time(pid) != Some(s.init_start_time) {
+        return Err(format!("pid {pid} is another process now"));
+    }
+    for (kind, want) in [("pid", s.pid_ns), ("mnt", s.mnt_ns)] {
+        if pidfd::ns_inode(pid, kind) != Some(want) {
+            return Err(format!("pid {pid} is not in the guest's {kind} namespace"));
+        }
+    }
+    Ok(())
+}
+
+pub async fn adopt_all(d: &Arc<Daemon>) {
+    for (name, state) in runstate::load_all(&d.opts.run_dir) {
+        let s = match state {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(guest = name, "unreadable run state, left alone: {e}");
+                continue;
+            }
+        };
+        let adopted = check(&s).and_then(|()| {
+            // Opened after the check; the start time is checked again against the pidfd's
+            // process so a pid recycled in between is not taken.
+            let fd = pidfd::open(s.init_pid).map_err(|e| e.to_string())?;
+            check(&s)?;
+            Ok(fd)
+        });
+        match adopted {
+            Ok(fd) => {
+                let cfg = d.load(&name).ok().map(|l| Arc::new(l.config));
+                let (run, tx) = Running::new(s.clone(), cfg, fd, true);
+                d.guests.set_running(&name, Some(run.clone()));
+                supervise::spawn(d.clone(), name.clone(), run, tx);
+                tracing::info!(guest = name, "adopted: init {} runs", s.init_pid);
+            }
+            Err(why) => {
+                tracing::info!(
+                    guest = name,
+                    "ended while vserverd was away ({why}): cleaning up"
+                );
+                let cg = s.cgroup.clone();
+                let _ =
+                    tokio::task::spawn_blocking(move || cg.kill().and_then(|()| cg.remove())).await;
+                if let Some(f) = &s.run_file {
+                    let _ = std::fs::remove_file(f);
+                }
+                if let Some(n) = super::network::of_state(&s) {
+                    let _ = tokio::task::spawn_blocking(move || super::network::remove(&n)).await;
+                }
+                runstate::remove(&d.opts.run_dir, &name);
+                if let Ok(l) = d.load(&name) {
+                    let _ = super::start::run_hook(&l.config, "post-stop", false).await;
+                    let _ = super::start::run_hook(&l.config, "postpost-stop", false).await;
+                }
+                d.guests.set_last(
+                    &name,
+                    Some(format!("ended while vserverd was away ({why})")),
+                );
+            }
+        }
+    }
+}

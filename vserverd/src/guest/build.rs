@@ -1,0 +1,484 @@
+//! Building a guest (util-vserver's `vserver NAME build -m METHOD`, reference §5): a complete
+//! config tree and a root, made under temporary names and renamed into place at the end, so a
+//! failed or interrupted build leaves nothing a guest listing would show (leftovers of a
+//! killed daemon are removed at the next start).
+//!
+//! Methods: skeleton (config tree, empty root), template (`-- -t TARBALL`), clone
+//! (`-- --source GUEST`: its root copied with reflinks where the file system can, never hard
+//! links), debootstrap (`-- -d SUITE [-m MIRROR]`).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use proto::{BuildOptions, GuestState, ManagerError};
+
+use crate::config;
+use crate::daemon::{Daemon, Progress};
+
+/// util-vserver hands out context ids from here up.
+const FIRST_CONTEXT: u32 = 40000;
+
+fn failed(name: &str, m: impl Into<String>) -> ManagerError {
+    ManagerError::Failed {
+        name: name.to_string(),
+        message: m.into(),
+    }
+}
+
+/// One `--interface` argument: `[NAME=][DEV:]IP[/PREFIX]`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct IfaceArg {
+    pub name: Option<String>,
+    pub dev: Option<String>,
+    pub ip: IpAddr,
+    pub prefix: u8,
+}
+
+pub fn parse_interface(s: &str) -> Result<IfaceArg, String> {
+    let (name, rest) = match s.split_once('=') {
+        Some((n, r)) => (Some(n.to_string()), r),
+        None => (None, s),
+    };
+    // An IPv6 address has colons too: a device comes first and has no dots or colons of its own.
+    let whole_is_ip = rest
+        .split('/')
+        .next()
+        .is_some_and(|a| a.parse::<IpAddr>().is_ok());
+    let (dev, addr) = match rest.split_once(':').filter(|_| !whole_is_ip) {
+        Some((d, a))
+            if !d.is_empty()
+                && d.parse::<IpAddr>().is_err()
+                && !d.contains('.')
+                && a.contains(['.', ':']) =>
+        {
+            (Some(d.to_string()), a)
+        }
+        _ => (None, rest),
+    };
+    let (ip, prefix) = match addr.split_once('/') {
+        Some((ip, p)) => (ip, Some(p)),
+        None => (addr, None),
+    };
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("--interface {s:?}: {ip:?} is not an IP address"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        Some(p) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("--interface {s:?}: bad prefix {p:?}"))?,
+        None => max,
+    };
+    Ok(IfaceArg {
+        name,
+        dev,
+        ip,
+        prefix,
+    })
+}
+
+/// The next context id no guest uses, from 40000 up.
+fn free_context(d: &Daemon) -> u32 {
+    let used: std::collections::BTreeSet<u32> = d
+        .guest_names()
+        .iter()
+        .filter_map(|n| config::context_of(&d.roots(), n))
+        .collect();
+    (FIRST_CONTEXT..=65535)
+        .find(|c| !used.contains(c))
+        .unwrap_or(FIRST_CONTEXT)
+}
+
+fn io(what: &Path) -> impl FnOnce(std::io::Error) -> String + '_ {
+    move |e| format!("{}: {e}", what.display())
+}
+
+fn write(p: &Path, content: &str) -> Result<(), String> {
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d).map_err(io(d))?;
+    }
+    std::fs::write(p, content).map_err(io(p))
+}
+
+async fn run(cmd: &mut tokio::process::Command, what: &str) -> Result<(), String> {
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("{what}: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(5).collect();
+        return Err(format!(
+            "{what} failed ({}): {}",
+            out.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+        ));
+    }
+    Ok(())
+}
+
+fn is_empty_dir(p: &Path) -> bool {
+    std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none())
+}
+
+fn arg(args: &[String], flag: &str) -> Option<String> {
+    args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone())
+}
+
+/// Removes half-built guests left by a daemon that died during a build.
+pub fn clean_leftovers(d: &Daemon) {
+    if let Ok(rd) = std::fs::read_dir(&d.opts.config_root) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if let Some(name) = n.strip_prefix(".build-") {
+                let root = d.roots().vdir_base().join(format!(".build-{name}"));
+                let _ = std::fs::remove_dir_all(&root);
+                let _ = std::fs::remove_dir_all(e.path());
+                tracing::info!(guest = name, "removed an interrupted build");
+            }
+        }
+    }
+}
+
+pub async fn build(
+    d: &Arc<Daemon>,
+    name: &str,
+    method: &str,
+    o: BuildOptions,
+    progress: &Progress,
+) -> Result<(), ManagerError> {
+    let p = progress;
+    if name.is_empty() || name.starts_with('.') || name.contains('/') {
+        return Err(failed(
+            name,
+            "a guest name must not be empty, start with '.' or contain '/'",
+        ));
+    }
+    let cfg = d.opts.config_root.join(name);
+    let root = d.roots().vdir_base().join(name);
+    let lock = d.guests.lock(name);
+    let _held = lock.lock().await;
+    // An empty root is fine (util-vserver: "VDIR must be empty"); the build renames onto it.
+    let taken: Vec<&Path> = [&cfg, &root]
+        .into_iter()
+        .filter(|p| p.symlink_metadata().is_ok() && !is_empty_dir(p))
+        .map(PathBuf::as_path)
+        .collect();
+    if !taken.is_empty() {
+        if o.force != Some(true) {
+            return Err(failed(
+                name,
+                format!(
+                    "vserver-topdirectory '{}' and/or configuration at '{}' exist already; \
+                     please try to use '--force', or remove them manually",
+                    root.display(),
+                    cfg.display()
+                ),
+            ));
+        }
+        if d.guests.running(name).is_some() {
+            return Err(failed(name, "the guest is running; stop it before --force"));
+        }
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.as_secs());
+        for p in taken {
+            let aside = PathBuf::from(format!("{}.~{epoch}~", p.display()));
+            std::fs::rename(p, &aside).map_err(|e| failed(name, io(p)(e)))?;
+            progress.send(
+                name,
+                "force",
+                &format!("moved {} aside to {}", p.display(), aside.display()),
+                GuestState::Stopped,
+            );
+        }
+    }
+    let tmp_cfg = d.opts.config_root.join(format!(".build-{name}"));
+    let tmp_root = d.roots().vdir_base().join(format!(".build-{name}"));
+    let r = steps(d, name, method, &o, &tmp_cfg, &tmp_root, &root, p).await;
+    let r = r.and_then(|()| {
+        std::fs::rename(&tmp_root, &root).map_err(io(&root))?;
+        std::fs::rename(&tmp_cfg, &cfg).map_err(io(&cfg))
+    });
+    match r {
+        Ok(()) => {
+            // The vdir link was written with the final root's name.
+            p.send(
+                name,
+                "done",
+                &format!("built with {method}: {}", root.display()),
+                GuestState::Stopped,
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp_cfg);
+            let _ = std::fs::remove_dir_all(&tmp_root);
+            let _ = std::fs::remove_dir_all(&cfg);
+            if root.exists() && !tmp_root.exists() {
+                // Renamed already: the config rename failed; take the root back too.
+                let _ = std::fs::remove_dir_all(&root);
+            }
+            Err(failed(name, e))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn steps(
+    d: &Arc<Daemon>,
+    name: &str,
+    method: &str,
+    o: &BuildOptions,
+    cfg: &Path,
+    root: &Path,
+    final_root: &Path,
+    p: &Progress,
+) -> Result<(), String> {
+    let ifaces: Vec<IfaceArg> = o
+        .interfaces
+        .iter()
+        .map(|s| parse_interface(s))
+        .collect::<Result<_, _>>()?;
+    let context = o.context.unwrap_or_else(|| free_context(d));
+    if !(2..=65535).contains(&context) {
+        return Err(format!("context {context} is out of range (2–65535)"));
+    }
+    if let Some(user) = d
+        .guest_names()
+        .iter()
+        .find(|n| config::context_of(&d.roots(), n) == Some(context))
+    {
+        return Err(format!("Context '{context}' is already in use by {user}"));
+    }
+    let style = o.initstyle.clone().unwrap_or_else(|| match method {
+        "debootstrap" => "sysv".into(),
+        _ => "plain".into(),
+    });
+    p.send(
+        name,
+        "config",
+        &format!("context {context}, init style {style}"),
+        GuestState::Stopped,
+    );
+    // The config tree, as util-vserver's build writes it.
+    write(&cfg.join("context"), &format!("{context}\n"))?;
+    write(
+        &cfg.join("uts/nodename"),
+        &format!("{}\n", o.hostname.as_deref().unwrap_or(name)),
+    )?;
+    write(&cfg.join("apps/init/style"), &format!("{style}\n"))?;
+    write(&cfg.join("fstab"), "none /proc proc defaults 0 0\nnone /tmp tmpfs size=16m,mode=1777 0 0\nnone /dev/pts devpts gid=5,mode=620 0 0\n")?;
+    for (i, f) in ifaces.iter().enumerate() {
+        let dir = cfg.join(format!("interfaces/{i}"));
+        write(&dir.join("ip"), &format!("{}\n", f.ip))?;
+        write(&dir.join("prefix"), &format!("{}\n", f.prefix))?;
+        match &f.dev {
+            Some(dev) => write(&dir.join("dev"), &format!("{dev}\n"))?,
+            None => write(&dir.join("nodev"), "")?,
+        }
+        if let Some(n) = &f.name {
+            write(&dir.join("name"), &format!("{n}\n"))?;
+        }
+    }
+    std::os::unix::fs::symlink(final_root, cfg.join("vdir")).map_err(io(&cfg.join("vdir")))?;
+    let args = &o.arguments;
+    match method {
+        "skeleton" => {
+            for dir in [
+                "bin", "dev", "etc", "proc", "root", "sbin", "sys", "tmp", "usr", "var",
+            ] {
+                std::fs::create_dir_all(root.join(dir)).map_err(io(root))?;
+            }
+        }
+        "template" => {
+            let t = arg(args, "-t").ok_or("template: give the tarball with `-- -t FILE`")?;
+            std::fs::create_dir_all(root).map_err(io(root))?;
+            p.send(
+                name,
+                "template",
+                &format!("unpacking {t}"),
+                GuestState::Stopped,
+            );
+            run(
+                tokio::process::Command::new("tar")
+                    .args(["-x", "--numeric-owner", "-p", "-f", &t, "-C"])
+                    .arg(root),
+                "tar",
+            )
+            .await?;
+        }
+        "clone" => {
+            let src = arg(args, "--source")
+                .ok_or("clone: give the source guest with `-- --source GUEST`")?;
+            let l = d.load(&src).map_err(|e| format!("clone source: {e}"))?;
+            if d.guests.running(&src).is_some() {
+                return Err(format!("clone source {src} runs: stop it first"));
+            }
+            // Its settings, except what makes it itself.
+            copy_config(&l.config.cfg_dir, cfg)?;
+            p.send(
+                name,
+                "clone",
+                &format!(
+                    "copying {} (reflinks where possible)",
+                    l.config.vdir.display()
+                ),
+                GuestState::Stopped,
+            );
+            run(
+                tokio::process::Command::new("cp")
+                    .args(["-a", "--reflink=auto"])
+                    .arg(format!("{}/.", l.config.vdir.display()))
+                    .arg(root),
+                "cp",
+            )
+            .await?;
+        }
+        "debootstrap" => {
+            let suite =
+                arg(args, "-d").ok_or("debootstrap: give the distribution with `-- -d SUITE`")?;
+            let mirror = arg(args, "-m").unwrap_or_else(|| "http://deb.debian.org/debian".into());
+            if which("debootstrap").is_none() {
+                return Err(
+                    "debootstrap is not installed on this host (apt-get install debootstrap)"
+                        .into(),
+                );
+            }
+            let mut include = vec!["iproute2"];
+            if style == "sysv" {
+                include.push("sysvinit-core");
+            }
+            p.send(
+                name,
+                "debootstrap",
+                &format!("{suite} from {mirror}"),
+                GuestState::Stopped,
+            );
+            run(
+                tokio::process::Command::new("debootstrap")
+                    .arg("--variant=minbase")
+                    .arg(format!("--include={}", include.join(",")))
+                    .arg(&suite)
+                    .arg(root)
+                    .arg(&mirror),
+                "debootstrap",
+            )
+            .await?;
+            write(
+                &root.join("etc/hostname"),
+                &format!("{}\n", o.hostname.as_deref().unwrap_or(name)),
+            )?;
+        }
+        m @ ("yum" | "rpm" | "poldek" | "apt-rpm" | "urpmi" | "rsync" | "fai") => {
+            let tool = if m == "apt-rpm" { "apt-get" } else { m };
+            let found = std::env::var_os("PATH")
+                .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()));
+            return Err(format!(
+                "build method {m} is not supported by vserverd ({tool} is {} on this host); \
+                 use skeleton, template, clone or debootstrap, or make the root elsewhere \
+                 and build with -m template -- -t ARCHIVE",
+                if found {
+                    "installed but not driven"
+                } else {
+                    "not installed"
+                }
+            ));
+        }
+        m => {
+            return Err(format!(
+                "unknown build method {m:?}; known: skeleton, template, clone, debootstrap"
+            ))
+        }
+    }
+    // What we wrote must be a valid guest.
+    let roots = config::Roots {
+        config_root: cfg.parent().unwrap_or(cfg).to_path_buf(),
+        vdir_base: d.opts.vdir_base.clone(),
+    };
+    let tmp_name = cfg
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    config::load_guest(&roots, &tmp_name)
+        .map_err(|e| format!("the built config does not load: {e}"))?;
+    Ok(())
+}
+
+fn which(prog: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(prog))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .chain(
+            ["/usr/sbin", "/sbin"]
+                .iter()
+                .map(|d| Path::new(d).join(prog)),
+        )
+        .find(|p| p.is_file())
+}
+
+/// Copies a source guest's config tree, leaving out its identity (context, name, vdir, run,
+/// cache, uts/nodename) which the new guest has its own of.
+fn copy_config(src: &Path, dst: &Path) -> Result<(), String> {
+    const OWN: &[&str] = &[
+        "context",
+        "name",
+        "vdir",
+        "run",
+        "cache",
+        "uts",
+        "interfaces",
+    ];
+    for e in std::fs::read_dir(src).map_err(io(src))?.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if OWN.contains(&n.as_str()) {
+            continue;
+        }
+        let out = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(e.path())
+            .arg(dst.join(&n))
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "copying {}: {}",
+                e.path().display(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_arguments() {
+        let a = parse_interface("web=eth0:192.0.2.5/24").unwrap();
+        assert_eq!(a.name.as_deref(), Some("web"));
+        assert_eq!(a.dev.as_deref(), Some("eth0"));
+        assert_eq!(a.prefix, 24);
+        let a = parse_interface("10.0.0.1").unwrap();
+        assert_eq!((a.dev, a.prefix), (None, 32));
+        let a = parse_interface("eth1:2001:db8::5/64").unwrap();
+        assert_eq!(a.dev.as_deref(), Some("eth1"));
+        assert_eq!(a.ip, "2001:db8::5".parse::<IpAddr>().unwrap());
+        let a = parse_interface("2001:db8::5").unwrap();
+        assert_eq!(a.dev, None);
+        assert!(parse_interface("eth0:nonsense").is_err());
+        assert!(parse_interface("10.0.0.1/40").is_err());
+    }
+}

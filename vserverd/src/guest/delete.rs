@@ -1,0 +1,86 @@
+//! Deleting a guest (util-vserver's `vserver NAME delete`): its root, config tree, and the
+//! targets of its `run` and `cache` links. A running guest is stopped first only when asked.
+//! Nothing below the root may be a mount point: removing the tree would descend into it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use proto::ManagerError;
+
+use crate::daemon::{Daemon, Progress};
+
+fn failed(name: &str, m: impl Into<String>) -> ManagerError {
+    ManagerError::Failed {
+        name: name.to_string(),
+        message: m.into(),
+    }
+}
+
+/// Mount points at or below `dir` in our mount namespace.
+fn mounts_below(dir: &Path) -> Vec<String> {
+    let d = dir.to_string_lossy().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| m.replace("\\040", " "))
+        .filter(|m| m == &d || m.starts_with(&format!("{d}/")))
+        .collect()
+}
+
+pub async fn delete(d: &Arc<Daemon>, name: &str, stop: bool) -> Result<(), ManagerError> {
+    let c = d.load(name).map(|l| l.config);
+    if d.guests.running(name).is_some() {
+        if !stop {
+            return Err(failed(
+                name,
+                "the guest runs: stop it first (or delete with --stop)",
+            ));
+        }
+        super::stop::stop(d, name, &Progress::none()).await?;
+    }
+    let cfg_dir = d.opts.config_root.join(name);
+    if !cfg_dir.is_dir() {
+        return Err(ManagerError::NoSuchGuest { name: name.into() });
+    }
+    let lock = d.guests.lock(name);
+    let _held = lock.lock().await;
+    // The physical root: the vdir link's target (canonical), not the link.
+    let root: Option<PathBuf> = c
+        .as_ref()
+        .ok()
+        .map(|c| c.vdir.canonicalize().unwrap_or_else(|_| c.vdir.clone()));
+    if let Some(r) = &root {
+        let busy = mounts_below(r);
+        if !busy.is_empty() {
+            return Err(failed(
+                name,
+                format!("mounted below the guest root: {}", busy.join(", ")),
+            ));
+        }
+        if r == Path::new("/") || r.parent().is_none() {
+            return Err(failed(name, format!("refusing to delete {}", r.display())));
+        }
+    }
+    let targets: Vec<PathBuf> = root
+        .into_iter()
+        .chain(c.as_ref().ok().and_then(|c| c.cache.clone()))
+        .chain(c.as_ref().ok().and_then(|c| c.run_file.clone()))
+        .collect();
+    for t in targets {
+        let r = if t.is_dir() && !t.is_symlink() {
+            std::fs::remove_dir_all(&t)
+        } else {
+            std::fs::remove_file(&t)
+        };
+        match r {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(failed(name, format!("removing {}: {e}", t.display()))),
+        }
+    }
+    std::fs::remove_dir_all(&cfg_dir)
+        .map_err(|e| failed(name, format!("removing {}: {e}", cfg_dir.display())))?;
+    d.guests.emit(name, "deleted", None);
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! Processes inside a running guest (the stage's join mode): the stop command of an init
+//! style, `vserverctl exec`, `enter`. The daemon is their parent and waits through a pidfd.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use tokio::io::unix::AsyncFd;
+
+use super::plan;
+use super::Running;
+use crate::config::GuestConfig;
+use crate::daemon::Daemon;
+use crate::isolate::pidfd::{self, Exit};
+use crate::stage::plan::Plan;
+use crate::stage::spawn::{self, StageStdio};
+
+/// Waits (without blocking a thread) until the process behind `fd` exits, and reaps it.
+pub async fn wait_child(fd: &OwnedFd) -> std::io::Result<Exit> {
+    // SAFETY: the AsyncFd owns its OwnedFd, which stays open for as long as it lives.
+    let afd = unsafe { AsyncFd::register(fd.try_clone()?) }?;
+    loop {
+        if let Some(e) = pidfd::try_reap(fd)? {
+            return Ok(e);
+        }
+        let mut g = afd.readable().await?;
+        g.clear_ready();
+    }
+}
+
+/// Starts `argv` inside the guest; returns its pid and pidfd once it runs (or the error).
+pub async fn spawn_in_guest(
+    d: &Arc<Daemon>,
+    c: &GuestConfig,
+    run: &Running,
+    argv: Vec<String>,
+    env: Vec<String>,
+    stdio: StageStdio,
+    tty: bool,
+) -> Result<(i32, OwnedFd), String> {
+    let jp = plan::join_plan(
+        c,
+        &run.state.cgroup,
+        (run.state.init_pid, run.state.init_start_time),
+        argv,
+        env,
+        tty,
+    );
+    let image = d.image()?;
+    let label = c.name.clone();
+    let (outcome, fd) = tokio::task::spawn_blocking(move || {
+        let mut fd = None;
+        let r = spawn::run(&image, &Plan::Join(jp), stdio, &label, |pid| {
+            fd = pidfd::open(pid).ok()
+        });
+        (r, fd)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let outcome = outcome.map_err(|e| e.to_string())?;
+    match (outcome.error, outcome.pid, fd) {
+        (Some(e), _, fd) => {
+            // The process may have been made and failed its exec: reap it.
+            if let Some(fd) = fd {
+                let _ = wait_child(&fd).await;
+            }
+            Err(e)
+        }
+        (None, Some(pid), Some(fd)) => Ok((pid, fd)),
+        _ => Err("the stage reported no process".into()),
+    }
+}
+
+/// A process started in a guest for a client: the client's ends of its stdio (stdin, stdout,
+/// stderr; or one pty master), and the pidfd to wait on.
+pub struct Session {
+    pub pid: i32,
+    pub client_fds: Vec<OwnedFd>,
+    pub pidfd: OwnedFd,
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(std::io::Error::from)
+}
+
+/// A pty pair from the guest's own devpts instance (so `tty` in the guest names a node that
+/// exists there), reached through init's root with no symlink followed; the host's ptmx if
+/// the guest has no devpts.
+fn guest_pty(init_pid: i32) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let root = rustix::fs::open(
+        format!("/proc/{init_pid}/root"),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let flags = OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let master = match rustix::fs::openat2(
+        &root,
+        "dev/pts/ptmx",
+        flags,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    ) {
+        Ok(m) => m,
+        Err(_) => rustix::fs::open("/dev/ptmx", flags, Mode::empty())?,
+    };
+    rustix::pty::unlockpt(&master)?;
+    let slave = rustix::pty::ioctl_tiocgptpeer(
+        &master,
+        rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY,
+    )?;
+    Ok((master, slave))
+}
+
+/// Starts `argv` in a running guest with fresh pipes (or a pty) for its stdio.
+pub async fn open_session(
+    d: &Arc<Daemon>,
+    name: &str,
+    argv: Vec<String>,
+    env: Vec<String>,
+    tty: bool,
+) -> Result<Session, proto::ManagerError> {
+    let failed = |m: String| proto::ManagerError::Failed {
+        name: name.to_string(),
+        message: m,
+    };
+    d.check_name(name)?;
+    let Some(run) = d.guests.running(name) else {
+        return Err(proto::ManagerError::NotRunning { name: name.into() });
+    };
+    let c = d.load(name)?.config;
+    if argv.is_empty() {
+        return Err(failed("no command given".into()));
+    }
+    let io = |e: std::io::Error| failed(format!("making the command's stdio: {e}"));
+    let (stdio, client_fds) = if tty {
+        let (master, slave) = guest_pty(run.state.init_pid).map_err(io)?;
+        let s2 = slave.try_clone().map_err(io)?;
+        let s3 = slave.try_clone().map_err(io)?;
+        (
+            StageStdio {
+                stdin: Some(slave),
+                stdout: Some(s2),
+                stderr: Some(s3),
+            },
+            vec![master],
+        )
+    } else {
+        let (in_r, in_w) = pipe().map_err(io)?;
+        let (out_r, out_w) = pipe().map_err(io)?;
+        let (err_r, err_w) = pipe().map_err(io)?;
+        (
+            StageStdio {
+                stdin: Some(in_r),
+                stdout: Some(out_w),
+                stderr: Some(err_w),
+            },
+            vec![in_w, out_r, err_r],
+        )
+    };
+    let (pid, pidfd) = spawn_in_guest(d, &c, &run, argv, env, stdio, tty)
+        .await
+        .map_err(failed)?;
+    Ok(Session {
+        pid,
+        client_fds,
+        pidfd,
+    })
+}
+
+/// The shell of `enter`: the guest's `shell` file, else /bin/bash where it exists, else /bin/sh.
+pub fn enter_shell(c: &GuestConfig) -> Vec<String> {
+    if let Some(s) = &c.shell {
+        return s.clone();
+    }
+    let bash = c.vdir.join("bin/bash");
+    if std::fs::symlink_metadata(bash).is_ok() {
+        vec!["/bin/bash".into()]
+    } else {
+        vec!["/bin/sh".into()]
+    }
+}

@@ -1,0 +1,103 @@
+//! Changing a guest's limits: live (SetLimits, or an edited config tree the watcher saw) and,
+//! with persist, in its config tree.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use proto::{Limits, ManagerError};
+
+use crate::config::GuestConfig;
+use crate::daemon::Daemon;
+use crate::isolate::limits;
+
+fn failed(name: &str, m: impl Into<String>) -> ManagerError {
+    ManagerError::Failed {
+        name: name.to_string(),
+        message: m.into(),
+    }
+}
+
+/// Writes `files` into CFG/cgroup/. CFG/cgroup replaces .defaults/cgroup as a whole, so a
+/// guest without its own folder gets a copy of the defaults' first.
+fn persist(cfg: &Path, defaults: &Path, files: &[(String, String)]) -> std::io::Result<()> {
+    let dir = cfg.join("cgroup");
+    if !dir.is_dir() {
+        std::fs::create_dir_all(&dir)?;
+        if let Ok(rd) = std::fs::read_dir(defaults.join("cgroup")) {
+            for e in rd.flatten() {
+                if e.path().is_file() {
+                    std::fs::copy(e.path(), dir.join(e.file_name()))?;
+                }
+            }
+        }
+    }
+    for (f, v) in files {
+        // Atomic, so the watcher never reads half a value.
+        let tmp = dir.join(format!(".{f}.tmp"));
+        std::fs::write(&tmp, format!("{v}\n"))?;
+        std::fs::rename(&tmp, dir.join(f))?;
+    }
+    Ok(())
+}
+
+pub async fn set(
+    d: &Arc<Daemon>,
+    name: &str,
+    l: Limits,
+    persist_too: bool,
+) -> Result<Limits, ManagerError> {
+    d.check_name(name)?;
+    if let Some(c) = l.cpus {
+        if !(c > 0.0 && c.is_finite()) {
+            return Err(failed(
+                name,
+                format!("cpus must be a positive number, got {c}"),
+            ));
+        }
+    }
+    let files = limits::limit_files(l.memory, l.cpus, l.pids);
+    if files.is_empty() {
+        return Err(failed(name, "no limit given (memory, cpus or pids)"));
+    }
+    let lock = d.guests.lock(name);
+    let _held = lock.lock().await;
+    let run = d.guests.running(name);
+    if run.is_none() && !persist_too {
+        return Err(ManagerError::NotRunning { name: name.into() });
+    }
+    if let Some(run) = &run {
+        let cg = &run.state.cgroup;
+        let v1 = files
+            .iter()
+            .map(|(f, v)| (f.clone(), v.clone(), format!("SetLimits {f}")))
+            .collect();
+        let knobs = limits::lower(v1, &|c| cg.flavor_of(c)).map_err(|e| failed(name, e))?;
+        cg.apply(&knobs).map_err(|e| failed(name, e))?;
+    }
+    if persist_too {
+        let cfg = d.opts.config_root.join(name);
+        persist(&cfg, &d.opts.config_root.join(".defaults"), &files)
+            .map_err(|e| failed(name, format!("writing {}/cgroup: {e}", cfg.display())))?;
+    }
+    Ok(l)
+}
+
+/// The config with everything that can change live (limits) taken out: two configs equal under
+/// this need no restart between them.
+pub fn without_limits(c: &GuestConfig) -> GuestConfig {
+    let mut c = c.clone();
+    c.cgroup.settings.clear();
+    c.rlimits.clear();
+    c.sched.clear();
+    c.cpuset = None;
+    c
+}
+
+/// Applies a running guest's changed limits (from its edited config tree) live.
+pub fn apply_live(run: &super::Running, c: &GuestConfig) -> Result<(), String> {
+    // SAFETY: sysconf cannot fail for _SC_PAGESIZE.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    let cg = &run.state.cgroup;
+    let knobs = limits::plan(c, page, &|ctl| cg.flavor_of(ctl))?;
+    cg.apply(&knobs)
+}

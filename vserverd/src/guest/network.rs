@@ -1,0 +1,140 @@
+//! Which network a guest gets (docs/network.md): none of its own; a namespace the daemon makes
+//! (interfaces/ addresses, spaces/net, netns/interfaces pairs); or another running guest's
+//! (spaces/net naming its context).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use proto::GuestState;
+
+use crate::config::spaces::Space;
+use crate::config::GuestConfig;
+use crate::daemon::{Daemon, Progress};
+use crate::isolate::net;
+
+#[derive(Debug, Clone)]
+pub struct GuestNet {
+    pub ns: PathBuf,
+    /// Host ends we made (removing one end of a pair removes both).
+    pub veths: Vec<String>,
+    pub host_veth: Option<String>,
+    /// Another guest's namespace: joined, never removed by us.
+    pub shared: bool,
+}
+
+/// The network a run state records.
+pub fn of_state(s: &super::runstate::RunState) -> Option<GuestNet> {
+    s.netns.clone().map(|ns| GuestNet {
+        ns,
+        veths: if s.extra_veths.is_empty() {
+            s.host_veth.clone().into_iter().collect()
+        } else {
+            s.extra_veths.clone()
+        },
+        host_veth: s.host_veth.clone(),
+        shared: s.netns_shared,
+    })
+}
+
+pub fn remove(n: &GuestNet) {
+    if !n.shared {
+        net::remove(&n.ns, &n.veths);
+    }
+}
+
+pub async fn setup(
+    d: &Arc<Daemon>,
+    c: &GuestConfig,
+    p: &Progress,
+) -> Result<Option<GuestNet>, String> {
+    let name = c.name.as_str();
+    if c.nonetns {
+        return Ok(None);
+    }
+    if let Some(Space::Share(ctx)) = c.spaces.net {
+        let other = d
+            .guests
+            .running_names()
+            .into_iter()
+            .filter_map(|n| d.guests.running(&n))
+            .find(|r| r.state.context == ctx)
+            .ok_or_else(|| format!("spaces/net: no running guest has context {ctx}"))?;
+        let ns = other.state.netns.clone().ok_or_else(|| {
+            format!(
+                "spaces/net: guest {} (context {ctx}) has no network namespace of its own",
+                other.state.name
+            )
+        })?;
+        p.send(
+            name,
+            "network",
+            &format!("sharing {}'s network", other.state.name),
+            GuestState::Starting,
+        );
+        return Ok(Some(GuestNet {
+            ns,
+            veths: vec![],
+            host_veth: None,
+            shared: true,
+        }));
+    }
+    let ifs = c.interfaces.list.clone();
+    let pairs = c.netns.interfaces.clone();
+    if ifs.is_empty() && pairs.is_empty() && c.spaces.net.is_none() {
+        return Ok(None);
+    }
+    net::check_free(&ifs).map_err(|e| e.to_string())?;
+    let ns = net::netns_path(&d.opts.run_dir, name);
+    let veth = net::host_veth(c.context);
+    let mut veths: Vec<String> = pairs.iter().map(|p| p.host.clone()).collect();
+    if !ifs.is_empty() {
+        veths.insert(0, veth.clone());
+    }
+    let n = GuestNet {
+        ns: ns.clone(),
+        veths,
+        host_veth: (!ifs.is_empty()).then(|| veth.clone()),
+        shared: false,
+    };
+    let vlans = net::vlans(&ifs, c.interfaces.vlandev);
+    let made = {
+        let (ns, veth, pairs) = (ns.clone(), veth.clone(), pairs.clone());
+        tokio::task::spawn_blocking(move || net::create(&ns, &veth, &ifs, &pairs, &vlans))
+            .await
+            .map_err(|e| e.to_string())?
+    };
+    let mut n = n;
+    match made {
+        // VLAN devices we made go with the guest, like its veths.
+        Ok(v) => n.veths.extend(v),
+        Err(e) => {
+            remove(&n);
+            return Err(e.to_string());
+        }
+    }
+    let mut what: Vec<String> = c
+        .interfaces
+        .list
+        .iter()
+        .map(|i| format!("{}/{}", i.ip, i.prefix))
+        .collect();
+    what.extend(
+        pairs
+            .iter()
+            .map(|p| format!("{} (host end {})", p.guest, p.host)),
+    );
+    p.send(
+        name,
+        "network",
+        &format!(
+            "own namespace: {}",
+            if what.is_empty() {
+                "loopback only".into()
+            } else {
+                what.join(", ")
+            }
+        ),
+        GuestState::Starting,
+    );
+    Ok(Some(n))
+}

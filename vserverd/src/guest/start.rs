@@ -1,0 +1,329 @@
+//! Starting a guest (reference §3.2, DESIGN.md §3): config → lock → initialize and
+//! prepre-start hooks → cgroup → pre-start hooks → stage (namespaces, mounts, PID 1) → run
+//! state → post-start hooks → running. Every step that leaves something behind pushes its undo;
+//! a failure unwinds them all, so a failed start leaves no process, cgroup or file.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use proto::{GuestState, ManagerError};
+
+use super::runstate::{self, RunState};
+use super::{hooks, plan, supervise, Running};
+use crate::config::GuestConfig;
+use crate::daemon::{Daemon, Progress};
+use crate::isolate::cgroup::GuestCgroup;
+use crate::isolate::pidfd;
+use crate::stage::plan::Plan;
+use crate::stage::spawn::{self, StageStdio};
+
+fn failed(name: &str, message: impl Into<String>) -> ManagerError {
+    ManagerError::Failed {
+        name: name.to_string(),
+        message: message.into(),
+    }
+}
+
+/// What a failed start must take back, newest last.
+#[derive(Default)]
+struct Undo {
+    cgroup: Option<GuestCgroup>,
+    running: Option<Arc<Running>>,
+    init: Option<std::os::fd::OwnedFd>,
+    run_file: Option<std::path::PathBuf>,
+    state: bool,
+    net: Option<super::network::GuestNet>,
+}
+
+impl Undo {
+    async fn unwind(self, d: &Arc<Daemon>, name: &str) {
+        if let Some(r) = &self.running {
+            r.disarm();
+        }
+        if let Some(cg) = &self.cgroup {
+            let cg = cg.clone();
+            let _ = tokio::task::spawn_blocking(move || cg.kill()).await;
+        }
+        if let Some(r) = &self.running {
+            // The supervisor reaps init; wait for it so nothing of this run is left.
+            r.wait_exit(Duration::from_secs(10)).await;
+            d.guests.set_running(name, None);
+        } else if let Some(fd) = &self.init {
+            let _ = super::exec::wait_child(fd).await;
+        }
+        if let Some(f) = &self.run_file {
+            let _ = std::fs::remove_file(f);
+        }
+        if let Some(n) = self.net.clone() {
+            let _ = tokio::task::spawn_blocking(move || super::network::remove(&n)).await;
+        }
+        if self.state {
+            runstate::remove(&d.opts.run_dir, name);
+        }
+        if let Some(cg) = self.cgroup {
+            if let Err(e) = tokio::task::spawn_blocking(move || cg.remove())
+                .await
+                .unwrap_or(Ok(()))
+            {
+                tracing::warn!(guest = name, "rollback: {e}");
+            }
+        }
+    }
+}
+
+pub fn hook_env(c: &GuestConfig) -> Vec<(&'static str, String)> {
+    vec![
+        ("VSERVER_DIR", c.vdir.display().to_string()),
+        ("VSERVER_CFGDIR", c.cfg_dir.display().to_string()),
+        ("VSERVER_CONTEXT", c.context.to_string()),
+    ]
+}
+
+pub async fn run_hook(c: &GuestConfig, hook: &str, strict: bool) -> Result<(), String> {
+    let Some(h) = c.hooks.iter().find(|h| h.name == hook) else {
+        return Ok(());
+    };
+    let cwd = if matches!(hook, "initialize" | "prepre-start" | "postpost-stop") {
+        &c.cfg_dir
+    } else {
+        &c.vdir
+    };
+    hooks::run(h, &c.name, cwd, &hook_env(c), strict).await
+}
+
+/// Starts `name`. Returns once init runs (plain styles) or the start command returned
+/// (reaper styles), and the post-start hooks ran.
+pub async fn start(d: &Arc<Daemon>, name: &str, p: &Progress) -> Result<(), ManagerError> {
+    let t0 = std::time::Instant::now();
+    let loaded = d.load(name)?;
+    let lock = d.guests.lock(name);
+    let _held = lock.lock().await;
+    if d.guests.running(name).is_some() {
+        return Err(ManagerError::AlreadyRunning { name: name.into() });
+    }
+    d.guests.set_transition(name, Some(GuestState::Starting));
+    d.guests.emit(name, "starting", None);
+    for w in &loaded.warnings {
+        p.send(
+            name,
+            "config",
+            &format!("warning: {w}"),
+            GuestState::Starting,
+        );
+    }
+    let mut undo = Undo::default();
+    let r = steps(d, &loaded.config, p, &mut undo).await;
+    d.guests.set_transition(name, None);
+    match r {
+        Ok(()) => {
+            tracing::info!(
+                guest = name,
+                "started in {:.1} ms",
+                t0.elapsed().as_secs_f64() * 1e3
+            );
+            d.guests.set_last(name, None);
+            d.guests.emit(name, "running", None);
+            p.send(name, "running", "init runs", GuestState::Running);
+            Ok(())
+        }
+        Err(e) => {
+            undo.unwind(d, name).await;
+            let msg = e.to_string();
+            d.guests
+                .set_last(name, Some(format!("start failed: {msg}")));
+            d.guests.emit(name, "failed", Some(msg.clone()));
+            Err(failed(name, msg))
+        }
+    }
+}
+
+async fn steps(
+    d: &Arc<Daemon>,
+    c: &GuestConfig,
+    p: &Progress,
+    undo: &mut Undo,
+) -> Result<(), String> {
+    let name = c.name.as_str();
+    if !c.vdir.is_dir() {
+        return Err(format!(
+            "the guest root {} does not exist",
+            c.vdir.display()
+        ));
+    }
+    // Bad init settings fail before anything is made.
+    let cmds = plan::init_commands(c)?;
+    run_hook(c, "initialize", true).await?;
+    run_hook(c, "prepre-start", true).await?;
+
+    // The network before the cgroup, as util-vserver did (interfaces before mounts).
+    let net = super::network::setup(d, c, p).await?;
+    undo.net = net.clone();
+
+    if let Some(g) = &c.cgroup.name {
+        if g.is_empty() || g.contains('/') || g.starts_with('.') {
+            return Err(format!(
+                "{}/cgroup/name: {g:?} is not a cgroup name",
+                c.cfg_dir.display()
+            ));
+        }
+    }
+    let cg = d.cgroup_in(name, c.cgroup.name.as_deref())?;
+    p.send(name, "cgroup", &cg_summary(&cg), GuestState::Starting);
+    undo.cgroup = Some(cg.clone());
+    {
+        let cg = cg.clone();
+        tokio::task::spawn_blocking(move || cg.create())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+    }
+    // Limits before any guest process exists.
+    // SAFETY: sysconf cannot fail for _SC_PAGESIZE.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    let knobs = crate::isolate::limits::plan(c, page, &|ctl| cg.flavor_of(ctl))?;
+    if !knobs.is_empty() {
+        cg.apply(&knobs)?;
+        p.send(
+            name,
+            "limits",
+            &knobs
+                .iter()
+                .map(|k| format!("{}={}", k.file, k.value))
+                .collect::<Vec<_>>()
+                .join(" "),
+            GuestState::Starting,
+        );
+    }
+    run_hook(c, "pre-start", true).await?;
+
+    let mut sp = plan::start_plan(c, &cg)?;
+    sp.netns = net.as_ref().map(|n| n.ns.clone());
+    let image = d.image()?;
+    let stdio = console(d, c)?;
+    p.send(
+        name,
+        "spawn",
+        &format!(
+            "{} (as {})",
+            sp.argv.join(" "),
+            if sp.reaper {
+                "the reaper's child"
+            } else {
+                "PID 1"
+            }
+        ),
+        GuestState::Starting,
+    );
+    let label = name.to_string();
+    let t_stage = std::time::Instant::now();
+    let (outcome, fd) = tokio::task::spawn_blocking(move || {
+        let mut fd = None;
+        let r = spawn::run(&image, &Plan::Start(sp), stdio, &label, |pid| {
+            fd = pidfd::open(pid).ok()
+        });
+        (r, fd)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let outcome = outcome.map_err(|e| e.to_string())?;
+    tracing::debug!(
+        guest = name,
+        "stage ran in {:.1} ms",
+        t_stage.elapsed().as_secs_f64() * 1e3
+    );
+    let (pid, fd) = match (outcome.pid, fd) {
+        (Some(pid), Some(fd)) => (pid, fd),
+        (_, fd) => {
+            undo.init = fd;
+            return Err(outcome
+                .error
+                .unwrap_or_else(|| "no init was started".into()));
+        }
+    };
+    let state = RunState {
+        version: runstate::VERSION,
+        name: name.to_string(),
+        context: c.context,
+        init_pid: pid,
+        init_start_time: pidfd::start_time(pid).unwrap_or(0),
+        pid_ns: pidfd::ns_inode(pid, "pid").unwrap_or(0),
+        mnt_ns: pidfd::ns_inode(pid, "mnt").unwrap_or(0),
+        cgroup: cg,
+        started: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0),
+        reaper: cmds.reaper,
+        run_file: c.run_file.clone(),
+        netns: net.as_ref().map(|n| n.ns.clone()),
+        host_veth: net.as_ref().and_then(|n| n.host_veth.clone()),
+        extra_veths: net.as_ref().map(|n| n.veths.clone()).unwrap_or_default(),
+        netns_shared: net.as_ref().is_some_and(|n| n.shared),
+    };
+    let (running, tx) = Running::new(state.clone(), Some(Arc::new(c.clone())), fd, false);
+    undo.running = Some(running.clone());
+    d.guests.set_running(name, Some(running.clone()));
+    supervise::spawn(d.clone(), name.to_string(), running.clone(), tx);
+    if let Some(e) = outcome.error {
+        return Err(e);
+    }
+    if let Some(status) = outcome.returned {
+        if status != 0 {
+            let how = if status & 0x7f == 0 {
+                format!("exit status {}", status >> 8)
+            } else {
+                format!("signal {}", status & 0x7f)
+            };
+            return Err(format!("{} returned {how}", cmds.start.join(" ")));
+        }
+    }
+    runstate::save(&d.opts.run_dir, &state).map_err(|e| format!("saving run state: {e}"))?;
+    undo.state = true;
+    if let Some(f) = &c.run_file {
+        undo.run_file = Some(f.clone());
+        std::fs::write(f, format!("{}\n", c.context))
+            .map_err(|e| format!("run file {}: {e}", f.display()))?;
+    }
+    run_hook(c, "post-start", true).await?;
+    if let Some(e) = *running.exited.borrow() {
+        return Err(format!("init exited at once ({e})"));
+    }
+    Ok(())
+}
+
+fn cg_summary(cg: &GuestCgroup) -> String {
+    cg.v2_dir()
+        .or_else(|| cg.dirs.first().map(|d| d.path.as_path()))
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "none".into())
+}
+
+/// Where init's output goes: apps/init/tty if set (as util-vserver's --defaulttty), else a log
+/// under the run dir, restarted at each start.
+fn console(d: &Daemon, c: &GuestConfig) -> Result<StageStdio, String> {
+    let path = c.init.tty.clone().unwrap_or_else(|| {
+        d.opts
+            .run_dir
+            .join("guests")
+            .join(format!("{}.log", c.name))
+    });
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(&path)
+        .map_err(|e| format!("console {}: {e}", path.display()))?;
+    if c.init.tty.is_none() {
+        let _ = f.set_len(0);
+    }
+    let f2 = f.try_clone().map_err(|e| e.to_string())?;
+    Ok(StageStdio {
+        stdin: None,
+        stdout: Some(f.into()),
+        stderr: Some(f2.into()),
+    })
+}

@@ -1,0 +1,78 @@
+//! vserver-stat's figures for running guests, from their cgroups (memory, CPU time) and /proc
+//! (virtual sizes): what the Linux-VServer kernel's /proc/virtual/XID gave.
+
+use proto::GuestStat;
+
+use super::Running;
+
+/// Clock ticks per second of cpuacct.stat.
+fn hz() -> f64 {
+    // SAFETY: sysconf cannot fail for _SC_CLK_TCK.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as f64
+}
+
+/// `key value` lines (memory.stat, cpu.stat, cpuacct.stat).
+fn field(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        (w.next() == Some(key)).then(|| w.next()?.parse().ok())?
+    })
+}
+
+fn vsize(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 2..];
+            rest.split_whitespace().nth(20)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+pub fn of(run: &Running, now: f64) -> GuestStat {
+    let cg = &run.state.cgroup;
+    let pids = cg.pids();
+    let mem = cg.read("memory.stat").unwrap_or_default();
+    // v1 (hierarchical totals) or v2 names.
+    let rss = match (field(&mem, "total_rss"), field(&mem, "anon")) {
+        (Some(rss), _) => rss + field(&mem, "total_mapped_file").unwrap_or(0),
+        (None, Some(anon)) => anon + field(&mem, "file_mapped").unwrap_or(0),
+        (None, None) => 0,
+    };
+    let (user, system) = if let Some(s) = cg.read("cpuacct.stat") {
+        (
+            field(&s, "user").unwrap_or(0) as f64 / hz(),
+            field(&s, "system").unwrap_or(0) as f64 / hz(),
+        )
+    } else {
+        let s = cg.read("cpu.stat").unwrap_or_default();
+        (
+            field(&s, "user_usec").unwrap_or(0) as f64 / 1e6,
+            field(&s, "system_usec").unwrap_or(0) as f64 / 1e6,
+        )
+    };
+    GuestStat {
+        name: run.state.name.clone(),
+        context: run.state.context,
+        processes: pids.len() as u32,
+        vsz_bytes: pids.iter().map(|p| vsize(*p)).sum(),
+        rss_bytes: rss,
+        user_seconds: user,
+        system_seconds: system,
+        uptime_seconds: (now - run.state.started).max(0.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_key_value_files() {
+        let t = "cache 10\nrss 20\ntotal_rss 300\ntotal_mapped_file 5\n";
+        assert_eq!(field(t, "rss"), Some(20));
+        assert_eq!(field(t, "total_rss"), Some(300));
+        assert_eq!(field(t, "nope"), None);
+        assert!(vsize(std::process::id() as i32) > 0);
+    }
+}

@@ -1,0 +1,148 @@
+//! pidfds and what /proc says about a process: the handles the daemon keeps on guest inits.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+pub fn open(pid: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+pub fn send_signal(pidfd: &OwnedFd, signal: i32) -> std::io::Result<()> {
+    // SAFETY: pidfd_send_signal with a valid pidfd and no siginfo.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exit status {c}"),
+            Exit::Signal(s) => write!(f, "signal {s} ({})", signal_name(*s)),
+        }
+    }
+}
+
+pub fn signal_name(s: i32) -> &'static str {
+    nix::sys::signal::Signal::try_from(s)
+        .map(|s| s.as_str())
+        .unwrap_or("?")
+}
+
+/// Reaps a child through its pidfd without blocking: None while it runs. ECHILD (not our
+/// child, e.g. adopted after a daemon restart) is an error the caller handles.
+pub fn try_reap(pidfd: &OwnedFd) -> std::io::Result<Option<Exit>> {
+    // SAFETY: zeroed siginfo is a valid out-parameter for waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid(P_PIDFD) with a valid fd and out-pointer.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: filled in by waitid; si_pid 0 means "still running" under WNOHANG.
+    let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    Ok(Some(match code {
+        libc::CLD_EXITED => Exit::Code(status),
+        _ => Exit::Signal(status),
+    }))
+}
+
+/// Fields of /proc/PID/stat after the command name.
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    Some(rest.split_whitespace().map(String::from).collect())
+}
+
+/// The process's start time in clock ticks since boot (field 22): with the pid, it names a
+/// process uniquely, so a recycled pid is never mistaken for a guest's init.
+pub fn start_time(pid: i32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// The state letter (R, S, Z…).
+pub fn state(pid: i32) -> Option<char> {
+    stat_fields(pid)?.first()?.chars().next()
+}
+
+/// A zombie's exit status, as waitpid would give it (field 52).
+pub fn zombie_exit(pid: i32) -> Option<Exit> {
+    let raw: i32 = stat_fields(pid)?.get(49)?.parse().ok()?;
+    Some(if raw & 0x7f == 0 {
+        Exit::Code((raw >> 8) & 0xff)
+    } else {
+        Exit::Signal(raw & 0x7f)
+    })
+}
+
+/// The inode of one of a process's namespaces (`pid`, `mnt`, …).
+pub fn ns_inode(pid: i32, ns: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/{ns}"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_our_own_stat() {
+        let me = std::process::id() as i32;
+        assert!(start_time(me).unwrap() > 0);
+        assert!(matches!(state(me), Some('R' | 'S')));
+        assert!(ns_inode(me, "pid").is_some());
+    }
+
+    #[test]
+    fn reaps_a_child_through_its_pidfd() {
+        #[allow(clippy::zombie_processes)] // reaped through the pidfd below
+        let child = std::process::Command::new("sh")
+            .args(["-c", "exit 7"])
+            .spawn()
+            .unwrap();
+        let fd = open(child.id() as i32).unwrap();
+        let mut got = None;
+        for _ in 0..500 {
+            if let Some(e) = try_reap(&fd).unwrap() {
+                got = Some(e);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(got, Some(Exit::Code(7)));
+    }
+}

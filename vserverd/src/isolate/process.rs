@@ -1,0 +1,152 @@
+//! Per-process settings of the guest's init: ulimits, uts names, nice, ionice, personality.
+
+use crate::config::limits::{Limit, Ulimit};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ProcessError(pub String);
+
+/// RLIMIT_* of a ulimits/ name.
+pub fn resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "core" => libc::RLIMIT_CORE,
+        "cpu" => libc::RLIMIT_CPU,
+        "data" => libc::RLIMIT_DATA,
+        "fsize" => libc::RLIMIT_FSIZE,
+        "locks" => libc::RLIMIT_LOCKS,
+        "memlock" => libc::RLIMIT_MEMLOCK,
+        "nofile" => libc::RLIMIT_NOFILE,
+        "nproc" => libc::RLIMIT_NPROC,
+        "rss" => libc::RLIMIT_RSS,
+        "stack" => libc::RLIMIT_STACK,
+        "as" => libc::RLIMIT_AS,
+        "msgqueue" => libc::RLIMIT_MSGQUEUE,
+        _ => return None,
+    })
+}
+
+fn raw(l: Limit) -> libc::rlim_t {
+    match l {
+        Limit::Unlimited => libc::RLIM_INFINITY,
+        Limit::Value(v) => v as libc::rlim_t,
+    }
+}
+
+/// setrlimit for each ulimits/ file. Raising a hard limit needs CAP_SYS_RESOURCE, which a
+/// daemon started without it cannot give: that is reported with both numbers.
+pub fn apply_ulimits(cfg_dir: &std::path::Path, ulimits: &[Ulimit]) -> Result<(), ProcessError> {
+    for u in ulimits {
+        let file = cfg_dir.join("ulimits").join(&u.name);
+        let Some(res) = resource(&u.name) else {
+            return Err(ProcessError(format!(
+                "{}: unknown resource {:?}",
+                file.display(),
+                u.name
+            )));
+        };
+        let new = libc::rlimit {
+            rlim_cur: raw(u.soft),
+            rlim_max: raw(u.hard),
+        };
+        // SAFETY: setrlimit with a valid struct.
+        if unsafe { libc::setrlimit(res, &new) } != 0 {
+            let err = std::io::Error::last_os_error();
+            let mut cur = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit into a valid struct.
+            unsafe { libc::getrlimit(res, &mut cur) };
+            let show = |v: libc::rlim_t| {
+                if v == libc::RLIM_INFINITY {
+                    "inf".to_string()
+                } else {
+                    v.to_string()
+                }
+            };
+            let why = if err.raw_os_error() == Some(libc::EPERM) && new.rlim_max > cur.rlim_max {
+                format!(
+                    "cannot raise the hard limit to {} above vserverd's own {}: that needs \
+                     CAP_SYS_RESOURCE, which vserverd does not have here",
+                    show(new.rlim_max),
+                    show(cur.rlim_max)
+                )
+            } else {
+                err.to_string()
+            };
+            return Err(ProcessError(format!("{}: {why}", file.display())));
+        }
+    }
+    Ok(())
+}
+
+pub fn set_uts(nodename: Option<&str>, domainname: Option<&str>) -> Result<(), ProcessError> {
+    if let Some(n) = nodename {
+        nix::unistd::sethostname(n)
+            .map_err(|e| ProcessError(format!("uts/nodename {n:?}: {e}")))?;
+    }
+    if let Some(d) = domainname {
+        // SAFETY: setdomainname with a pointer and length into `d`.
+        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
+            return Err(ProcessError(format!(
+                "uts/domainname {d:?}: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn set_nice(nice: i32) -> Result<(), ProcessError> {
+    // SAFETY: setpriority on ourselves.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
+        return Err(ProcessError(format!(
+            "nice {nice}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+
+pub fn set_ionice(class: u8, prio: Option<u8>) -> Result<(), ProcessError> {
+    let value = ((class as libc::c_long) << 13) | prio.unwrap_or(4) as libc::c_long;
+    // SAFETY: ioprio_set(IOPRIO_WHO_PROCESS, self, value).
+    if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, value) } != 0 {
+        return Err(ProcessError(format!(
+            "ionice class {class}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+
+pub fn set_personality(p: u32) -> Result<(), ProcessError> {
+    // SAFETY: personality(2) takes any value and fails with EINVAL.
+    if unsafe { libc::personality(p as libc::c_ulong) } == -1 {
+        return Err(ProcessError(format!(
+            "personality {p:#x}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+
+/// Starts a time namespace for the children of the caller whose monotonic and boot clocks
+/// read (about) zero now: the guest's uptime counts from its start (virt_uptime). The offsets
+/// can only be written before any process lives in the namespace.
+pub fn unshare_time() -> Result<(), ProcessError> {
+    nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(
+        libc::CLONE_NEWTIME,
+    ))
+    .map_err(|e| ProcessError(format!("time namespace: {e}")))?;
+    let now = |clock| {
+        nix::time::clock_gettime(clock)
+            .map(|t| t.tv_sec())
+            .unwrap_or(0)
+    };
+    let mono = now(nix::time::ClockId::CLOCK_MONOTONIC);
+    let boot = now(nix::time::ClockId::CLOCK_BOOTTIME);
+    let offsets = format!("monotonic {} 0\nboottime {} 0\n", -mono, -boot);
+    std::fs::write("/proc/self/timens_offsets", offsets)
+        .map_err(|e| ProcessError(format!("time namespace offsets: {e}")))
+}

@@ -1,0 +1,57 @@
+//! The parsed config of every guest, kept current by the watcher so that List does not parse
+//! every tree on every call. Lifecycle calls still parse afresh: they must act on what is on
+//! disk this instant.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::config::{self, ConfigError, Loaded, Roots};
+
+pub type Entry = Arc<Result<Loaded, ConfigError>>;
+
+#[derive(Default)]
+pub struct Catalog {
+    entries: RwLock<BTreeMap<String, Entry>>,
+    /// Set while a watcher keeps the entries current; otherwise callers parse themselves.
+    live: AtomicBool,
+}
+
+impl Catalog {
+    pub fn live(&self) -> bool {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    pub fn set_live(&self, on: bool) {
+        self.live.store(on, Ordering::SeqCst);
+    }
+
+    /// A snapshot of every entry.
+    pub fn all(&self) -> BTreeMap<String, Entry> {
+        self.entries.read().expect("not poisoned").clone()
+    }
+
+    /// (Re)reads one guest; gone from disk means gone from the catalog. Returns the new entry.
+    pub fn reload(&self, roots: &Roots, name: &str) -> Option<Entry> {
+        let dir = roots.config_root.join(name);
+        let mut e = self.entries.write().expect("not poisoned");
+        if !dir.is_dir() || !config::is_guest_name(name) {
+            e.remove(name);
+            return None;
+        }
+        let entry: Entry = Arc::new(config::load_guest(roots, name));
+        e.insert(name.to_string(), entry.clone());
+        Some(entry)
+    }
+
+    /// Re-reads everything: at start, after a queue overflow, when .defaults changed.
+    pub fn reload_all(&self, roots: &Roots) -> Vec<String> {
+        let names = config::guest_names(&roots.config_root).unwrap_or_default();
+        let fresh: BTreeMap<String, Entry> = names
+            .iter()
+            .map(|n| (n.clone(), Arc::new(config::load_guest(roots, n))))
+            .collect();
+        *self.entries.write().expect("not poisoned") = fresh;
+        names
+    }
+}

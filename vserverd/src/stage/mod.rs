@@ -1,0 +1,363 @@
+//! The stage: the daemon's own binary, run from a sealed memfd as `vserverd __stage`, single
+//! threaded, non-dumpable. The multi-threaded daemon may only do async-signal-safe things
+//! between fork and exec; the stage may do anything, so all namespace and mount work is here.
+//!
+//! fd 3 carries the plan (JSON), fd 4 the reports (JSON lines, each one write(2), so the
+//! stage's and its child's lines never interleave). The guest's processes are made with
+//! CLONE_PARENT: the daemon is their parent and learns how they exit.
+//!
+//! Start: join the cgroups → time namespace (offsets written before any process is in it) →
+//! unshare mnt, uts, ipc, pid, cgroup (net) → clone PID 1 → PID 1 mounts, pivots, sets names
+//! and limits, installs seccomp, drops capabilities, then execs init or stays as a reaper.
+//! Join: join the cgroups → setns into init's namespaces → seccomp, capabilities → clone.
+
+pub mod plan;
+mod reaper;
+pub mod spawn;
+
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::isolate::{caps, mount, pidfd, process, seccomp};
+use plan::{Confinement, JoinPlan, Plan, Prepare, Report, StartPlan};
+
+pub const PLAN_FD: i32 = 3;
+pub const REPORT_FD: i32 = 4;
+pub const ARG: &str = "__stage";
+
+/// The report pipe. Close-on-exec: a successful exec is the "done" signal (EOF).
+pub struct Reporter(std::fs::File);
+
+impl Reporter {
+    pub fn send(&mut self, r: &Report) {
+        let mut line = serde_json::to_vec(r).unwrap_or_default();
+        line.push(b'\n');
+        let _ = self.0.write_all(&line);
+    }
+
+    /// Closes the pipe (the daemon sees EOF) while the process lives on.
+    pub fn close(&mut self) {
+        if let Ok(f) = std::fs::File::open("/dev/null") {
+            self.0 = f;
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, String>;
+
+/// Entry point of `vserverd __stage`.
+pub fn main() -> std::process::ExitCode {
+    // Every signal back to its default: Rust's runtime ignores SIGPIPE, and posix_spawn leaves
+    // glibc's internal signals (32, 33) ignored, and ignored stays ignored across exec.
+    // The raw syscall: glibc's wrappers refuse its internal signals.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: rt_sigaction with a valid struct and the kernel's sigset size.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    &dfl as *const KernelSigaction,
+                    std::ptr::null_mut::<KernelSigaction>(),
+                    8usize,
+                )
+            };
+        }
+    }
+    // Nothing the daemon inherited from whoever started it reaches a guest.
+    // SAFETY: close_range on fds above our plan and report pipes, which nothing else owns.
+    unsafe { libc::syscall(libc::SYS_close_range, REPORT_FD as u32 + 1, u32::MAX, 0) };
+    // SAFETY: prctl on ourselves. Non-dumpable: no ptrace or /proc/PID/mem by guest root
+    // lacking CAP_SYS_PTRACE, and /proc/PID/exe is a sealed memfd anyway.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // SAFETY: fds 3 and 4 were set up by the daemon for us.
+    let (plan_fd, report_fd) = unsafe {
+        (
+            OwnedFd::from_raw_fd(PLAN_FD),
+            OwnedFd::from_raw_fd(REPORT_FD),
+        )
+    };
+    // SAFETY: fcntl on an fd we own.
+    unsafe { libc::fcntl(report_fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    let mut out = Reporter(std::fs::File::from(report_fd));
+    let plan: Plan = match serde_json::from_reader(std::fs::File::from(plan_fd)) {
+        Ok(p) => p,
+        Err(e) => {
+            out.send(&Report::Error(format!("stage: bad plan: {e}")));
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let r = match plan {
+        Plan::Start(p) => start(&p, &mut out),
+        Plan::Join(p) => join(&p, &mut out),
+    };
+    match r {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            out.send(&Report::Error(e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn join_cgroups(files: &[std::path::PathBuf]) -> Result<()> {
+    for f in files {
+        std::fs::write(f, "0").map_err(|e| format!("joining cgroup {}: {e}", f.display()))?;
+    }
+    Ok(())
+}
+
+/// clone(CLONE_PARENT): a fork whose parent is the daemon. Returns 0 in the child.
+fn clone_parent() -> Result<i32> {
+    // SAFETY: clone without CLONE_VM and with no stack behaves as fork; the stage is single
+    // threaded, so the child may run ordinary code.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::CLONE_PARENT as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        return Err(format!("clone: {}", std::io::Error::last_os_error()));
+    }
+    Ok(pid as i32)
+}
+
+fn start(p: &StartPlan, out: &mut Reporter) -> Result<()> {
+    join_cgroups(&p.cgroup_procs)?;
+    if p.time_ns {
+        process::unshare_time().map_err(|e| e.0)?;
+    }
+    let flags = libc::CLONE_NEWNS
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWCGROUP;
+    if let Some(ns) = &p.netns {
+        let f = std::fs::File::open(ns)
+            .map_err(|e| format!("network namespace {}: {e}", ns.display()))?;
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("joining network namespace {}: {e}", ns.display()))?;
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(flags))
+        .map_err(|e| format!("unshare namespaces: {e}"))?;
+    match clone_parent()? {
+        0 => {
+            let e = guest_init(p, out).unwrap_err();
+            out.send(&Report::Error(e));
+            // SAFETY: leave without running the parent's destructors twice.
+            unsafe { libc::_exit(1) }
+        }
+        pid => {
+            out.send(&Report::Pid(pid));
+            Ok(())
+        }
+    }
+}
+
+/// PID 1 of the new guest, until it execs init (or becomes the reaper). Returns only errors.
+fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infallible> {
+    mount::make_private().map_err(|e| e.to_string())?;
+    mount::bind_root(&p.vdir).map_err(|e| e.to_string())?;
+    let root = mount::Root::open(&p.vdir).map_err(|e| e.to_string())?;
+    mount::setup_dev(&root, None).map_err(|e| e.to_string())?;
+    for m in &p.mounts {
+        mount::mount_entry(&root, m).map_err(|e| e.to_string())?;
+    }
+    drop(root);
+    mount::pivot(&p.vdir).map_err(|e| e.to_string())?;
+    // From here on every path is inside the guest: its symlinks can only point into it.
+    if let Some(m) = &p.mtab {
+        write_mtab(m);
+    }
+    prepare(p.prepare);
+    process::set_uts(p.nodename.as_deref(), p.domainname.as_deref()).map_err(|e| e.0)?;
+    confine(&p.cfg_dir, &p.confinement, p.reaper)?;
+    let env = cstrings(&p.env)?;
+    if p.reaper {
+        reaper::run(&p.argv, &env, out)
+    } else {
+        Err(exec(&p.argv, &env, false))
+    }
+}
+
+fn write_mtab(content: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    // A symlink (Debian's -> /proc/self/mounts) is left alone, as util-vserver did.
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open("/etc/mtab")
+    {
+        let _ = f.write_all(content.as_bytes());
+    }
+}
+
+fn prepare(what: Prepare) {
+    match what {
+        Prepare::None => {}
+        Prepare::Sysv => {
+            for d in ["/var/run", "/var/lock"] {
+                let Ok(rd) = std::fs::read_dir(d) else {
+                    continue;
+                };
+                for e in rd.flatten() {
+                    if e.file_type().map(|t| !t.is_dir()).unwrap_or(false) {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
+        Prepare::Plain => {
+            let _ = std::fs::remove_file("/.autofsck");
+            let _ = std::fs::remove_file("/forcefsck");
+            let _ = std::fs::File::create("/fastboot");
+        }
+    }
+}
+
+/// Limits, scheduling, seccomp and capabilities: the last steps before guest code runs.
+/// `drop_permitted` for a process that will not exec (the reaper): exec would otherwise
+/// recompute root's capabilities from the bounding set.
+fn confine(cfg_dir: &std::path::Path, c: &Confinement, drop_permitted: bool) -> Result<()> {
+    let ulimits: Vec<crate::config::limits::Ulimit> = c
+        .ulimits
+        .iter()
+        .map(|u| {
+            let l = |v: Option<u64>| {
+                v.map_or(
+                    crate::config::limits::Limit::Unlimited,
+                    crate::config::limits::Limit::Value,
+                )
+            };
+            crate::config::limits::Ulimit {
+                name: u.name.clone(),
+                soft: l(u.soft),
+                hard: l(u.hard),
+            }
+        })
+        .collect();
+    process::apply_ulimits(cfg_dir, &ulimits).map_err(|e| e.0)?;
+    if let Some(n) = c.nice {
+        process::set_nice(n).map_err(|e| e.0)?;
+    }
+    if let Some((class, prio)) = c.ionice {
+        process::set_ionice(class, prio).map_err(|e| e.0)?;
+    }
+    if let Some(pers) = c.personality {
+        process::set_personality(pers).map_err(|e| e.0)?;
+    }
+    // SAFETY: umask(2) cannot fail.
+    unsafe { libc::umask(0o022) };
+    // seccomp first: without no_new_privs it needs CAP_SYS_ADMIN, which the next step drops.
+    for f in seccomp::filters(c.umask).map_err(|e| e.to_string())? {
+        seccomp::install(&f).map_err(|e| e.to_string())?;
+    }
+    caps::restrict(c.bcaps, drop_permitted).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn cstrings(v: &[String]) -> Result<Vec<CString>> {
+    v.iter()
+        .map(|s| CString::new(s.as_str()).map_err(|_| format!("NUL byte in {s:?}")))
+        .collect()
+}
+
+/// execs argv[0] (searched in PATH of `env` when `search`); returns the error.
+fn exec(argv: &[String], env: &[CString], search: bool) -> String {
+    let Some(prog) = argv.first() else {
+        return "no command to run".into();
+    };
+    let args = match cstrings(argv) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let path = if search && !prog.contains('/') {
+        let path_var = env
+            .iter()
+            .filter_map(|e| e.to_str().ok())
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .to_string();
+        path_var
+            .split(':')
+            .map(|d| format!("{d}/{prog}"))
+            .find(|c| std::path::Path::new(c).is_file())
+            .unwrap_or_else(|| prog.clone())
+    } else {
+        prog.clone()
+    };
+    let Ok(cpath) = CString::new(path.as_str()) else {
+        return format!("NUL byte in {path:?}");
+    };
+    let e = nix::unistd::execve(&cpath, &args, env).unwrap_err();
+    format!("cannot execute {path} in the guest: {}", e.desc())
+}
+
+fn join(p: &JoinPlan, out: &mut Reporter) -> Result<()> {
+    let fd = pidfd::open(p.init_pid).map_err(|e| format!("guest init {}: {e}", p.init_pid))?;
+    if pidfd::start_time(p.init_pid) != Some(p.init_start_time) {
+        return Err(format!("guest {} is no longer running", p.name));
+    }
+    join_cgroups(&p.cgroup_procs)?;
+    let flags = libc::CLONE_NEWNS
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWCGROUP
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWTIME;
+    // SAFETY: setns with a pidfd selects all these namespaces of the target at once.
+    if unsafe { libc::setns(fd.as_raw_fd(), flags) } != 0 {
+        return Err(format!(
+            "entering the namespaces of guest {}: {}",
+            p.name,
+            std::io::Error::last_os_error()
+        ));
+    }
+    drop(fd);
+    // Confined before the process exists in the guest: guest root may ptrace what it sees.
+    confine(std::path::Path::new("/"), &p.confinement, true)?;
+    let env = cstrings(&p.env)?;
+    match clone_parent()? {
+        0 => {
+            let _ = std::env::set_current_dir("/");
+            // A session of its own (Debian's sendsigs spares the session that runs rc 6).
+            // SAFETY: setsid, and TIOCSCTTY on our own stdin (the pty slave).
+            unsafe {
+                libc::setsid();
+                if p.tty {
+                    libc::ioctl(0, libc::TIOCSCTTY, 0);
+                }
+            }
+            let e = exec(&p.argv, &env, true);
+            out.send(&Report::Error(e));
+            // SAFETY: leave without the parent's destructors; 127 as a shell would.
+            unsafe { libc::_exit(127) }
+        }
+        pid => {
+            out.send(&Report::Pid(pid));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! What the daemon tells a stage process to do, and what the stage reports back. Plain data:
+//! the daemon builds it from the config (guest/plan.rs), the stage only carries it out.
+
+use std::path::PathBuf;
+
+use crate::isolate::mount::MountSpec;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum Plan {
+    /// Create a guest: its namespaces, mounts and PID 1.
+    Start(StartPlan),
+    /// Run a process inside a running guest.
+    Join(JoinPlan),
+}
+
+/// A ulimits/ entry; None is unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: Option<u64>,
+    pub hard: Option<u64>,
+}
+
+/// Files the guest's PID 1 tidies before init runs (reference §3.2 step 14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Prepare {
+    None,
+    /// Remove non-directories under /var/run and /var/lock.
+    Sysv,
+    /// Remove /.autofsck and /forcefsck, create /fastboot.
+    Plain,
+}
+
+/// The settings every process entering a guest gets.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Confinement {
+    /// Capability bounding set, bit N = capability N.
+    pub bcaps: u64,
+    /// CLONE_NEW* flags the guest may unshare.
+    pub umask: u64,
+    pub ulimits: Vec<Ulimit>,
+    pub nice: Option<i32>,
+    pub ionice: Option<(u8, Option<u8>)>,
+    pub personality: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StartPlan {
+    pub name: String,
+    pub cfg_dir: PathBuf,
+    pub vdir: PathBuf,
+    /// cgroup.procs files to join before the cgroup namespace is made.
+    pub cgroup_procs: Vec<PathBuf>,
+    /// A time namespace whose clocks start at zero (virt_uptime).
+    pub time_ns: bool,
+    /// The guest's network namespace (made and set up by the daemon), joined first; None
+    /// shares the host's network.
+    pub netns: Option<PathBuf>,
+    pub mounts: Vec<MountSpec>,
+    /// Written to the guest's /etc/mtab (unless that is a symlink).
+    pub mtab: Option<String>,
+    pub prepare: Prepare,
+    pub nodename: Option<String>,
+    pub domainname: Option<String>,
+    pub confinement: Confinement,
+    /// The start command, and the whole environment of init.
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    /// Stay PID 1 as a reaper and run `argv` as a child (styles whose command returns).
+    pub reaper: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JoinPlan {
+    pub name: String,
+    pub init_pid: i32,
+    /// Start time of init, checked so a recycled pid is never joined.
+    pub init_start_time: u64,
+    pub cgroup_procs: Vec<PathBuf>,
+    pub confinement: Confinement,
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    /// Make the process a session leader with fd 0 (a pty) as its controlling terminal.
+    pub tty: bool,
+}
+
+/// One line the stage (or the process it made) writes back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Report {
+    /// The new process, as the host sees it; the daemon is its parent.
+    Pid(i32),
+    /// What failed; nothing after it.
+    Error(String),
+    /// A reaper's start command returned with this wait status.
+    Returned(i32),
+}
