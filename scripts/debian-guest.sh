@@ -30,7 +30,7 @@ set -euo pipefail
 CACHE=${VSERVERD_CACHE:-/var/cache/vserverd-test}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
-INCLUDE=sysvinit-core
+INCLUDE=sysvinit-core,procps # procps: `free` reads /proc/meminfo (virt_mem)
 GUEST_HOSTNAME=debian-guest
 RECIPE_VERSION=1
 

@@ -32,6 +32,9 @@ fn debian_sysv_guest_starts_runs_and_stops() {
     GuestBuilder::new("deb")
         .context(41100)
         .file("uts/nodename", "deb\n")
+        // virt_mem: procps's free shows the 256 MiB limit (rss in 4 KiB pages).
+        .file("cflags", "virt_mem\n")
+        .file("rlimits/rss", "65536\n")
         .write(&d);
     let root = d.guest_root("deb");
     std::fs::remove_dir(&root).unwrap();
@@ -76,6 +79,24 @@ fn debian_sysv_guest_starts_runs_and_stops() {
         "{env}"
     );
     assert!(!root.join("var/run/stale.pid").exists() || !root.join("run/stale.pid").exists());
+    let free = d.ctl_ok(&["exec", "deb", "--", "free", "-k"]);
+    let mem: Vec<u64> = free
+        .lines()
+        .find_map(|l| l.strip_prefix("Mem:"))
+        .unwrap_or_else(|| panic!("{free}"))
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    assert_eq!(
+        mem[0],
+        65536 * page / 1024,
+        "free's total is the limit: {free}"
+    );
+    assert!(
+        mem[1] > 0 && mem[1] < mem[0],
+        "used within the limit: {free}"
+    );
     let out = d.ctl_ok(&[
         "exec",
         "deb",

@@ -315,3 +315,110 @@ fn guests_sharing_a_cgroup_share_its_limits_not_their_fate() {
         "the shared group outlived its last guest"
     );
 }
+
+/// The MemTotal and MemFree lines of a meminfo text, in kB.
+fn meminfo(text: &str) -> (u64, u64) {
+    let kb = |key: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {text}"))
+    };
+    (kb("MemTotal:"), kb("MemFree:"))
+}
+
+#[test]
+fn virt_mem_shows_the_guests_limit_in_proc_meminfo_and_survives_the_daemon() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("vm")
+        .context(44011)
+        .file("cflags", "virt_mem\n")
+        .file("rlimits/rss", "32768\n")
+        .write(&d);
+    // A guest without the flag sees the host's meminfo.
+    GuestBuilder::busybox("plainmem")
+        .context(44012)
+        .file("rlimits/rss", "32768\n")
+        .write(&d);
+    d.spawn();
+    d.ctl_ok(&["start", "vm"]);
+    d.ctl_ok(&["start", "plainmem"]);
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    let limit_kb = 32768 * page / 1024;
+    let host = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let (host_total, _) = meminfo(&host);
+    let seen = d.ctl_ok(&["exec", "vm", "--", "cat", "/proc/meminfo"]);
+    let (total, free) = meminfo(&seen);
+    assert_eq!(total, limit_kb, "{seen}");
+    assert!(free < total, "{seen}");
+    // Its usage is the cgroup's: MemTotal - MemFree within 2 MiB of memory.usage_in_bytes.
+    let usage_kb: u64 = cg_read(&d, "vm", "memory.usage_in_bytes")
+        .parse::<u64>()
+        .unwrap()
+        / 1024;
+    let used = total - free;
+    assert!(
+        used.abs_diff(usage_kb) < 2048,
+        "used {used} kB, cgroup {usage_kb} kB"
+    );
+    // Allocating 48 MiB in a tmpfs file shows up as used memory inside the guest.
+    d.ctl_ok(&[
+        "exec",
+        "vm",
+        "--",
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/shm/fill",
+        "bs=1M",
+        "count=48",
+    ]);
+    let (_, free_after) = meminfo(&d.ctl_ok(&["exec", "vm", "--", "cat", "/proc/meminfo"]));
+    assert!(
+        free_after + 40 * 1024 < free,
+        "free {free} kB, after 48 MiB {free_after} kB"
+    );
+    let other = d.ctl_ok(&["exec", "plainmem", "--", "cat", "/proc/meminfo"]);
+    assert_eq!(meminfo(&other).0, host_total, "{other}");
+    // The kernel's view: the guest's /proc/meminfo is a read-only bind of the server's file.
+    let init = d.init_pid("vm");
+    let mi = std::fs::read_to_string(format!("/proc/{init}/mountinfo")).unwrap();
+    let line = mi
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/proc/meminfo"))
+        .unwrap_or_else(|| panic!("no mount on /proc/meminfo:\n{mi}"));
+    assert!(line.contains(" ro,") && line.contains("fuse"), "{line}");
+    let o = d.ctl(&["exec", "vm", "--", "sh", "-c", "echo x > /proc/meminfo"]);
+    assert!(!o.status.success());
+
+    // The daemon dies: the server lives on, the guest's view still answers, a new daemon adopts
+    // the guest and uses the same server for the next start.
+    let server_pid =
+        std::fs::read_to_string(vserverd::procfs::mount_dir(&d.run_dir).with_extension("pid"))
+            .unwrap();
+    d.kill();
+    // (Read from the host, the file answers with the reader's figures: the host's.)
+    let direct = std::fs::read_to_string(format!("/proc/{init}/root/proc/meminfo"))
+        .expect("the guest's /proc/meminfo answers while no daemon runs");
+    assert_eq!(meminfo(&direct).0, host_total, "{direct}");
+    d.spawn();
+    assert_eq!(
+        meminfo(&d.ctl_ok(&["exec", "vm", "--", "cat", "/proc/meminfo"])).0,
+        limit_kb
+    );
+    d.ctl_ok(&["restart", "vm"]);
+    assert_eq!(
+        meminfo(&d.ctl_ok(&["exec", "vm", "--", "cat", "/proc/meminfo"])).0,
+        limit_kb
+    );
+    assert_eq!(
+        std::fs::read_to_string(vserverd::procfs::mount_dir(&d.run_dir).with_extension("pid"))
+            .unwrap(),
+        server_pid,
+        "one server across daemon restarts"
+    );
+    d.ctl_ok(&["stop", "vm"]);
+    d.ctl_ok(&["stop", "plainmem"]);
+}

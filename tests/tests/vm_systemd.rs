@@ -44,16 +44,26 @@ CG=$OWN/vserverd/lim
 [ "$(cat $CG/memory.max)" = 67108864 ] || fail "memory.max $(cat $CG/memory.max)"
 [ "$(cat $CG/pids.max)" = 30 ] || fail "pids.max $(cat $CG/pids.max)"
 [ "$(cat $CG/cpu.max)" = "25000 100000" ] || fail "cpu.max $(cat $CG/cpu.max)"
+total() { vserverctl exec lim -- cat /proc/meminfo | sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p'; }
+[ "$(total)" = 65536 ] || fail "virt_mem: MemTotal $(total) kB in the guest, not 65536"
+# The quota's share of one CPU, from cpu.stat over a busy loop of 4 s (per mille).
+u0=$(sed -n 's/^usage_usec //p' $CG/cpu.stat); t0=$(date +%s%N)
+vserverctl exec lim -- timeout 4 sh -c 'while :; do :; done' || true
+u1=$(sed -n 's/^usage_usec //p' $CG/cpu.stat); t1=$(date +%s%N)
+share=$(( (u1 - u0) * 1000000 / (t1 - t0) ))
+step "cpu.max 25000 100000: a busy loop got $share per mille of a CPU (quota 250)"
+[ $share -ge 150 ] && [ $share -le 300 ] || fail "CPU share $share per mille"
 vserverctl exec lim -- dd if=/dev/zero of=/dev/null bs=32M count=1 2>/dev/null
 rc=0; vserverctl exec lim -- dd if=/dev/zero of=/dev/null bs=200M count=1 2>/dev/null || rc=$?
 [ $rc = 137 ] || fail "dd past memory.max exited $rc, not 137"
 vserverctl set lim --memory 512M --pids 50 --cpus 0.5
 [ "$(cat $CG/memory.max)" = 536870912 ] && [ "$(cat $CG/pids.max)" = 50 ] && [ "$(cat $CG/cpu.max)" = "50000 100000" ] || fail "live set: $(cat $CG/memory.max) $(cat $CG/pids.max) $(cat $CG/cpu.max)"
 vserverctl exec lim -- dd if=/dev/zero of=/dev/null bs=200M count=1 2>/dev/null
+[ "$(total)" = 524288 ] || fail "virt_mem after set: MemTotal $(total) kB, not 524288"
 vserverctl stat | grep -q ' lim$' || fail "stat has no lim row"
 vserverctl stop lim
 [ ! -e $CG ] || fail "$CG left behind"
-step "v2: memory.max, pids.max, cpu.max from rlimits and sched; OOM inside; live set; stat"
+step "v2: memory.max, pids.max, cpu.max from rlimits and sched; OOM inside; live set; virt_mem meminfo; stat"
 
 # The autostart unit's stop (what an orderly shutdown runs): dependents first.
 systemctl stop vserverd-autostart.service
@@ -93,6 +103,7 @@ fn guests(dir: &Path) {
         .context(4310)
         .file("rlimits/rss", "16384\n")
         .file("rlimits/nproc", "30\n")
+        .file("cflags", "virt_mem\n")
         .file("sched/fill-rate", "1\n")
         .file("sched/interval", "4\n")
         .write_to(&cfg, &vdir);

@@ -8,5 +8,6 @@ pub mod daemon;
 pub mod guest;
 pub mod isolate;
 pub mod orchestrate;
+pub mod procfs;
 pub mod rpc;
 pub mod stage;

@@ -46,6 +46,12 @@ fn main() -> std::process::ExitCode {
     {
         return vserverd::stage::main();
     }
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == vserverd::procfs::ARG)
+    {
+        return vserverd::procfs::main();
+    }
     let args = Args::parse();
     // Before any thread exists: the environment is read and cleaned here.
     let activated = activated_fd();

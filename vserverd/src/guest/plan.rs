@@ -281,6 +281,7 @@ pub fn start_plan(c: &GuestConfig, cg: &GuestCgroup) -> Result<StartPlan, String
         time_ns: c.cflags & names::FLAG_VIRT_UPTIME != 0,
         netns: None,
         mounts: mounts(c),
+        proc_files: Vec::new(),
         mtab,
         prepare: cmds.prepare,
         // Without uts/nodename the guest is named after itself, not after the host.

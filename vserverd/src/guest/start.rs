@@ -199,6 +199,13 @@ async fn steps(
 
     let mut sp = plan::start_plan(c, &cg)?;
     sp.netns = net.as_ref().map(|n| n.ns.clone());
+    if c.cflags & crate::config::names::FLAG_VIRT_MEM != 0 {
+        let run_dir = d.opts.run_dir.clone();
+        let meminfo = tokio::task::spawn_blocking(move || crate::procfs::ensure(&run_dir))
+            .await
+            .map_err(|e| e.to_string())??;
+        sp.proc_files.push(("meminfo".into(), meminfo));
+    }
     let image = d.image()?;
     let stdio = console(d, c)?;
     p.send(

@@ -425,6 +425,45 @@ fn mount_proc(root: &Root, inner: &str, target: &Path, flags: MsFlags) -> std::i
     Ok(())
 }
 
+/// Binds host files (read-only) over files of the guest's /proc, once its fstab has mounted
+/// /proc: virt_mem's meminfo. A guest without /proc gets nothing to bind over.
+pub fn bind_proc_files(root: &Root, files: &[(String, PathBuf)]) -> Result<()> {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    let on_proc = |p: &Path| {
+        nix::sys::statfs::statfs(p).is_ok_and(|s| s.filesystem_type().0 == PROC_SUPER_MAGIC)
+    };
+    for (name, source) in files {
+        let what = || format!("binding {} over the guest's /proc/{name}", source.display());
+        let Ok(target) = root.resolve(&format!("/proc/{name}")) else {
+            continue;
+        };
+        let target = fd_path(&target);
+        if !on_proc(&target) {
+            continue;
+        }
+        let src = source.to_string_lossy();
+        do_mount(Some(&src), &target, None, MsFlags::MS_BIND, None).map_err(err(what()))?;
+        // The fd names the file under the new mount; a remount needs the mount itself.
+        let top = root
+            .resolve(&format!("/proc/{name}"))
+            .map_err(err(what()))?;
+        do_mount(
+            None,
+            &fd_path(&top),
+            None,
+            MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC,
+            None,
+        )
+        .map_err(err(what()))?;
+    }
+    Ok(())
+}
+
 /// Mounts one fstab entry inside the guest root.
 pub fn mount_entry(root: &Root, m: &MountSpec) -> Result<()> {
     let what = || format!("{}: mounting {} on {}", m.origin, m.source, m.target);
@@ -444,13 +483,15 @@ pub fn mount_entry(root: &Root, m: &MountSpec) -> Result<()> {
             f |= MsFlags::MS_REC;
         }
         do_mount(Some(&m.source), &target, None, f, None).and_then(|()| {
-            // Bind mounts take their flags only on a remount.
+            // Bind mounts take their flags only on a remount, of the new mount: the fd we
+            // hold names what it covers, so look the path up again.
             if flags.is_empty() {
                 Ok(())
             } else {
+                let top = root.resolve(&m.target)?;
                 do_mount(
                     None,
-                    &target,
+                    &fd_path(&top),
                     None,
                     MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
                     None,

@@ -182,6 +182,7 @@ fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infalli
     for m in &p.mounts {
         mount::mount_entry(&root, m).map_err(|e| e.to_string())?;
     }
+    mount::bind_proc_files(&root, &p.proc_files).map_err(|e| e.to_string())?;
     drop(root);
     mount::pivot(&p.vdir).map_err(|e| e.to_string())?;
     // From here on every path is inside the guest: its symlinks can only point into it.

@@ -57,6 +57,10 @@ pub struct StartPlan {
     /// shares the host's network.
     pub netns: Option<PathBuf>,
     pub mounts: Vec<MountSpec>,
+    /// Host files bound over the guest's /proc files once its /proc is mounted: (name in /proc,
+    /// host path). virt_mem's meminfo.
+    #[serde(default)]
+    pub proc_files: Vec<(String, PathBuf)>,
     /// Written to the guest's /etc/mtab (unless that is a symlink).
     pub mtab: Option<String>,
     pub prepare: Prepare,

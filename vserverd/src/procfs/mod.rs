@@ -1,0 +1,129 @@
+//! Per-guest /proc files (util-vserver's `virt_mem` flag): a small FUSE file system, served by a
+//! process of its own (`vserverd __procfs DIR`), mounted once at RUN_DIR/procfs; a guest with
+//! `virt_mem` gets RUN_DIR/procfs/meminfo bound over its /proc/meminfo, and each read shows
+//! the reader's own memory cgroup (limit as MemTotal, its usage and cache).
+//!
+//! Why a process apart from the daemon: a FUSE mount lives exactly as long as its server. Were
+//! the daemon the server, its crash or restart would leave every guest's /proc/meminfo
+//! answering "Transport endpoint is not connected" until the guest restarts (lxcfs's
+//! long-standing trouble; DESIGN §3). The server holds no state (the reader's pid leads to its
+//! cgroup), so it outlives any number of daemon restarts; a daemon finds a live one and uses
+//! it, or starts one.
+
+pub mod meminfo;
+pub mod memory;
+mod server;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Mutex;
+
+/// argv[1] of the server process.
+pub const ARG: &str = "__procfs";
+
+const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+
+/// Where the daemon mounts the file system.
+pub fn mount_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("procfs")
+}
+
+fn pid_file(dir: &Path) -> PathBuf {
+    dir.with_extension("pid")
+}
+
+/// Whether a live server answers at `dir`.
+fn serving(dir: &Path) -> bool {
+    nix::sys::statfs::statfs(dir).is_ok_and(|s| s.filesystem_type().0 == FUSE_SUPER_MAGIC)
+        && std::fs::metadata(dir.join("meminfo")).is_ok()
+}
+
+/// The host path of the meminfo every `virt_mem` guest binds, starting the server if none
+/// serves. Blocking (it may wait for the server's mount): call it off the async runtime.
+pub fn ensure(run_dir: &Path) -> Result<PathBuf, String> {
+    static ONE: Mutex<()> = Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = mount_dir(run_dir);
+    if serving(&dir) {
+        return Ok(dir.join("meminfo"));
+    }
+    // A mount whose server died answers ENOTCONN: take it away before mounting again. Guests
+    // started on it keep the dead view until they restart.
+    if nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH).is_ok() {
+        tracing::warn!(
+            "the /proc file server at {} had died; starting a new one",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let out = Command::new("/proc/self/exe")
+        .arg(ARG)
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("starting the /proc file server: {e}"))?;
+    if !out.status.success() || !serving(&dir) {
+        return Err(format!(
+            "the /proc file server did not start ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    tracing::info!("serving per-guest /proc files at {}", dir.display());
+    Ok(dir.join("meminfo"))
+}
+
+/// `vserverd __procfs DIR`: mounts the file system on DIR, then forks; the parent exits 0 once
+/// the mount is in place (so the caller may use it at once), the child serves in a session of
+/// its own until the file system is unmounted.
+pub fn main() -> ExitCode {
+    let Some(dir) = std::env::args_os().nth(2).map(PathBuf::from) else {
+        eprintln!("usage: vserverd {ARG} DIR");
+        return ExitCode::from(2);
+    };
+    use fuser::MountOption as O;
+    let opts = [
+        O::FSName("vserverd-procfs".into()),
+        O::AllowOther,
+        O::RO,
+        O::NoExec,
+        O::NoSuid,
+        O::NoDev,
+    ];
+    let mut session = match fuser::Session::new(server::ProcFs::default(), &dir, &opts) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mounting {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    // SAFETY: single-threaded here (no runtime, fuser spawns no thread before run()).
+    match unsafe { libc::fork() } {
+        -1 => {
+            eprintln!("fork: {}", std::io::Error::last_os_error());
+            ExitCode::FAILURE
+        }
+        0 => {
+            // SAFETY: plain syscalls on our own process and fds.
+            unsafe {
+                libc::setsid();
+                libc::prctl(libc::PR_SET_NAME, c"vserverd-procfs".as_ptr());
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                for fd in 0..3 {
+                    libc::dup2(null, fd);
+                }
+                if null > 2 {
+                    libc::close(null);
+                }
+            }
+            let _ = std::env::set_current_dir("/");
+            let _ = std::fs::write(pid_file(&dir), format!("{}\n", std::process::id()));
+            let _ = session.run();
+            ExitCode::SUCCESS
+        }
+        // SAFETY: leave without dropping the session, whose drop would unmount it.
+        _ => unsafe { libc::_exit(0) },
+    }
+}
