@@ -21,7 +21,7 @@
 # place when complete, under a lock (flock), so concurrent callers build it once and nobody sees
 # a half-built tree.
 #
-# Usage: scripts/debian-guest.sh        (as root; about 30-60 s the first time, then instant)
+# Usage: scripts/debian-guest.sh [--systemd]  (as root; about 30-60 s the first time, then instant)
 # Prints the tree's path on stdout and nothing else; progress goes to stderr. The tree is shared:
 # a test that boots a guest should copy it (cp -a) rather than run in it.
 # Environment: VSERVERD_CACHE (default /var/cache/vserverd-test), DEBIAN_MIRROR.
@@ -33,6 +33,7 @@ SUITE=bookworm
 INCLUDE=sysvinit-core,procps # procps: `free` reads /proc/meminfo (virt_mem)
 GUEST_HOSTNAME=debian-guest
 RECIPE_VERSION=1
+NAME=debian-guest
 
 # Runs against the freshly debootstrapped tree $1 (nothing mounted in it).
 customise() {
@@ -71,11 +72,24 @@ EOF
   fi
 }
 
+# `--systemd`: the same suite with systemd as init (systemd-sysv: /sbin/init -> systemd), for
+# the systemd-guest tests (init style plain). Only the hostname files are customised: what
+# systemd needs in a container the daemon mounts at start.
+if [ "${1:-}" = --systemd ]; then
+  NAME=debian-guest-systemd
+  INCLUDE=systemd,systemd-sysv,dbus,procps
+  customise() {
+    local root=$1
+    echo "$GUEST_HOSTNAME" >"$root/etc/hostname"
+    printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost\n' "$GUEST_HOSTNAME" >"$root/etc/hosts"
+  }
+fi
+
 RECIPE="debootstrap --variant=minbase --include=$INCLUDE $SUITE $MIRROR v$RECIPE_VERSION
 hostname=$GUEST_HOSTNAME
 $(declare -f customise)"
 KEY=$(printf '%s' "$RECIPE" | sha256sum | cut -c1-12)
-TREE="$CACHE/debian-guest-$KEY"
+TREE="$CACHE/$NAME-$KEY"
 WITNESS=etc/vserverd-test-recipe # written last, inside the tree
 
 if [ -f "$TREE/$WITNESS" ]; then
@@ -84,7 +98,7 @@ if [ -f "$TREE/$WITNESS" ]; then
 fi
 
 mkdir -p "$CACHE"
-exec 9>"$CACHE/.debian-guest-$KEY.lock"
+exec 9>"$CACHE/.$NAME-$KEY.lock"
 if ! flock -n 9; then
   echo "debian-guest: waiting for another caller building $TREE" >&2
   flock 9
@@ -104,7 +118,7 @@ discard() {
 TMP="$TREE.tmp"
 discard "$TMP"
 discard "$TREE" # exists without its witness: not ours to trust
-LOG="$CACHE/debian-guest-$KEY.log"
+LOG="$CACHE/$NAME-$KEY.log"
 echo "debian-guest: debootstrapping $TREE (about 30-60 s, log $LOG)" >&2
 trap 'echo "debian-guest: build failed, see $LOG" >&2; tail -n 20 "$LOG" >&2' EXIT
 debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$TMP" "$MIRROR" >"$LOG" 2>&1

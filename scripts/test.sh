@@ -9,6 +9,8 @@ bash scripts/setup.sh
 bash scripts/trixie-tree.sh >/dev/null
 # Cached Debian 12 guest with sysvinit, for the sysv init style tests.
 bash scripts/debian-guest.sh >/dev/null
+# The same with systemd as init, for the systemd guest test.
+bash scripts/debian-guest.sh --systemd >/dev/null
 # VM tier images (Debian 13 and 12 with their cloud kernels; docs/vm-tier.md): built once per
 # recipe, then cached. Each VM boot's time goes to target/vm-tier/runs.log, summed below.
 vm_start=$(date +%s)

@@ -157,3 +157,19 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     );
     p
 }
+
+/// The cached Debian 12 guest tree of scripts/debian-guest.sh (`args`: `--systemd` for the
+/// systemd variant), built on first use; None (after printing why) when it cannot be built.
+pub fn debian_tree(args: &[&str]) -> Option<String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/debian-guest.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}

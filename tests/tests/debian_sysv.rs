@@ -7,13 +7,7 @@ use std::process::Command;
 use harness::{is_root, require, GuestBuilder, TestDaemon};
 
 fn debian_tree() -> Option<String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/debian-guest.sh");
-    let out = Command::new("bash").arg(script).output().ok()?;
-    if !out.status.success() {
-        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    harness::guest::debian_tree(&[])
 }
 
 #[test]

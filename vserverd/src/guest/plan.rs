@@ -8,7 +8,7 @@ use crate::config::limits::Limit;
 use crate::config::{fstab, names, GuestConfig};
 use crate::isolate::cgroup::GuestCgroup;
 use crate::isolate::mount::MountSpec;
-use crate::stage::plan::{Confinement, JoinPlan, Prepare, StartPlan, Ulimit};
+use crate::stage::plan::{Confinement, JoinPlan, Prepare, StartPlan, SystemdCgroup, Ulimit};
 
 /// util-vserver's fake mtab, written when apps/init/mtab names none.
 pub const DEFAULT_MTAB: &str = "/dev/hdv1 / ufs defaults 0 0\n";
@@ -26,6 +26,8 @@ pub struct InitCommands {
     /// The start command returns, so the stage stays PID 1 as a reaper.
     pub reaper: bool,
     pub prepare: Prepare,
+    /// Init is systemd: it gets a /run tmpfs, /sys and a writable cgroup tree of its own.
+    pub systemd: bool,
 }
 
 fn exists_in(vdir: &Path, p: &str) -> bool {
@@ -90,6 +92,7 @@ pub fn init_commands(c: &GuestConfig) -> Result<InitCommands, String> {
                 } else {
                     Prepare::None
                 },
+                systemd,
             }
         }
         Style::Sysv => {
@@ -104,8 +107,16 @@ pub fn init_commands(c: &GuestConfig) -> Result<InitCommands, String> {
                 (None, Some(_)) => String::new(),
                 (None, None) => {
                     return Err(format!(
-                        "init style sysv: neither /etc/init.d/rc nor /etc/rc.d/rc exists in {}",
-                        c.vdir.display()
+                        "init style sysv: neither /etc/init.d/rc nor /etc/rc.d/rc exists in {}{}",
+                        c.vdir.display(),
+                        if init_is_systemd(&c.vdir) {
+                            format!(
+                                "; its /sbin/init is systemd: write plain to {}/apps/init/style",
+                                c.cfg_dir.display()
+                            )
+                        } else {
+                            String::new()
+                        }
                     ))
                 }
             };
@@ -120,6 +131,7 @@ pub fn init_commands(c: &GuestConfig) -> Result<InitCommands, String> {
                 ],
                 reaper: true,
                 prepare: Prepare::Sysv,
+                systemd: false,
             }
         }
         Style::Gentoo | Style::Openrc => {
@@ -146,6 +158,7 @@ pub fn init_commands(c: &GuestConfig) -> Result<InitCommands, String> {
                 ],
                 reaper: true,
                 prepare: Prepare::None,
+                systemd: false,
             }
         }
         Style::Arch => InitCommands {
@@ -156,6 +169,7 @@ pub fn init_commands(c: &GuestConfig) -> Result<InitCommands, String> {
             stop_env: vec![],
             reaper: true,
             prepare: Prepare::None,
+            systemd: false,
         },
         Style::Rescue => InitCommands {
             start: vec!["/bin/sleep".into(), "900".into()],
@@ -165,6 +179,7 @@ pub fn init_commands(c: &GuestConfig) -> Result<InitCommands, String> {
             stop_env: vec![],
             reaper: true,
             prepare: Prepare::None,
+            systemd: false,
         },
         Style::Empty => InitCommands {
             start: vec![],
@@ -174,6 +189,7 @@ pub fn init_commands(c: &GuestConfig) -> Result<InitCommands, String> {
             stop_env: vec![],
             reaper: true,
             prepare: Prepare::None,
+            systemd: false,
         },
     };
     if i.style != Style::Rescue {
@@ -282,12 +298,30 @@ pub fn start_plan(c: &GuestConfig, cg: &GuestCgroup) -> Result<StartPlan, String
         netns: None,
         mounts: mounts(c),
         proc_files: Vec::new(),
+        console: None,
+        systemd_cgroup: cmds.systemd.then(|| {
+            if cg.v2_dir().is_some() {
+                SystemdCgroup::Unified
+            } else {
+                SystemdCgroup::NamedV1
+            }
+        }),
         mtab,
         prepare: cmds.prepare,
         // Without uts/nodename the guest is named after itself, not after the host.
         nodename: Some(c.uts.nodename.clone().unwrap_or_else(|| c.name.clone())),
         domainname: c.uts.domainname.clone(),
-        confinement: confinement(c),
+        confinement: Confinement {
+            // systemd narrows each service's bounding set, which takes CAP_SETPCAP; without it
+            // journald and logind fail (218/CAPABILITIES). It grants nothing past the set.
+            bcaps: c.bcaps
+                | if cmds.systemd {
+                    1 << caps::Capability::CAP_SETPCAP.index()
+                } else {
+                    0
+                },
+            ..confinement(c)
+        },
         argv: cmds.start,
         env,
         reaper: cmds.reaper,

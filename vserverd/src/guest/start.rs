@@ -207,7 +207,8 @@ async fn steps(
         sp.proc_files.push(("meminfo".into(), meminfo));
     }
     let image = d.image()?;
-    let stdio = console(d, c)?;
+    let (stdio, log) = console(d, c)?;
+    sp.console = Some(log);
     p.send(
         name,
         "spawn",
@@ -226,7 +227,7 @@ async fn steps(
     let t_stage = std::time::Instant::now();
     let (outcome, fd) = tokio::task::spawn_blocking(move || {
         let mut fd = None;
-        let r = spawn::run(&image, &Plan::Start(sp), stdio, &label, |pid| {
+        let r = spawn::run(&image, &Plan::Start(Box::new(sp)), stdio, &label, |pid| {
             fd = pidfd::open(pid).ok()
         });
         (r, fd)
@@ -308,7 +309,9 @@ fn cg_summary(cg: &GuestCgroup) -> String {
 
 /// Where init's output goes: apps/init/tty if set (as util-vserver's --defaulttty), else a log
 /// under the run dir, restarted at each start.
-fn console(d: &Daemon, c: &GuestConfig) -> Result<StageStdio, String> {
+/// Init's stdout and stderr, and the file bound on the guest's /dev/console: apps/init/tty, or
+/// the console log RUN_DIR/guests/NAME.log (emptied at each start).
+fn console(d: &Daemon, c: &GuestConfig) -> Result<(StageStdio, std::path::PathBuf), String> {
     let path = c.init.tty.clone().unwrap_or_else(|| {
         d.opts
             .run_dir
@@ -328,9 +331,12 @@ fn console(d: &Daemon, c: &GuestConfig) -> Result<StageStdio, String> {
         let _ = f.set_len(0);
     }
     let f2 = f.try_clone().map_err(|e| e.to_string())?;
-    Ok(StageStdio {
-        stdin: None,
-        stdout: Some(f.into()),
-        stderr: Some(f2.into()),
-    })
+    Ok((
+        StageStdio {
+            stdin: None,
+            stdout: Some(f.into()),
+            stderr: Some(f2.into()),
+        },
+        path,
+    ))
 }

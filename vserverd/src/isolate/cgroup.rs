@@ -399,13 +399,19 @@ impl GuestCgroup {
         self.dirs.iter().find(|d| d.v2).map(|d| d.path.as_path())
     }
 
-    /// Every pid in the guest, from the first hierarchy that lists any.
+    /// Every pid in the guest, in its cgroups and in any a systemd guest made below them.
     pub fn pids(&self) -> Vec<i32> {
-        let mut out: Vec<i32> = Vec::new();
-        for d in &self.dirs {
-            if let Ok(s) = std::fs::read_to_string(d.path.join("cgroup.procs")) {
+        fn collect(dir: &Path, out: &mut Vec<i32>) {
+            if let Ok(s) = std::fs::read_to_string(dir.join("cgroup.procs")) {
                 out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
             }
+            for sub in subdirs(dir) {
+                collect(&sub, out);
+            }
+        }
+        let mut out: Vec<i32> = Vec::new();
+        for d in &self.dirs {
+            collect(&d.path, &mut out);
         }
         out.sort_unstable();
         out.dedup();
@@ -462,17 +468,7 @@ impl GuestCgroup {
     /// Removes the directories (after `kill`). Missing ones are fine: remove is idempotent.
     pub fn remove(&self) -> Result<()> {
         for d in &self.dirs {
-            for attempt in 0..100 {
-                match std::fs::remove_dir(&d.path) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    // Exiting tasks leave the cgroup a moment after they are reaped.
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 99 => {
-                        std::thread::sleep(Duration::from_millis(if attempt < 10 { 1 } else { 10 }))
-                    }
-                    Err(e) => return Err(io(&d.path)(e)),
-                }
-            }
+            remove_tree(&d.path)?;
             // The shared group goes with its last guest (busy while others are in it).
             if self.shared {
                 if let Some(group) = d.path.parent() {
@@ -482,6 +478,37 @@ impl GuestCgroup {
         }
         Ok(())
     }
+}
+
+/// The cgroup directories right below `dir`.
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes a cgroup and, deepest first, those a systemd guest made below it.
+fn remove_tree(dir: &Path) -> Result<()> {
+    for sub in subdirs(dir) {
+        remove_tree(&sub)?;
+    }
+    for attempt in 0..100 {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            // Exiting tasks leave the cgroup a moment after they are reaped.
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 99 => {
+                std::thread::sleep(Duration::from_millis(if attempt < 10 { 1 } else { 10 }))
+            }
+            Err(e) => return Err(io(dir)(e)),
+        }
+    }
+    Ok(())
 }
 
 /// Makes the parents of a cpuset dir exist with cpus and mems filled in, so the leaf can copy

@@ -464,6 +464,90 @@ pub fn bind_proc_files(root: &Root, files: &[(String, PathBuf)]) -> Result<()> {
     Ok(())
 }
 
+/// What systemd as the guest's init expects to find mounted (as systemd-nspawn provides it): a
+/// /run tmpfs, /sys (read-only) unless the fstab mounted it, and at /sys/fs/cgroup a writable
+/// cgroup tree whose root is the guest's own cgroup (the mount is made inside the guest's
+/// cgroup namespace): cgroup2 when `unified`, else a tmpfs holding the named v1 hierarchy
+/// name=systemd. Everything below the guest's cgroup is systemd's to manage.
+pub fn systemd_api(root: &Root, unified: bool) -> Result<()> {
+    let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let magic = |p: &Path| {
+        nix::sys::statfs::statfs(p)
+            .map(|s| s.filesystem_type().0)
+            .ok()
+    };
+    const SYSFS_MAGIC: i64 = 0x6265_6572;
+    // The fds must live while their /proc/self/fd paths are used.
+    let at = |inner: &str| -> Result<OwnedFd> {
+        root.ensure(inner, false)
+            .map_err(err(format!("the guest's {inner}")))
+    };
+    let run_fd = at("/run")?;
+    let run = fd_path(&run_fd);
+    do_mount(
+        Some("tmpfs"),
+        &run,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=755,size=20%"),
+    )
+    .map_err(err("mounting the guest's /run"))?;
+    // systemd mounts this one itself and dies if it cannot (no CAP_SYS_ADMIN in the secure
+    // set); one already there it leaves alone.
+    let lock_fd = at("/run/lock")?;
+    do_mount(
+        Some("tmpfs"),
+        &fd_path(&lock_fd),
+        Some("tmpfs"),
+        base,
+        Some("mode=1777,size=5m"),
+    )
+    .map_err(err("mounting the guest's /run/lock"))?;
+    let sys_fd = at("/sys")?;
+    let sys = fd_path(&sys_fd);
+    if magic(&sys) != Some(SYSFS_MAGIC) {
+        do_mount(
+            Some("sysfs"),
+            &sys,
+            Some("sysfs"),
+            base | MsFlags::MS_RDONLY,
+            None,
+        )
+        .map_err(err("mounting the guest's /sys"))?;
+    }
+    // Looked up again: below the sysfs just mounted.
+    let cg_fd = root
+        .resolve("/sys/fs/cgroup")
+        .map_err(err("the guest's /sys/fs/cgroup"))?;
+    let cg = fd_path(&cg_fd);
+    if unified {
+        do_mount(Some("cgroup2"), &cg, Some("cgroup2"), base, None)
+            .map_err(err("mounting cgroup2 on the guest's /sys/fs/cgroup"))?;
+    } else {
+        do_mount(
+            Some("tmpfs"),
+            &cg,
+            Some("tmpfs"),
+            base,
+            Some("mode=755,size=1m"),
+        )
+        .map_err(err("mounting a tmpfs on the guest's /sys/fs/cgroup"))?;
+        let named_fd = at("/sys/fs/cgroup/systemd")?;
+        let named = fd_path(&named_fd);
+        do_mount(
+            Some("cgroup"),
+            &named,
+            Some("cgroup"),
+            base,
+            Some("none,name=systemd"),
+        )
+        .map_err(err(
+            "mounting name=systemd on the guest's /sys/fs/cgroup/systemd",
+        ))?;
+    }
+    Ok(())
+}
+
 /// Mounts one fstab entry inside the guest root.
 pub fn mount_entry(root: &Root, m: &MountSpec) -> Result<()> {
     let what = || format!("{}: mounting {} on {}", m.origin, m.source, m.target);

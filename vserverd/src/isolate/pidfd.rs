@@ -45,10 +45,15 @@ impl std::fmt::Display for Exit {
     }
 }
 
-pub fn signal_name(s: i32) -> &'static str {
-    nix::sys::signal::Signal::try_from(s)
-        .map(|s| s.as_str())
-        .unwrap_or("?")
+pub fn signal_name(s: i32) -> String {
+    match nix::sys::signal::Signal::try_from(s) {
+        Ok(sig) => sig.as_str().to_string(),
+        // Real-time signals (systemd's SIGRTMIN+4 halt) have no name of their own.
+        Err(_) if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&s) => {
+            format!("SIGRTMIN+{}", s - libc::SIGRTMIN())
+        }
+        Err(_) => "?".to_string(),
+    }
 }
 
 /// Reaps a child through its pidfd without blocking: None while it runs. ECHILD (not our

@@ -178,11 +178,14 @@ fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infalli
     mount::make_private().map_err(|e| e.to_string())?;
     mount::bind_root(&p.vdir).map_err(|e| e.to_string())?;
     let root = mount::Root::open(&p.vdir).map_err(|e| e.to_string())?;
-    mount::setup_dev(&root, None).map_err(|e| e.to_string())?;
+    mount::setup_dev(&root, p.console.as_deref()).map_err(|e| e.to_string())?;
     for m in &p.mounts {
         mount::mount_entry(&root, m).map_err(|e| e.to_string())?;
     }
     mount::bind_proc_files(&root, &p.proc_files).map_err(|e| e.to_string())?;
+    if let Some(cg) = p.systemd_cgroup {
+        mount::systemd_api(&root, cg == plan::SystemdCgroup::Unified).map_err(|e| e.to_string())?;
+    }
     drop(root);
     mount::pivot(&p.vdir).map_err(|e| e.to_string())?;
     // From here on every path is inside the guest: its symlinks can only point into it.

@@ -8,7 +8,7 @@ use crate::isolate::mount::MountSpec;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Plan {
     /// Create a guest: its namespaces, mounts and PID 1.
-    Start(StartPlan),
+    Start(Box<StartPlan>),
     /// Run a process inside a running guest.
     Join(JoinPlan),
 }
@@ -44,6 +44,15 @@ pub struct Confinement {
     pub personality: Option<u32>,
 }
 
+/// The cgroup tree a systemd guest gets at /sys/fs/cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SystemdCgroup {
+    /// cgroup2 (the host has a unified hierarchy: pure v2, or hybrid).
+    Unified,
+    /// A tmpfs with the named v1 hierarchy name=systemd (hosts without cgroup2).
+    NamedV1,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StartPlan {
     pub name: String,
@@ -61,6 +70,13 @@ pub struct StartPlan {
     /// host path). virt_mem's meminfo.
     #[serde(default)]
     pub proc_files: Vec<(String, PathBuf)>,
+    /// Init is systemd: a /run tmpfs, /sys, and this cgroup tree, writable, rooted at the
+    /// guest's own cgroup (the cgroup namespace).
+    #[serde(default)]
+    pub systemd_cgroup: Option<SystemdCgroup>,
+    /// Bound on the guest's /dev/console (its console log); None binds /dev/null.
+    #[serde(default)]
+    pub console: Option<PathBuf>,
     /// Written to the guest's /etc/mtab (unless that is a symlink).
     pub mtab: Option<String>,
     pub prepare: Prepare,
