@@ -1,7 +1,8 @@
 //! Under real systemd on pure cgroup v2 (the VM tier, Debian 13): the project's units —
 //! socket activation, boot-time autostart of the guests marked `default` in dependency order,
 //! `systemctl stop vserverd` leaving guests running for the next daemon to adopt, the
-//! autostart unit's stop in reverse order — and the cgroup v2 limits of docs/resources.md.
+//! autostart unit's stop in reverse order — the cgroup v2 limits of docs/resources.md, and a
+//! systemd guest on pure v2.
 
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
@@ -70,6 +71,36 @@ systemctl stop vserverd-autostart.service
 for g in a b c; do [ "$(field $g state)" = stopped ] || fail "$g still $(field $g state)"; done
 [ "$(grep stop /run/order.log | tr '\n' ' ')" = "stop c stop b stop a " ] || fail "stop order: $(cat /run/order.log)"
 step "vserverd-autostart stop: c, b, a stopped in reverse order"
+
+# A systemd guest on pure v2: this VM's own Debian 13, /usr bound read-only, /etc and /var
+# copied without the test's units.
+G=/vservers/sdv C=/etc/vservers/sdv
+mkdir -p $G/{usr,root,tmp,run,proc,sys,dev,home} $C/apps/init $C/uts
+cp -a /etc /var $G/
+rm -rf $G/etc/vservers $G/etc/systemd/system/vsd-test.service $G/etc/systemd/system/vserverd* \
+  $G/etc/systemd/system/*.wants/vsd-test.service $G/etc/systemd/system/*.wants/vserverd*
+for l in bin lib lib64; do [ ! -L /$l ] || ln -s "$(readlink /$l)" $G/$l; done
+# The image boots systemd straight from its rdinit and has no /sbin/init (no systemd-sysv).
+mkdir -p $G/sbin && ln -s /lib/systemd/systemd $G/sbin/init
+echo 4320 >$C/context; echo plain >$C/apps/init/style; echo sdv >$C/uts/nodename
+printf '%s\n' 'none /proc proc defaults 0 0' 'none /dev/pts devpts gid=5,mode=620 0 0' \
+  'none /tmp tmpfs size=16m 0 0' '/usr /usr none bind,ro 0 0' >$C/fstab
+vserverctl start sdv
+SP=$(field sdv init_pid)
+wait_for 180 "the systemd guest's bus" test -S /proc/$SP/root/run/systemd/private
+st=$(vserverctl exec sdv -- systemctl is-system-running --wait || true)
+failed=$(vserverctl exec sdv -- systemctl --failed --no-legend --plain | awk '{print $1}' | tr '\n' ' ')
+case $st in running | degraded) ;; *) fail "systemd guest: '$st', failed: $failed" ;; esac
+[ "$(stat -f -c %T /proc/$SP/root/sys/fs/cgroup)" = cgroup2fs ] || fail "the guest's /sys/fs/cgroup is not cgroup2"
+SCG=$OWN/vserverd/sdv
+[ -d $SCG/init.scope ] && [ -d $SCG/system.slice ] || fail "no init.scope/system.slice below $SCG"
+[ "$(vserverctl exec sdv -- systemctl is-active systemd-journald)" = active ] || fail "journald not active"
+step "systemd guest (Debian 13) on v2: $st (failed: ${failed:-none}), init.scope and system.slice in $SCG"
+out=$(vserverctl stop sdv)
+case $out in *SIGRTMIN+4*) ;; *) fail "the systemd guest was not stopped with SIGRTMIN+4: $out" ;; esac
+[ ! -e $SCG ] || fail "$SCG left behind: $(find $SCG -type d)"
+[ ! -e /proc/$SP ] || fail "its init $SP is still there"
+step "systemd guest stopped with SIGRTMIN+4; its cgroup subtree removed"
 step "SYSTEMD OK"
 "#;
 

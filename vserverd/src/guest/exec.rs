@@ -37,7 +37,7 @@ pub async fn spawn_in_guest(
     stdio: StageStdio,
     tty: bool,
 ) -> Result<(i32, OwnedFd), String> {
-    let jp = plan::join_plan(
+    let mut jp = plan::join_plan(
         c,
         &run.state.cgroup,
         (run.state.init_pid, run.state.init_start_time),
@@ -45,6 +45,14 @@ pub async fn spawn_in_guest(
         env,
         tty,
     );
+    let init_v2 = std::fs::read_to_string(format!("/proc/{}/cgroup", run.state.init_pid))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .map(String::from)
+        });
+    jp.cgroup_procs = run.state.cgroup.join_procs_files(init_v2.as_deref());
     let image = d.image()?;
     let label = c.name.clone();
     let (outcome, fd) = tokio::task::spawn_blocking(move || {

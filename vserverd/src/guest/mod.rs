@@ -9,6 +9,7 @@ pub mod hooks;
 pub mod limits;
 pub mod network;
 pub mod plan;
+pub mod rootpath;
 pub mod runstate;
 pub mod start;
 pub mod stat;

@@ -34,25 +34,14 @@ fn exists_in(vdir: &Path, p: &str) -> bool {
     std::fs::symlink_metadata(vdir.join(p.trim_start_matches('/'))).is_ok()
 }
 
-/// Whether the guest's /sbin/init is systemd (it wants SIGRTMIN+4, not SIGINT, to halt).
-pub fn init_is_systemd(vdir: &Path) -> bool {
-    let mut p = vdir.join("sbin/init");
-    for _ in 0..8 {
-        match std::fs::read_link(&p) {
-            Ok(t) => {
-                if t.to_string_lossy().contains("systemd") {
-                    return true;
-                }
-                p = if t.is_absolute() {
-                    vdir.join(t.strip_prefix("/").unwrap_or(&t))
-                } else {
-                    p.parent().map(|d| d.join(&t)).unwrap_or(t)
-                };
-            }
-            Err(_) => return false,
-        }
-    }
-    false
+/// Whether the guest's /sbin/init is systemd (it wants SIGRTMIN+4, not SIGINT, to halt), looked
+/// up as the guest will see it (its fstab's binds included).
+pub fn init_is_systemd(c: &GuestConfig) -> bool {
+    let binds = super::rootpath::binds(&mounts(c));
+    super::rootpath::resolve(&c.vdir, &binds, "/sbin/init").is_some_and(|p| {
+        p.rsplit('/').next() == Some("systemd")
+            && super::rootpath::host_path(&c.vdir, &binds, &p).is_file()
+    })
 }
 
 pub fn init_commands(c: &GuestConfig) -> Result<InitCommands, String> {
@@ -67,7 +56,7 @@ pub fn init_commands(c: &GuestConfig) -> Result<InitCommands, String> {
             };
             let mut argv = vec![start.to_string()];
             argv.extend(rl_start.clone());
-            let systemd = i.style == Style::Plain && init_is_systemd(&c.vdir);
+            let systemd = i.style == Style::Plain && init_is_systemd(c);
             InitCommands {
                 start: argv,
                 stop: stop.map(|s| {
@@ -109,7 +98,7 @@ pub fn init_commands(c: &GuestConfig) -> Result<InitCommands, String> {
                     return Err(format!(
                         "init style sysv: neither /etc/init.d/rc nor /etc/rc.d/rc exists in {}{}",
                         c.vdir.display(),
-                        if init_is_systemd(&c.vdir) {
+                        if init_is_systemd(c) {
                             format!(
                                 "; its /sbin/init is systemd: write plain to {}/apps/init/style",
                                 c.cfg_dir.display()

@@ -298,6 +298,24 @@ impl GuestCgroup {
             .collect()
     }
 
+    /// What a process joining the running guest writes to: [`Self::procs_files`], except in
+    /// the unified tree when the guest's init has moved below the guest's cgroup (`init_v2`:
+    /// its "0::" path from /proc/PID/cgroup). A systemd guest's init sits in init.scope, and
+    /// once systemd enables controllers for its children the guest's own cgroup takes no
+    /// process (EBUSY): the joiner goes where init is.
+    pub fn join_procs_files(&self, init_v2: Option<&str>) -> Vec<PathBuf> {
+        self.dirs
+            .iter()
+            .map(|d| {
+                let dir = match init_v2 {
+                    Some(p) if d.v2 => below(&d.path, p).unwrap_or_else(|| d.path.clone()),
+                    _ => d.path.clone(),
+                };
+                dir.join("cgroup.procs")
+            })
+            .collect()
+    }
+
     /// Where a controller lives for this guest: a v1 hierarchy wins (hybrid hosts bind every
     /// controller to v1), else the v2 tree if it offers it.
     pub fn flavor_of(&self, controller: &str) -> Option<Flavor> {
@@ -480,6 +498,26 @@ impl GuestCgroup {
     }
 }
 
+/// `dir` (a guest's cgroup directory) extended by the part of `cgroup` (a cgroup path as
+/// /proc/PID/cgroup shows it, relative to the hierarchy's root) that lies below it; None when
+/// `cgroup` is not at or below `dir`.
+fn below(dir: &Path, cgroup: &str) -> Option<PathBuf> {
+    let parts: Vec<&str> = cgroup.split('/').filter(|p| !p.is_empty()).collect();
+    let comps: Vec<String> = dir
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    // The longest tail of `dir` that `cgroup` starts with: `dir` is MOUNT + that tail.
+    (0..comps.len()).find_map(|i| {
+        let tail = &comps[i..];
+        (tail.len() <= parts.len() && tail.iter().zip(&parts).all(|(a, b)| a == b)).then(|| {
+            parts[tail.len()..]
+                .iter()
+                .fold(dir.to_path_buf(), |p, c| p.join(c))
+        })
+    })
+}
+
 /// The cgroup directories right below `dir`.
 fn subdirs(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
@@ -558,6 +596,23 @@ fn inherit_cpuset(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_joiner_goes_where_init_is_below_the_guest() {
+        let dir = Path::new("/sys/fs/cgroup/system.slice/vserverd.service/vserverd/web");
+        assert_eq!(
+            below(
+                dir,
+                "/system.slice/vserverd.service/vserverd/web/init.scope"
+            ),
+            Some(dir.join("init.scope"))
+        );
+        assert_eq!(
+            below(dir, "/system.slice/vserverd.service/vserverd/web"),
+            Some(dir.to_path_buf())
+        );
+        assert_eq!(below(dir, "/user.slice/other"), None);
+    }
 
     const HYBRID_MI: &str = "\
 25 30 0:22 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
