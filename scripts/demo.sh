@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 cargo build --release --locked -p vserverd -p vserverctl
-install -m 0755 target/release/vserverd target/release/vserverctl /usr/local/bin/
+install -m 0755 target/release/vserverd target/release/vserverd-stage target/release/vserverctl /usr/local/bin/
 # util-vserver's command names, for existing scripts: `vserver NAME start`, `vserver-stat`.
 ln -sfn vserverctl /usr/local/bin/vserver
 ln -sfn vserverctl /usr/local/bin/vserver-stat

@@ -277,6 +277,7 @@ impl Vm {
     pub fn project_binaries(mut self) -> Self {
         for (name, env) in [
             ("vserverd", "VSERVERD_BIN"),
+            ("vserverd-stage", "VSERVERD_STAGE_BIN"),
             ("vserverctl", "VSERVERCTL_BIN"),
         ] {
             let src = project_binary(name, env).unwrap_or_else(|| {

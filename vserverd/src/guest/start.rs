@@ -168,6 +168,8 @@ async fn steps(
             ));
         }
     }
+    let t = std::time::Instant::now();
+    let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
     let cg = d.cgroup_in(name, c.cgroup.name.as_deref())?;
     p.send(name, "cgroup", &cg_summary(&cg), GuestState::Starting);
     undo.cgroup = Some(cg.clone());
@@ -178,6 +180,7 @@ async fn steps(
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
     }
+    tracing::debug!(guest = name, "cgroups made at {:.2} ms", ms(t));
     // Limits before any guest process exists.
     // SAFETY: sysconf cannot fail for _SC_PAGESIZE.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
@@ -224,6 +227,7 @@ async fn steps(
         GuestState::Starting,
     );
     let label = name.to_string();
+    tracing::debug!(guest = name, "stage spawned at {:.2} ms", ms(t));
     let t_stage = std::time::Instant::now();
     let (outcome, fd) = tokio::task::spawn_blocking(move || {
         let mut fd = None;
@@ -294,6 +298,7 @@ async fn steps(
             .map_err(|e| format!("run file {}: {e}", f.display()))?;
     }
     run_hook(c, "post-start", true).await?;
+    tracing::debug!(guest = name, "run state saved at {:.2} ms", ms(t));
     if let Some(e) = *running.exited.borrow() {
         return Err(format!("init exited at once ({e})"));
     }
@@ -307,8 +312,6 @@ fn cg_summary(cg: &GuestCgroup) -> String {
         .unwrap_or_else(|| "none".into())
 }
 
-/// Where init's output goes: apps/init/tty if set (as util-vserver's --defaulttty), else a log
-/// under the run dir, restarted at each start.
 /// Init's stdout and stderr, and the file bound on the guest's /dev/console: apps/init/tty, or
 /// the console log RUN_DIR/guests/NAME.log (emptied at each start).
 fn console(d: &Daemon, c: &GuestConfig) -> Result<(StageStdio, std::path::PathBuf), String> {

@@ -36,6 +36,18 @@ impl Reporter {
         let _ = self.0.write_all(&line);
     }
 
+    /// Reports that `step` is done, and when.
+    pub fn mark(&mut self, step: &str) {
+        self.mark_at(step, std::time::SystemTime::now());
+    }
+
+    fn mark_at(&mut self, step: &str, at: std::time::SystemTime) {
+        let ns = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        self.send(&Report::Mark(step.to_string(), ns));
+    }
+
     /// Closes the pipe (the daemon sees EOF) while the process lives on.
     pub fn close(&mut self) {
         if let Ok(f) = std::fs::File::open("/dev/null") {
@@ -48,6 +60,7 @@ type Result<T> = std::result::Result<T, String>;
 
 /// Entry point of `vserverd __stage`.
 pub fn main() -> std::process::ExitCode {
+    let entered = std::time::SystemTime::now();
     // Every signal back to its default: Rust's runtime ignores SIGPIPE, and posix_spawn leaves
     // glibc's internal signals (32, 33) ignored, and ignored stays ignored across exec.
     // The raw syscall: glibc's wrappers refuse its internal signals.
@@ -94,7 +107,16 @@ pub fn main() -> std::process::ExitCode {
     // SAFETY: fcntl on an fd we own.
     unsafe { libc::fcntl(report_fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
     let mut out = Reporter(std::fs::File::from(report_fd));
-    let plan: Plan = match serde_json::from_reader(std::fs::File::from(plan_fd)) {
+    out.mark_at("main entered", entered);
+    // Read whole, then parsed: serde_json's reader on an unbuffered fd reads byte by byte
+    // (a syscall per byte of the plan, a millisecond of every start).
+    let mut raw = Vec::with_capacity(8192);
+    use std::io::Read;
+    let parsed = std::fs::File::from(plan_fd)
+        .read_to_end(&mut raw)
+        .map_err(|e| e.to_string())
+        .and_then(|_| serde_json::from_slice::<Plan>(&raw).map_err(|e| e.to_string()));
+    let plan: Plan = match parsed {
         Ok(p) => p,
         Err(e) => {
             out.send(&Report::Error(format!("stage: bad plan: {e}")));
@@ -142,7 +164,9 @@ fn clone_parent() -> Result<i32> {
 }
 
 fn start(p: &StartPlan, out: &mut Reporter) -> Result<()> {
+    out.mark("plan read");
     join_cgroups(&p.cgroup_procs)?;
+    out.mark("cgroups joined");
     if p.time_ns {
         process::unshare_time().map_err(|e| e.0)?;
     }
@@ -159,6 +183,7 @@ fn start(p: &StartPlan, out: &mut Reporter) -> Result<()> {
     }
     nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(flags))
         .map_err(|e| format!("unshare namespaces: {e}"))?;
+    out.mark("namespaces made");
     match clone_parent()? {
         0 => {
             let e = guest_init(p, out).unwrap_err();
@@ -179,15 +204,18 @@ fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infalli
     mount::bind_root(&p.vdir).map_err(|e| e.to_string())?;
     let root = mount::Root::open(&p.vdir).map_err(|e| e.to_string())?;
     mount::setup_dev(&root, p.console.as_deref()).map_err(|e| e.to_string())?;
+    out.mark("/dev made");
     for m in &p.mounts {
         mount::mount_entry(&root, m).map_err(|e| e.to_string())?;
     }
+    out.mark("fstab mounted");
     mount::bind_proc_files(&root, &p.proc_files).map_err(|e| e.to_string())?;
     if let Some(cg) = p.systemd_cgroup {
         mount::systemd_api(&root, cg == plan::SystemdCgroup::Unified).map_err(|e| e.to_string())?;
     }
     drop(root);
     mount::pivot(&p.vdir).map_err(|e| e.to_string())?;
+    out.mark("pivoted");
     // From here on every path is inside the guest: its symlinks can only point into it.
     if let Some(m) = &p.mtab {
         write_mtab(m);
@@ -195,6 +223,7 @@ fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infalli
     prepare(p.prepare);
     process::set_uts(p.nodename.as_deref(), p.domainname.as_deref()).map_err(|e| e.0)?;
     confine(&p.cfg_dir, &p.confinement, p.reaper)?;
+    out.mark("confined");
     let env = cstrings(&p.env)?;
     if p.reaper {
         reaper::run(&p.argv, &env, out)

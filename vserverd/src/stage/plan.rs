@@ -113,4 +113,7 @@ pub enum Report {
     Error(String),
     /// A reaper's start command returned with this wait status.
     Returned(i32),
+    /// A step done, at this CLOCK_REALTIME (ns; not the time namespace's clocks): logged at
+    /// debug level, so a start's time can be taken apart.
+    Mark(String, u128),
 }

@@ -34,7 +34,7 @@ impl StageImage {
         }
         // SAFETY: a fresh fd we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut src = std::fs::File::open("/proc/self/exe").map_err(SpawnError::Image)?;
+        let mut src = std::fs::File::open(Self::source()).map_err(SpawnError::Image)?;
         let mut dst = std::fs::File::from(fd.try_clone().map_err(SpawnError::Image)?);
         std::io::copy(&mut src, &mut dst).map_err(SpawnError::Image)?;
         let seals =
@@ -44,6 +44,24 @@ impl StageImage {
             return Err(SpawnError::Image(std::io::Error::last_os_error()));
         }
         Ok(StageImage { fd })
+    }
+
+    /// The binary to seal: `vserverd-stage` beside ours (installed together), else our own
+    /// (which runs the stage as `vserverd __stage` just the same).
+    fn source() -> std::path::PathBuf {
+        let sibling = std::fs::read_link("/proc/self/exe")
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("vserverd-stage")))
+            .filter(|p| p.is_file());
+        match sibling {
+            Some(p) => p,
+            None => {
+                tracing::info!(
+                    "no vserverd-stage beside the daemon: stages run the daemon's binary"
+                );
+                "/proc/self/exe".into()
+            }
+        }
     }
 
     fn path(&self) -> String {
@@ -136,6 +154,9 @@ pub fn run(
     }
     sources.push(plan_r);
     sources.push(rep_w);
+    let spawned_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let pid = posix_spawn(image, label, &sources).map_err(SpawnError::Run)?;
     // The stage has its copies now.
     drop(sources);
@@ -148,6 +169,18 @@ pub fn run(
                 out.pid = Some(p);
             }
             Ok(Report::Returned(s)) => out.returned = Some(s),
+            Ok(Report::Mark(step, at)) => {
+                let since = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos())
+                    .saturating_sub(at);
+                tracing::debug!(
+                    guest = label,
+                    "stage: {step} at +{:.2} ms (read {:.2} ms later)",
+                    (at.saturating_sub(spawned_at)) as f64 / 1e6,
+                    since as f64 / 1e6
+                );
+            }
             Ok(Report::Error(e)) => {
                 if out.error.is_none() {
                     out.error = Some(e);
