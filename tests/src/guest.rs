@@ -173,3 +173,14 @@ pub fn debian_tree(args: &[&str]) -> Option<String> {
     }
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
+
+/// Replaces the (empty) guest root `root` by a copy of `tree` (cp -a: owners, modes, links).
+pub fn install_tree(root: &std::path::Path, tree: &str) {
+    std::fs::remove_dir(root).unwrap_or_else(|e| panic!("{}: {e}", root.display()));
+    let st = std::process::Command::new("cp")
+        .args(["-a", tree])
+        .arg(root)
+        .status()
+        .expect("cp");
+    assert!(st.success(), "cp -a {tree} {}", root.display());
+}

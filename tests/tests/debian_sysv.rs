@@ -31,13 +31,7 @@ fn debian_sysv_guest_starts_runs_and_stops() {
         .file("rlimits/rss", "65536\n")
         .write(&d);
     let root = d.guest_root("deb");
-    std::fs::remove_dir(&root).unwrap();
-    let st = Command::new("cp")
-        .args(["-a", tree.as_deref().unwrap()])
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    harness::guest::install_tree(&root, tree.as_deref().unwrap());
     // rc.local starts a daemon and records rc's environment.
     std::fs::write(
         root.join("etc/rc.local"),

@@ -17,6 +17,21 @@ fn cg_read(d: &TestDaemon, name: &str, file: &str) -> String {
         .to_string()
 }
 
+/// `vserverctl exec NAME -- dd` of one block (`bs=SIZE`) from /dev/zero: that much memory at
+/// once.
+fn dd<'a>(name: &'a str, bs: &'a str) -> [&'a str; 8] {
+    [
+        "exec",
+        name,
+        "--",
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        bs,
+        "count=1",
+    ]
+}
+
 #[test]
 fn memory_limit_is_enforced_inside_the_guest() {
     if !prerequisites() {
@@ -34,26 +49,8 @@ fn memory_limit_is_enforced_inside_the_guest() {
     let limit = cg_read(&d, "mem", "memory.limit_in_bytes");
     assert_eq!(limit, (16384 * page).to_string());
     // 32 MiB fits; a 200 MiB buffer does not: dd is OOM-killed, the guest lives on.
-    d.ctl_ok(&[
-        "exec",
-        "mem",
-        "--",
-        "dd",
-        "if=/dev/zero",
-        "of=/dev/null",
-        "bs=32M",
-        "count=1",
-    ]);
-    let o = d.ctl(&[
-        "exec",
-        "mem",
-        "--",
-        "dd",
-        "if=/dev/zero",
-        "of=/dev/null",
-        "bs=200M",
-        "count=1",
-    ]);
+    d.ctl_ok(&dd("mem", "bs=32M"));
+    let o = d.ctl(&dd("mem", "bs=200M"));
     assert_eq!(
         o.status.code(),
         Some(137),
@@ -71,16 +68,7 @@ fn memory_limit_is_enforced_inside_the_guest() {
         cg_read(&d, "mem", "memory.limit_in_bytes"),
         (512u64 << 20).to_string()
     );
-    d.ctl_ok(&[
-        "exec",
-        "mem",
-        "--",
-        "dd",
-        "if=/dev/zero",
-        "of=/dev/null",
-        "bs=200M",
-        "count=1",
-    ]);
+    d.ctl_ok(&dd("mem", "bs=200M"));
     d.ctl_ok(&["stop", "mem"]);
 }
 

@@ -4,8 +4,6 @@
 //! tree rooted at its cgroup; `systemctl reboot` inside restarts it; stop sends SIGRTMIN+4 and
 //! leaves no process or cgroup behind. The tree comes from `scripts/debian-guest.sh --systemd`.
 
-use std::process::Command;
-
 use harness::{is_root, require, GuestBuilder, TestDaemon};
 
 const CAP_SETPCAP: u32 = 8;
@@ -70,13 +68,7 @@ fn a_systemd_guest_boots_reboots_and_stops() {
         .file("apps/init/style", "plain\n")
         .write(&d);
     let root = d.guest_root("sdg");
-    std::fs::remove_dir(&root).unwrap();
-    let st = Command::new("cp")
-        .args(["-a", tree.as_deref().unwrap()])
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    harness::guest::install_tree(&root, tree.as_deref().unwrap());
     d.spawn();
 
     d.ctl_ok(&["start", "sdg"]);
