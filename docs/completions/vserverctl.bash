@@ -224,7 +224,7 @@ _vserverctl() {
             return 0
             ;;
         vserverctl__subcmd__delete)
-            opts="-y -h -V --stop --yes --socket --help --version"
+            opts="-y -h -V --stop --yes --json --socket --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

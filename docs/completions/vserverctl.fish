@@ -106,6 +106,7 @@ complete -c vserverctl -n "__fish_vserverctl_using_subcommand build" -s V -l ver
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand delete" -l socket -d 'The daemon\'s control socket' -r -F
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand delete" -l stop -d 'Stop it first if it runs (otherwise a running guest is refused)'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand delete" -s y -l yes -d 'Do not ask'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand delete" -l json -d 'Print the daemon\'s reply as JSON'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand delete" -s h -l help -d 'Print help'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand delete" -s V -l version -d 'Print version'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand running" -l socket -d 'The daemon\'s control socket' -r -F

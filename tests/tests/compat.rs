@@ -153,6 +153,8 @@ fn vserverctl_delete_refuses_a_running_guest() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--stop"));
     assert!(d.guest_root("del").exists());
-    d.ctl_ok(&["delete", "del", "--yes", "--stop"]);
+    let out = d.ctl_ok(&["delete", "del", "--yes", "--stop", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["deleted"], true, "{out}");
     assert!(!d.guest_config("del").exists() && !d.guest_root("del").exists());
 }

@@ -169,6 +169,8 @@ pub enum Command {
         /// Do not ask.
         #[arg(short, long)]
         yes: bool,
+        #[command(flatten)]
+        out: Output,
     },
     /// Exits 0 when the guest runs, 1 when not.
     Running { name: String },

@@ -92,6 +92,7 @@ pub fn parse(args: &[String]) -> Parsed {
             name,
             stop: true,
             yes: silent,
+            out: Output { json: false },
         },
         _ => return Parsed::Usage(USAGE.into()),
     };

@@ -243,7 +243,12 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             let s = conn.build(&name, &method, &options).await?;
             progress(s, out.json, false).await
         }
-        Command::Delete { name, stop, yes } => {
+        Command::Delete {
+            name,
+            stop,
+            yes,
+            out,
+        } => {
             if !yes && !quiet.silent {
                 use std::io::Write;
                 eprint!("Are you sure you want to delete the vserver {name} (y/N) ");
@@ -255,6 +260,9 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
                 }
             }
             conn.delete(&name, stop).await??;
+            if out.json {
+                render::json(&serde_json::json!({ "name": name, "deleted": true }));
+            }
             Ok(0)
         }
         Command::Enter { name } => {
