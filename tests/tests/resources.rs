@@ -407,6 +407,39 @@ fn virt_mem_shows_the_guests_limit_in_proc_meminfo_and_survives_the_daemon() {
         server_pid,
         "one server across daemon restarts"
     );
+
+    // The server dies: the daemon mounts a new one and binds it again inside the guest.
+    let kill_server = |d: &TestDaemon| -> i32 {
+        let pid: i32 =
+            std::fs::read_to_string(vserverd::procfs::mount_dir(&d.run_dir).with_extension("pid"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        pid
+    };
+    let guest_total = |d: &TestDaemon| -> Option<u64> {
+        let o = d.ctl(&["exec", "vm", "--", "cat", "/proc/meminfo"]);
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        (o.status.success() && text.contains("MemTotal:")).then(|| meminfo(&text).0)
+    };
+    let old = kill_server(&d);
+    d.wait_until("the guest's meminfo served again", || {
+        guest_total(&d) == Some(limit_kb)
+    });
+    // And while no daemon runs: the next daemon repairs it at start.
+    d.kill();
+    let dead = kill_server(&d);
+    assert_ne!(dead, old);
+    d.spawn();
+    d.wait_until("the guest's meminfo repaired by the new daemon", || {
+        guest_total(&d) == Some(limit_kb)
+    });
     d.ctl_ok(&["stop", "vm"]);
     d.ctl_ok(&["stop", "plainmem"]);
 }

@@ -35,6 +35,8 @@ pub struct Daemon {
     pub catalog: Catalog,
     image: OnceLock<Result<Arc<StageImage>, String>>,
     layout: OnceLock<Result<Layout, String>>,
+    /// The /proc file server's supervisor runs (guest::virtmem).
+    pub procfs_supervised: std::sync::atomic::AtomicBool,
 }
 
 /// Where a lifecycle call reports its steps (a `more` reply stream), if anywhere.
@@ -96,6 +98,7 @@ impl Daemon {
             catalog: Catalog::default(),
             image: OnceLock::new(),
             layout: OnceLock::new(),
+            procfs_supervised: Default::default(),
         }
     }
 

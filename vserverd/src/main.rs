@@ -131,6 +131,16 @@ async fn run(args: Args, activated_fd: Option<OwnedFd>) -> Result<(), String> {
     vserverd::guest::build::clean_leftovers(&daemon);
     // Guests of an earlier daemon keep running; take them over before answering anyone.
     vserverd::guest::adopt::adopt_all(&daemon).await;
+    // Adopted virt_mem guests: make sure their /proc server lives (restarting it and binding
+    // its files again if it died while no daemon ran).
+    if daemon.guests.running_names().iter().any(|n| {
+        daemon
+            .guests
+            .running(n)
+            .is_some_and(|r| !r.state.proc_files.is_empty())
+    }) {
+        vserverd::guest::virtmem::supervise(&daemon);
+    }
     vserverd::orchestrate::watch::spawn(daemon.clone());
     tracing::info!(
         "vserverd {} serving {} (config root {})",

@@ -15,6 +15,7 @@ pub mod start;
 pub mod stat;
 pub mod stop;
 pub mod supervise;
+pub mod virtmem;
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;

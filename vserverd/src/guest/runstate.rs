@@ -34,6 +34,10 @@ pub struct RunState {
     /// The network namespace is another guest's (spaces/net with its context): not ours.
     #[serde(default)]
     pub netns_shared: bool,
+    /// Host files bound over the guest's /proc files (virt_mem), to bind again should their
+    /// server be restarted.
+    #[serde(default)]
+    pub proc_files: Vec<(String, PathBuf)>,
 }
 
 fn dir(run_dir: &Path) -> PathBuf {
@@ -114,6 +118,7 @@ mod tests {
             host_veth: None,
             extra_veths: vec![],
             netns_shared: false,
+            proc_files: Vec::new(),
         };
         save(t.path(), &s).unwrap();
         let all = load_all(t.path());

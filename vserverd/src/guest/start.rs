@@ -203,12 +203,10 @@ async fn steps(
     let mut sp = plan::start_plan(c, &cg)?;
     sp.netns = net.as_ref().map(|n| n.ns.clone());
     if c.cflags & crate::config::names::FLAG_VIRT_MEM != 0 {
-        let run_dir = d.opts.run_dir.clone();
-        let meminfo = tokio::task::spawn_blocking(move || crate::procfs::ensure(&run_dir))
-            .await
-            .map_err(|e| e.to_string())??;
+        let meminfo = super::virtmem::meminfo(d).await?;
         sp.proc_files.push(("meminfo".into(), meminfo));
     }
+    let proc_files = sp.proc_files.clone();
     let image = d.image()?;
     let (stdio, log) = console(d, c)?;
     sp.console = Some(log);
@@ -272,6 +270,7 @@ async fn steps(
         host_veth: net.as_ref().and_then(|n| n.host_veth.clone()),
         extra_veths: net.as_ref().map(|n| n.veths.clone()).unwrap_or_default(),
         netns_shared: net.as_ref().is_some_and(|n| n.shared),
+        proc_files,
     };
     let (running, tx) = Running::new(state.clone(), Some(Arc::new(c.clone())), fd, false);
     undo.running = Some(running.clone());

@@ -6,7 +6,7 @@
 //! Option parsing is pure and tested without root.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -544,6 +544,80 @@ pub fn systemd_api(root: &Root, unified: bool) -> Result<()> {
         .map_err(err(
             "mounting name=systemd on the guest's /sys/fs/cgroup/systemd",
         ))?;
+    }
+    Ok(())
+}
+
+/// A read-only copy of the mount of `source` (a file), not attached anywhere yet: what
+/// [`attach_detached`] puts into a running guest's mount namespace (open_tree(2), so it can be
+/// made here, in the host's namespace, and placed there).
+pub fn detached_bind(source: &Path) -> Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const MOUNT_ATTR_NOSUID: u64 = 0x2;
+    const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+    let what = || format!("a detached bind of {}", source.display());
+    let path = CString::new(source.as_os_str().as_encoded_bytes()).expect("no NUL in a path");
+    // SAFETY: open_tree with a valid path; returns a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(err(what())(std::io::Error::last_os_error()));
+    }
+    // SAFETY: a fresh fd we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr on our detached mount with a correctly sized struct.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(err(format!("{}: read-only", what()))(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(fd)
+}
+
+/// Puts a detached mount on `target` of the current mount namespace (after setns into a
+/// guest's), first taking away whatever is mounted there (a dead FUSE mount answers ENOTCONN).
+pub fn attach_detached(tree: &OwnedFd, target: &str) -> Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    let what = || format!("mounting over {target}");
+    let t = CString::new(target).expect("no NUL in a path");
+    // Not mounted (EINVAL) is fine: nothing to take away.
+    let _ = umount2(t.as_c_str(), MntFlags::MNT_DETACH);
+    // SAFETY: move_mount of our detached mount onto a valid path.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return Err(err(what())(std::io::Error::last_os_error()));
     }
     Ok(())
 }

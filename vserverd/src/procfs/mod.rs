@@ -32,6 +32,17 @@ fn pid_file(dir: &Path) -> PathBuf {
     dir.with_extension("pid")
 }
 
+/// The server's pid, if its pid file names a live vserverd-procfs process.
+pub fn server_pid(run_dir: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pid_file(&mount_dir(run_dir)))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "vserverd-procfs").then_some(pid)
+}
+
 /// Whether a live server answers at `dir`.
 fn serving(dir: &Path) -> bool {
     nix::sys::statfs::statfs(dir).is_ok_and(|s| s.filesystem_type().0 == FUSE_SUPER_MAGIC)
@@ -99,6 +110,10 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Named before the fork, so the server is vserverd-procfs from its first instant (the
+    // daemon checks the name behind the pid file).
+    // SAFETY: prctl on ourselves.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"vserverd-procfs".as_ptr()) };
     // SAFETY: single-threaded here (no runtime, fuser spawns no thread before run()).
     match unsafe { libc::fork() } {
         -1 => {
@@ -109,7 +124,6 @@ pub fn main() -> ExitCode {
             // SAFETY: plain syscalls on our own process and fds.
             unsafe {
                 libc::setsid();
-                libc::prctl(libc::PR_SET_NAME, c"vserverd-procfs".as_ptr());
                 let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
                 for fd in 0..3 {
                     libc::dup2(null, fd);
@@ -119,11 +133,14 @@ pub fn main() -> ExitCode {
                 }
             }
             let _ = std::env::set_current_dir("/");
-            let _ = std::fs::write(pid_file(&dir), format!("{}\n", std::process::id()));
             let _ = session.run();
             ExitCode::SUCCESS
         }
-        // SAFETY: leave without dropping the session, whose drop would unmount it.
-        _ => unsafe { libc::_exit(0) },
+        child => {
+            // Written before the caller hears of success, so it always finds the new pid.
+            let _ = std::fs::write(pid_file(&dir), format!("{child}\n"));
+            // SAFETY: leave without dropping the session, whose drop would unmount it.
+            unsafe { libc::_exit(0) }
+        }
     }
 }

@@ -126,6 +126,7 @@ pub fn main() -> std::process::ExitCode {
     let r = match plan {
         Plan::Start(p) => start(&p, &mut out),
         Plan::Join(p) => join(&p, &mut out),
+        Plan::Rebind(p) => rebind(&p, &mut out),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -345,6 +346,34 @@ fn exec(argv: &[String], env: &[CString], search: bool) -> String {
     };
     let e = nix::unistd::execve(&cpath, &args, env).unwrap_err();
     format!("cannot execute {path} in the guest: {}", e.desc())
+}
+
+/// Mount injection: the detached binds are made here, in the host's mount namespace (where
+/// the sources are), then placed in the guest's after setns. Single-threaded, as setns into a
+/// mount namespace requires.
+fn rebind(p: &plan::RebindPlan, out: &mut Reporter) -> Result<()> {
+    let fd = pidfd::open(p.init_pid).map_err(|e| format!("guest init {}: {e}", p.init_pid))?;
+    if pidfd::start_time(p.init_pid) != Some(p.init_start_time) {
+        return Err(format!("guest {} is no longer running", p.name));
+    }
+    let trees = p
+        .proc_files
+        .iter()
+        .map(|(name, src)| Ok((name, mount::detached_bind(src).map_err(|e| e.to_string())?)))
+        .collect::<Result<Vec<_>>>()?;
+    // SAFETY: setns with a pidfd into the target's mount namespace only.
+    if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNS) } != 0 {
+        return Err(format!(
+            "entering the mount namespace of guest {}: {}",
+            p.name,
+            std::io::Error::last_os_error()
+        ));
+    }
+    for (name, tree) in &trees {
+        mount::attach_detached(tree, &format!("/proc/{name}")).map_err(|e| e.to_string())?;
+    }
+    out.send(&Report::Returned(0));
+    Ok(())
 }
 
 fn join(p: &JoinPlan, out: &mut Reporter) -> Result<()> {

@@ -11,6 +11,18 @@ pub enum Plan {
     Start(Box<StartPlan>),
     /// Run a process inside a running guest.
     Join(JoinPlan),
+    /// Bind host files again over a running guest's /proc files (a restarted /proc server).
+    Rebind(RebindPlan),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RebindPlan {
+    pub name: String,
+    pub init_pid: i32,
+    /// Guards against a recycled pid.
+    pub init_start_time: u64,
+    /// (name in /proc, host path), as StartPlan::proc_files.
+    pub proc_files: Vec<(String, PathBuf)>,
 }
 
 /// A ulimits/ entry; None is unlimited.
@@ -111,7 +123,8 @@ pub enum Report {
     Pid(i32),
     /// What failed; nothing after it.
     Error(String),
-    /// A reaper's start command returned with this wait status.
+    /// A reaper's start command returned with this wait status; a rebind's success is
+    /// Returned(0).
     Returned(i32),
     /// A step done, at this CLOCK_REALTIME (ns; not the time namespace's clocks): logged at
     /// debug level, so a start's time can be taken apart.

@@ -196,7 +196,7 @@ pub fn run(
             break;
         }
     }
-    if out.error.is_none() && out.pid.is_none() {
+    if out.error.is_none() && out.pid.is_none() && out.returned.is_none() {
         out.error = Some(format!(
             "the stage ended without a report (wait status {status})"
         ));

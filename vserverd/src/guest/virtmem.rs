@@ -1,0 +1,102 @@
+//! virt_mem's /proc server (crate::procfs), kept alive for the guests that use it: started on
+//! the first such guest's start, and supervised — should it die (killed, OOM), a new one is
+//! mounted and its file bound again over /proc/meminfo inside every running guest that had it
+//! (a rebind stage: the bind is made in the host's mount namespace and moved into the guest's),
+//! so no guest is left with "Transport endpoint is not connected".
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+
+use crate::daemon::Daemon;
+use crate::isolate::pidfd;
+use crate::procfs;
+use crate::stage::plan::{Plan, RebindPlan};
+use crate::stage::spawn::{self, StageStdio};
+
+/// The host path of the meminfo a virt_mem guest binds, starting the server (and its
+/// supervisor) if needed.
+pub async fn meminfo(d: &Arc<Daemon>) -> Result<PathBuf, String> {
+    let run_dir = d.opts.run_dir.clone();
+    let path = tokio::task::spawn_blocking(move || procfs::ensure(&run_dir))
+        .await
+        .map_err(|e| e.to_string())??;
+    supervise(d);
+    Ok(path)
+}
+
+/// Starts the supervisor once. Called at start-up when adopted guests use the server.
+pub fn supervise(d: &Arc<Daemon>) {
+    if d.procfs_supervised.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let d = d.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Some(pid) = procfs::server_pid(&d.opts.run_dir) {
+                if let Ok(fd) = pidfd::open(pid) {
+                    wait_exit(fd).await;
+                    tracing::warn!("the /proc file server (pid {pid}) died; starting a new one");
+                }
+            }
+            let run_dir = d.opts.run_dir.clone();
+            match tokio::task::spawn_blocking(move || procfs::ensure(&run_dir)).await {
+                Ok(Ok(_)) => rebind_all(&d).await,
+                r => {
+                    tracing::error!("cannot restart the /proc file server: {r:?}");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }
+        }
+    });
+}
+
+/// Returns when the process behind `fd` has exited (a pidfd turns readable).
+async fn wait_exit(fd: OwnedFd) {
+    // SAFETY: the AsyncFd owns its OwnedFd, which stays open for as long as it lives.
+    match unsafe { AsyncFd::register(fd) } {
+        Ok(a) => {
+            let _ = a.readable().await;
+        }
+        // Not pollable: fall back to looking now and then.
+        Err(e) => {
+            tracing::warn!("watching the /proc file server: {e}");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+/// Binds the (new) server's files again in every running guest that had them.
+async fn rebind_all(d: &Arc<Daemon>) {
+    let Ok(image) = d.image() else { return };
+    for name in d.guests.running_names() {
+        let Some(run) = d.guests.running(&name) else {
+            continue;
+        };
+        if run.state.proc_files.is_empty() {
+            continue;
+        }
+        let plan = Plan::Rebind(RebindPlan {
+            name: name.clone(),
+            init_pid: run.state.init_pid,
+            init_start_time: run.state.init_start_time,
+            proc_files: run.state.proc_files.clone(),
+        });
+        let image = image.clone();
+        let label = name.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            spawn::run(&image, &plan, StageStdio::null(), &label, |_| {})
+        })
+        .await;
+        match r {
+            Ok(Ok(o)) if o.error.is_none() => {
+                tracing::info!(guest = name, "its /proc files are bound to the new server")
+            }
+            other => tracing::warn!(guest = name, "rebinding its /proc files: {other:?}"),
+        }
+    }
+}
