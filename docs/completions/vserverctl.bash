@@ -25,6 +25,9 @@ _vserverctl() {
             vserverctl,condrestart)
                 cmd="vserverctl__subcmd__condrestart"
                 ;;
+            vserverctl,console)
+                cmd="vserverctl__subcmd__console"
+                ;;
             vserverctl,delete)
                 cmd="vserverctl__subcmd__delete"
                 ;;
@@ -79,6 +82,9 @@ _vserverctl() {
             vserverctl__subcmd__help,condrestart)
                 cmd="vserverctl__subcmd__help__subcmd__condrestart"
                 ;;
+            vserverctl__subcmd__help,console)
+                cmd="vserverctl__subcmd__help__subcmd__console"
+                ;;
             vserverctl__subcmd__help,delete)
                 cmd="vserverctl__subcmd__help__subcmd__delete"
                 ;;
@@ -128,7 +134,7 @@ _vserverctl() {
 
     case "${cmd}" in
         vserverctl)
-            opts="-h -V --socket --help --version list status check start stop restart condrestart set stat vserver-stat build delete running exec enter events generate-docs help"
+            opts="-h -V --socket --help --version list status check start stop restart condrestart set stat vserver-stat build delete running exec enter console events generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -207,6 +213,24 @@ _vserverctl() {
             ;;
         vserverctl__subcmd__condrestart)
             opts="-h -V --json --socket --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vserverctl__subcmd__console)
+            opts="-h -V --socket --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -314,7 +338,7 @@ _vserverctl() {
             return 0
             ;;
         vserverctl__subcmd__help)
-            opts="list status check start stop restart condrestart set stat build delete running exec enter events generate-docs help"
+            opts="list status check start stop restart condrestart set stat build delete running exec enter console events generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -356,6 +380,20 @@ _vserverctl() {
             return 0
             ;;
         vserverctl__subcmd__help__subcmd__condrestart)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vserverctl__subcmd__help__subcmd__console)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -4,7 +4,9 @@ use std::os::fd::OwnedFd;
 
 use futures_util::Stream;
 
-use crate::{ExecReply, GuestList, GuestStatus, Limits, ManagerError, Progress, Validation};
+use crate::{
+    ConsoleReply, ExecReply, GuestList, GuestStatus, Limits, ManagerError, Progress, Validation,
+};
 
 #[zlink::proxy("org.linux-vserver.Manager")]
 pub trait ManagerProxy {
@@ -44,6 +46,12 @@ pub trait ManagerProxy {
         &mut self,
         name: &str,
     ) -> zlink::Result<impl Stream<Item = zlink::Result<Result<Progress, ManagerError>>>>;
+    /// The reply carries one fd: the console's byte stream.
+    #[zlink(return_fds)]
+    async fn console(
+        &mut self,
+        name: &str,
+    ) -> zlink::Result<(Result<ConsoleReply, ManagerError>, Vec<OwnedFd>)>;
     /// The first reply carries the fds (stdin, stdout, stderr; or a pty master).
     #[zlink(more, return_fds)]
     async fn exec(

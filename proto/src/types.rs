@@ -207,6 +207,14 @@ impl std::fmt::Display for ManagerError {
 
 impl std::error::Error for ManagerError {}
 
+/// The reply of Console; its fd is a connection to the guest's console: what the guest writes
+/// to /dev/console comes out of it, what is written to it is typed on the console.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomType)]
+pub struct ConsoleReply {
+    /// Where everything the console shows is also logged.
+    pub log: String,
+}
+
 /// A reply of Exec and Enter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomType)]
 pub struct ExecReply {

@@ -261,16 +261,21 @@ impl Drop for TestDaemon {
     fn drop(&mut self) {
         self.kill();
         cleanup_cgroups(&self.cgroup_prefix);
-        // The /proc file server outlives daemons by design: end this test's one here.
-        let procfs = vserverd::procfs::mount_dir(&self.run_dir);
-        if let Some(pid) = std::fs::read_to_string(procfs.with_extension("pid"))
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok())
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        // The /proc file server and the console keeper outlive daemons by design: end this
+        // test's here.
+        for pid_file in [
+            vserverd::procfs::mount_dir(&self.run_dir).with_extension("pid"),
+            vserverd::console::socket(&self.run_dir).with_extension("pid"),
+        ] {
+            if let Some(pid) = std::fs::read_to_string(pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
         }
         cleanup_under(self.dir.path());
     }

@@ -186,6 +186,9 @@ pub enum Command {
     },
     /// An interactive shell inside a running guest.
     Enter { name: String },
+    /// Attach to a running guest's console (/dev/console); Ctrl-] detaches. Everything the
+    /// console shows is also in RUN_DIR/guests/NAME.log.
+    Console { name: String },
     /// Stream guest state changes.
     Events {
         #[command(flatten)]

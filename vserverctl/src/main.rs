@@ -2,6 +2,7 @@
 
 mod cli;
 mod compat;
+mod console;
 mod docs;
 mod exit;
 mod render;
@@ -264,6 +265,10 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
                 render::json(&serde_json::json!({ "name": name, "deleted": true }));
             }
             Ok(0)
+        }
+        Command::Console { name } => {
+            let reply = conn.console(&name).await?;
+            console::run(&name, reply).await
         }
         Command::Enter { name } => {
             let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();

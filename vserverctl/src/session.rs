@@ -13,10 +13,10 @@ use crate::exit::Failure;
 type Item = zlink::Result<(Result<ExecReply, ManagerError>, Vec<OwnedFd>)>;
 
 /// Puts our terminal in raw mode while it lives.
-struct RawMode(Option<nix::sys::termios::Termios>);
+pub(crate) struct RawMode(Option<nix::sys::termios::Termios>);
 
 impl RawMode {
-    fn enter() -> RawMode {
+    pub(crate) fn enter() -> RawMode {
         let stdin = std::io::stdin();
         let Ok(orig) = nix::sys::termios::tcgetattr(stdin.as_fd()) else {
             return RawMode(None);

@@ -4,6 +4,7 @@
 //! holds the shared state.
 
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod guest;
 pub mod isolate;

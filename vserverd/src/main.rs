@@ -52,6 +52,12 @@ fn main() -> std::process::ExitCode {
     {
         return vserverd::procfs::main();
     }
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == vserverd::console::ARG)
+    {
+        return vserverd::console::main();
+    }
     let args = Args::parse();
     // Before any thread exists: the environment is read and cleaned here.
     let activated = activated_fd();

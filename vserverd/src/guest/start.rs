@@ -43,7 +43,12 @@ impl Undo {
         }
         if let Some(cg) = &self.cgroup {
             let cg = cg.clone();
-            let _ = tokio::task::spawn_blocking(move || cg.kill()).await;
+            let (run_dir, n) = (d.opts.run_dir.clone(), name.to_string());
+            let _ = tokio::task::spawn_blocking(move || {
+                let _ = cg.kill();
+                crate::console::close(&run_dir, &n);
+            })
+            .await;
         }
         if let Some(r) = &self.running {
             // The supervisor reaps init; wait for it so nothing of this run is left.
@@ -208,7 +213,7 @@ async fn steps(
     }
     let proc_files = sp.proc_files.clone();
     let image = d.image()?;
-    let (stdio, log) = console(d, c)?;
+    let (stdio, log) = console(d, c).await?;
     sp.console = Some(log);
     p.send(
         name,
@@ -311,18 +316,40 @@ fn cg_summary(cg: &GuestCgroup) -> String {
         .unwrap_or_else(|| "none".into())
 }
 
-/// Init's stdout and stderr, and the file bound on the guest's /dev/console: apps/init/tty, or
-/// the console log RUN_DIR/guests/NAME.log (emptied at each start).
-fn console(d: &Daemon, c: &GuestConfig) -> Result<(StageStdio, std::path::PathBuf), String> {
-    let path = c.init.tty.clone().unwrap_or_else(|| {
-        d.opts
-            .run_dir
-            .join("guests")
-            .join(format!("{}.log", c.name))
-    });
-    if let Some(dir) = path.parent() {
+/// Init's stdio and what is bound on the guest's /dev/console: with apps/init/tty that file
+/// (util-vserver's --defaulttty: stdout and stderr); else a pty kept by the console keeper
+/// (crate::console), logged to RUN_DIR/guests/NAME.log, for stdin, stdout and stderr — or,
+/// should the keeper not start, that log file itself, as a plain file.
+async fn console(d: &Daemon, c: &GuestConfig) -> Result<(StageStdio, std::path::PathBuf), String> {
+    let log = d
+        .opts
+        .run_dir
+        .join("guests")
+        .join(format!("{}.log", c.name));
+    if let Some(dir) = log.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
+    if c.init.tty.is_none() {
+        let (run_dir, name, l) = (d.opts.run_dir.clone(), c.name.clone(), log.clone());
+        let opened = tokio::task::spawn_blocking(move || crate::console::open(&run_dir, &name, &l))
+            .await
+            .map_err(|e| e.to_string())?;
+        match opened {
+            Ok((slave, path)) => {
+                let dup = |f: &std::os::fd::OwnedFd| f.try_clone().map_err(|e| e.to_string());
+                return Ok((
+                    StageStdio {
+                        stdin: Some(dup(&slave)?),
+                        stdout: Some(dup(&slave)?),
+                        stderr: Some(slave),
+                    },
+                    path,
+                ));
+            }
+            Err(e) => tracing::warn!(guest = c.name, "no console pty ({e}): logging to a file"),
+        }
+    }
+    let path = c.init.tty.clone().unwrap_or(log);
     let f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

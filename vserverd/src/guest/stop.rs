@@ -160,7 +160,13 @@ fn only_init_left(run: &Running) -> bool {
 /// left in its cgroup, removes the cgroup, run state and run file, runs the stop hooks.
 pub async fn teardown(d: &Arc<Daemon>, name: &str, run: &Arc<Running>, c: Option<&GuestConfig>) {
     let cg = run.state.cgroup.clone();
-    let killed = tokio::task::spawn_blocking(move || cg.kill().and_then(|()| cg.remove())).await;
+    let (run_dir, n) = (d.opts.run_dir.clone(), name.to_string());
+    let killed = tokio::task::spawn_blocking(move || {
+        let r = cg.kill().and_then(|()| cg.remove());
+        crate::console::close(&run_dir, &n);
+        r
+    })
+    .await;
     if let Ok(Err(e)) = killed {
         tracing::warn!(guest = name, "{e}");
     }

@@ -216,7 +216,7 @@ impl Manager {
     types = [
         GuestList, proto::GuestSummary, proto::ConfigProblem, GuestStatus, Validation, GuestConfig,
         Progress, proto::Event, Limits, proto::StatList, proto::GuestStat, ExecReply, BuildOptions, proto::AddressConfig,
-        proto::MountConfig, proto::LimitConfig, proto::Setting
+        proto::MountConfig, proto::LimitConfig, proto::Setting, proto::ConsoleReply
     ]
 )]
 impl Manager {
@@ -350,6 +350,49 @@ impl Manager {
     ) -> impl futures_util::Stream<Item = (Result<Reply<ExecReply>, ManagerError>, Vec<OwnedFd>)> + Unpin
     {
         self.session(more, name, Some(command), environment, tty)
+    }
+
+    /// Attach to a running guest's console (its /dev/console, a pty): the reply's one fd is a
+    /// connection on which the console's output arrives and keystrokes are sent. Several
+    /// clients may attach at once; closing the fd detaches.
+    #[zlink(return_fds)]
+    async fn console(
+        &self,
+        name: String,
+    ) -> (Result<proto::ConsoleReply, ManagerError>, Vec<OwnedFd>) {
+        if let Err(e) = self.check(Access::Write) {
+            return (Err(e), vec![]);
+        }
+        let d = self.daemon.clone();
+        let r = in_task(async move {
+            if d.guests.running(&name).is_none() {
+                return Err(ManagerError::NotRunning { name });
+            }
+            let run_dir = d.opts.run_dir.clone();
+            let n = name.clone();
+            let fd = tokio::task::spawn_blocking(move || crate::console::attach(&run_dir, &n))
+                .await
+                .map_err(|e| ManagerError::Failed {
+                    name: name.clone(),
+                    message: e.to_string(),
+                })?
+                .map_err(|message| ManagerError::Failed {
+                    name: name.clone(),
+                    message,
+                })?;
+            let log = d.opts.run_dir.join("guests").join(format!("{name}.log"));
+            Ok((
+                proto::ConsoleReply {
+                    log: log.display().to_string(),
+                },
+                fd,
+            ))
+        })
+        .await;
+        match r {
+            Ok((reply, fd)) => (Ok(reply), vec![fd]),
+            Err(e) => (Err(e), vec![]),
+        }
     }
 
     /// An interactive shell on a pty inside a running guest (the guest's `shell` file, else

@@ -1,0 +1,265 @@
+//! `vserverd __console SOCKET`: binds the socket, forks, and the child (vserverd-tty)
+//! keeps every guest's console master in one poll loop: output to the guest's log (cut back to
+//! empty past LOG_MAX) and to attached clients, clients' input to the guest. Nothing in it
+//! blocks: masters and clients are non-blocking, and a client that cannot keep up is dropped.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::Request;
+
+/// A console log is emptied (and says so) when it would grow past this.
+const LOG_MAX: u64 = 1 << 20;
+
+struct Console {
+    master: File,
+    /// Held so the pty lives while the guest has no console fd open (see the module docs).
+    _slave: Option<OwnedFd>,
+    log: File,
+    written: u64,
+    clients: Vec<UnixStream>,
+}
+
+impl Console {
+    fn log(&mut self, data: &[u8]) {
+        if self.written + data.len() as u64 > LOG_MAX {
+            let _ = self.log.set_len(0);
+            let _ = self
+                .log
+                .write_all(b"[vserverd: console log cut at 1 MiB]\n");
+            self.written = 0;
+        }
+        if self.log.write_all(data).is_ok() {
+            self.written += data.len() as u64;
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let Some(sock) = std::env::args_os().nth(2).map(PathBuf::from) else {
+        eprintln!("usage: vserverd {} SOCKET", super::ARG);
+        return ExitCode::from(2);
+    };
+    let _ = std::fs::remove_file(&sock);
+    let listener = match UnixListener::bind(&sock) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("binding {}: {e}", sock.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let _ = std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600));
+    // SAFETY: prctl on ourselves; named before the fork so the keeper carries it at once.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"vserverd-tty".as_ptr()) };
+    // SAFETY: single-threaded here.
+    match unsafe { libc::fork() } {
+        -1 => {
+            eprintln!("fork: {}", std::io::Error::last_os_error());
+            ExitCode::FAILURE
+        }
+        0 => {
+            // SAFETY: plain syscalls on our own process and fds.
+            unsafe {
+                libc::setsid();
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                for fd in 0..3 {
+                    libc::dup2(null, fd);
+                }
+                if null > 2 {
+                    libc::close(null);
+                }
+            }
+            let _ = std::env::set_current_dir("/");
+            serve(listener);
+            ExitCode::SUCCESS
+        }
+        child => {
+            let _ = std::fs::write(sock.with_extension("pid"), format!("{child}\n"));
+            // SAFETY: leave at once; the child owns the listener now.
+            unsafe { libc::_exit(0) }
+        }
+    }
+}
+
+/// What one poll round found to do.
+enum Event {
+    Accept,
+    Master(String),
+    Client(String, usize),
+}
+
+fn serve(listener: UnixListener) {
+    let mut consoles: HashMap<String, Console> = HashMap::new();
+    let mut buf = vec![0u8; 16384];
+    loop {
+        let mut events = Vec::new();
+        {
+            let mut fds = vec![PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+            let mut what = vec![Event::Accept];
+            for (name, c) in &consoles {
+                fds.push(PollFd::new(c.master.as_fd(), PollFlags::POLLIN));
+                what.push(Event::Master(name.clone()));
+                for (i, cl) in c.clients.iter().enumerate() {
+                    fds.push(PollFd::new(cl.as_fd(), PollFlags::POLLIN));
+                    what.push(Event::Client(name.clone(), i));
+                }
+            }
+            if poll(&mut fds, PollTimeout::NONE).is_err() {
+                continue;
+            }
+            for (fd, w) in fds.iter().zip(what) {
+                if fd.revents().is_some_and(|r| !r.is_empty()) {
+                    events.push(w);
+                }
+            }
+        }
+        let mut gone_clients: Vec<(String, usize)> = Vec::new();
+        for ev in events {
+            match ev {
+                Event::Accept => {
+                    if let Ok((s, _)) = listener.accept() {
+                        request(s, &mut consoles);
+                    }
+                }
+                Event::Master(name) => {
+                    let Some(c) = consoles.get_mut(&name) else {
+                        continue;
+                    };
+                    match c.master.read(&mut buf) {
+                        Ok(n) if n > 0 => {
+                            let data = &buf[..n];
+                            c.log(data);
+                            // A client that cannot take it now is dropped, not waited for.
+                            c.clients.retain_mut(
+                                |cl| matches!(cl.write(data), Ok(w) if w == data.len()),
+                            );
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        // Cannot happen while we hold a slave; should it, stop watching.
+                        _ => {
+                            consoles.remove(&name);
+                        }
+                    }
+                }
+                Event::Client(name, i) => {
+                    let Some(c) = consoles.get_mut(&name) else {
+                        continue;
+                    };
+                    let Some(cl) = c.clients.get_mut(i) else {
+                        continue;
+                    };
+                    match cl.read(&mut buf) {
+                        Ok(n) if n > 0 => {
+                            // Keystrokes the guest's tty cannot take now are dropped.
+                            let _ = c.master.write(&buf[..n]);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        _ => gone_clients.push((name, i)),
+                    }
+                }
+            }
+        }
+        gone_clients.sort_by_key(|g| std::cmp::Reverse(g.1));
+        for (name, i) in gone_clients {
+            if let Some(c) = consoles.get_mut(&name) {
+                if i < c.clients.len() {
+                    c.clients.remove(i);
+                }
+            }
+        }
+    }
+}
+
+/// One request on a fresh connection: its JSON line, and for a watch the master's fd.
+fn request(s: UnixStream, consoles: &mut HashMap<String, Console>) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut data = vec![0u8; 4096];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 2]);
+    let mut iov = [std::io::IoSliceMut::new(&mut data)];
+    let Ok(msg) = nix::sys::socket::recvmsg::<()>(
+        std::os::fd::AsRawFd::as_raw_fd(&s),
+        &mut iov,
+        Some(&mut cmsg),
+        nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+    ) else {
+        return;
+    };
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(raw) = c {
+                // SAFETY: fds just received, ours alone.
+                fds.extend(raw.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+            }
+        }
+    }
+    let n = msg.bytes;
+    let line = &data[..n];
+    let reply = |mut s: &UnixStream, text: &str| {
+        let _ = s.write_all(format!("{text}\n").as_bytes());
+    };
+    match serde_json::from_slice::<Request>(line.strip_suffix(b"\n").unwrap_or(line)) {
+        Ok(Request::Watch { name, log }) => {
+            let mut fds = fds.into_iter();
+            let (Some(master), slave) = (fds.next(), fds.next()) else {
+                return reply(&s, "watch needs the pty master");
+            };
+            let master = File::from(master);
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(&log);
+            match (nonblocking(&master), log) {
+                (Ok(()), Ok(log)) => {
+                    consoles.insert(
+                        name,
+                        Console {
+                            master,
+                            _slave: slave,
+                            log,
+                            written: 0,
+                            clients: Vec::new(),
+                        },
+                    );
+                    reply(&s, "ok");
+                }
+                (Err(e), _) | (_, Err(e)) => reply(&s, &e.to_string()),
+            }
+        }
+        Ok(Request::Close { name }) => {
+            consoles.remove(&name);
+            reply(&s, "ok");
+        }
+        Ok(Request::Attach { name }) => match consoles.get_mut(&name) {
+            Some(c) => {
+                reply(&s, "ok");
+                if s.set_nonblocking(true).is_ok() {
+                    c.clients.push(s);
+                }
+            }
+            None => reply(&s, &format!("{name} has no console")),
+        },
+        Err(_) => {}
+    }
+}
+
+fn nonblocking(f: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on an fd we own.
+    let fl = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
+    // SAFETY: as above.
+    if fl < 0 || unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

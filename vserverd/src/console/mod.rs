@@ -1,0 +1,148 @@
+//! Guest consoles: each guest's /dev/console (and init's stdio) is the slave of a pty whose
+//! master a small process of its own keeps (`vserverd __console`, process name
+//! vserverd-tty): it copies what the guest writes to RUN_DIR/guests/NAME.log and to any
+//! attached `vserverctl console`, and passes their keystrokes in.
+//!
+//! Why not the daemon: a pty master lives as long as its holder. Held by the daemon, a daemon
+//! restart would hang up every guest's console (getty on it dies, output is lost). The keeper
+//! holds nothing but the masters and outlives daemons, as the /proc server does (crate::procfs).
+//!
+//! The daemon speaks to it over RUN_DIR/console.sock (root only), one JSON line a connection:
+//! `{"op":"watch","name":N,"log":PATH}` with the master passed along (SCM_RIGHTS), or
+//! `{"op":"attach","name":N}`, after which the connection is the console's byte stream, or
+//! `{"op":"close","name":N}` when the guest has stopped. The keeper holds a slave open too:
+//! a guest's init may close every console fd it has and open /dev/console again for each
+//! message (systemd does), and a pty whose slaves are all closed reads EIO on the master and
+//! fails the next open of the slave with EIO once the master goes — so the guest's end is
+//! told, not guessed.
+
+mod keeper;
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub use keeper::main;
+
+/// argv[1] of the keeper process.
+pub const ARG: &str = "__console";
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum Request {
+    Watch { name: String, log: PathBuf },
+    Attach { name: String },
+    Close { name: String },
+}
+
+/// The keeper's control socket.
+pub fn socket(run_dir: &Path) -> PathBuf {
+    run_dir.join("console.sock")
+}
+
+fn connect(run_dir: &Path) -> std::io::Result<UnixStream> {
+    let s = UnixStream::connect(socket(run_dir))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    Ok(s)
+}
+
+/// Starts the keeper unless one answers. Blocking: call it off the async runtime.
+fn ensure(run_dir: &Path) -> Result<(), String> {
+    static ONE: Mutex<()> = Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    if connect(run_dir).is_ok() {
+        return Ok(());
+    }
+    let out = Command::new("/proc/self/exe")
+        .arg(ARG)
+        .arg(socket(run_dir))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("starting the console keeper: {e}"))?;
+    if !out.status.success() || connect(run_dir).is_err() {
+        return Err(format!(
+            "the console keeper did not start ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    tracing::info!("console keeper serving {}", socket(run_dir).display());
+    Ok(())
+}
+
+/// Reads the keeper's one-line answer ("ok" or why not), byte by byte: on an attach, the
+/// console's bytes follow it.
+fn answer(s: &mut UnixStream) -> Result<(), String> {
+    let mut line = Vec::new();
+    let mut b = [0u8];
+    while line.len() < 512 {
+        match s.read(&mut b) {
+            Ok(1) if b[0] == b'\n' => break,
+            Ok(1) => line.push(b[0]),
+            Ok(_) => break,
+            Err(e) => return Err(format!("console keeper: {e}")),
+        }
+    }
+    match String::from_utf8_lossy(&line).as_ref() {
+        "ok" => Ok(()),
+        why => Err(format!("console keeper: {why}")),
+    }
+}
+
+/// A new console for guest `name`, logged to `log` (emptied): the pty slave (init's stdio),
+/// and its path (/dev/pts/N, bound on the guest's /dev/console).
+pub fn open(run_dir: &Path, name: &str, log: &Path) -> Result<(OwnedFd, PathBuf), String> {
+    ensure(run_dir)?;
+    let pty = nix::pty::openpty(None, None).map_err(|e| format!("openpty: {e}"))?;
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd()))
+        .map_err(|e| format!("the console pty's name: {e}"))?;
+    let mut s = connect(run_dir).map_err(|e| format!("console keeper: {e}"))?;
+    let mut req = serde_json::to_vec(&Request::Watch {
+        name: name.into(),
+        log: log.into(),
+    })
+    .map_err(|e| e.to_string())?;
+    req.push(b'\n');
+    let fds = [pty.master.as_raw_fd(), pty.slave.as_raw_fd()];
+    nix::sys::socket::sendmsg::<()>(
+        s.as_raw_fd(),
+        &[std::io::IoSlice::new(&req)],
+        &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| format!("console keeper: {e}"))?;
+    answer(&mut s)?;
+    Ok((pty.slave, path))
+}
+
+/// Tells the keeper that guest `name` has stopped: its console goes. Best effort (no keeper,
+/// no console: nothing to do).
+pub fn close(run_dir: &Path, name: &str) {
+    let Ok(mut s) = connect(run_dir) else { return };
+    if let Ok(mut req) = serde_json::to_vec(&Request::Close { name: name.into() }) {
+        req.push(b'\n');
+        if s.write_all(&req).is_ok() {
+            let _ = answer(&mut s);
+        }
+    }
+}
+
+/// A connection to guest `name`'s console: what it writes comes out, what is written goes in.
+pub fn attach(run_dir: &Path, name: &str) -> Result<OwnedFd, String> {
+    let mut s = connect(run_dir).map_err(|_| format!("{name} has no console (no keeper runs)"))?;
+    let mut req =
+        serde_json::to_vec(&Request::Attach { name: name.into() }).map_err(|e| e.to_string())?;
+    req.push(b'\n');
+    s.write_all(&req)
+        .map_err(|e| format!("console keeper: {e}"))?;
+    answer(&mut s)?;
+    s.set_read_timeout(None).map_err(|e| e.to_string())?;
+    Ok(s.into())
+}
