@@ -248,6 +248,53 @@ impl TestDaemon {
             .expect("nsenter")
     }
 
+    /// `vserverctl console NAME`, typing `input` and keeping stdin open until the console has
+    /// shown `expect` (or 30 s passed); then stdin ends and the client leaves. Its success and
+    /// everything it printed.
+    pub fn console(&self, name: &str, input: &str, expect: &str) -> (bool, String) {
+        use std::io::{Read, Write};
+        use std::sync::{Arc, Mutex};
+        let mut child = Command::new(bins::vserverctl())
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(["console", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("vserverctl");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        let seen = Arc::new(Mutex::new(String::new()));
+        let mut out = child.stdout.take().unwrap();
+        let reader = {
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = out.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    seen.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !seen.lock().unwrap().contains(expect)
+            && std::time::Instant::now() < deadline
+            && child.try_wait().ok().flatten().is_none()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        drop(stdin);
+        let o = child.wait_with_output().unwrap();
+        let _ = reader.join();
+        let text = seen.lock().unwrap().clone() + &String::from_utf8_lossy(&o.stderr);
+        (o.status.success(), text)
+    }
+
     pub fn guest_config(&self, name: &str) -> PathBuf {
         self.config_root.join(name)
     }

@@ -2,35 +2,8 @@
 //! holds; `vserverctl console` attaches to it, everything it shows is logged, and both survive
 //! the daemon.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use harness::guest::busybox_available;
 use harness::{is_root, require, GuestBuilder, TestDaemon};
-
-/// `vserverctl console NAME` fed `input` on a pipe; its stdout.
-fn console(d: &TestDaemon, name: &str, input: &str) -> (bool, String) {
-    let mut child = Command::new(harness::bins::vserverctl())
-        .arg("--socket")
-        .arg(&d.socket)
-        .args(["console", name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("vserverctl");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
-    )
-}
 
 #[test]
 fn the_console_is_a_pty_kept_apart_from_the_daemon() {
@@ -57,7 +30,7 @@ fn the_console_is_a_pty_kept_apart_from_the_daemon() {
     assert!(dev.file_type().is_char_device());
     assert_eq!(dev.rdev(), host.rdev(), "/dev/console is init's pty");
 
-    let (ok, out) = console(&d, "con", "echo hi-$((6*7))\n");
+    let (ok, out) = d.console("con", "echo hi-$((6*7))\n", "hi-42");
     assert!(ok && out.contains("hi-42"), "{out}");
     let log = d.run_dir.join("guests/con.log");
     assert!(std::fs::read_to_string(&log).unwrap().contains("hi-42"));
@@ -65,10 +38,10 @@ fn the_console_is_a_pty_kept_apart_from_the_daemon() {
     // The daemon dies and comes back: the console lives on.
     d.kill();
     d.spawn();
-    let (ok, out) = console(&d, "con", "echo again-$((6*7))\n");
+    let (ok, out) = d.console("con", "echo again-$((6*7))\n", "again-42");
     assert!(ok && out.contains("again-42"), "{out}");
 
     d.ctl_ok(&["stop", "con"]);
-    let (ok, out) = console(&d, "con", "");
+    let (ok, out) = d.console("con", "", "not running");
     assert!(!ok && out.contains("not running"), "{out}");
 }

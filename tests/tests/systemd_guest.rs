@@ -78,17 +78,13 @@ fn a_systemd_guest_boots_reboots_and_stops() {
         state == "running" && failed.trim().is_empty(),
         "is-system-running: {state:?}; failed units:\n{failed}"
     );
-    let mut login = std::process::Command::new(harness::bins::vserverctl())
-        .arg("--socket")
-        .arg(&d.socket)
-        .args(["console", "sdg"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    login.stdin.take().unwrap().write_all(b"\n").unwrap();
-    let shown = String::from_utf8_lossy(&login.wait_with_output().unwrap().stdout).into_owned();
+    // getty's prompt is in the console log; once it is there, a newline typed through
+    // `vserverctl console` makes getty ask again.
+    let log = d.run_dir.join("guests/sdg.log");
+    d.wait_until("a login prompt on the console", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("sdg login:"))
+    });
+    let (_, shown) = d.console("sdg", "\n", "sdg login:");
     assert!(shown.contains("sdg login:"), "the console shows: {shown:?}");
     // The services that narrow their capabilities (needs CAP_SETPCAP) run.
     for unit in ["systemd-journald", "systemd-logind", "dbus"] {
