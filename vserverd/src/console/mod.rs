@@ -50,12 +50,16 @@ fn connect(run_dir: &Path) -> std::io::Result<UnixStream> {
     Ok(s)
 }
 
-/// Starts the keeper unless one answers. Blocking: call it off the async runtime.
-fn ensure(run_dir: &Path) -> Result<(), String> {
+/// A connection to the keeper, starting one if none answers. Blocking: call it off the async
+/// runtime.
+fn keeper(run_dir: &Path) -> Result<UnixStream, String> {
+    if let Ok(s) = connect(run_dir) {
+        return Ok(s);
+    }
     static ONE: Mutex<()> = Mutex::new(());
     let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-    if connect(run_dir).is_ok() {
-        return Ok(());
+    if let Ok(s) = connect(run_dir) {
+        return Ok(s);
     }
     let out = Command::new("/proc/self/exe")
         .arg(ARG)
@@ -65,15 +69,15 @@ fn ensure(run_dir: &Path) -> Result<(), String> {
         .stderr(Stdio::piped())
         .output()
         .map_err(|e| format!("starting the console keeper: {e}"))?;
-    if !out.status.success() || connect(run_dir).is_err() {
-        return Err(format!(
-            "the console keeper did not start ({}): {}",
+    let s = connect(run_dir).map_err(|e| {
+        format!(
+            "the console keeper did not start ({}: {}): {e}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
+        )
+    })?;
     tracing::info!("console keeper serving {}", socket(run_dir).display());
-    Ok(())
+    Ok(s)
 }
 
 /// Reads the keeper's one-line answer ("ok" or why not), byte by byte: on an attach, the
@@ -98,11 +102,10 @@ fn answer(s: &mut UnixStream) -> Result<(), String> {
 /// A new console for guest `name`, logged to `log` (emptied): the pty slave (init's stdio),
 /// and its path (/dev/pts/N, bound on the guest's /dev/console).
 pub fn open(run_dir: &Path, name: &str, log: &Path) -> Result<(OwnedFd, PathBuf), String> {
-    ensure(run_dir)?;
     let pty = nix::pty::openpty(None, None).map_err(|e| format!("openpty: {e}"))?;
     let path = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd()))
         .map_err(|e| format!("the console pty's name: {e}"))?;
-    let mut s = connect(run_dir).map_err(|e| format!("console keeper: {e}"))?;
+    let mut s = keeper(run_dir)?;
     let mut req = serde_json::to_vec(&Request::Watch {
         name: name.into(),
         log: log.into(),
@@ -122,15 +125,13 @@ pub fn open(run_dir: &Path, name: &str, log: &Path) -> Result<(OwnedFd, PathBuf)
     Ok((pty.slave, path))
 }
 
-/// Tells the keeper that guest `name` has stopped: its console goes. Best effort (no keeper,
-/// no console: nothing to do).
+/// Tells the keeper that guest `name` has stopped: its console goes. Best effort and not
+/// waited for (no keeper, no console: nothing to do; a new start replaces it anyway).
 pub fn close(run_dir: &Path, name: &str) {
     let Ok(mut s) = connect(run_dir) else { return };
     if let Ok(mut req) = serde_json::to_vec(&Request::Close { name: name.into() }) {
         req.push(b'\n');
-        if s.write_all(&req).is_ok() {
-            let _ = answer(&mut s);
-        }
+        let _ = s.write_all(&req);
     }
 }
 
