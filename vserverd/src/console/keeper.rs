@@ -58,36 +58,9 @@ pub fn main() -> ExitCode {
         }
     };
     let _ = std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600));
-    // SAFETY: prctl on ourselves; named before the fork so the keeper carries it at once.
-    unsafe { libc::prctl(libc::PR_SET_NAME, c"vserverd-tty".as_ptr()) };
-    // SAFETY: single-threaded here.
-    match unsafe { libc::fork() } {
-        -1 => {
-            eprintln!("fork: {}", std::io::Error::last_os_error());
-            ExitCode::FAILURE
-        }
-        0 => {
-            // SAFETY: plain syscalls on our own process and fds.
-            unsafe {
-                libc::setsid();
-                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-                for fd in 0..3 {
-                    libc::dup2(null, fd);
-                }
-                if null > 2 {
-                    libc::close(null);
-                }
-            }
-            let _ = std::env::set_current_dir("/");
-            serve(listener);
-            ExitCode::SUCCESS
-        }
-        child => {
-            let _ = std::fs::write(sock.with_extension("pid"), format!("{child}\n"));
-            // SAFETY: leave at once; the child owns the listener now.
-            unsafe { libc::_exit(0) }
-        }
-    }
+    crate::detached::serve(c"vserverd-tty", &sock.with_extension("pid"), || {
+        serve(listener)
+    })
 }
 
 /// What one poll round found to do.

@@ -22,7 +22,6 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -61,21 +60,8 @@ fn keeper(run_dir: &Path) -> Result<UnixStream, String> {
     if let Ok(s) = connect(run_dir) {
         return Ok(s);
     }
-    let out = Command::new("/proc/self/exe")
-        .arg(ARG)
-        .arg(socket(run_dir))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| format!("starting the console keeper: {e}"))?;
-    let s = connect(run_dir).map_err(|e| {
-        format!(
-            "the console keeper did not start ({}: {}): {e}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-    })?;
+    crate::detached::start(ARG, &socket(run_dir), "console keeper")?;
+    let s = connect(run_dir).map_err(|e| format!("the console keeper does not answer: {e}"))?;
     tracing::info!("console keeper serving {}", socket(run_dir).display());
     Ok(s)
 }

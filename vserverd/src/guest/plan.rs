@@ -288,6 +288,7 @@ pub fn start_plan(c: &GuestConfig, cg: &GuestCgroup) -> Result<StartPlan, String
         mounts: mounts(c),
         proc_files: Vec::new(),
         console: None,
+        marks: false,
         systemd_cgroup: cmds.systemd.then(|| {
             if cg.v2_dir().is_some() {
                 SystemdCgroup::Unified

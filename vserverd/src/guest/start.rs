@@ -215,6 +215,7 @@ async fn steps(
     let image = d.image()?;
     let (stdio, log) = console(d, c).await?;
     sp.console = Some(log);
+    sp.marks = tracing::enabled!(tracing::Level::DEBUG);
     p.send(
         name,
         "spawn",

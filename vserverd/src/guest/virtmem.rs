@@ -45,7 +45,14 @@ pub fn supervise(d: &Arc<Daemon>) {
             }
             let run_dir = d.opts.run_dir.clone();
             match tokio::task::spawn_blocking(move || procfs::ensure(&run_dir)).await {
-                Ok(Ok(_)) => rebind_all(&d).await,
+                Ok(Ok(_)) => {
+                    rebind_all(&d).await;
+                    // A server we cannot watch (no pid file naming it): look again later
+                    // rather than spin.
+                    if procfs::server_pid(&d.opts.run_dir).is_none() {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                    }
+                }
                 r => {
                     tracing::error!("cannot restart the /proc file server: {r:?}");
                     tokio::time::sleep(Duration::from_secs(5)).await;

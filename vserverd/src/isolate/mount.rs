@@ -221,28 +221,42 @@ pub fn bind_root(vdir: &Path) -> Result<()> {
         None,
     )
     .map_err(err(what()))?;
+    let path = CString::new(vdir.as_os_str().as_encoded_bytes()).expect("no NUL in a path");
+    set_attr(
+        libc::AT_FDCWD,
+        &path,
+        AT_RECURSIVE as libc::c_uint,
+        MOUNT_ATTR_NODEV,
+    )
+    .map_err(err(format!("{}: nodev", what())))
+}
+
+/// mount_setattr(2): sets `attrs` on the mount at `dirfd`/`path`.
+fn set_attr(
+    dirfd: i32,
+    path: &std::ffi::CStr,
+    flags: libc::c_uint,
+    attrs: u64,
+) -> std::io::Result<()> {
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_NODEV,
+        attr_set: attrs,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
     };
-    let path = CString::new(vdir.as_os_str().as_encoded_bytes()).expect("no NUL in a path");
     // SAFETY: mount_setattr with a valid path and a correctly sized struct.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
+            dirfd,
             path.as_ptr(),
-            AT_RECURSIVE as libc::c_uint,
+            flags,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };
     if rc != 0 {
-        return Err(err(format!("{}: nodev", what()))(
-            std::io::Error::last_os_error(),
-        ));
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }
@@ -572,28 +586,13 @@ pub fn detached_bind(source: &Path) -> Result<OwnedFd> {
     }
     // SAFETY: a fresh fd we own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: mount_setattr on our detached mount with a correctly sized struct.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(err(format!("{}: read-only", what()))(
-            std::io::Error::last_os_error(),
-        ));
-    }
+    set_attr(
+        fd.as_raw_fd(),
+        c"",
+        libc::AT_EMPTY_PATH as libc::c_uint,
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+    )
+    .map_err(err(format!("{}: read-only", what())))?;
     Ok(fd)
 }
 

@@ -15,7 +15,7 @@ pub mod memory;
 mod server;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Mutex;
 
 /// argv[1] of the server process.
@@ -67,19 +67,11 @@ pub fn ensure(run_dir: &Path) -> Result<PathBuf, String> {
         );
     }
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let out = Command::new("/proc/self/exe")
-        .arg(ARG)
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| format!("starting the /proc file server: {e}"))?;
-    if !out.status.success() || !serving(&dir) {
+    crate::detached::start(ARG, &dir, "/proc file server")?;
+    if !serving(&dir) {
         return Err(format!(
-            "the /proc file server did not start ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            "the /proc file server does not answer at {}",
+            dir.display()
         ));
     }
     tracing::info!("serving per-guest /proc files at {}", dir.display());
@@ -110,37 +102,8 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Named before the fork, so the server is vserverd-procfs from its first instant (the
-    // daemon checks the name behind the pid file).
-    // SAFETY: prctl on ourselves.
-    unsafe { libc::prctl(libc::PR_SET_NAME, c"vserverd-procfs".as_ptr()) };
-    // SAFETY: single-threaded here (no runtime, fuser spawns no thread before run()).
-    match unsafe { libc::fork() } {
-        -1 => {
-            eprintln!("fork: {}", std::io::Error::last_os_error());
-            ExitCode::FAILURE
-        }
-        0 => {
-            // SAFETY: plain syscalls on our own process and fds.
-            unsafe {
-                libc::setsid();
-                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-                for fd in 0..3 {
-                    libc::dup2(null, fd);
-                }
-                if null > 2 {
-                    libc::close(null);
-                }
-            }
-            let _ = std::env::set_current_dir("/");
-            let _ = session.run();
-            ExitCode::SUCCESS
-        }
-        child => {
-            // Written before the caller hears of success, so it always finds the new pid.
-            let _ = std::fs::write(pid_file(&dir), format!("{child}\n"));
-            // SAFETY: leave without dropping the session, whose drop would unmount it.
-            unsafe { libc::_exit(0) }
-        }
-    }
+    // The daemon checks the name behind the pid file.
+    crate::detached::serve(c"vserverd-procfs", &pid_file(&dir), || {
+        let _ = session.run();
+    })
 }

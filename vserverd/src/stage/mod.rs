@@ -27,7 +27,7 @@ pub const REPORT_FD: i32 = 4;
 pub const ARG: &str = "__stage";
 
 /// The report pipe. Close-on-exec: a successful exec is the "done" signal (EOF).
-pub struct Reporter(std::fs::File);
+pub struct Reporter(std::fs::File, bool);
 
 impl Reporter {
     pub fn send(&mut self, r: &Report) {
@@ -42,6 +42,9 @@ impl Reporter {
     }
 
     fn mark_at(&mut self, step: &str, at: std::time::SystemTime) {
+        if !self.1 {
+            return;
+        }
         let ns = at
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -106,8 +109,7 @@ pub fn main() -> std::process::ExitCode {
     };
     // SAFETY: fcntl on an fd we own.
     unsafe { libc::fcntl(report_fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
-    let mut out = Reporter(std::fs::File::from(report_fd));
-    out.mark_at("main entered", entered);
+    let mut out = Reporter(std::fs::File::from(report_fd), false);
     // Read whole, then parsed: serde_json's reader on an unbuffered fd reads byte by byte
     // (a syscall per byte of the plan, a millisecond of every start).
     let mut raw = Vec::with_capacity(8192);
@@ -123,6 +125,11 @@ pub fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // Step times only when the daemon logs them.
+    if let Plan::Start(p) = &plan {
+        out.1 = p.marks;
+    }
+    out.mark_at("main entered", entered);
     let r = match plan {
         Plan::Start(p) => start(&p, &mut out),
         Plan::Join(p) => join(&p, &mut out),

@@ -86,9 +86,12 @@ pub struct StartPlan {
     /// guest's own cgroup (the cgroup namespace).
     #[serde(default)]
     pub systemd_cgroup: Option<SystemdCgroup>,
-    /// Bound on the guest's /dev/console (its console log); None binds /dev/null.
+    /// Bound on the guest's /dev/console (its console pty or log); None binds /dev/null.
     #[serde(default)]
     pub console: Option<PathBuf>,
+    /// Report each step's time (Report::Mark): the daemon logs them at debug level.
+    #[serde(default)]
+    pub marks: bool,
     /// Written to the guest's /etc/mtab (unless that is a symlink).
     pub mtab: Option<String>,
     pub prepare: Prepare,
