@@ -153,9 +153,21 @@ fn busybox_guest_runs_isolated_and_stops_without_a_trace() {
         mount("/").unwrap().contains("nodev"),
         "the guest root must be nodev"
     );
-    // The guest's cgroup (host view) is ours.
+    // Init is in the guest's cgroup in every hierarchy (host view; v1 joined by the stage,
+    // v2 by clone3 into the cgroup), and its cgroup namespace is rooted there.
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(cg.contains(&format!("{}/web", d.cgroup_prefix)), "{cg}");
+    for line in cg.lines() {
+        assert!(
+            line.ends_with(&format!("{}/web", d.cgroup_prefix)),
+            "{line} in\n{cg}"
+        );
+    }
+    let inside = d.ctl(&["exec", "web", "--", "cat", "/proc/1/cgroup"]);
+    let inside = String::from_utf8_lossy(&inside.stdout).to_string();
+    assert_eq!(inside.lines().count(), cg.lines().count(), "{inside}");
+    for line in inside.lines() {
+        assert!(line.ends_with(":/"), "{line} in\n{inside}");
+    }
     // util-vserver's status wording.
     let st = d.ctl(&["status", "web"]);
     assert_eq!(st.status.code(), Some(0));

@@ -52,7 +52,7 @@ pub async fn spawn_in_guest(
                 .find_map(|l| l.strip_prefix("0::"))
                 .map(String::from)
         });
-    jp.cgroup_procs = run.state.cgroup.join_procs_files(init_v2.as_deref());
+    jp.cgroups = run.state.cgroup.join_dirs(init_v2.as_deref());
     let image = d.image()?;
     let label = c.name.clone();
     let (outcome, fd) = tokio::task::spawn_blocking(move || {

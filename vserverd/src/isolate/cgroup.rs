@@ -232,6 +232,14 @@ pub struct CgroupDir {
     pub freezer: bool,
 }
 
+/// One cgroup directory a guest's process goes into.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CgroupJoin {
+    pub dir: PathBuf,
+    /// In the unified (v2) hierarchy.
+    pub v2: bool,
+}
+
 /// A guest's cgroup directories, one per hierarchy.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GuestCgroup {
@@ -290,20 +298,17 @@ impl GuestCgroup {
         Ok(fresh)
     }
 
-    /// The `cgroup.procs` files a process writes "0" into to join.
-    pub fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs
-            .iter()
-            .map(|d| d.path.join("cgroup.procs"))
-            .collect()
+    /// The directories a guest's process goes into.
+    pub fn joins(&self) -> Vec<CgroupJoin> {
+        self.join_dirs(None)
     }
 
-    /// What a process joining the running guest writes to: [`Self::procs_files`], except in
-    /// the unified tree when the guest's init has moved below the guest's cgroup (`init_v2`:
-    /// its "0::" path from /proc/PID/cgroup). A systemd guest's init sits in init.scope, and
-    /// once systemd enables controllers for its children the guest's own cgroup takes no
-    /// process (EBUSY): the joiner goes where init is.
-    pub fn join_procs_files(&self, init_v2: Option<&str>) -> Vec<PathBuf> {
+    /// What a process joining the running guest goes into: [`Self::joins`], except in the
+    /// unified tree when the guest's init has moved below the guest's cgroup (`init_v2`: its
+    /// "0::" path from /proc/PID/cgroup). A systemd guest's init sits in init.scope, and once
+    /// systemd enables controllers for its children the guest's own cgroup takes no process
+    /// (EBUSY): the joiner goes where init is.
+    pub fn join_dirs(&self, init_v2: Option<&str>) -> Vec<CgroupJoin> {
         self.dirs
             .iter()
             .map(|d| {
@@ -311,7 +316,7 @@ impl GuestCgroup {
                     Some(p) if d.v2 => below(&d.path, p).unwrap_or_else(|| d.path.clone()),
                     _ => d.path.clone(),
                 };
-                dir.join("cgroup.procs")
+                CgroupJoin { dir, v2: d.v2 }
             })
             .collect()
     }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+pub use crate::isolate::cgroup::CgroupJoin;
 use crate::isolate::mount::MountSpec;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -70,8 +71,8 @@ pub struct StartPlan {
     pub name: String,
     pub cfg_dir: PathBuf,
     pub vdir: PathBuf,
-    /// cgroup.procs files to join before the cgroup namespace is made.
-    pub cgroup_procs: Vec<PathBuf>,
+    /// The guest's cgroups, joined before the cgroup namespace is made.
+    pub cgroups: Vec<CgroupJoin>,
     /// A time namespace whose clocks start at zero (virt_uptime).
     pub time_ns: bool,
     /// The guest's network namespace (made and set up by the daemon), joined first; None
@@ -111,7 +112,7 @@ pub struct JoinPlan {
     pub init_pid: i32,
     /// Start time of init, checked so a recycled pid is never joined.
     pub init_start_time: u64,
-    pub cgroup_procs: Vec<PathBuf>,
+    pub cgroups: Vec<CgroupJoin>,
     pub confinement: Confinement,
     pub argv: Vec<String>,
     pub env: Vec<String>,
