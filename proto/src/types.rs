@@ -60,7 +60,8 @@ pub struct GuestSummary {
 /// The reply of List.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomType)]
 pub struct GuestList {
-    pub guests: Vec<GuestSummary>,
+    // An Arc: the daemon answers List from the list it built last until something changes.
+    pub guests: std::sync::Arc<Vec<GuestSummary>>,
 }
 
 /// The reply of Status.

@@ -35,11 +35,21 @@ impl Raw {
 
     /// The next message, or None when the daemon closed the connection.
     pub fn recv(&mut self) -> Option<Value> {
+        self.recv_bytes()
+            .map(|m| serde_json::from_slice(&m).expect("reply is JSON"))
+    }
+
+    /// The next message as it came (without its NUL), or None when the daemon closed the
+    /// connection.
+    pub fn recv_bytes(&mut self) -> Option<Vec<u8>> {
+        let mut from = 0;
         loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == 0) {
-                let msg: Vec<u8> = self.buf.drain(..=pos).collect();
-                return Some(serde_json::from_slice(&msg[..pos]).expect("reply is JSON"));
+            if let Some(pos) = self.buf[from..].iter().position(|&b| b == 0) {
+                let mut msg: Vec<u8> = self.buf.drain(..=from + pos).collect();
+                msg.pop();
+                return Some(msg);
             }
+            from = self.buf.len();
             let mut chunk = [0u8; 65536];
             match self.sock.read(&mut chunk) {
                 Ok(0) => return None,

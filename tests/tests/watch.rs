@@ -53,6 +53,26 @@ fn new_changed_and_deleted_guests_are_seen() {
     d.wait_until("the guest to vanish", || names(&d).is_empty());
 }
 
+/// List is answered from the list built last while nothing changed: every state change must
+/// show at once, with no wait, as the call that made it has returned.
+#[test]
+fn list_shows_each_state_change_at_once() {
+    if !require(is_root(), "root") || !require(busybox_available(), "busybox-static") {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("seen").context(43003).write(&d);
+    d.spawn();
+    d.wait_until("the guest in List", || names(&d) == ["seen"]);
+    for _ in 0..3 {
+        assert_eq!(summary(&d, "seen")["state"], "stopped");
+        d.ctl_ok(&["start", "seen"]);
+        assert_eq!(summary(&d, "seen")["state"], "running");
+        d.ctl_ok(&["stop", "seen"]);
+    }
+    assert_eq!(summary(&d, "seen")["state"], "stopped");
+}
+
 #[test]
 fn a_running_guests_changed_config_needs_a_restart() {
     if !require(is_root(), "root") || !require(busybox_available(), "busybox-static") {

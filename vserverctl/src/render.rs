@@ -21,7 +21,7 @@ pub fn list_table(list: &GuestList) -> String {
     let mut t = Table::new();
     t.load_preset(NOTHING);
     t.set_header(["NAME", "CTX", "STATE", "MARK", "DEPENDS", "NOTE"]);
-    for g in &list.guests {
+    for g in list.guests.iter() {
         let note = match (&g.config_error, g.disabled) {
             (Some(p), _) => format!("invalid: {}", problem(p)),
             (None, true) => "disabled".into(),

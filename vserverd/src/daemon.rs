@@ -37,6 +37,13 @@ pub struct Daemon {
     layout: OnceLock<Result<Layout, String>>,
     /// The /proc file server's supervisor runs (guest::virtmem).
     pub procfs_supervised: std::sync::atomic::AtomicBool,
+    /// The last List reply, with the catalog and state versions it was built from.
+    list_cache: std::sync::Mutex<Option<ListCache>>,
+}
+
+struct ListCache {
+    versions: (u64, u64),
+    list: GuestList,
 }
 
 /// Where a lifecycle call reports its steps (a `more` reply stream), if anywhere.
@@ -96,6 +103,7 @@ impl Daemon {
             roots,
             guests: Guests::default(),
             catalog: Catalog::default(),
+            list_cache: Default::default(),
             image: OnceLock::new(),
             layout: OnceLock::new(),
             procfs_supervised: Default::default(),
@@ -219,7 +227,31 @@ impl Daemon {
         Ok(loaded)
     }
 
+    /// Every guest, as List answers. Built again only when a config or a state changed since
+    /// the last call (while the watcher keeps the catalog current): polling clients cost
+    /// little however many guests there are.
     pub fn list(&self) -> GuestList {
+        // The versions before the build: a change during it makes the next call build again.
+        let versions = (self.catalog.version(), self.guests.version());
+        let live = self.catalog.live();
+        if live {
+            if let Some(c) = &*self.list_cache.lock().expect("not poisoned") {
+                if c.versions == versions {
+                    return c.list.clone();
+                }
+            }
+        }
+        let list = self.build_list();
+        if live {
+            *self.list_cache.lock().expect("not poisoned") = Some(ListCache {
+                versions,
+                list: list.clone(),
+            });
+        }
+        list
+    }
+
+    fn build_list(&self) -> GuestList {
         let mut loaded: BTreeMap<String, Entry> = if self.catalog.live() {
             self.catalog.all()
         } else {
@@ -293,7 +325,9 @@ impl Daemon {
                     },
                 })
                 .collect();
-        GuestList { guests }
+        GuestList {
+            guests: Arc::new(guests),
+        }
     }
 
     pub fn status(&self, name: &str) -> Result<GuestStatus, ManagerError> {

@@ -98,6 +98,8 @@ struct Slot {
 
 pub struct Guests {
     slots: Mutex<HashMap<String, Slot>>,
+    /// Counts changes of any guest's state, so that List can be cached.
+    version: std::sync::atomic::AtomicU64,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     events: broadcast::Sender<Event>,
 }
@@ -106,6 +108,7 @@ impl Default for Guests {
     fn default() -> Self {
         Self {
             slots: Mutex::default(),
+            version: Default::default(),
             locks: Mutex::default(),
             events: broadcast::channel(1024).0,
         }
@@ -136,7 +139,18 @@ impl Guests {
         self.with(name, |s| s.running.clone())
     }
 
+    /// Changes whenever [`Self::state`] may answer differently for some guest.
+    pub fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn changed(&self) {
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub fn set_running(&self, name: &str, r: Option<Arc<Running>>) {
+        self.changed();
         self.with(name, |s| {
             s.running = r;
             s.restart_needed = false;
@@ -169,6 +183,7 @@ impl Guests {
     }
 
     pub fn set_transition(&self, name: &str, t: Option<GuestState>) {
+        self.changed();
         self.with(name, |s| s.transition = t)
     }
 

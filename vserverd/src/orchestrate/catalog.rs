@@ -3,7 +3,7 @@
 //! disk this instant.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::config::{self, ConfigError, Loaded, Roots};
@@ -15,6 +15,8 @@ pub struct Catalog {
     entries: RwLock<BTreeMap<String, Entry>>,
     /// Set while a watcher keeps the entries current; otherwise callers parse themselves.
     live: AtomicBool,
+    /// Counts changes, so that what is derived from the entries can be cached (List).
+    version: AtomicU64,
 }
 
 impl Catalog {
@@ -24,6 +26,12 @@ impl Catalog {
 
     pub fn set_live(&self, on: bool) {
         self.live.store(on, Ordering::SeqCst);
+        self.version.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Changes with every change of the entries.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::SeqCst)
     }
 
     /// A snapshot of every entry.
@@ -35,6 +43,7 @@ impl Catalog {
     pub fn reload(&self, roots: &Roots, name: &str) -> Option<Entry> {
         let dir = roots.config_root.join(name);
         let mut e = self.entries.write().expect("not poisoned");
+        self.version.fetch_add(1, Ordering::SeqCst);
         if !dir.is_dir() || !config::is_guest_name(name) {
             e.remove(name);
             return None;
@@ -52,6 +61,7 @@ impl Catalog {
             .map(|n| (n.clone(), Arc::new(config::load_guest(roots, n))))
             .collect();
         *self.entries.write().expect("not poisoned") = fresh;
+        self.version.fetch_add(1, Ordering::SeqCst);
         names
     }
 }
