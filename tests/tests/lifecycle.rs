@@ -168,6 +168,29 @@ fn busybox_guest_runs_isolated_and_stops_without_a_trace() {
     for line in inside.lines() {
         assert!(line.ends_with(":/"), "{line} in\n{inside}");
     }
+    // An exec'd process too (v1 joined by the stage, v2 through a helper born there), and the
+    // helper is reaped: the daemon has no zombie child.
+    let own = d.ctl(&["exec", "web", "--", "cat", "/proc/self/cgroup"]);
+    let own = String::from_utf8_lossy(&own.stdout).to_string();
+    assert_eq!(own.lines().count(), cg.lines().count(), "{own}");
+    for line in own.lines() {
+        assert!(line.ends_with(":/"), "{line} in\n{own}");
+    }
+    let daemon = d.pid().unwrap();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(st) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let fields: Vec<&str> = st
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if fields.get(1) == Some(&daemon.to_string().as_str()) {
+            assert_ne!(fields[0], "Z", "a zombie child of the daemon: {st}");
+        }
+    }
     // util-vserver's status wording.
     let st = d.ctl(&["status", "web"]);
     assert_eq!(st.status.code(), Some(0));

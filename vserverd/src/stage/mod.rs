@@ -10,7 +10,8 @@
 //! it) → unshare mnt, uts, ipc, pid (net) → clone PID 1 into the v2 cgroup → PID 1 makes its
 //! cgroup namespace (now rooted at its cgroups everywhere), mounts, pivots, sets names and
 //! limits, installs seccomp, drops capabilities, then execs init or stays as a reaper.
-//! Join: join the cgroups → setns into init's namespaces → seccomp, capabilities → clone.
+//! Join: join the v1 cgroups → clone a helper into the v2 cgroup → setns into init's
+//! namespaces → seccomp, capabilities → clone.
 
 pub mod plan;
 mod reaper;
@@ -168,21 +169,6 @@ fn enter_cgroups(joins: &[CgroupJoin]) -> Result<Option<OwnedFd>> {
 fn join_v1(j: &CgroupJoin) -> Result<()> {
     let f = j.dir.join("tasks");
     std::fs::write(&f, "0").map_err(|e| format!("joining cgroup {}: {e}", f.display()))
-}
-
-/// Every cgroup, the v2 one through cgroup.procs (for joiners, which enter the guest's
-/// cgroup namespace before they clone: with nsdelegate a clone into a cgroup outside it is
-/// refused).
-fn join_cgroups(joins: &[CgroupJoin]) -> Result<()> {
-    for j in joins {
-        if j.v2 {
-            let f = j.dir.join("cgroup.procs");
-            std::fs::write(&f, "0").map_err(|e| format!("joining cgroup {}: {e}", f.display()))?;
-        } else {
-            join_v1(j)?;
-        }
-    }
-    Ok(())
 }
 
 /// clone(CLONE_PARENT): a fork whose parent is the daemon, born in the v2 cgroup `into` if
@@ -466,7 +452,18 @@ fn join(p: &JoinPlan, out: &mut Reporter) -> Result<()> {
     if pidfd::start_time(p.init_pid) != Some(p.init_start_time) {
         return Err(format!("guest {} is no longer running", p.name));
     }
-    join_cgroups(&p.cgroups)?;
+    // The v2 cgroup without a migration (see join_v1): a helper is born in it, in the host's
+    // cgroup namespace still (with nsdelegate, a clone into a cgroup outside the caller's
+    // cgroup namespace is refused), and does the rest; it is the daemon's child.
+    if let Some(v2) = enter_cgroups(&p.cgroups)? {
+        match clone_parent(Some(&v2))? {
+            0 => drop(v2),
+            helper => {
+                out.send(&Report::Helper(helper));
+                return Ok(());
+            }
+        }
+    }
     let flags = libc::CLONE_NEWNS
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWIPC

@@ -130,6 +130,9 @@ pub enum Report {
     /// A reaper's start command returned with this wait status; a rebind's success is
     /// Returned(0).
     Returned(i32),
+    /// A helper process the stage made with CLONE_PARENT: the daemon's child, to be reaped;
+    /// it exits once it has made the process it was for.
+    Helper(i32),
     /// A step done, at this CLOCK_REALTIME (ns; not the time namespace's clocks): logged at
     /// debug level, so a start's time can be taken apart.
     Mark(String, u128),

@@ -161,6 +161,7 @@ pub fn run(
     // The stage has its copies now.
     drop(sources);
     let mut out = Outcome::default();
+    let mut helpers = Vec::new();
     for line in BufReader::new(std::fs::File::from(rep_r)).lines() {
         let Ok(line) = line else { break };
         match serde_json::from_str::<Report>(&line) {
@@ -169,6 +170,7 @@ pub fn run(
                 out.pid = Some(p);
             }
             Ok(Report::Returned(s)) => out.returned = Some(s),
+            Ok(Report::Helper(p)) => helpers.push(p),
             Ok(Report::Mark(step, at)) => {
                 let since = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -189,19 +191,28 @@ pub fn run(
             Err(_) => {}
         }
     }
-    let mut status = 0;
-    // SAFETY: waitpid on the stage, our child, which nothing else reaps.
-    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
-        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            break;
-        }
+    for h in helpers {
+        reap(h);
     }
+    let status = reap(pid);
     if out.error.is_none() && out.pid.is_none() && out.returned.is_none() {
         out.error = Some(format!(
             "the stage ended without a report (wait status {status})"
         ));
     }
     Ok(out)
+}
+
+/// Waits for `pid`, a child of ours that nothing else reaps; returns its wait status.
+fn reap(pid: i32) -> i32 {
+    let mut status = 0;
+    // SAFETY: waitpid on a child of ours.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break;
+        }
+    }
+    status
 }
 
 /// Starts the stage with posix_spawn: a vfork-style clone that is safe in a multi-threaded
