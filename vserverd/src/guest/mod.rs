@@ -149,12 +149,13 @@ impl Guests {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
+    // The version moves after the change: a List that saw the new version sees the new state.
     pub fn set_running(&self, name: &str, r: Option<Arc<Running>>) {
-        self.changed();
         self.with(name, |s| {
             s.running = r;
             s.restart_needed = false;
-        })
+        });
+        self.changed();
     }
 
     pub fn set_restart_needed(&self, name: &str, on: bool) {
@@ -183,8 +184,8 @@ impl Guests {
     }
 
     pub fn set_transition(&self, name: &str, t: Option<GuestState>) {
+        self.with(name, |s| s.transition = t);
         self.changed();
-        self.with(name, |s| s.transition = t)
     }
 
     pub fn set_last(&self, name: &str, msg: Option<String>) {
