@@ -1,6 +1,9 @@
 //! Method parameters, replies and errors of `org.linux-vserver.Manager`.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use zlink::introspect::{self, CustomType, Type};
 
 /// Where a guest is in its lifecycle.
@@ -60,8 +63,70 @@ pub struct GuestSummary {
 /// The reply of List.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomType)]
 pub struct GuestList {
-    // An Arc: the daemon answers List from the list it built last until something changes.
-    pub guests: std::sync::Arc<Vec<GuestSummary>>,
+    pub guests: Guests,
+}
+
+/// The guests of a List reply. The daemon answers List from the list it built last until
+/// something changes, so it keeps that list shared and its JSON made once: each call then
+/// copies bytes instead of serializing ~120 bytes a guest again. On the wire (and in the IDL)
+/// it is a plain `[]GuestSummary`; a decoded list has no JSON kept.
+#[derive(Debug, Clone, Default)]
+pub struct Guests {
+    list: Arc<Vec<GuestSummary>>,
+    json: Option<Arc<RawValue>>,
+}
+
+impl Guests {
+    /// The list with its JSON made now, for a sender that will send it more than once.
+    pub fn serialized(list: Vec<GuestSummary>) -> Self {
+        let json = serde_json::value::to_raw_value(&list).ok().map(Arc::from);
+        Self {
+            list: Arc::new(list),
+            json,
+        }
+    }
+}
+
+impl From<Vec<GuestSummary>> for Guests {
+    fn from(list: Vec<GuestSummary>) -> Self {
+        Self {
+            list: Arc::new(list),
+            json: None,
+        }
+    }
+}
+
+impl std::ops::Deref for Guests {
+    type Target = [GuestSummary];
+
+    fn deref(&self) -> &[GuestSummary] {
+        &self.list
+    }
+}
+
+impl PartialEq for Guests {
+    fn eq(&self, other: &Self) -> bool {
+        self.list == other.list
+    }
+}
+
+impl Serialize for Guests {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.json {
+            Some(json) => json.serialize(s),
+            None => self.list.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Guests {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::deserialize(d).map(Self::from)
+    }
+}
+
+impl Type for Guests {
+    const TYPE: &'static zlink::idl::Type<'static> = <Vec<GuestSummary> as Type>::TYPE;
 }
 
 /// The reply of Status.
@@ -244,4 +309,44 @@ pub struct BuildOptions {
     /// (util-vserver's `--force`) instead of failing the build.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summaries() -> Vec<GuestSummary> {
+        ["web", "db\"quoted\""]
+            .iter()
+            .map(|n| GuestSummary {
+                name: n.to_string(),
+                context: Some(40001),
+                state: GuestState::Running,
+                mark: vec!["default".into()],
+                depends: vec![],
+                disabled: false,
+                config_error: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_list_serialized_once_is_the_same_json_as_one_serialized_per_call() {
+        let kept = GuestList {
+            guests: Guests::serialized(summaries()),
+        };
+        let plain = GuestList {
+            guests: summaries().into(),
+        };
+        let json = serde_json::to_string(&kept).unwrap();
+        assert_eq!(json, serde_json::to_string(&plain).unwrap());
+        assert!(
+            json.starts_with(r#"{"guests":[{"name":"web","context":40001"#),
+            "{json}"
+        );
+        let back: GuestList = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, plain);
+        assert_eq!(back.guests.len(), 2);
+        assert_eq!(back.guests[1].name, "db\"quoted\"");
+    }
 }

@@ -44,16 +44,21 @@ impl Raw {
     pub fn recv_bytes(&mut self) -> Option<Vec<u8>> {
         let mut from = 0;
         loop {
-            if let Some(pos) = self.buf[from..].iter().position(|&b| b == 0) {
-                let mut msg: Vec<u8> = self.buf.drain(..=from + pos).collect();
+            if let Some(pos) = memchr::memchr(0, &self.buf[from..]) {
+                let rest = self.buf.split_off(from + pos + 1);
+                let mut msg = std::mem::replace(&mut self.buf, rest);
                 msg.pop();
                 return Some(msg);
             }
             from = self.buf.len();
-            let mut chunk = [0u8; 65536];
-            match self.sock.read(&mut chunk) {
+            // Read straight into the buffer, growing it geometrically: a benchmark's client
+            // should not add copies of its own to a big reply.
+            self.buf.resize(from + from.max(65536), 0);
+            let r = self.sock.read(&mut self.buf[from..]);
+            self.buf.truncate(from + *r.as_ref().unwrap_or(&0));
+            match r {
                 Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
                 Err(e) => panic!("read: {e}"),
             }

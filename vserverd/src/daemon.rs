@@ -326,7 +326,7 @@ impl Daemon {
                 })
                 .collect();
         GuestList {
-            guests: Arc::new(guests),
+            guests: proto::Guests::serialized(guests),
         }
     }
 

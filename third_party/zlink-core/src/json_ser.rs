@@ -326,7 +326,14 @@ where
     }
 
     #[inline]
-    fn serialize_struct(self, _name: &'static str, len: usize) -> Result<Self::SerializeStruct> {
+    fn serialize_struct(self, name: &'static str, len: usize) -> Result<Self::SerializeStruct> {
+        // vserverd: serde_json's RawValue (JSON serialized earlier) is written as it is.
+        if name == RAW_VALUE_TOKEN {
+            return Ok(Compound::Map {
+                ser: self,
+                state: State::Raw,
+            });
+        }
         self.serialize_map(Some(len))
     }
 
@@ -344,6 +351,90 @@ where
         tri!(self.formatter.end_object_key(&mut self.writer));
         tri!(self.formatter.begin_object_value(&mut self.writer));
         self.serialize_map(Some(len))
+    }
+}
+
+/// vserverd: the struct name by which serde_json's `RawValue` announces already-serialized JSON
+/// (its `raw_value` feature); the one field of that struct is the JSON text.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+/// vserverd: writes the JSON text of a `RawValue` unchanged. Anything but a string is a misuse.
+struct RawValueEmitter<'a, 'b> {
+    writer: &'a mut ByteSliceWriter<'b>,
+}
+
+/// The error for whatever a `RawValue` cannot hold: only its JSON text is expected.
+fn not_raw_json<T>() -> Result<T> {
+    Err(ser::Error::custom("a RawValue holds JSON text only"))
+}
+
+/// Methods of `RawValueEmitter` that refuse their input.
+macro_rules! raw_value_refuses {
+    ($($name:ident($($arg:ty),*) -> $ret:ty;)*) => {
+        $(fn $name(self, $(_: $arg),*) -> Result<$ret> {
+            not_raw_json()
+        })*
+    };
+}
+
+impl ser::Serializer for RawValueEmitter<'_, '_> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = Impossible<(), Error>;
+    type SerializeTuple = Impossible<(), Error>;
+    type SerializeTupleStruct = Impossible<(), Error>;
+    type SerializeTupleVariant = Impossible<(), Error>;
+    type SerializeMap = Impossible<(), Error>;
+    type SerializeStruct = Impossible<(), Error>;
+    type SerializeStructVariant = Impossible<(), Error>;
+
+    fn serialize_str(self, value: &str) -> Result<()> {
+        self.writer.write_all(value.as_bytes())
+    }
+
+    raw_value_refuses! {
+        serialize_bool(bool) -> ();
+        serialize_i8(i8) -> ();
+        serialize_i16(i16) -> ();
+        serialize_i32(i32) -> ();
+        serialize_i64(i64) -> ();
+        serialize_u8(u8) -> ();
+        serialize_u16(u16) -> ();
+        serialize_u32(u32) -> ();
+        serialize_u64(u64) -> ();
+        serialize_f32(f32) -> ();
+        serialize_f64(f64) -> ();
+        serialize_char(char) -> ();
+        serialize_bytes(&[u8]) -> ();
+        serialize_none() -> ();
+        serialize_unit() -> ();
+        serialize_unit_struct(&'static str) -> ();
+        serialize_unit_variant(&'static str, u32, &'static str) -> ();
+        serialize_seq(Option<usize>) -> Self::SerializeSeq;
+        serialize_tuple(usize) -> Self::SerializeTuple;
+        serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct;
+        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Self::SerializeTupleVariant;
+        serialize_map(Option<usize>) -> Self::SerializeMap;
+        serialize_struct(&'static str, usize) -> Self::SerializeStruct;
+        serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant;
+    }
+
+    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<()> {
+        not_raw_json()
+    }
+
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, _: &T) -> Result<()> {
+        not_raw_json()
+    }
+
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<()> {
+        not_raw_json()
     }
 }
 
@@ -375,6 +466,8 @@ enum State {
     Empty,
     First,
     Rest,
+    /// vserverd: inside a RawValue; its one field is JSON to copy verbatim.
+    Raw,
 }
 
 /// Compound serialization helper.
@@ -558,12 +651,25 @@ where
     where
         T: ?Sized + Serialize,
     {
-        ser::SerializeMap::serialize_entry(self, key, value)
+        match self {
+            Compound::Map {
+                ser,
+                state: State::Raw,
+            } => value.serialize(RawValueEmitter {
+                writer: &mut ser.writer,
+            }),
+            _ => ser::SerializeMap::serialize_entry(self, key, value),
+        }
     }
 
     #[inline]
     fn end(self) -> Result<()> {
-        ser::SerializeMap::end(self)
+        match self {
+            Compound::Map {
+                state: State::Raw, ..
+            } => Ok(()),
+            _ => ser::SerializeMap::end(self),
+        }
     }
 }
 
@@ -1351,5 +1457,33 @@ mod tests {
         let mut buf = [0u8; 128];
         let n = to_slice(&s, &mut buf).unwrap();
         assert_eq!(&buf[..n], b"\"hello\\n\\\"world\\\"\"");
+    }
+
+    // vserverd: JSON serialized earlier is copied in place, as serde_json does for RawValue.
+    #[test]
+    fn raw_value_is_copied_verbatim() {
+        struct Raw(&'static str);
+        impl Serialize for Raw {
+            fn serialize<S: ser::Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+                use ser::SerializeStruct;
+                let mut st = s.serialize_struct(RAW_VALUE_TOKEN, 1)?;
+                st.serialize_field(RAW_VALUE_TOKEN, self.0)?;
+                st.end()
+            }
+        }
+        #[derive(Serialize)]
+        struct Reply {
+            guests: Raw,
+            n: u8,
+        }
+        let mut buf = [0u8; 128];
+        let r = Reply {
+            guests: Raw(r#"[{"name":"a\"b"}]"#),
+            n: 1,
+        };
+        let n = to_slice(&r, &mut buf).unwrap();
+        assert_eq!(&buf[..n], br#"{"guests":[{"name":"a\"b"}],"n":1}"#);
+        let mut small = [0u8; 8];
+        assert_eq!(to_slice(&r, &mut small), Err(Error::BufferTooSmall));
     }
 }
