@@ -62,6 +62,19 @@ impl Watcher {
         })
     }
 
+    /// Watches every folder below the root. Adding a watch that exists already is harmless
+    /// (inotify returns the same descriptor), so this is also the repair after lost events.
+    fn add_guest_folders(&mut self) {
+        let Ok(rd) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                self.add_tree(&e.path());
+            }
+        }
+    }
+
     /// Watches `dir` and every directory below it (symlinks are not followed).
     fn add_tree(&mut self, dir: &Path) {
         let Some(scope) = self.scope_of(dir) else {
@@ -114,13 +127,7 @@ pub fn spawn(d: Arc<Daemon>) {
             return;
         }
     }
-    if let Ok(rd) = std::fs::read_dir(&root) {
-        for e in rd.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                w.add_tree(&e.path());
-            }
-        }
-    }
+    w.add_guest_folders();
     // After the watches: nothing changed since is missed.
     d.catalog.reload_all(&d.roots());
     d.catalog.set_live(true);
@@ -160,6 +167,9 @@ pub fn spawn(d: Arc<Daemon>) {
                     }
                 };
                 if ev.mask.contains(EventMask::Q_OVERFLOW) {
+                    // Lost events may include new folders: watch them too, then re-read all.
+                    tracing::info!("inotify queue overflowed: rescanning the config root");
+                    w.add_guest_folders();
                     dirty.insert(Scope::All);
                     continue;
                 }
