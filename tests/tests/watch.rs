@@ -53,6 +53,37 @@ fn new_changed_and_deleted_guests_are_seen() {
     d.wait_until("the guest to vanish", || names(&d).is_empty());
 }
 
+/// A guest folder may be a symlink to a folder elsewhere: it is listed, edits made in the
+/// real folder are seen (whether the link came before or after the daemon), and removing the
+/// link removes the guest.
+#[test]
+fn a_symlinked_guest_folder_is_watched() {
+    let mut d = TestDaemon::start();
+    let real = d.dir.path().join("elsewhere-linked");
+    let cfg = GuestBuilder::new("linked").context(43003).write(&d);
+    d.wait_until("the guest in List", || names(&d) == ["linked"]);
+    // Moved out of the root: gone, and its watches with it.
+    std::fs::rename(&cfg, &real).unwrap();
+    d.wait_until("the moved guest to vanish", || names(&d).is_empty());
+    std::os::unix::fs::symlink(&real, &cfg).unwrap();
+    d.wait_until("the linked guest in List", || names(&d) == ["linked"]);
+    let mark = |d: &TestDaemon, m: &str| {
+        std::fs::create_dir_all(real.join("apps/init")).unwrap();
+        std::fs::write(real.join("apps/init/mark"), format!("{m}\n")).unwrap();
+        d.wait_until(&format!("mark {m}"), || {
+            summary(d, "linked")["mark"] == serde_json::json!([m])
+        });
+    };
+    mark(&d, "one");
+    mark(&d, "two");
+    // A daemon started with the link in place watches through it too.
+    d.stop();
+    d.spawn();
+    mark(&d, "three");
+    std::fs::remove_file(&cfg).unwrap();
+    d.wait_until("the unlinked guest to vanish", || names(&d).is_empty());
+}
+
 /// List is answered from the list built last while nothing changed: every state change must
 /// show at once, with no wait, as the call that made it has returned.
 #[test]

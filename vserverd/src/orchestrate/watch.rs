@@ -69,13 +69,31 @@ impl Watcher {
             return;
         };
         for e in rd.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
+            // A guest folder may be a symlink to a folder elsewhere (List shows those too).
+            if e.path().is_dir() {
                 self.add_tree(&e.path());
             }
         }
     }
 
-    /// Watches `dir` and every directory below it (symlinks are not followed).
+    /// Drops the watches of a guest folder that left the root (moved away, or a symlink
+    /// removed): the kernel keeps them while the folder itself lives on.
+    fn forget(&mut self, scope: &Scope) {
+        let gone: Vec<WatchDescriptor> = self
+            .dirs
+            .iter()
+            .filter(|(_, (_, s))| s == scope)
+            .map(|(wd, _)| wd.clone())
+            .collect();
+        for wd in gone {
+            self.dirs.remove(&wd);
+            // Fails when the kernel dropped it already (the folder was deleted): fine.
+            let _ = self.watches.remove(wd);
+        }
+    }
+
+    /// Watches `dir` and every directory below it. Symlinks below it are not followed: a
+    /// guest's `vdir` and `cache` lead to its files, not its config.
     fn add_tree(&mut self, dir: &Path) {
         let Some(scope) = self.scope_of(dir) else {
             return;
@@ -183,13 +201,22 @@ pub fn spawn(d: Arc<Daemon>) {
                 let name: Option<OsString> = ev.name.map(|n| n.to_os_string());
                 let path = name.as_ref().map(|n| dir.join(n)).unwrap_or(dir.clone());
                 // A new directory (a new guest, or a folder inside one): watch it, then read it.
-                if ev.mask.contains(EventMask::ISDIR)
-                    && (ev.mask.contains(EventMask::CREATE)
-                        || ev.mask.contains(EventMask::MOVED_TO))
-                {
+                // In the root a symlink to a folder is a guest folder too.
+                let at_root = dir == w.root;
+                let arrived =
+                    ev.mask.contains(EventMask::CREATE) || ev.mask.contains(EventMask::MOVED_TO);
+                if arrived && (ev.mask.contains(EventMask::ISDIR) || (at_root && path.is_dir())) {
                     w.add_tree(&path);
                 }
-                let s = if dir == w.root {
+                let left =
+                    ev.mask.contains(EventMask::DELETE) || ev.mask.contains(EventMask::MOVED_FROM);
+                if at_root && left && !path.is_dir() {
+                    // Only a guest's: .defaults shares its scope with the root's own watch.
+                    if let Some(s @ Scope::Guest(_)) = w.scope_of(&path) {
+                        w.forget(&s);
+                    }
+                }
+                let s = if at_root {
                     w.scope_of(&path)
                 } else {
                     Some(scope)
