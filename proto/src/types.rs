@@ -173,7 +173,8 @@ pub struct Progress {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomType)]
 pub struct Event {
     pub name: String,
-    /// starting, running, stopping, stopped, failed, config-changed, added, removed.
+    /// starting running stopping stopped failed reboot halt exited config-changed, or lost.
+    // "lost" (no name): events were dropped because the client read too slowly.
     pub kind: String,
     pub message: Option<String>,
 }

@@ -194,3 +194,65 @@ fn events_stream_state_changes() {
     let _ = child.wait();
     assert_eq!(kinds, ["starting", "running", "stopping", "stopped"]);
 }
+
+/// A client that reads Events too slowly is told that it missed some ("lost"), as inotify
+/// tells of a queue overflow, instead of silently seeing a stream with holes.
+#[test]
+fn a_slow_events_client_is_told_what_it_lost() {
+    let d = TestDaemon::start();
+    let n = 1100u32;
+    for i in 0..n {
+        GuestBuilder::new(&format!("e{i:04}"))
+            .context(45000 + i)
+            .write(&d);
+    }
+    d.wait_until("every guest in List", || names(&d).len() == n as usize);
+    let mut slow = harness::varlink::Raw::connect(&d.socket);
+    slow.send(&serde_json::json!({"method": "org.linux-vserver.Manager.Events", "more": true}));
+    // The subscription is made when the call arrives: one event read proves it.
+    std::fs::write(d.guest_config("e0000").join("nice"), "0\n").unwrap();
+    let first = slow.recv().expect("an event");
+    assert_eq!(first["parameters"]["name"], "e0000", "{first}");
+
+    // Three changes to .defaults, each a config-changed event for every guest (3300), while
+    // the client reads nothing: far more than its socket and the daemon's queue hold.
+    let applied = |d: &TestDaemon| {
+        d.log()
+            .matches(&format!("config changes applied to {n} guests"))
+            .count()
+    };
+    let before = applied(&d);
+    std::fs::create_dir_all(d.config_root.join(".defaults")).unwrap();
+    for i in 0..3 {
+        std::fs::write(d.config_root.join(".defaults/README"), format!("{i}\n")).unwrap();
+        d.wait_until("the watcher to apply the change", || {
+            applied(&d) > before + i
+        });
+    }
+    let mut seen = 0;
+    let lost = loop {
+        let ev = slow.recv().expect("the stream goes on");
+        let p = &ev["parameters"];
+        if p["kind"] == "lost" {
+            break p.clone();
+        }
+        assert_eq!(p["kind"], "config-changed", "{ev}");
+        seen += 1;
+        assert!(seen < 3 * n, "every event arrived: nothing was lost");
+    };
+    assert_eq!(lost["name"], "");
+    assert!(
+        lost["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("events were dropped") && m.contains("call List")),
+        "{lost}"
+    );
+    // The stream goes on after the notice.
+    std::fs::write(d.guest_config("e0001").join("nice"), "0\n").unwrap();
+    loop {
+        let ev = slow.recv().expect("the stream goes on");
+        if ev["parameters"]["name"] == "e0001" {
+            break;
+        }
+    }
+}

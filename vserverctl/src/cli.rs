@@ -189,7 +189,8 @@ pub enum Command {
     /// Attach to a running guest's console (/dev/console); Ctrl-] detaches. Everything the
     /// console shows is also in RUN_DIR/guests/NAME.log.
     Console { name: String },
-    /// Stream guest state changes.
+    /// Stream guest state changes, a line each: NAME KIND MESSAGE. A client that fell too
+    /// far behind gets "- lost ..." and should re-read the list.
     Events {
         #[command(flatten)]
         out: Output,

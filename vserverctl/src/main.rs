@@ -283,7 +283,9 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
                 if out.json {
                     render::json(&ev);
                 } else {
-                    println!("{} {} {}", ev.name, ev.kind, ev.message.unwrap_or_default());
+                    // "lost" concerns no one guest: "-" keeps the columns.
+                    let name = if ev.name.is_empty() { "-" } else { &ev.name };
+                    println!("{name} {} {}", ev.kind, ev.message.unwrap_or_default());
                 }
             }
             Ok(0)

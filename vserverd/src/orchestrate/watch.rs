@@ -250,6 +250,7 @@ async fn apply(d: &Arc<Daemon>, dirty: BTreeSet<Scope>) {
             })
             .collect()
     };
+    tracing::debug!("config changes applied to {} guests", names.len());
     for n in names {
         let entry = d.catalog.all().get(&n).cloned();
         d.guests.emit(

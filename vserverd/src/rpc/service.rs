@@ -460,15 +460,21 @@ impl Manager {
         }
         let rx = self.daemon.guests.subscribe();
         stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(ev) => {
-                        return Some((Ok(Reply::new(Some(ev)).set_continues(Some(true))), rx))
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                }
-            }
+            let ev = match rx.recv().await {
+                Ok(ev) => ev,
+                // The client read too slowly and the oldest events were dropped: say so (as
+                // inotify's queue overflow does), so it can re-read List.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => proto::Event {
+                    name: String::new(),
+                    kind: "lost".into(),
+                    message: Some(format!(
+                        "{n} events were dropped because this client read too slowly; \
+                         call List to see the current state"
+                    )),
+                },
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            };
+            Some((Ok(Reply::new(Some(ev)).set_continues(Some(true))), rx))
         })
         .boxed()
     }
