@@ -72,18 +72,27 @@ where
                     _ => {
                         let sem = sem.clone();
                         let fut = job(n.clone());
-                        let name = n.clone();
-                        running.push(tokio::spawn(async move {
+                        let task = tokio::spawn(async move {
                             let _permit = sem.acquire_owned().await;
-                            (name, fut.await)
-                        }));
+                            fut.await
+                        });
+                        // The name stays out here: a task that panicked still has an outcome,
+                        // and its dependents are skipped instead of forgotten.
+                        let name = n.clone();
+                        running.push(async move {
+                            let r = task.await.unwrap_or_else(|e| {
+                                tracing::error!("the task for {name} panicked: {e}");
+                                Err(format!("internal error: {e}"))
+                            });
+                            (name, r)
+                        });
                     }
                 }
             }
         }
         match running.next().await {
             None => break,
-            Some(Ok((n, r))) => {
+            Some((n, r)) => {
                 done.insert(
                     n,
                     match r {
@@ -92,7 +101,6 @@ where
                     },
                 );
             }
-            Some(Err(e)) => tracing::error!("a lifecycle task panicked: {e}"),
         }
     }
     done
@@ -320,6 +328,21 @@ mod tests {
         assert_eq!(out["c"], Outcome::Skipped("a".into()));
         assert_eq!(out["x"], Outcome::Done);
         assert!(!order.lock().unwrap().contains(&"b".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_and_its_dependents_are_skipped() {
+        let nodes: BTreeSet<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        let pre: BTreeMap<String, Vec<String>> = [("b".to_string(), vec!["a".to_string()])]
+            .into_iter()
+            .collect();
+        let out = run_dag(&nodes, &pre, 2, true, |n| async move {
+            assert_ne!(n, "a", "a job that panics");
+            Ok(())
+        })
+        .await;
+        assert!(matches!(&out["a"], Outcome::Failed(e) if e.contains("internal error")));
+        assert_eq!(out["b"], Outcome::Skipped("a".into()));
     }
 
     #[tokio::test]
