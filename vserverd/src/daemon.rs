@@ -325,8 +325,13 @@ impl Daemon {
                     },
                 })
                 .collect();
+        // Kept and sent again while nothing changes only when the watcher keeps the catalog.
         GuestList {
-            guests: proto::Guests::serialized(guests),
+            guests: if self.catalog.live() {
+                proto::Guests::serialized(guests)
+            } else {
+                guests.into()
+            },
         }
     }
 
