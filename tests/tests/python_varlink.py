@@ -1,9 +1,11 @@
 """Calls vserverd through python's varlink package and checks the answers."""
+import os
 import sys
+import threading
 
 import varlink
 
-address, idl = sys.argv[1], sys.argv[2]
+address, idl, web_config = sys.argv[1], sys.argv[2], sys.argv[3]
 
 with varlink.Client(address=address) as client:
     # GetInfo / GetInterfaceDescription through the client's own introspection.
@@ -32,4 +34,23 @@ with varlink.Client(address=address) as client:
             assert e.parameters()["name"] == "nosuch"
         else:
             raise AssertionError("Status(nosuch) did not fail")
+    # A `more` call: Events streams to python too. The call goes out at the first next(), so a
+    # thread edits web's config until the first event arrives.
+    stop = threading.Event()
+
+    def poke():
+        i = 0
+        while not stop.is_set():
+            with open(os.path.join(web_config, "nice"), "w") as f:
+                f.write("%d\n" % (i % 2))
+            i += 1
+            stop.wait(0.1)
+
+    threading.Thread(target=poke, daemon=True).start()
+    with client.open("org.linux-vserver.Manager") as m:
+        events = m.Events(_more=True)
+        first = next(events)
+        stop.set()
+        assert first["name"] == "web", first
+        assert first["kind"] == "config-changed", first
 print("python varlink: ok")

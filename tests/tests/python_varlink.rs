@@ -3,7 +3,7 @@
 use harness::{require, GuestBuilder};
 
 #[test]
-fn python_varlink_client_reads_info_description_list_and_status() {
+fn python_varlink_client_reads_info_description_list_status_and_events() {
     let have = std::process::Command::new("python3")
         .args(["-c", "import varlink"])
         .status()
@@ -12,7 +12,7 @@ fn python_varlink_client_reads_info_description_list_and_status() {
         return;
     }
     let mut d = harness::TestDaemon::prepare();
-    GuestBuilder::new("web")
+    let web = GuestBuilder::new("web")
         .context(40100)
         .file("apps/init/mark", "default\n")
         .write(&d);
@@ -22,6 +22,7 @@ fn python_varlink_client_reads_info_description_list_and_status() {
         .arg(script)
         .arg(format!("unix:{}", d.socket.display()))
         .arg(proto::IDL.trim_end())
+        .arg(&web)
         .output()
         .expect("python3");
     assert!(
