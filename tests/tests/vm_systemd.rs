@@ -26,7 +26,12 @@ systemctl show -P TriggeredBy vserverd.service | grep -q vserverd.socket || fail
 for g in a b c; do [ "$(field $g state)" = running ] || fail "$g is $(field $g state) after boot"; done
 [ "$(grep start /run/order.log | tr '\n' ' ')" = "start a start b start c " ] || fail "start order: $(cat /run/order.log)"
 [ "$(field lim state)" = stopped ] || fail "an unmarked guest was started"
-step "boot: a, b, c running, started in dependency order by vserverd-autostart via the socket"
+[ "$(field bad state)" != running ] || fail "bad runs though its pre-start failed"
+[ "$(systemctl show -P ExecMainStatus vserverd-autostart.service)" = 1 ] \
+  || fail "the start's failure is not in the unit's status"
+journalctl -b --no-pager -o cat -u vserverd-autostart.service | grep -q "no start today" \
+  || fail "bad's error is not in the unit's journal"
+step "boot: a, b, c running, started in dependency order by vserverd-autostart via the socket; bad failed, reported, the unit active"
 
 # Stopping the service leaves the guests; the next call activates a daemon that adopts them.
 PA=$(field a init_pid)
@@ -130,6 +135,20 @@ fn guests(dir: &Path) {
             .unwrap();
         }
     }
+    // Marked too, but its pre-start hook fails: the others start, the unit stays active.
+    let bad = GuestBuilder::busybox("bad")
+        .context(4304)
+        .file("apps/init/mark", "default\n")
+        .file(
+            "scripts/pre-start",
+            "#!/bin/sh\necho 'no start today' >&2\nexit 1\n",
+        )
+        .write_to(&cfg, &vdir);
+    std::fs::set_permissions(
+        bad.join("scripts/pre-start"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     GuestBuilder::busybox("lim")
         .context(4310)
         .file("rlimits/rss", "16384\n")
