@@ -32,6 +32,13 @@ pub fn require(ok: bool, what: &str) -> bool {
     false
 }
 
+/// The prerequisites of every test that starts busybox guests: root and busybox-static.
+#[must_use]
+pub fn require_busybox_guests() -> bool {
+    require(is_root(), "root")
+        && require(guest::busybox_available(), "busybox-static (/bin/busybox)")
+}
+
 /// Whether we run as root.
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

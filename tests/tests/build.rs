@@ -3,7 +3,6 @@
 
 use std::process::Command;
 
-use harness::guest::busybox_available;
 use harness::{is_root, require, GuestBuilder, TestDaemon};
 
 fn leftovers(d: &TestDaemon) -> Vec<String> {
@@ -105,7 +104,7 @@ fn skeleton_writes_a_valid_config_tree() {
 
 #[test]
 fn template_and_clone_build_guests_that_start() {
-    if !require(is_root(), "root") || !require(busybox_available(), "busybox-static") {
+    if !harness::require_busybox_guests() {
         return;
     }
     let mut d = TestDaemon::prepare();
@@ -193,8 +192,7 @@ fn used_bytes(p: &std::path::Path) -> u64 {
 
 #[test]
 fn a_clone_shares_its_blocks_on_a_reflink_file_system() {
-    if !require(is_root(), "root")
-        || !require(busybox_available(), "busybox-static")
+    if !harness::require_busybox_guests()
         || !require(
             std::path::Path::new("/usr/sbin/mkfs.xfs").exists(),
             "mkfs.xfs (xfsprogs)",

@@ -4,8 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use harness::guest::busybox_available;
-use harness::{is_root, require, GuestBuilder, TestDaemon};
+use harness::{GuestBuilder, TestDaemon};
 
 struct Vserver {
     bin: std::path::PathBuf,
@@ -60,7 +59,7 @@ impl Vserver {
 
 #[test]
 fn a_util_vserver_session() {
-    if !require(is_root(), "root") || !require(busybox_available(), "busybox-static") {
+    if !harness::require_busybox_guests() {
         return;
     }
     let mut d = TestDaemon::prepare();
@@ -142,7 +141,7 @@ fn a_util_vserver_session() {
 
 #[test]
 fn vserverctl_delete_refuses_a_running_guest() {
-    if !require(is_root(), "root") || !require(busybox_available(), "busybox-static") {
+    if !harness::require_busybox_guests() {
         return;
     }
     let mut d = TestDaemon::prepare();

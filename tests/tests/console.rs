@@ -2,12 +2,11 @@
 //! holds; `vserverctl console` attaches to it, everything it shows is logged, and both survive
 //! the daemon.
 
-use harness::guest::busybox_available;
-use harness::{is_root, require, GuestBuilder, TestDaemon};
+use harness::{GuestBuilder, TestDaemon};
 
 #[test]
 fn the_console_is_a_pty_kept_apart_from_the_daemon() {
-    if !require(is_root(), "root") || !require(busybox_available(), "busybox-static") {
+    if !harness::require_busybox_guests() {
         return;
     }
     let mut d = TestDaemon::prepare();

@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use harness::guest::{busybox_available, install_host_binary, workspace_binary};
-use harness::{is_root, require, GuestBuilder, TestDaemon};
+use harness::guest::{install_host_binary, workspace_binary};
+use harness::{require, GuestBuilder, TestDaemon};
 
 fn prerequisites() -> bool {
-    require(is_root(), "root") && require(busybox_available(), "busybox-static (/bin/busybox)")
+    harness::require_busybox_guests()
 }
 
 fn proc_status(pid: i32, key: &str) -> String {

@@ -2,12 +2,10 @@
 //! host route per address. The daemon runs in a network namespace the test makes, which
 //! stands in for the host's network: the real host's network is never touched.
 
-use harness::guest::busybox_available;
-use harness::{is_root, require, GuestBuilder, TestDaemon};
+use harness::{require, GuestBuilder, TestDaemon};
 
 fn prerequisites() -> bool {
-    require(is_root(), "root")
-        && require(busybox_available(), "busybox-static (/bin/busybox)")
+    harness::require_busybox_guests()
         && require(
             std::path::Path::new("/usr/bin/nsenter").exists(),
             "nsenter (util-linux)",

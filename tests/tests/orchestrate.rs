@@ -3,11 +3,10 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use harness::guest::busybox_available;
-use harness::{is_root, require, GuestBuilder, TestDaemon};
+use harness::{GuestBuilder, TestDaemon};
 
 fn prerequisites() -> bool {
-    require(is_root(), "root") && require(busybox_available(), "busybox-static (/bin/busybox)")
+    harness::require_busybox_guests()
 }
 
 /// A busybox guest whose pre-start and post-stop hooks log its name, so the test sees order.

@@ -1,11 +1,10 @@
 //! Limits on this host's cgroups (v1 controllers on a hybrid host; the v2 path runs in the VM
 //! tier): memory enforced, a fork bomb contained, a CPU quota measured, live changes.
 
-use harness::guest::busybox_available;
-use harness::{is_root, require, GuestBuilder, TestDaemon};
+use harness::{GuestBuilder, TestDaemon};
 
 fn prerequisites() -> bool {
-    require(is_root(), "root") && require(busybox_available(), "busybox-static (/bin/busybox)")
+    harness::require_busybox_guests()
 }
 
 fn cg_read(d: &TestDaemon, name: &str, file: &str) -> String {

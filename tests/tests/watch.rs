@@ -4,8 +4,7 @@
 
 use std::io::BufRead;
 
-use harness::guest::busybox_available;
-use harness::{is_root, require, GuestBuilder, TestDaemon};
+use harness::{GuestBuilder, TestDaemon};
 
 /// The guests of `vserverctl list --json`.
 fn listed(d: &TestDaemon) -> Vec<serde_json::Value> {
@@ -88,7 +87,7 @@ fn a_symlinked_guest_folder_is_watched() {
 /// show at once, with no wait, as the call that made it has returned.
 #[test]
 fn list_shows_each_state_change_at_once() {
-    if !require(is_root(), "root") || !require(busybox_available(), "busybox-static") {
+    if !harness::require_busybox_guests() {
         return;
     }
     let mut d = TestDaemon::prepare();
@@ -106,7 +105,7 @@ fn list_shows_each_state_change_at_once() {
 
 #[test]
 fn a_running_guests_changed_config_needs_a_restart() {
-    if !require(is_root(), "root") || !require(busybox_available(), "busybox-static") {
+    if !harness::require_busybox_guests() {
         return;
     }
     let mut d = TestDaemon::prepare();
@@ -145,7 +144,7 @@ fn a_running_guests_changed_config_needs_a_restart() {
 
 #[test]
 fn events_stream_state_changes() {
-    if !require(is_root(), "root") || !require(busybox_available(), "busybox-static") {
+    if !harness::require_busybox_guests() {
         return;
     }
     let mut d = TestDaemon::prepare();
