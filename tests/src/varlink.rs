@@ -27,6 +27,13 @@ impl Raw {
         self.sock.write_all(b).expect("write");
     }
 
+    /// Writes what the daemon takes of `b`: a write that the daemon ends by closing the
+    /// connection is not an error here.
+    pub fn try_send_bytes(&mut self, b: &[u8]) {
+        let _ = self.sock.set_write_timeout(Some(Duration::from_secs(10)));
+        let _ = self.sock.write_all(b);
+    }
+
     pub fn send(&mut self, v: &Value) {
         let mut b = serde_json::to_vec(v).expect("json");
         b.push(0);

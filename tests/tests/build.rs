@@ -305,3 +305,52 @@ fn debootstrap_builds_a_debian_guest_that_starts() {
         .starts_with("12"));
     d.ctl_ok(&["stop", "deb"]);
 }
+
+#[test]
+fn delete_removes_a_20000_deep_tree_and_the_daemon_lives() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    use rustix::fs::{Mode, OFlags};
+    let d = TestDaemon::start();
+    GuestBuilder::new("deep").context(47010).write(&d);
+    // What guest root makes in a second: a directory chain 20 000 deep (made here through
+    // dirfds: as a path it would pass PATH_MAX), with a file every 1000 levels and a symlink
+    // out of the tree at the bottom.
+    let root = d.guest_root("deep");
+    let outside = d.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("keep"), "k").unwrap();
+    let mut fd = rustix::fs::open(&root, OFlags::DIRECTORY, Mode::empty()).unwrap();
+    for i in 0..20_000 {
+        rustix::fs::mkdirat(&fd, c"d", Mode::from_raw_mode(0o755)).unwrap();
+        fd = rustix::fs::openat(&fd, c"d", OFlags::DIRECTORY, Mode::empty()).unwrap();
+        if i % 1000 == 0 {
+            let f = rustix::fs::openat(
+                &fd,
+                c"f",
+                OFlags::CREATE | OFlags::WRONLY,
+                Mode::from_raw_mode(0o644),
+            )
+            .unwrap();
+            drop(f);
+        }
+    }
+    rustix::fs::symlinkat(outside.to_str().unwrap(), &fd, c"out").unwrap();
+    drop(fd);
+    let o = d.ctl(&["delete", "deep", "--yes"]);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!root.exists(), "the guest root is left");
+    assert!(!d.config_root.join("deep").exists(), "the config is left");
+    assert!(
+        outside.join("keep").exists(),
+        "delete followed the guest's symlink"
+    );
+    // The daemon is alive and serving.
+    d.ctl_ok(&["list"]);
+}

@@ -44,3 +44,52 @@ fn the_console_is_a_pty_kept_apart_from_the_daemon() {
     let (ok, out) = d.console("con", "", "not running");
     assert!(!ok && out.contains("not running"), "{out}");
 }
+
+#[test]
+fn a_console_flood_stays_within_the_log_cap_and_delete_removes_the_logs() {
+    if !harness::require_busybox_guests() {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("flood").context(45002).write(&d);
+    // 5 MB on the console, then the marker a test waits for.
+    std::fs::write(
+        d.guest_root("flood").join("etc/inittab"),
+        "::sysinit:/bin/sh -c 'yes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ | head -c 5000000; echo flood-done'\n\
+         ::respawn:/bin/sleep 1000000\n::ctrlaltdel:/sbin/poweroff -f\n",
+    )
+    .unwrap();
+    d.spawn();
+    d.ctl_ok(&["start", "flood"]);
+    let log = d.run_dir.join("guests/flood.log");
+    d.wait_until("the flood's end in the log", || {
+        std::fs::read_to_string(&log).is_ok_and(|s| s.contains("flood-done"))
+    });
+    let m = std::fs::metadata(&log).unwrap();
+    let cap = 1 << 20;
+    assert!(m.len() <= cap, "log is {} bytes", m.len());
+    assert!(
+        m.blocks() * 512 <= cap + 65536,
+        "log holds {} blocks",
+        m.blocks()
+    );
+    let text = std::fs::read(&log).unwrap();
+    assert!(
+        text.starts_with(b"[vserverd: console log cut at 1 MiB]"),
+        "the log after a cut starts with {:?}",
+        String::from_utf8_lossy(&text[..text.len().min(80)])
+    );
+    assert!(!text.contains(&0u8), "NUL bytes in the log");
+    // The next run keeps this run's log as flood.log.1, within the same cap.
+    d.ctl_ok(&["restart", "flood"]);
+    let prev = d.run_dir.join("guests/flood.log.1");
+    d.wait_until("the last run's log kept", || {
+        std::fs::read_to_string(&prev).is_ok_and(|s| s.contains("flood-done"))
+    });
+    d.ctl_ok(&["delete", "flood", "--stop", "--yes"]);
+    assert!(
+        !log.exists() && !prev.exists(),
+        "delete left the console logs"
+    );
+}

@@ -262,3 +262,50 @@ fn oneway_calls_get_no_reply() {
     );
     assert_eq!(r["error"], "org.linux-vserver.Manager.NoSuchGuest", "{r}");
 }
+
+/// The daemon's memory, as /proc says (kB).
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_oversized_request_gets_an_error_and_its_connection_ends() {
+    let d = TestDaemon::start();
+    let before = rss_kb(d.pid().unwrap());
+    // 16 clients each sending 8 MiB of a never-ending call (the review held 1.95 GB this way).
+    let mut big = Vec::new();
+    for _ in 0..16 {
+        let mut c = Raw::connect(&d.socket);
+        let mut msg = br#"{"method":"org.linux-vserver.Manager.List","parameters":{"x":""#.to_vec();
+        msg.resize(8 << 20, b'a');
+        // The daemon stops reading at its bound: the rest of the write may fail.
+        c.try_send_bytes(&msg);
+        big.push(c);
+    }
+    for c in &mut big {
+        let r = c.recv().expect("an error reply before the connection ends");
+        assert_eq!(r["error"], "org.varlink.service.InvalidParameter", "{r}");
+        assert!(
+            r["parameters"]["parameter"]
+                .as_str()
+                .unwrap_or("")
+                .contains("64 KiB"),
+            "{r}"
+        );
+        assert!(c.recv().is_none(), "the connection should be closed");
+    }
+    let after = rss_kb(d.pid().unwrap());
+    eprintln!("daemon RSS {before} kB before, {after} kB after 16 oversized requests");
+    assert!(
+        after < before + 32 * 1024,
+        "the daemon grew from {before} to {after} kB"
+    );
+    let mut c = Raw::connect(&d.socket);
+    let r = c.call("org.linux-vserver.Manager.List", json!({}));
+    assert!(r["parameters"]["guests"].is_array(), "{r}");
+}

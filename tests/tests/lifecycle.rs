@@ -76,15 +76,23 @@ fn busybox_guest_runs_isolated_and_stops_without_a_trace() {
         nspid.ends_with("\t1") || nspid.ends_with(" 1"),
         "NSpid {nspid:?}"
     );
-    // New mnt, uts, ipc, pid, cgroup and time namespaces; the host's network.
-    for kind in ["mnt", "uts", "ipc", "pid", "cgroup", "time"] {
+    // New mnt, uts, ipc, pid, cgroup, time and network namespaces: without interfaces/,
+    // a network of its own with loopback only, up.
+    for kind in ["mnt", "uts", "ipc", "pid", "cgroup", "time", "net"] {
         assert_ne!(
             ns(&pid.to_string(), kind),
             ns("self", kind),
             "{kind} namespace shared"
         );
     }
-    assert_eq!(ns(&pid.to_string(), "net"), ns("self", "net"));
+    let links = std::process::Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["ip", "-o", "link", "show"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout).to_string();
+    assert_eq!(links.lines().count(), 1, "{links}");
+    assert!(links.contains(": lo:") && links.contains(",UP"), "{links}");
     // util-vserver's secure default bounding set, and the seccomp filters.
     assert_eq!(
         proc_status(pid, "CapBnd"),
@@ -469,6 +477,16 @@ fn escape_attempts_from_guest_root_fail() {
     std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o755)).unwrap();
     let host_only = d.dir.path().join("host-only-marker");
     std::fs::write(&host_only, "host").unwrap();
+    // Host-only services a guest must not reach: 127.0.0.1 and an abstract unix socket.
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port().to_string();
+    let abstract_name = format!("vserverd-escape-{}", std::process::id());
+    let _abstract = {
+        use std::os::linux::net::SocketAddrExt;
+        let a =
+            std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap();
+        std::os::unix::net::UnixListener::bind_addr(&a).unwrap()
+    };
     d.spawn();
     let daemon_bin = std::fs::read(harness::bins::vserverd()).unwrap();
     for g in ["jail", "reaper"] {
@@ -481,6 +499,7 @@ fn escape_attempts_from_guest_root_fail() {
             (12, "NET_ADMIN"),
             (27, "MKNOD"),
             (17, "SYS_RAWIO"),
+            (19, "SYS_PTRACE"),
         ] {
             assert_eq!(
                 capbnd & (1 << cap),
@@ -497,6 +516,8 @@ fn escape_attempts_from_guest_root_fail() {
             &d.pid().unwrap().to_string(),
             &d.socket.display().to_string(),
             "/root/mem",
+            &port,
+            &abstract_name,
         ]);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
@@ -508,7 +529,7 @@ fn escape_attempts_from_guest_root_fail() {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert!(results.len() >= 18, "{g}: too few attempts ran:\n{text}");
+        assert!(results.len() >= 21, "{g}: too few attempts ran:\n{text}");
         eprintln!("{g}: {text}");
         let escaped: Vec<&serde_json::Value> =
             results.iter().filter(|r| r["escaped"] != false).collect();
@@ -523,6 +544,250 @@ fn escape_attempts_from_guest_root_fail() {
         daemon_bin,
         "the host binary changed"
     );
+}
+
+/// A sysv guest whose `rc` does what the test says for runlevel 3 and ends everything for 6.
+fn sysv_guest(d: &TestDaemon, name: &str, ctx: u32, rc3: &str, extra: &[(&str, &str)]) {
+    let mut b = GuestBuilder::busybox(name)
+        .context(ctx)
+        .file("apps/init/style", "sysv\n");
+    for (f, c) in extra {
+        b = b.file(f, c);
+    }
+    b.write(d);
+    let rc = d.guest_root(name).join("etc/init.d/rc");
+    std::fs::create_dir_all(rc.parent().unwrap()).unwrap();
+    std::fs::write(
+        &rc,
+        format!("#!/bin/sh\ncase $1 in 3) {rc3} ;; 6) kill -TERM -1 ;; esac\nexit 0\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Pids of the guest's processes that are zombies, from its cgroup and /proc/PID/stat.
+fn zombies(d: &TestDaemon, name: &str) -> Vec<String> {
+    let procs = d
+        .cgroup_dirs(name)
+        .into_iter()
+        .find_map(|c| std::fs::read_to_string(c.join("cgroup.procs")).ok())
+        .unwrap_or_default();
+    procs
+        .lines()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| s.contains(") Z "))
+        })
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_sysv_guests_pid1_reaps_orphans_for_its_whole_life() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    // rc 3 leaves no child behind: PID 1 has none left once it returned.
+    sysv_guest(&d, "orphans", 41035, "true", &[("cgroup/pids.max", "20\n")]);
+    d.spawn();
+    d.ctl_ok(&["start", "orphans"]);
+    // Each exec leaves an orphan that the guest's PID 1 inherits and must reap: more of them
+    // than the pids limit allows at once, so unreaped zombies would make later execs fail.
+    for i in 0..40 {
+        let o = d.ctl(&[
+            "exec",
+            "orphans",
+            "--",
+            "/bin/sh",
+            "-c",
+            "/bin/sleep 0.01 & exit 0",
+        ]);
+        assert!(
+            o.status.success(),
+            "exec {i} failed: {}\nzombies: {:?}",
+            String::from_utf8_lossy(&o.stderr),
+            zombies(&d, "orphans")
+        );
+    }
+    d.wait_until("no zombie left in the guest", || {
+        zombies(&d, "orphans").is_empty()
+    });
+    let t = std::time::Instant::now();
+    d.ctl_ok(&["stop", "orphans"]);
+    eprintln!("stop took {:?}", t.elapsed());
+    assert_nothing_left(&d, "orphans", None);
+}
+
+/// Pipe inodes among a process's fds.
+fn pipes_of(pid: &str) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .map(|l| l.display().to_string())
+                .filter(|l| l.starts_with("pipe:"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn no_guest_process_holds_a_pipe_to_the_daemon() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    sysv_guest(&d, "pipes", 41036, "/bin/sleep 1000000 &", &[]);
+    d.spawn();
+    d.ctl_ok(&["start", "pipes"]);
+    // An exec'd process that lives on, and an orphan of one.
+    d.ctl_ok(&[
+        "exec",
+        "pipes",
+        "--",
+        "/bin/sh",
+        "-c",
+        "/bin/sleep 1000000 & exit 0",
+    ]);
+    let daemon = d.pid().unwrap().to_string();
+    let ours = pipes_of(&daemon);
+    let procs: Vec<String> = d
+        .cgroup_dirs("pipes")
+        .into_iter()
+        .find_map(|c| std::fs::read_to_string(c.join("cgroup.procs")).ok())
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert!(procs.len() >= 3, "guest processes: {procs:?}");
+    for p in &procs {
+        let mine = pipes_of(p);
+        let shared: Vec<&String> = mine.iter().filter(|x| ours.contains(x)).collect();
+        assert!(
+            shared.is_empty(),
+            "guest process {p} holds the daemon's pipes {shared:?}"
+        );
+    }
+    let capbnd = u64::from_str_radix(&proc_status(d.init_pid("pipes"), "CapBnd"), 16).unwrap();
+    assert_eq!(
+        capbnd & (1 << 19),
+        0,
+        "CAP_SYS_PTRACE in the default bounding set"
+    );
+    d.ctl_ok(&["stop", "pipes"]);
+}
+
+/// Runs `argv` as the host user nobody, from a shell of theirs (setpriv's own execve would
+/// still hold root's capabilities while the kernel looks the path up); returns whether it
+/// succeeded and what it said.
+fn as_nobody(argv: &[&str]) -> (bool, String) {
+    let o = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["/bin/sh", "-c", "exec \"$0\" \"$@\""])
+        .args(argv)
+        .output()
+        .expect("setpriv");
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+#[test]
+fn host_users_cannot_run_setuid_files_guest_root_planted() {
+    if !prerequisites() || !require(Path::new("/usr/bin/setpriv").exists(), "setpriv") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let mut d = TestDaemon::prepare();
+    // Host users may walk down to the base: only the base itself can stop them.
+    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_dir(&d.vdir_base).unwrap();
+    d.spawn();
+    assert_eq!(mode(&d.vdir_base), 0, "the daemon's new vdir base");
+    GuestBuilder::busybox("suid").context(41037).write(&d);
+    // What guest root can do in its own tree: a setuid-root copy of a host program.
+    let planted = d.guest_root("suid").join("cat");
+    std::fs::copy("/bin/cat", &planted).unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let (ok, said) = as_nobody(&[planted.to_str().unwrap(), "/etc/shadow"]);
+    assert!(!ok && said.contains("Permission denied"), "{said}");
+    // An admin's chmod of the daemon's base is undone at the next daemon start.
+    std::fs::set_permissions(&d.vdir_base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d.stop();
+    d.spawn();
+    assert_eq!(mode(&d.vdir_base), 0, "the barrier restored");
+    // A guest whose root lies where host users can reach it: `check` says so, and the
+    // daemon changes no mode it did not make.
+    let open = d.dir.path().join("open");
+    std::fs::create_dir_all(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = GuestBuilder::busybox("exposed").context(41038).write(&d);
+    std::fs::rename(d.guest_root("exposed"), open.join("exposed")).unwrap();
+    let _ = std::fs::remove_file(cfg.join("vdir"));
+    std::os::unix::fs::symlink(open.join("exposed"), cfg.join("vdir")).unwrap();
+    let out = d.ctl(&["check", "exposed"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("host users can reach the guest root"),
+        "{said}"
+    );
+    assert_eq!(mode(&open), 0o755);
+}
+
+#[test]
+fn a_32_bit_program_runs_in_a_guest_under_the_same_policy() {
+    let cc = "/usr/bin/i686-linux-gnu-gcc";
+    if !prerequisites()
+        || !require(
+            Path::new(cc).exists(),
+            "i686-linux-gnu-gcc (scripts/setup.sh)",
+        )
+    {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("abi32")
+        .context(41039)
+        .file("personality", "linux32\n")
+        .write(&d);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/abi32.c");
+    let bin = d.guest_root("abi32").join("abi32");
+    let o = std::process::Command::new(cc)
+        .args(["-static", "-O2", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    d.spawn();
+    d.ctl_ok(&["start", "abi32"]);
+    let out = d.ctl(&["exec", "abi32", "--", "/abi32"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the i386 program failed ({:?}): {}{}",
+        out.status,
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // linux32: uname says i686; unshare(CLONE_NEWUSER) EPERM, keyctl ENOSYS, as for x86-64.
+    assert!(text.contains("machine=i686"), "{text}");
+    assert!(text.contains("unshare=-1/1 "), "{text}");
+    assert!(text.contains("keyctl=-1/38"), "{text}");
+    let m = d.ctl_ok(&["exec", "abi32", "--", "uname", "-m"]);
+    assert_eq!(m.trim(), "i686");
+    d.ctl_ok(&["stop", "abi32"]);
 }
 
 #[test]

@@ -103,6 +103,7 @@ async fn run(args: Args, activated_fd: Option<OwnedFd>) -> Result<(), String> {
         return Ok(());
     }
     init_logging();
+    raise_fd_limit();
     let read_gid = match &args.read_group {
         None => None,
         Some(g) => Some(
@@ -133,6 +134,7 @@ async fn run(args: Args, activated_fd: Option<OwnedFd>) -> Result<(), String> {
         cgroup_prefix: args.cgroup_prefix,
     };
     let daemon = Arc::new(Daemon::new(opts));
+    vserverd::guest::barrier::ensure_logged(&daemon.roots().vdir_base());
     daemon.settle_cgroup();
     vserverd::guest::build::clean_leftovers(&daemon);
     // Guests of an earlier daemon keep running; take them over before answering anyone.
@@ -173,6 +175,19 @@ async fn run(args: Args, activated_fd: Option<OwnedFd>) -> Result<(), String> {
     }
     tracing::info!("vserverd exits");
     result
+}
+
+/// Connections, pidfds and console fds take one fd each: the soft limit goes up to the hard
+/// one (at most 65536), so 1024 fds inherited from a shell are not the daemon's bound. Stages
+/// put the kernel's default 1024 back for guests (stage/mod.rs).
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let want = hard.min(65536);
+        if want > soft {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, want, hard);
+        }
+    }
 }
 
 /// The socket systemd passed us (LISTEN_FDS/LISTEN_PID), if any.

@@ -2,9 +2,10 @@
 //! guest must not be able to do. Prints one JSON object per attempt:
 //! `{"name": …, "escaped": bool, "detail": …}`; the test fails on any `escaped: true`.
 //!
-//! Usage: vserverd-escape HOST_ONLY_PATH DAEMON_PID SOCKET [DEVICE_NODE]
+//! Usage: vserverd-escape HOST_ONLY_PATH DAEMON_PID SOCKET [DEVICE_NODE [PORT ABSTRACT]]
 //! HOST_ONLY_PATH exists on the host and never inside the guest; DEVICE_NODE is a char
-//! device node the host planted in the guest tree.
+//! device node the host planted in the guest tree; PORT a TCP port the host listens on at
+//! 127.0.0.1 and ABSTRACT the name of an abstract unix socket the host listens on.
 
 use std::ffi::CString;
 use std::os::unix::fs::MetadataExt;
@@ -39,6 +40,8 @@ fn main() {
     let daemon_pid: i32 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(0);
     let socket = args.get(3).cloned().unwrap_or_default();
     let device = args.get(4).cloned();
+    let port: Option<u16> = args.get(5).and_then(|a| a.parse().ok());
+    let abstract_name = args.get(6).cloned();
 
     // SAFETY (all blocks below): plain syscalls with valid, NUL-terminated arguments.
     unsafe {
@@ -127,6 +130,36 @@ fn main() {
                 errno()
             },
         );
+        // Take file descriptors of vserverd's processes the guest sees (PID 1 of a reaper
+        // style; helpers entering the guest): a report channel among them would let guest
+        // root forge what the daemon learns (a pid it then signals or joins).
+        let mut taken = Vec::new();
+        let mut refused = 0;
+        for &pid in &visible {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if !comm.starts_with("vserverd") {
+                continue;
+            }
+            let pfd = libc::syscall(libc::SYS_pidfd_open, pid, 0);
+            if pfd < 0 {
+                continue;
+            }
+            for fd in 0..64 {
+                let got = libc::syscall(libc::SYS_pidfd_getfd, pfd as i32, fd, 0);
+                if got >= 0 {
+                    taken.push(format!("{pid}:{fd}"));
+                    libc::close(got as i32);
+                } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) {
+                    refused += 1;
+                }
+            }
+            libc::close(pfd as i32);
+        }
+        report(
+            "pidfd_getfd from vserverd's processes",
+            !taken.is_empty(),
+            format!("taken {taken:?}, {refused} refused"),
+        );
         let conn = std::os::unix::net::UnixStream::connect(&socket);
         report(
             "reach the control socket",
@@ -134,6 +167,28 @@ fn main() {
             format!("{conn:?}"),
         );
 
+        // The host's network stack: a guest without interfaces/ has loopback of its own.
+        if let Some(port) = port {
+            let c = std::net::TcpStream::connect_timeout(
+                &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                std::time::Duration::from_secs(2),
+            );
+            report(
+                "reach a host-only 127.0.0.1 service",
+                c.is_ok(),
+                format!("{c:?}"),
+            );
+        }
+        if let Some(name) = &abstract_name {
+            use std::os::linux::net::SocketAddrExt;
+            let c = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+                .and_then(|a| std::os::unix::net::UnixStream::connect_addr(&a));
+            report(
+                "reach a host abstract unix socket",
+                c.is_ok(),
+                format!("{c:?}"),
+            );
+        }
         // The guest's root must be the end of every path upwards.
         let root = std::fs::metadata("/").expect("stat /");
         let _ = libc::chdir(c("/").as_ptr());
@@ -191,7 +246,8 @@ fn main() {
         let exe = std::fs::read_link("/proc/1/exe")
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        if exe.contains("memfd") {
+        let comm1 = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+        if exe.contains("memfd") || comm1.starts_with("vserverd") {
             let fd = libc::open(c("/proc/1/exe").as_ptr(), libc::O_WRONLY);
             if fd < 0 {
                 report(

@@ -5,6 +5,7 @@
 //! be applied on a mainline kernel become warnings. Submodules each read one part of the tree.
 
 mod error;
+pub mod exposure;
 pub mod fstab;
 pub mod init;
 pub mod interfaces;
@@ -302,6 +303,14 @@ pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, Conf
 
     let context = context_id(&cfg.join("context"), true, &cfg)?.unwrap_or_default();
     let vdir = read::link_target(&cfg.join("vdir")).unwrap_or_else(|| roots.vdir_base().join(name));
+    if let Some(msg) = exposure::root_warning(&vdir) {
+        let at = if cfg.join("vdir").exists() {
+            cfg.join("vdir")
+        } else {
+            vdir.clone()
+        };
+        w.push(ConfigError::file(&at, msg));
+    }
     let cflags_file = if read::flag(&cfg.join("cflags")) {
         cfg.join("cflags")
     } else {
@@ -322,6 +331,18 @@ pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, Conf
         if read::flag(&cfg.join(f)) {
             w.push(ConfigError::file(&cfg.join(f), msg));
         }
+    }
+    let bcaps = mask(
+        &cfg.join("bcapabilities"),
+        &names::BCAPS,
+        names::BCAPS_SECURE,
+    )?;
+    if bcaps & (1 << names::CAP_SYS_PTRACE) != 0 {
+        w.push(ConfigError::file(
+            &cfg.join("bcapabilities"),
+            "SYS_PTRACE lets guest root trace vserverd's helpers as they enter the guest \
+             (docs/security.md); grant it only to guests you trust",
+        ));
     }
     let ccaps = mask(
         &cfg.join("ccapabilities"),
@@ -370,11 +391,7 @@ pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, Conf
         cache: read::link_target(&cfg.join("cache")),
         nice: system::nice(&cfg)?,
         ionice: system::ionice(&cfg)?,
-        bcaps: mask(
-            &cfg.join("bcapabilities"),
-            &names::BCAPS,
-            names::BCAPS_SECURE,
-        )?,
+        bcaps,
         ccaps,
         cflags: mask(&cflags_file, &names::CFLAGS, names::CFLAGS_DEFAULT)?,
         nflags: mask(&cfg.join("nflags"), &names::NFLAGS, names::NFLAGS_DEFAULT)?,
@@ -418,9 +435,50 @@ pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, Conf
         spaces: spaces::spaces(&cfg, &mut w)?,
         netns: spaces::netns(&cfg, &def)?,
     };
+    if let Some(msg) = unbounded(&config) {
+        w.push(ConfigError::file(&cfg.join("cgroup"), msg));
+    }
     Ok(Loaded {
         config,
         warnings: w,
+    })
+}
+
+/// What `check` says about a guest that runs without a pids or memory bound (util-vserver's
+/// trees carry none unless the admin wrote one): a fork or memory bomb inside it reaches the
+/// host. None when both are bounded.
+pub fn unbounded(c: &GuestConfig) -> Option<String> {
+    let knob = |prefixes: &[&str]| {
+        c.cgroup
+            .settings
+            .iter()
+            .any(|(f, v)| prefixes.iter().any(|p| f.starts_with(p)) && v != "max" && v != "-1")
+    };
+    let rlimit = |names: &[&str]| {
+        c.rlimits.iter().any(|r| {
+            names.contains(&r.name.as_str())
+                && !matches!(
+                    r.limits.hard.or(r.limits.soft),
+                    Some(limits::Limit::Unlimited) | None
+                )
+        })
+    };
+    let pids = knob(&["pids.max"]) || rlimit(&["nproc"]);
+    let memory =
+        knob(&["memory.limit_in_bytes", "memory.max", "memory.high"]) || rlimit(&["rss", "as"]);
+    let mut missing = Vec::new();
+    if !pids {
+        missing.push("no pids limit (cgroup/pids.max)");
+    }
+    if !memory {
+        missing.push("no memory limit (cgroup/memory.limit_in_bytes)");
+    }
+    (!missing.is_empty()).then(|| {
+        format!(
+            "the guest runs unbounded: {}; .defaults/cgroup applies to guests without a \
+             cgroup/ folder",
+            missing.join(", ")
+        )
     })
 }
 

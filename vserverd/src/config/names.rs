@@ -75,7 +75,9 @@ pub static BCAPS: Table = Table {
 };
 
 /// util-vserver's secure default: what a guest keeps with no bcapabilities file (SYS_BOOT for
-/// the reboot helper, AUDIT_WRITE as on every 2.6+ vserver kernel).
+/// the reboot helper, AUDIT_WRITE as on every 2.6+ vserver kernel) — less SYS_PTRACE
+/// (docs/security.md): with it, guest root could trace the privileged helpers that enter its
+/// pid namespace and take their file descriptors (pidfd_getfd).
 pub const BCAPS_SECURE: u64 = b(0)
     | b(1)
     | b(2)
@@ -86,7 +88,6 @@ pub const BCAPS_SECURE: u64 = b(0)
     | b(7)
     | b(10)
     | b(18)
-    | b(19)
     | b(22)
     | b(26)
     | b(28)
@@ -126,6 +127,8 @@ pub static CCAPS: Table = Table {
     what: "ccap",
 };
 
+/// CAP_SYS_PTRACE's number: left out of BCAPS_SECURE, warned about when a tree grants it.
+pub const CAP_SYS_PTRACE: u32 = 19;
 pub const CCAPS_SECURE: u64 = 0x1 | 0x100 | 0x4000;
 
 pub const FLAG_FAKEINIT: u64 = 0x10;
@@ -428,8 +431,8 @@ mod tests {
     }
 
     #[test]
-    fn the_secure_default_is_util_vservers() {
-        let names = BCAPS.names(BCAPS_SECURE);
+    fn the_secure_default_is_util_vservers_less_sys_ptrace() {
+        let names = BCAPS.names(BCAPS_SECURE | b(CAP_SYS_PTRACE));
         assert_eq!(
             names,
             [

@@ -43,7 +43,12 @@ fn a_minimal_guest_gets_util_vservers_defaults() {
     assert_eq!(c.init.style, init::Style::Sysv);
     assert_eq!(c.vshelper.sync_timeout, 30);
     assert_eq!(c.vshelper.action, "restart");
-    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    // A tree without limits is warned about as unbounded, nothing else.
+    assert!(
+        l.warnings.len() == 1 && l.warnings[0].message.contains("unbounded"),
+        "{:?}",
+        l.warnings
+    );
 }
 
 #[test]
@@ -124,9 +129,12 @@ fn cflags_falls_back_to_flags() {
 #[test]
 fn unknown_files_are_warnings_and_errors_name_file_and_line() {
     let t = Tree::new();
-    t.put("web/context", "40000\n").put("web/frobnicate", "x\n");
+    t.put("web/context", "40000\n")
+        .put("web/frobnicate", "x\n")
+        .put("web/cgroup/pids.max", "100\n")
+        .put("web/cgroup/memory.limit_in_bytes", "1G\n");
     let l = t.load("web").unwrap();
-    assert_eq!(l.warnings.len(), 1);
+    assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
     assert!(l.warnings[0].file.ends_with("web/frobnicate"));
     t.put("web/rlimits/nproc", "lots\n");
     let e = t.load("web").unwrap_err();
@@ -226,4 +234,48 @@ proptest! {
         }
         let _ = t.load("g");
     }
+}
+
+#[test]
+fn sys_ptrace_is_not_a_default_capability_and_granting_it_is_warned() {
+    assert_eq!(names::BCAPS_SECURE & (1 << names::CAP_SYS_PTRACE), 0);
+    let t = Tree::new();
+    t.put("web/context", "42\n")
+        .put("web/bcapabilities", "SYS_PTRACE\n");
+    let l = t.load("web").unwrap();
+    assert_ne!(l.config.bcaps & (1 << names::CAP_SYS_PTRACE), 0);
+    assert!(
+        l.warnings.iter().any(|w| w.message.contains("SYS_PTRACE")),
+        "{:?}",
+        l.warnings
+    );
+}
+
+#[test]
+fn a_guest_without_pids_or_memory_limit_is_called_unbounded() {
+    let t = Tree::new();
+    t.put("a/context", "42\n");
+    let w = |n: &str| {
+        t.load(n)
+            .unwrap()
+            .warnings
+            .iter()
+            .map(|w| w.message.clone())
+            .find(|m| m.contains("unbounded"))
+    };
+    let a = w("a").unwrap();
+    assert!(
+        a.contains("no pids limit") && a.contains("no memory limit"),
+        "{a}"
+    );
+    t.put("b/context", "43\n")
+        .put("b/cgroup/pids.max", "100\n")
+        .put("b/rlimits/rss", "100000\n");
+    assert_eq!(w("b"), None);
+    t.put("c/context", "44\n").put("c/cgroup/pids.max", "max\n");
+    assert!(w("c").unwrap().contains("no pids limit"));
+    // .defaults/cgroup stands in for a guest without cgroup/.
+    t.put(".defaults/cgroup/pids.max", "200\n")
+        .put(".defaults/cgroup/memory.limit_in_bytes", "1G\n");
+    assert_eq!(w("a"), None);
 }

@@ -17,8 +17,9 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::Request;
 
-/// A console log is emptied (and says so) when it would grow past this.
-const LOG_MAX: u64 = 1 << 20;
+/// A console log is emptied (and says so) when it would grow past this; with the previous
+/// run's log (NAME.log.1) a guest's console takes at most twice this in the run dir.
+pub const LOG_MAX: u64 = 1 << 20;
 
 struct Console {
     master: File,
@@ -32,6 +33,8 @@ struct Console {
 impl Console {
     fn log(&mut self, data: &[u8]) {
         if self.written + data.len() as u64 > LOG_MAX {
+            // The log is opened O_APPEND: after the cut, writes start again at 0 (a plain
+            // write would go on at the old offset, leaving a sparse file of the old size).
             let _ = self.log.set_len(0);
             let _ = self
                 .log
@@ -187,11 +190,7 @@ fn request(s: UnixStream, consoles: &mut HashMap<String, Console>) {
                 return reply(&s, "watch needs the pty master");
             };
             let master = File::from(master);
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(true)
-                .open(&log);
+            let log = super::open_log(&log);
             match (nonblocking(&master), log) {
                 (Ok(()), Ok(log)) => {
                     consoles.insert(

@@ -27,6 +27,42 @@ use std::time::Duration;
 
 pub use keeper::main;
 
+/// Opens a guest's console log for a new run: the last run's log becomes NAME.log.1 (its
+/// shutdown messages stay readable), and the new one is written O_APPEND, so cutting it back
+/// to empty (keeper.rs) restarts it at offset 0.
+pub fn open_log(log: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if std::fs::metadata(log).is_ok_and(|m| m.len() > 0) {
+        let _ = std::fs::rename(log, previous_log(log));
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NOFOLLOW)
+        .open(log)?;
+    f.set_len(0)?;
+    Ok(f)
+}
+
+fn previous_log(log: &Path) -> PathBuf {
+    let mut p = log.as_os_str().to_owned();
+    p.push(".1");
+    PathBuf::from(p)
+}
+
+/// RUN_DIR/guests/NAME.log, where a guest's console is logged.
+pub fn log_path(run_dir: &Path, name: &str) -> PathBuf {
+    run_dir.join("guests").join(format!("{name}.log"))
+}
+
+/// Removes a guest's console logs (this run's and the last): `delete` leaves none.
+pub fn remove_logs(run_dir: &Path, name: &str) {
+    let log = log_path(run_dir, name);
+    for p in [previous_log(&log), log] {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
 /// argv[1] of the keeper process.
 pub const ARG: &str = "__console";
 

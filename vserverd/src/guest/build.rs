@@ -137,8 +137,11 @@ pub fn clean_leftovers(d: &Daemon) {
             let n = e.file_name().to_string_lossy().into_owned();
             if let Some(name) = n.strip_prefix(".build-") {
                 let root = d.roots().vdir_base().join(format!(".build-{name}"));
-                let _ = std::fs::remove_dir_all(&root);
-                let _ = std::fs::remove_dir_all(e.path());
+                for p in [root, e.path()] {
+                    if let Err(e) = crate::isolate::rmtree::remove_tree(&p) {
+                        tracing::warn!(guest = name, "an interrupted build: {e}");
+                    }
+                }
                 tracing::info!(guest = name, "removed an interrupted build");
             }
         }
@@ -217,16 +220,45 @@ pub async fn build(
             Ok(())
         }
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp_cfg);
-            let _ = std::fs::remove_dir_all(&tmp_root);
-            let _ = std::fs::remove_dir_all(&cfg);
-            if root.exists() && !tmp_root.exists() {
-                // Renamed already: the config rename failed; take the root back too.
-                let _ = std::fs::remove_dir_all(&root);
+            // Renamed already (the config rename failed): take the root back too.
+            let renamed = root.exists() && !tmp_root.exists();
+            let mut undo = vec![tmp_cfg, tmp_root, cfg];
+            if renamed {
+                undo.push(root);
             }
-            Err(failed(name, e))
+            // Off the async threads, without recursion: a template shaped this tree.
+            let left = tokio::task::spawn_blocking(move || {
+                undo.iter()
+                    .filter_map(|p| crate::isolate::rmtree::remove_tree(p).err())
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            if left.is_empty() {
+                Err(failed(name, e))
+            } else {
+                Err(failed(
+                    name,
+                    format!("{e}; rolling back also failed: {}", left.join("; ")),
+                ))
+            }
         }
     }
+}
+
+/// The limits a new guest gets: 4096 processes, and half the host's memory (so that one
+/// guest alone cannot take the host down).
+fn default_limits() -> (u32, u64) {
+    let total_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(2 << 20);
+    (4096, (total_kb * 1024 / 2).max(256 << 20))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -285,6 +317,32 @@ async fn steps(
         if let Some(n) = &f.name {
             write(&dir.join("name"), &format!("{n}\n"))?;
         }
+    }
+    // Bounds a hosting admin would set (the trees util-vserver wrote had none: check warns
+    // about those); edit or remove the files, or `vserverctl set --persist`, to change them.
+    let (pids, memory) = default_limits();
+    write(&cfg.join("cgroup/pids.max"), &format!("{pids}\n"))?;
+    write(
+        &cfg.join("cgroup/memory.limit_in_bytes"),
+        &format!("{memory}\n"),
+    )?;
+    p.send(
+        name,
+        "limits",
+        &format!(
+            "cgroup/pids.max {pids}, cgroup/memory.limit_in_bytes {}M (half this host's memory)",
+            memory >> 20
+        ),
+        GuestState::Stopped,
+    );
+    if ifaces.is_empty() {
+        p.send(
+            name,
+            "network",
+            "no --interface: loopback only (give --interface for an address; noncontext \
+             shares the host's network stack)",
+            GuestState::Stopped,
+        );
     }
     std::os::unix::fs::symlink(final_root, cfg.join("vdir")).map_err(io(&cfg.join("vdir")))?;
     let args = &o.arguments;

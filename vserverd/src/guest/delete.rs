@@ -67,20 +67,18 @@ pub async fn delete(d: &Arc<Daemon>, name: &str, stop: bool) -> Result<(), Manag
         .chain(c.as_ref().ok().and_then(|c| c.cache.clone()))
         .chain(c.as_ref().ok().and_then(|c| c.run_file.clone()))
         .collect();
-    for t in targets {
-        let r = if t.is_dir() && !t.is_symlink() {
-            std::fs::remove_dir_all(&t)
-        } else {
-            std::fs::remove_file(&t)
-        };
-        match r {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(failed(name, format!("removing {}: {e}", t.display()))),
+    // Off the async threads, without recursion (isolate/rmtree.rs): the root is the guest's.
+    let all: Vec<PathBuf> = targets.into_iter().chain([cfg_dir.clone()]).collect();
+    let removed = tokio::task::spawn_blocking(move || {
+        for t in &all {
+            crate::isolate::rmtree::remove_tree(t)?;
         }
-    }
-    std::fs::remove_dir_all(&cfg_dir)
-        .map_err(|e| failed(name, format!("removing {}: {e}", cfg_dir.display())))?;
+        Ok::<(), crate::isolate::rmtree::RemoveError>(())
+    })
+    .await
+    .map_err(|e| failed(name, e.to_string()))?;
+    removed.map_err(|e| failed(name, format!("partly deleted: {e}")))?;
+    crate::console::remove_logs(&d.opts.run_dir, name);
     d.guests.emit(name, "deleted", None);
     Ok(())
 }

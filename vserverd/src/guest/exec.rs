@@ -57,9 +57,14 @@ pub async fn spawn_in_guest(
     let label = c.name.clone();
     let (outcome, fd) = tokio::task::spawn_blocking(move || {
         let mut fd = None;
-        let r = spawn::run(&image, &Plan::Join(jp), stdio, &label, |pid| {
-            fd = pidfd::open(pid).ok()
-        });
+        let r = spawn::run(
+            &image,
+            &Plan::Join(jp),
+            stdio,
+            &label,
+            spawn::GuestWait::EXEC,
+            |pid| fd = pidfd::open(pid).ok(),
+        );
         (r, fd)
     })
     .await
@@ -67,8 +72,10 @@ pub async fn spawn_in_guest(
     let outcome = outcome.map_err(|e| e.to_string())?;
     match (outcome.error, outcome.pid, fd) {
         (Some(e), _, fd) => {
-            // The process may have been made and failed its exec: reap it.
+            // The process may have been made and failed its exec, or be held on its way there
+            // by guest root: end it and reap it.
             if let Some(fd) = fd {
+                let _ = pidfd::send_signal(&fd, libc::SIGKILL);
                 let _ = wait_child(&fd).await;
             }
             Err(e)

@@ -2,6 +2,7 @@
 //! The lifecycle steps are in start.rs and stop.rs, exit handling in supervise.rs.
 
 pub mod adopt;
+pub mod barrier;
 pub mod build;
 pub mod delete;
 pub mod exec;

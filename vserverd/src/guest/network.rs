@@ -42,6 +42,13 @@ pub fn remove(n: &GuestNet) {
     }
 }
 
+/// A guest with no network of its own to set up gets a namespace with loopback only, made by
+/// the stage (as the vs kernel gave a guest without addresses no IP networking at all), unless
+/// its tree says `noncontext` or `nonetns`: the opt-ins to the host's whole stack.
+pub fn loopback_only(c: &GuestConfig) -> bool {
+    !c.noncontext && !c.nonetns
+}
+
 pub async fn setup(
     d: &Arc<Daemon>,
     c: &GuestConfig,
@@ -49,6 +56,12 @@ pub async fn setup(
 ) -> Result<Option<GuestNet>, String> {
     let name = c.name.as_str();
     if c.nonetns {
+        p.send(
+            name,
+            "network",
+            "the host's network stack (nonetns)",
+            GuestState::Starting,
+        );
         return Ok(None);
     }
     if let Some(Space::Share(ctx)) = c.spaces.net {
@@ -81,6 +94,16 @@ pub async fn setup(
     let ifs = c.interfaces.list.clone();
     let pairs = c.netns.interfaces.clone();
     if ifs.is_empty() && pairs.is_empty() && c.spaces.net.is_none() {
+        p.send(
+            name,
+            "network",
+            if loopback_only(c) {
+                "own namespace: loopback only (no interfaces/)"
+            } else {
+                "the host's network stack (noncontext)"
+            },
+            GuestState::Starting,
+        );
         return Ok(None);
     }
     net::check_free(&ifs).map_err(|e| e.to_string())?;

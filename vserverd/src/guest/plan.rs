@@ -285,6 +285,7 @@ pub fn start_plan(c: &GuestConfig, cg: &GuestCgroup) -> Result<StartPlan, String
         cgroups: cg.joins(),
         time_ns: c.cflags & names::FLAG_VIRT_UPTIME != 0,
         netns: None,
+        loopback_netns: false,
         mounts: mounts(c),
         proc_files: Vec::new(),
         console: None,

@@ -207,6 +207,7 @@ async fn steps(
 
     let mut sp = plan::start_plan(c, &cg)?;
     sp.netns = net.as_ref().map(|n| n.ns.clone());
+    sp.loopback_netns = net.is_none() && super::network::loopback_only(c);
     if c.cflags & crate::config::names::FLAG_VIRT_MEM != 0 {
         let meminfo = super::virtmem::meminfo(d).await?;
         sp.proc_files.push(("meminfo".into(), meminfo));
@@ -233,11 +234,21 @@ async fn steps(
     let label = name.to_string();
     tracing::debug!(guest = name, "stage spawned at {:.2} ms", ms(t));
     let t_stage = std::time::Instant::now();
+    let wait = if sp.reaper {
+        START_COMMAND_WAIT
+    } else {
+        spawn::GuestWait::EXEC
+    };
     let (outcome, fd) = tokio::task::spawn_blocking(move || {
         let mut fd = None;
-        let r = spawn::run(&image, &Plan::Start(Box::new(sp)), stdio, &label, |pid| {
-            fd = pidfd::open(pid).ok()
-        });
+        let r = spawn::run(
+            &image,
+            &Plan::Start(Box::new(sp)),
+            stdio,
+            &label,
+            wait,
+            |pid| fd = pidfd::open(pid).ok(),
+        );
         (r, fd)
     })
     .await
@@ -310,6 +321,14 @@ async fn steps(
     Ok(())
 }
 
+/// How long a reaper style's start command (sysv `rc 3`) may run before the start fails and
+/// is rolled back, as a service manager's start timeout would: the guest's own code decides
+/// how long it takes, so the wait has a bound.
+const START_COMMAND_WAIT: spawn::GuestWait = spawn::GuestWait {
+    limit: Duration::from_secs(300),
+    what: "the start command",
+};
+
 fn cg_summary(cg: &GuestCgroup) -> String {
     cg.v2_dir()
         .or_else(|| cg.dirs.first().map(|d| d.path.as_path()))
@@ -322,11 +341,7 @@ fn cg_summary(cg: &GuestCgroup) -> String {
 /// (crate::console), logged to RUN_DIR/guests/NAME.log, for stdin, stdout and stderr — or,
 /// should the keeper not start, that log file itself, as a plain file.
 async fn console(d: &Daemon, c: &GuestConfig) -> Result<(StageStdio, std::path::PathBuf), String> {
-    let log = d
-        .opts
-        .run_dir
-        .join("guests")
-        .join(format!("{}.log", c.name));
+    let log = crate::console::log_path(&d.opts.run_dir, &c.name);
     if let Some(dir) = log.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -351,15 +366,16 @@ async fn console(d: &Daemon, c: &GuestConfig) -> Result<(StageStdio, std::path::
         }
     }
     let path = c.init.tty.clone().unwrap_or(log);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
-        .open(&path)
-        .map_err(|e| format!("console {}: {e}", path.display()))?;
-    if c.init.tty.is_none() {
-        let _ = f.set_len(0);
+    let f = if c.init.tty.is_none() {
+        crate::console::open_log(&path)
+    } else {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
+            .open(&path)
     }
+    .map_err(|e| format!("console {}: {e}", path.display()))?;
     let f2 = f.try_clone().map_err(|e| e.to_string())?;
     Ok((
         StageStdio {

@@ -96,7 +96,14 @@ async fn rebind_all(d: &Arc<Daemon>) {
         let image = image.clone();
         let label = name.clone();
         let r = tokio::task::spawn_blocking(move || {
-            spawn::run(&image, &plan, StageStdio::null(), &label, |_| {})
+            spawn::run(
+                &image,
+                &plan,
+                StageStdio::null(),
+                &label,
+                spawn::GuestWait::EXEC,
+                |_| {},
+            )
         })
         .await;
         match r {

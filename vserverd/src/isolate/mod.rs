@@ -9,4 +9,5 @@ pub mod mount;
 pub mod net;
 pub mod pidfd;
 pub mod process;
+pub mod rmtree;
 pub mod seccomp;

@@ -87,6 +87,11 @@ pub fn parse_options(opts: &[String]) -> Options {
             other => o.data.push(other.to_string()),
         }
     }
+    // A bind is nosuid unless the line says `suid`: guest root can plant setuid files in a
+    // read-write bind of a host directory, and must not run the host's through one.
+    if o.bind && !opts.iter().any(|x| x == "suid") {
+        o.flags |= MsFlags::MS_NOSUID.bits();
+    }
     o
 }
 
@@ -728,9 +733,19 @@ mod tests {
         assert!(!o.bind);
         let o = parse_options(&s(&["rbind", "ro", "rw"]));
         assert!(o.bind && o.recursive);
-        assert_eq!(o.flags, 0, "rw after ro clears it");
+        assert_eq!(o.flags, MsFlags::MS_NOSUID.bits(), "rw after ro clears it");
         let o = parse_options(&s(&["gid=5", "mode=620", "noexec"]));
         assert_eq!(o.flags, MsFlags::MS_NOEXEC.bits());
         assert_eq!(o.data, ["gid=5", "mode=620"]);
+    }
+
+    #[test]
+    fn binds_are_nosuid_unless_the_line_says_suid() {
+        assert_eq!(
+            parse_options(&s(&["bind"])).flags,
+            MsFlags::MS_NOSUID.bits()
+        );
+        assert_eq!(parse_options(&s(&["bind", "suid"])).flags, 0);
+        assert_eq!(parse_options(&s(&["defaults"])).flags, 0);
     }
 }

@@ -22,6 +22,11 @@ use super::schema::{CallProblem, Schema};
 use super::service::Manager;
 use crate::daemon::Daemon;
 
+/// The largest request a client may send (varlink requests here are a few hundred bytes; an
+/// exec's argv and environment a few KiB). With the connection limits (rpc/mod.rs) this bounds
+/// what all clients together can make the daemon buffer.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
 /// A call as it arrives, before validation.
 #[derive(Debug, Deserialize)]
 struct RawMethod {
@@ -47,10 +52,23 @@ pub async fn serve(stream: UnixStream, daemon: Arc<Daemon>, schema: Arc<Schema>)
         }
     };
     let mut conn = Connection::new(stream);
+    conn.read_mut().set_max_message_size(MAX_REQUEST);
     let mut service = Manager::new(daemon, peer);
     loop {
         let (call, fds): (Call<RawMethod>, Vec<OwnedFd>) = match conn.receive_call().await {
             Ok(x) => x,
+            Err(zlink::Error::BufferOverflow) => {
+                tracing::info!(
+                    "connection {} ends: a request over {} KiB",
+                    conn.id(),
+                    MAX_REQUEST / 1024
+                );
+                let err = VarlinkError::InvalidParameter {
+                    parameter: format!("request: larger than {} KiB", MAX_REQUEST / 1024).into(),
+                };
+                let _ = conn.send_error(&err, vec![]).await;
+                return;
+            }
             Err(e) => {
                 // End of stream, or bytes that are not a varlink call (non-JSON): this
                 // connection ends, nobody else notices.

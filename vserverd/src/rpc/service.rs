@@ -380,7 +380,7 @@ impl Manager {
                     name: name.clone(),
                     message,
                 })?;
-            let log = d.opts.run_dir.join("guests").join(format!("{name}.log"));
+            let log = crate::console::log_path(&d.opts.run_dir, &name);
             Ok((
                 proto::ConsoleReply {
                     log: log.display().to_string(),

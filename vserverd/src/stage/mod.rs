@@ -2,9 +2,10 @@
 //! threaded, non-dumpable. The multi-threaded daemon may only do async-signal-safe things
 //! between fork and exec; the stage may do anything, so all namespace and mount work is here.
 //!
-//! fd 3 carries the plan (JSON), fd 4 the reports (JSON lines, each one write(2), so the
-//! stage's and its child's lines never interleave). The guest's processes are made with
-//! CLONE_PARENT: the daemon is their parent and learns how they exit.
+//! fd 3 carries the plan (JSON); fd 4 the trusted reports and fd 5 the guest's (JSON lines,
+//! each one write(2), so lines never interleave; report.rs says who may hold which). The
+//! guest's processes are made with CLONE_PARENT: the daemon is their parent and learns how
+//! they exit.
 //!
 //! Start: join the v1 cgroups → time namespace (offsets written before any process is in
 //! it) → unshare mnt, uts, ipc, pid (net) → clone PID 1 into the v2 cgroup → PID 1 makes its
@@ -15,6 +16,7 @@
 
 pub mod plan;
 mod reaper;
+pub mod report;
 pub mod spawn;
 
 use std::ffi::CString;
@@ -26,16 +28,31 @@ use plan::{CgroupJoin, Confinement, JoinPlan, Plan, Prepare, Report, StartPlan};
 
 pub const PLAN_FD: i32 = 3;
 pub const REPORT_FD: i32 = 4;
+pub const GUEST_REPORT_FD: i32 = 5;
 pub const ARG: &str = "__stage";
 
-/// The report pipe. Close-on-exec: a successful exec is the "done" signal (EOF).
-pub struct Reporter(std::fs::File, bool);
+/// One report channel (stage/report.rs): fd 4, trusted, held only by vserverd's code in the
+/// host's pid namespace; fd 5, read as untrusted, the one a guest's process may write.
+/// Close-on-exec: a successful exec is the "done" signal (EOF).
+pub struct Reporter {
+    file: Option<std::fs::File>,
+    marks: bool,
+}
 
 impl Reporter {
+    fn new(fd: OwnedFd) -> Reporter {
+        Reporter {
+            file: Some(std::fs::File::from(fd)),
+            marks: false,
+        }
+    }
+
     pub fn send(&mut self, r: &Report) {
         let mut line = serde_json::to_vec(r).unwrap_or_default();
         line.push(b'\n');
-        let _ = self.0.write_all(&line);
+        if let Some(f) = &mut self.file {
+            let _ = f.write_all(&line);
+        }
     }
 
     /// Reports that `step` is done, and when.
@@ -44,7 +61,7 @@ impl Reporter {
     }
 
     fn mark_at(&mut self, step: &str, at: std::time::SystemTime) {
-        if !self.1 {
+        if !self.marks {
             return;
         }
         let ns = at
@@ -53,11 +70,23 @@ impl Reporter {
         self.send(&Report::Mark(step.to_string(), ns));
     }
 
-    /// Closes the pipe (the daemon sees EOF) while the process lives on.
+    /// Closes the channel (the daemon sees EOF once no other copy is left).
     pub fn close(&mut self) {
-        if let Ok(f) = std::fs::File::open("/dev/null") {
-            self.0 = f;
-        }
+        self.file = None;
+    }
+}
+
+/// Both channels: `trusted` is closed by every process a guest can reach, first thing.
+pub struct Channels {
+    pub trusted: Reporter,
+    pub guest: Reporter,
+}
+
+impl Channels {
+    /// In a process just made for the guest: give up the trusted channel before anything else.
+    fn guest_side(&mut self) -> &mut Reporter {
+        self.trusted.close();
+        &mut self.guest
     }
 }
 
@@ -98,20 +127,46 @@ pub fn main() -> std::process::ExitCode {
     }
     // Nothing the daemon inherited from whoever started it reaches a guest.
     // SAFETY: close_range on fds above our plan and report pipes, which nothing else owns.
-    unsafe { libc::syscall(libc::SYS_close_range, REPORT_FD as u32 + 1, u32::MAX, 0) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            GUEST_REPORT_FD as u32 + 1,
+            u32::MAX,
+            0,
+        )
+    };
+    // The daemon raised its soft fd limit (main.rs); guests start from the kernel's default,
+    // as under util-vserver (their ulimits/ may raise it again).
+    if let Ok((soft, hard)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    {
+        if soft > 1024 {
+            let _ = nix::sys::resource::setrlimit(
+                nix::sys::resource::Resource::RLIMIT_NOFILE,
+                1024,
+                hard,
+            );
+        }
+    }
     // SAFETY: prctl on ourselves. Non-dumpable: no ptrace or /proc/PID/mem by guest root
     // lacking CAP_SYS_PTRACE, and /proc/PID/exe is a sealed memfd anyway.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    // SAFETY: fds 3 and 4 were set up by the daemon for us.
-    let (plan_fd, report_fd) = unsafe {
+    // SAFETY: fds 3, 4 and 5 were set up by the daemon for us.
+    let (plan_fd, report_fd, guest_fd) = unsafe {
         (
             OwnedFd::from_raw_fd(PLAN_FD),
             OwnedFd::from_raw_fd(REPORT_FD),
+            OwnedFd::from_raw_fd(GUEST_REPORT_FD),
         )
     };
-    // SAFETY: fcntl on an fd we own.
-    unsafe { libc::fcntl(report_fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
-    let mut out = Reporter(std::fs::File::from(report_fd), false);
+    for fd in [&report_fd, &guest_fd] {
+        // SAFETY: fcntl on an fd we own.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    let mut ch = Channels {
+        trusted: Reporter::new(report_fd),
+        guest: Reporter::new(guest_fd),
+    };
     // Read whole, then parsed: serde_json's reader on an unbuffered fd reads byte by byte
     // (a syscall per byte of the plan, a millisecond of every start).
     let mut raw = Vec::with_capacity(8192);
@@ -123,24 +178,26 @@ pub fn main() -> std::process::ExitCode {
     let plan: Plan = match parsed {
         Ok(p) => p,
         Err(e) => {
-            out.send(&Report::Error(format!("stage: bad plan: {e}")));
+            ch.trusted
+                .send(&Report::Error(format!("stage: bad plan: {e}")));
             return std::process::ExitCode::FAILURE;
         }
     };
     // Step times only when the daemon logs them.
     if let Plan::Start(p) = &plan {
-        out.1 = p.marks;
+        ch.trusted.marks = p.marks;
+        ch.guest.marks = p.marks;
     }
-    out.mark_at("main entered", entered);
+    ch.trusted.mark_at("main entered", entered);
     let r = match plan {
-        Plan::Start(p) => start(&p, &mut out),
-        Plan::Join(p) => join(&p, &mut out),
-        Plan::Rebind(p) => rebind(&p, &mut out),
+        Plan::Start(p) => start(&p, &mut ch),
+        Plan::Join(p) => join(&p, &mut ch),
+        Plan::Rebind(p) => rebind(&p, &mut ch.trusted),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            out.send(&Report::Error(e));
+            ch.trusted.send(&Report::Error(e));
             std::process::ExitCode::FAILURE
         }
     }
@@ -208,7 +265,7 @@ fn clone_parent(into: Option<&OwnedFd>) -> Result<i32> {
             )
         };
         if pid < 0 {
-            return Err(format!("clone: {}", std::io::Error::last_os_error()));
+            return Err(clone_error("clone", std::io::Error::last_os_error()));
         }
         return Ok(pid as i32);
     };
@@ -227,23 +284,43 @@ fn clone_parent(into: Option<&OwnedFd>) -> Result<i32> {
         )
     };
     if pid < 0 {
-        return Err(format!(
-            "clone3 into the guest's cgroup (Linux 5.7 or later): {}",
-            std::io::Error::last_os_error()
+        return Err(clone_error(
+            "clone3 into the guest's cgroup",
+            std::io::Error::last_os_error(),
         ));
     }
     Ok(pid as i32)
 }
 
-fn start(p: &StartPlan, out: &mut Reporter) -> Result<()> {
-    out.mark("plan read");
+/// A failed clone, said in terms of its likely cause: EAGAIN is the guest's process limit
+/// (its cgroup's pids.max, or RLIMIT_NPROC), ENOSYS or EINVAL a kernel older than 5.7.
+fn clone_error(what: &str, e: std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) => format!(
+            "no new process in the guest: its process limit is reached (cgroup pids.max or \
+             rlimits/nproc; {what}: {e})"
+        ),
+        Some(libc::ENOSYS) | Some(libc::EINVAL) => {
+            format!("{what} (needs Linux 5.7 or later): {e}")
+        }
+        _ => format!("{what}: {e}"),
+    }
+}
+
+fn start(p: &StartPlan, ch: &mut Channels) -> Result<()> {
+    ch.trusted.mark("plan read");
     let v2 = enter_cgroups(&p.cgroups)?;
-    out.mark("cgroups joined");
+    ch.trusted.mark("cgroups joined");
     if p.time_ns {
         process::unshare_time().map_err(|e| e.0)?;
     }
     // The cgroup namespace is made by PID 1, once it is in every cgroup of the guest.
-    let flags = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
+    let loopback = p.netns.is_none() && p.loopback_netns;
+    if loopback {
+        flags |= libc::CLONE_NEWNET;
+    }
     if let Some(ns) = &p.netns {
         let f = std::fs::File::open(ns)
             .map_err(|e| format!("network namespace {}: {e}", ns.display()))?;
@@ -252,9 +329,14 @@ fn start(p: &StartPlan, out: &mut Reporter) -> Result<()> {
     }
     nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(flags))
         .map_err(|e| format!("unshare namespaces: {e}"))?;
-    out.mark("namespaces made");
+    if loopback {
+        crate::isolate::net::loopback_up()
+            .map_err(|e| format!("loopback in the guest's network namespace: {e}"))?;
+    }
+    ch.trusted.mark("namespaces made");
     match clone_parent(v2.as_ref())? {
         0 => {
+            let out = ch.guest_side();
             drop(v2);
             let e = guest_init(p, out).unwrap_err();
             out.send(&Report::Error(e));
@@ -262,7 +344,7 @@ fn start(p: &StartPlan, out: &mut Reporter) -> Result<()> {
             unsafe { libc::_exit(1) }
         }
         pid => {
-            out.send(&Report::Pid(pid));
+            ch.trusted.send(&Report::Pid(pid));
             Ok(())
         }
     }
@@ -375,9 +457,8 @@ fn confine(cfg_dir: &std::path::Path, c: &Confinement, drop_permitted: bool) -> 
     // SAFETY: umask(2) cannot fail.
     unsafe { libc::umask(0o022) };
     // seccomp first: without no_new_privs it needs CAP_SYS_ADMIN, which the next step drops.
-    for f in seccomp::filters(c.umask).map_err(|e| e.to_string())? {
-        seccomp::install(&f).map_err(|e| e.to_string())?;
-    }
+    let filter = seccomp::filter(c.umask).map_err(|e| e.to_string())?;
+    seccomp::install(&filter).map_err(|e| e.to_string())?;
     caps::restrict(c.bcaps, drop_permitted).map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -447,7 +528,7 @@ fn rebind(p: &plan::RebindPlan, out: &mut Reporter) -> Result<()> {
     Ok(())
 }
 
-fn join(p: &JoinPlan, out: &mut Reporter) -> Result<()> {
+fn join(p: &JoinPlan, ch: &mut Channels) -> Result<()> {
     let fd = pidfd::open(p.init_pid).map_err(|e| format!("guest init {}: {e}", p.init_pid))?;
     if pidfd::start_time(p.init_pid) != Some(p.init_start_time) {
         return Err(format!("guest {} is no longer running", p.name));
@@ -459,7 +540,7 @@ fn join(p: &JoinPlan, out: &mut Reporter) -> Result<()> {
         match clone_parent(Some(&v2))? {
             0 => drop(v2),
             helper => {
-                out.send(&Report::Helper(helper));
+                ch.trusted.send(&Report::Helper(helper));
                 return Ok(());
             }
         }
@@ -485,6 +566,7 @@ fn join(p: &JoinPlan, out: &mut Reporter) -> Result<()> {
     let env = cstrings(&p.env)?;
     match clone_parent(None)? {
         0 => {
+            let out = ch.guest_side();
             let _ = std::env::set_current_dir("/");
             // A session of its own (Debian's sendsigs spares the session that runs rc 6).
             // SAFETY: setsid, and TIOCSCTTY on our own stdin (the pty slave).
@@ -500,7 +582,7 @@ fn join(p: &JoinPlan, out: &mut Reporter) -> Result<()> {
             unsafe { libc::_exit(127) }
         }
         pid => {
-            out.send(&Report::Pid(pid));
+            ch.trusted.send(&Report::Pid(pid));
             Ok(())
         }
     }

@@ -78,6 +78,10 @@ pub struct StartPlan {
     /// The guest's network namespace (made and set up by the daemon), joined first; None
     /// shares the host's network.
     pub netns: Option<PathBuf>,
+    /// With no `netns` to join: a network namespace of the guest's own with loopback only
+    /// (the default for a guest without interfaces/); false shares the host's stack.
+    #[serde(default)]
+    pub loopback_netns: bool,
     pub mounts: Vec<MountSpec>,
     /// Host files bound over the guest's /proc files once its /proc is mounted: (name in /proc,
     /// host path). virt_mem's meminfo.

@@ -45,6 +45,8 @@ pub struct ReadConnection<Read: ReadHalf> {
     msg_pos: usize,
     msgs_end: usize,
     buffer: Vec<u8>,
+    // vserverd: the largest message this side accepts (a server bounds its clients' requests).
+    max_buffer: usize,
     id: usize,
     // File descriptors received along with data in `buffer` that haven't been returned yet.
     #[cfg(feature = "std")]
@@ -67,6 +69,7 @@ impl<Read: ReadHalf> ReadConnection<Read> {
             msgs_end: 0,
             id,
             buffer: alloc::vec![0; BUFFER_SIZE],
+            max_buffer: MAX_BUFFER_SIZE,
             #[cfg(feature = "std")]
             pending_fds: VecDeque::new(),
             #[cfg(all(feature = "std", target_os = "macos"))]
@@ -74,6 +77,12 @@ impl<Read: ReadHalf> ReadConnection<Read> {
             #[cfg(all(feature = "std", target_os = "linux"))]
             received_credentials: None,
         }
+    }
+
+    /// vserverd: bounds the buffered data of one message to `max` bytes (at most the built-in
+    /// 100 MB); a longer message fails with [`crate::Error::BufferOverflow`].
+    pub fn set_max_message_size(&mut self, max: usize) {
+        self.max_buffer = max.clamp(BUFFER_SIZE, MAX_BUFFER_SIZE);
     }
 
     /// The unique identifier of the connection.
@@ -258,13 +267,17 @@ impl<Read: ReadHalf> ReadConnection<Read> {
 
         loop {
             if self.read_pos == self.buffer.len() {
-                if self.read_pos >= MAX_BUFFER_SIZE {
+                if self.read_pos >= self.max_buffer {
                     return Err(crate::Error::BufferOverflow);
                 }
 
                 // vserverd: grow geometrically, so a big message takes a few reads, not one
-                // 256-byte read each.
-                let grow = self.buffer.len().max(BUFFER_SIZE);
+                // 256-byte read each; never past the bound.
+                let grow = self
+                    .buffer
+                    .len()
+                    .max(BUFFER_SIZE)
+                    .min(self.max_buffer - self.buffer.len());
                 self.buffer.resize(self.buffer.len() + grow, 0);
             }
 
