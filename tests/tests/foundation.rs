@@ -142,20 +142,36 @@ fn missing_context_is_the_pld_error() {
 }
 
 #[test]
-fn duplicate_context_is_an_error_for_both() {
+fn a_context_clash_refuses_only_the_guest_whose_change_made_it() {
     let mut d = TestDaemon::prepare();
     GuestBuilder::new("one").context(40010).write(&d);
-    GuestBuilder::new("two").context(40010).write(&d);
+    GuestBuilder::new("two").context(40011).write(&d);
     d.spawn();
-    for n in ["one", "two"] {
-        let out = d.ctl(&["check", n]);
-        assert_eq!(out.status.code(), Some(1), "{n}");
-        assert!(
-            stderr(&out).contains("context id 40010 is used by several guests"),
-            "{}",
-            stderr(&out)
-        );
-    }
+    // `two` takes `one`'s context later: `two` is refused, `one` keeps working.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(d.guest_config("two").join("context"), "40010\n").unwrap();
+    let out = d.ctl(&["check", "two"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("context id 40010 is already used by one"),
+        "{}",
+        stderr(&out)
+    );
+    let out = d.ctl(&["check", "one"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let list = d.ctl_ok(&["list", "--json"]);
+    let list: Value = serde_json::from_str(&list).unwrap();
+    let err = |n: &str| {
+        list["guests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == n)
+            .map(|g| g["config_error"].clone())
+            .unwrap()
+    };
+    assert!(err("one").is_null(), "{list}");
+    assert!(!err("two").is_null(), "{list}");
 }
 
 #[test]

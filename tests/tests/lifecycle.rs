@@ -347,18 +347,18 @@ fn hooks_run_in_util_vservers_order_with_its_arguments() {
     d.ctl_ok(&["stop", "hk"]);
     let text = std::fs::read_to_string(&log).unwrap();
     let got: Vec<&str> = text.lines().collect();
-    let vdir = d.guest_root("hk");
+    // Every hook runs in the config folder: a relative path never resolves in the guest root
+    // (where guest root's symlinks lead to host files); VSERVER_DIR names the root.
     let cfgs = cfg.display().to_string();
-    let v = vdir.display().to_string();
     assert_eq!(
         got,
         [
             format!("initialize hk hk {cfgs}"),
             format!("prepre-start hk hk {cfgs}"),
-            format!("pre-start hk hk {v}"),
-            format!("post-start hk hk {v}"),
-            format!("pre-stop hk hk {v}"),
-            format!("post-stop hk hk {v}"),
+            format!("pre-start hk hk {cfgs}"),
+            format!("post-start hk hk {cfgs}"),
+            format!("pre-stop hk hk {cfgs}"),
+            format!("post-stop hk hk {cfgs}"),
             format!("postpost-stop hk hk {cfgs}"),
         ]
     );
@@ -788,6 +788,86 @@ fn a_32_bit_program_runs_in_a_guest_under_the_same_policy() {
     let m = d.ctl_ok(&["exec", "abi32", "--", "uname", "-m"]);
     assert_eq!(m.trim(), "i686");
     d.ctl_ok(&["stop", "abi32"]);
+}
+
+#[test]
+fn a_config_tree_others_can_write_is_refused() {
+    if !prerequisites() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mut d = TestDaemon::prepare();
+    let marker = d.dir.path().join("hook-ran");
+    let cfg = GuestBuilder::busybox("owned")
+        .context(41045)
+        .file(
+            "scripts/pre-start",
+            &format!("#!/bin/sh\ntouch {}\n", marker.display()),
+        )
+        .write(&d);
+    let hook = cfg.join("scripts/pre-start");
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A hook script a host user owns: running it would make that user root.
+    nix::unistd::chown(&hook, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    d.spawn();
+    let o = d.ctl(&["start", "owned"]);
+    let said = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success(), "started with a foreign hook");
+    assert!(
+        said.contains("scripts/pre-start") && said.contains("owned by uid 65534"),
+        "{said}"
+    );
+    assert!(!marker.exists(), "the hook ran");
+    // Root's again, but writable by everyone: refused the same way.
+    nix::unistd::chown(&hook, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = d.ctl(&["check", "owned"]);
+    let said = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success() && said.contains("mode 0777"), "{said}");
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d.ctl_ok(&["start", "owned"]);
+    assert!(
+        marker.exists(),
+        "the hook did not run once the tree was root's"
+    );
+    d.ctl_ok(&["stop", "owned"]);
+}
+
+#[test]
+fn exec_passes_the_terminal_and_locale_not_the_callers_secrets() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("envy").context(41046).write(&d);
+    d.spawn();
+    d.ctl_ok(&["start", "envy"]);
+    let o = std::process::Command::new(harness::bins::vserverctl())
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["exec", "envy", "--env", "CHOSEN=yes", "--", "env"])
+        .env("AWS_SECRET_ACCESS_KEY", "hunter2")
+        .env("SSH_AUTH_SOCK", "/tmp/agent.sock")
+        .env("LC_ALL", "C")
+        .env("TERM", "vt100")
+        .output()
+        .unwrap();
+    let env = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        !env.contains("hunter2") && !env.contains("SSH_AUTH_SOCK"),
+        "{env}"
+    );
+    for want in [
+        "CHOSEN=yes",
+        "LC_ALL=C",
+        "TERM=vt100",
+        "HOME=/root",
+        "PATH=/usr/local/sbin",
+    ] {
+        assert!(env.contains(want), "{want} missing:\n{env}");
+    }
+    d.ctl_ok(&["stop", "envy"]);
 }
 
 #[test]

@@ -258,6 +258,41 @@ fn stat_agrees_with_the_kernel() {
 }
 
 #[test]
+fn a_group_named_like_a_guest_stays_out_of_that_guests_cgroup() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("victim").context(44031).write(&d);
+    GuestBuilder::busybox("bad")
+        .context(44032)
+        .file("cgroup/name", "victim\n")
+        .file("cgroup/memory.limit_in_bytes", "8M\n")
+        .write(&d);
+    d.spawn();
+    d.ctl_ok(&["start", "victim"]);
+    d.ctl_ok(&["start", "bad"]);
+    let victim = d.init_pid("victim");
+    let bad = d.init_pid("bad");
+    let cg = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let inside_victim = format!("{}/victim", d.cgroup_prefix);
+    for line in cg(bad).lines() {
+        assert!(!line.contains(&inside_victim), "{line}");
+    }
+    // The victim's own cgroup has no limit from bad's tree.
+    for dir in d.cgroup_dirs("victim") {
+        for f in ["memory.limit_in_bytes", "memory.max"] {
+            if let Ok(v) = std::fs::read_to_string(dir.join(f)) {
+                assert!(!v.trim().starts_with("8388608"), "{}: {v}", dir.display());
+            }
+        }
+    }
+    assert!(cg(victim).lines().all(|l| !l.contains(".groups")));
+    d.ctl_ok(&["stop", "bad"]);
+    d.ctl_ok(&["stop", "victim"]);
+}
+
+#[test]
 fn guests_sharing_a_cgroup_share_its_limits_not_their_fate() {
     if !prerequisites() {
         return;
@@ -278,7 +313,7 @@ fn guests_sharing_a_cgroup_share_its_limits_not_their_fate() {
         .cgroup_dirs("t1")
         .iter()
         .filter(|p| p.to_string_lossy().contains("/pids/"))
-        .map(|p| p.parent().unwrap().join("team"))
+        .map(|p| p.parent().unwrap().join(".groups/team"))
         .collect();
     assert_eq!(group.len(), 1);
     assert_eq!(

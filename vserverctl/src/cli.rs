@@ -183,9 +183,18 @@ pub enum Command {
         /// Give the command a pty.
         #[arg(short, long)]
         tty: bool,
+        /// NAME=VALUE in the command's environment (repeatable). Of the caller's own
+        /// environment only TERM, COLORTERM, NO_COLOR, LANG, LANGUAGE, LC_* and TZ pass.
+        #[arg(short, long = "env", value_name = "NAME=VALUE", value_parser = crate::guestenv::parse)]
+        env: Vec<String>,
     },
     /// An interactive shell inside a running guest.
-    Enter { name: String },
+    Enter {
+        name: String,
+        /// NAME=VALUE in the shell's environment (repeatable).
+        #[arg(short, long = "env", value_name = "NAME=VALUE", value_parser = crate::guestenv::parse)]
+        env: Vec<String>,
+    },
     /// Attach to a running guest's console (/dev/console); Ctrl-] detaches. Everything the
     /// console shows is also in RUN_DIR/guests/NAME.log.
     Console { name: String },

@@ -59,17 +59,19 @@ pub fn parse(args: &[String]) -> Parsed {
         "condrestart" => Command::Condrestart { name, out },
         "status" => Command::Status { name, out },
         "running" => Command::Running { name },
-        "enter" => Command::Enter { name },
+        "enter" => Command::Enter { name, env: vec![] },
         "exec" if !args.is_empty() => Command::Exec {
             name,
             command: args,
             tty: false,
+            env: vec![],
         },
         // suexec USER CMD…: only root inside the guest is supported.
         "suexec" if args.len() >= 2 && (args[0] == "0" || args[0] == "root") => Command::Exec {
             name,
             command: args[1..].to_vec(),
             tty: false,
+            env: vec![],
         },
         "suexec" if args.len() >= 2 => {
             return Parsed::Usage(format!(
@@ -83,6 +85,7 @@ pub fn parse(args: &[String]) -> Parsed {
                 .chain(args)
                 .collect(),
             tty: false,
+            env: vec![],
         },
         "build" => match build_args(&name, &args) {
             Ok(c) => c,

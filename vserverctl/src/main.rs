@@ -5,6 +5,7 @@ mod compat;
 mod console;
 mod docs;
 mod exit;
+mod guestenv;
 mod render;
 mod session;
 
@@ -209,8 +210,13 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             let s = conn.cond_restart(&name).await?;
             progress(s, out.json, quiet.progress).await
         }
-        Command::Exec { name, command, tty } => {
-            let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+        Command::Exec {
+            name,
+            command,
+            tty,
+            env,
+        } => {
+            let env = guestenv::build(std::env::vars(), &env);
             let s = conn.exec(&name, &command, &env, tty).await?;
             match session::run(s, tty).await {
                 Err(Failure::Daemon(ManagerError::NotRunning { .. })) if quiet.progress => {
@@ -270,8 +276,8 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             let reply = conn.console(&name).await?;
             console::run(&name, reply).await
         }
-        Command::Enter { name } => {
-            let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+        Command::Enter { name, env } => {
+            let env = guestenv::build(std::env::vars(), &env);
             let s = conn.enter(&name, &env).await?;
             session::run(s, true).await
         }

@@ -196,7 +196,8 @@ impl Daemon {
         config::is_guest_name(name) && self.roots.config_root.join(name).is_dir()
     }
 
-    /// Loads a guest, adding the cross-guest check (a context id used twice is an error for both).
+    /// Loads a guest, adding the cross-guest check (a context id used twice is an error for the
+    /// guest whose change made the clash).
     pub fn load(&self, name: &str) -> Result<Loaded, ManagerError> {
         if !self.exists(name) {
             return Err(ManagerError::NoSuchGuest { name: name.into() });
@@ -214,17 +215,39 @@ impl Daemon {
             .into_iter()
             .find(|(c, _)| *c == ctx)
         {
-            let file = self.roots.config_root.join(name).join("context");
-            return Err(ManagerError::InvalidConfig {
-                file: file.display().to_string(),
-                line: Some(1),
-                message: format!(
-                    "context id {ctx} is used by several guests: {}",
-                    users.join(", ")
-                ),
-            });
+            if let Some(p) = self.context_clash(name, ctx, &users) {
+                return Err(ManagerError::InvalidConfig {
+                    file: p.file,
+                    line: p.line,
+                    message: p.message,
+                });
+            }
         }
         Ok(loaded)
+    }
+
+    /// The problem of guest `name` when it shares context `ctx` with `users` (itself among
+    /// them): None for the guest that keeps it ([`config::context_holder`]).
+    fn context_clash(&self, name: &str, ctx: u32, users: &[String]) -> Option<ConfigProblem> {
+        let file = |n: &str| self.roots.config_root.join(n).join("context");
+        let ranked: Vec<(String, bool, std::time::SystemTime)> = users
+            .iter()
+            .map(|n| {
+                let mtime = std::fs::metadata(file(n))
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                (n.clone(), self.guests.running(n).is_some(), mtime)
+            })
+            .collect();
+        let holder = config::context_holder(&ranked)?;
+        (holder != name).then(|| ConfigProblem {
+            file: file(name).display().to_string(),
+            line: Some(1),
+            message: format!(
+                "context id {ctx} is already used by {holder}: this guest is refused until its \
+                 context changes"
+            ),
+        })
     }
 
     /// Every guest, as List answers. Built again only when a config or a state changed since
@@ -282,49 +305,36 @@ impl Daemon {
             })
             .collect();
         let conflicts = config::context_conflicts(&contexts);
-        let guests =
-            loaded
-                .into_iter()
-                .map(|(name, l)| match l.as_ref() {
-                    Ok(l) => {
-                        let c = &l.config;
-                        let conflict = conflicts.iter().find(|(ctx, _)| *ctx == c.context).map(
-                            |(ctx, users)| ConfigProblem {
-                                file: self
-                                    .roots
-                                    .config_root
-                                    .join(&name)
-                                    .join("context")
-                                    .display()
-                                    .to_string(),
-                                line: Some(1),
-                                message: format!(
-                                    "context id {ctx} is used by several guests: {}",
-                                    users.join(", ")
-                                ),
-                            },
-                        );
-                        GuestSummary {
-                            state: self.guests.state(&name),
-                            name,
-                            context: Some(c.context),
-                            mark: c.init.mark.clone(),
-                            depends: c.init.depends.clone(),
-                            disabled: c.disabled,
-                            config_error: conflict,
-                        }
-                    }
-                    Err(e) => GuestSummary {
+        let guests = loaded
+            .into_iter()
+            .map(|(name, l)| match l.as_ref() {
+                Ok(l) => {
+                    let c = &l.config;
+                    let conflict = conflicts
+                        .iter()
+                        .find(|(ctx, _)| *ctx == c.context)
+                        .and_then(|(ctx, users)| self.context_clash(&name, *ctx, users));
+                    GuestSummary {
                         state: self.guests.state(&name),
                         name,
-                        context: None,
-                        mark: vec![],
-                        depends: vec![],
-                        disabled: false,
-                        config_error: Some(problem(e)),
-                    },
-                })
-                .collect();
+                        context: Some(c.context),
+                        mark: c.init.mark.clone(),
+                        depends: c.init.depends.clone(),
+                        disabled: c.disabled,
+                        config_error: conflict,
+                    }
+                }
+                Err(e) => GuestSummary {
+                    state: self.guests.state(&name),
+                    name,
+                    context: None,
+                    mark: vec![],
+                    depends: vec![],
+                    disabled: false,
+                    config_error: Some(problem(e)),
+                },
+            })
+            .collect();
         // Kept and sent again while nothing changes only when the watcher keeps the catalog.
         GuestList {
             guests: if self.catalog.live() {

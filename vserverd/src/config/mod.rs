@@ -11,6 +11,7 @@ pub mod init;
 pub mod interfaces;
 pub mod limits;
 pub mod names;
+pub mod owner;
 pub mod read;
 pub mod resources;
 pub mod scripts;
@@ -132,6 +133,16 @@ pub fn context_conflicts(guests: &[(String, u32)]) -> Vec<(u32, Vec<String>)> {
         m.entry(*c).or_default().push(n.clone());
     }
     m.into_iter().filter(|(_, v)| v.len() > 1).collect()
+}
+
+/// Which of the guests sharing a context id keeps it: one that runs, else the one whose
+/// `context` file changed longest ago (then by name), so that a clash refuses only the guest
+/// whose change made it. `users`: (name, runs, mtime of its context file).
+pub fn context_holder(users: &[(String, bool, std::time::SystemTime)]) -> Option<&str> {
+    users
+        .iter()
+        .min_by(|a, b| b.1.cmp(&a.1).then(a.2.cmp(&b.2)).then(a.0.cmp(&b.0)))
+        .map(|u| u.0.as_str())
 }
 
 #[derive(Debug)]
@@ -287,6 +298,10 @@ pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, Conf
     if !cfg.is_dir() {
         return Err(ConfigError::file(&cfg, "Can not find a vserver-setup here"));
     }
+    // Only root may write what is applied and run as root (config/owner.rs).
+    let me = nix::unistd::geteuid().as_raw();
+    owner::check_tree(&cfg, me)?;
+    owner::check_tree(&def, me)?;
     let mut w: Vec<Diagnostic> = Vec::new();
 
     if let Ok(rd) = std::fs::read_dir(&cfg) {

@@ -89,12 +89,9 @@ pub async fn run_hook(c: &GuestConfig, hook: &str, strict: bool) -> Result<(), S
     let Some(h) = c.hooks.iter().find(|h| h.name == hook) else {
         return Ok(());
     };
-    let cwd = if matches!(hook, "initialize" | "prepre-start" | "postpost-stop") {
-        &c.cfg_dir
-    } else {
-        &c.vdir
-    };
-    hooks::run(h, &c.name, cwd, &hook_env(c), strict).await
+    // Always the config folder: a relative path in a hook must never resolve inside the guest
+    // root, where guest root's symlinks lead to host files. VSERVER_DIR names the root.
+    hooks::run(h, &c.name, &c.cfg_dir, &hook_env(c), strict).await
 }
 
 /// Starts `name`. Returns once init runs (plain styles) or the start command returned

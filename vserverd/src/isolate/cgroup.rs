@@ -178,12 +178,14 @@ impl Layout {
         self.guest_in(prefix, None, name)
     }
 
-    /// With `cgroup/name` (a cgroup several guests share): OWN/PREFIX/GROUP/NAME; the limits
-    /// go on OWN/PREFIX/GROUP, each guest is a leaf below it, so one guest's kill never
+    /// With `cgroup/name` (a cgroup several guests share): OWN/PREFIX/.groups/GROUP/NAME; the
+    /// limits go on OWN/PREFIX/.groups/GROUP, each guest is a leaf below it, so one guest's kill never
     /// touches another's processes.
     pub fn guest_in(&self, prefix: &str, group: Option<&str>, name: &str) -> GuestCgroup {
+        // Groups live apart from guests (no guest name starts with a dot): a group named like
+        // a guest must not put this guest, and its limits, inside that guest's cgroup.
         let prefix = match group {
-            Some(g) => format!("{prefix}/{g}"),
+            Some(g) => format!("{prefix}/{GROUPS}/{g}"),
             None => prefix.to_string(),
         };
         let prefix = prefix.as_str();
@@ -495,7 +497,12 @@ impl GuestCgroup {
             // The shared group goes with its last guest (busy while others are in it).
             if self.shared {
                 if let Some(group) = d.path.parent() {
-                    let _ = std::fs::remove_dir(group);
+                    // And the .groups folder with the last group.
+                    if std::fs::remove_dir(group).is_ok() {
+                        if let Some(groups) = group.parent().filter(|g| g.ends_with(GROUPS)) {
+                            let _ = std::fs::remove_dir(groups);
+                        }
+                    }
                 }
             }
         }
@@ -597,6 +604,9 @@ fn inherit_cpuset(dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// The folder below the prefix that holds `cgroup/name` groups: OWN/PREFIX/.groups/GROUP/NAME.
+pub const GROUPS: &str = ".groups";
 
 #[cfg(test)]
 mod tests {
