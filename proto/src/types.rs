@@ -149,6 +149,9 @@ pub struct GuestStatus {
     /// Why the guest last stopped on its own or failed to start (init's exit, a reboot, the
     /// failing step).
     pub message: Option<String>,
+    /// Set when the guest runs without a pids or memory limit: what is missing.
+    #[serde(default)]
+    pub unbounded: Option<String>,
 }
 
 /// The reply of Validate.

@@ -92,6 +92,12 @@ fn status_exit_codes_follow_lsb() {
     let out = d.ctl(&["status", "alpha"]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(stdout(&out), "Vserver 'alpha' is stopped\n");
+    // A tree without limits: said on stderr, where util-vserver's status scripts do not look.
+    assert!(
+        stderr(&out).contains("runs unbounded: no pids limit"),
+        "{}",
+        stderr(&out)
+    );
     let out = d.ctl(&["status", "nosuch"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -159,9 +165,7 @@ fn a_context_clash_refuses_only_the_guest_whose_change_made_it() {
     );
     let out = d.ctl(&["check", "one"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let list = d.ctl_ok(&["list", "--json"]);
-    let list: Value = serde_json::from_str(&list).unwrap();
-    let err = |n: &str| {
+    let err = |list: &Value, n: &str| {
         list["guests"]
             .as_array()
             .unwrap()
@@ -170,8 +174,11 @@ fn a_context_clash_refuses_only_the_guest_whose_change_made_it() {
             .map(|g| g["config_error"].clone())
             .unwrap()
     };
-    assert!(err("one").is_null(), "{list}");
-    assert!(!err("two").is_null(), "{list}");
+    let list = || -> Value { serde_json::from_str(&d.ctl_ok(&["list", "--json"])).unwrap() };
+    // List follows the watcher, which sees the edit a moment later.
+    d.wait_until("List shows the clash", || !err(&list(), "two").is_null());
+    let l = list();
+    assert!(err(&l, "one").is_null(), "{l}");
 }
 
 #[test]
@@ -324,4 +331,119 @@ fn an_oversized_request_gets_an_error_and_its_connection_ends() {
     let mut c = Raw::connect(&d.socket);
     let r = c.call("org.linux-vserver.Manager.List", json!({}));
     assert!(r["parameters"]["guests"].is_array(), "{r}");
+}
+
+/// A group for the read-only callers of one test, removed on drop.
+struct ReadGroup(String, u32);
+
+impl ReadGroup {
+    fn new() -> ReadGroup {
+        let name = format!("vsdr{}", std::process::id() % 100000);
+        let _ = std::process::Command::new("groupdel").arg(&name).status();
+        assert!(std::process::Command::new("groupadd")
+            .arg(&name)
+            .status()
+            .unwrap()
+            .success());
+        let gid = nix::unistd::Group::from_name(&name)
+            .unwrap()
+            .expect("the new group")
+            .gid
+            .as_raw();
+        ReadGroup(name, gid)
+    }
+
+    /// A command run as nobody with this group.
+    fn command(&self, prog: &std::path::Path) -> std::process::Command {
+        let mut c = std::process::Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            &format!("--regid={}", self.1),
+            &format!("--groups={}", self.1),
+            "--",
+        ])
+        .arg(prog);
+        c
+    }
+}
+
+impl Drop for ReadGroup {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("groupdel").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn read_group_members_get_no_secrets_and_cannot_crowd_out_root() {
+    if !harness::require(harness::is_root(), "root")
+        || !harness::require(
+            std::path::Path::new("/usr/sbin/groupadd").exists(),
+            "groupadd",
+        )
+    {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let g = ReadGroup::new();
+    let mut d = TestDaemon::prepare();
+    for p in [d.dir.path(), d.run_dir.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    GuestBuilder::new("sec")
+        .context(40030)
+        .file("apps/init/environment", "DB_PASSWORD=hunter2\nMODE=prod\n")
+        .write(&d);
+    d.arg("--read-group").arg(&g.0);
+    d.spawn();
+    // Root sees the environment; a read-group member sees its names only.
+    assert!(d.ctl_ok(&["check", "sec", "--json"]).contains("hunter2"));
+    let o = g
+        .command(&harness::bins::vserverctl())
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["check", "sec", "--json"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!out.contains("hunter2"), "{out}");
+    assert!(out.contains("DB_PASSWORD=(redacted"), "{out}");
+    // 100 idle connections of one member: 64 are kept, the rest closed, and root is served.
+    let script = format!(
+        "import socket,time\n\
+         s=[]\n\
+         for i in range(100):\n\
+         \x20   c=socket.socket(socket.AF_UNIX); c.connect('{}'); s.append(c)\n\
+         time.sleep(0.5)\n\
+         alive=0\n\
+         for c in s:\n\
+         \x20   c.setblocking(False)\n\
+         \x20   try:\n\
+         \x20       alive += 0 if c.recv(1)==b'' else 1\n\
+         \x20   except BlockingIOError:\n\
+         \x20       alive += 1\n\
+         print(alive, flush=True)\n\
+         time.sleep(3)\n",
+        d.socket.display()
+    );
+    let mut hog = g
+        .command(std::path::Path::new("/usr/bin/python3"))
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(hog.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "64", "connections kept open for one uid");
+    let t = std::time::Instant::now();
+    d.ctl_ok(&["list"]);
+    eprintln!(
+        "root's list with 100 connections held by a member: {:?}",
+        t.elapsed()
+    );
+    let _ = hog.kill();
+    let _ = hog.wait();
 }

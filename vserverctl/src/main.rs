@@ -110,6 +110,11 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
                 render::json(&st);
             } else if !quiet.silent {
                 print!("{}", render::status(&st));
+                // On stderr, and not in util-vserver's own form (`vserver NAME status`), whose
+                // output scripts read.
+                if let Some(u) = st.unbounded.as_ref().filter(|_| !quiet.progress) {
+                    eprintln!("warning: {u}");
+                }
             }
             Ok(if st.state == GuestState::Running {
                 0

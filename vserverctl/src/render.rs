@@ -184,6 +184,7 @@ mod tests {
             processes: None,
             uptime_seconds: None,
             restart_needed: false,
+            unbounded: None,
             config_error: None,
             message: None,
         };
@@ -201,6 +202,7 @@ mod tests {
             processes: Some(3),
             uptime_seconds: Some(3723.0),
             restart_needed: false,
+            unbounded: None,
             config_error: None,
             message: None,
         };

@@ -347,12 +347,16 @@ impl Daemon {
 
     pub fn status(&self, name: &str) -> Result<GuestStatus, ManagerError> {
         self.check_name(name)?;
+        let mut unbounded = None;
         let (context, vdir, config_error) = match self.load(name) {
-            Ok(l) => (
-                Some(l.config.context),
-                l.config.vdir.display().to_string(),
-                None,
-            ),
+            Ok(l) => {
+                unbounded = config::unbounded(&l.config);
+                (
+                    Some(l.config.context),
+                    l.config.vdir.display().to_string(),
+                    None,
+                )
+            }
             Err(ManagerError::InvalidConfig {
                 file,
                 line,
@@ -393,6 +397,7 @@ impl Daemon {
             restart_needed: self.guests.restart_needed(name),
             config_error,
             message: self.guests.last(name),
+            unbounded,
         })
     }
 

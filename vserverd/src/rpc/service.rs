@@ -235,14 +235,36 @@ impl Manager {
     /// Resource use of every running guest (what vserver-stat shows).
     async fn stat(&self) -> Result<proto::StatList, ManagerError> {
         self.check(Access::Read)?;
-        Ok(self.daemon.stat())
+        // It reads /proc for every guest process: on a blocking thread, two at a time, so a
+        // caller spamming it never stalls the thread that serves every connection.
+        static STATS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+        let _permit = STATS.acquire().await.map_err(|e| ManagerError::Failed {
+            name: String::new(),
+            message: e.to_string(),
+        })?;
+        let d = self.daemon.clone();
+        tokio::task::spawn_blocking(move || d.stat())
+            .await
+            .map_err(|e| ManagerError::Failed {
+                name: String::new(),
+                message: format!("stat: {e}"),
+            })
     }
 
     /// Parse a guest's config tree: the typed config and its warnings, or InvalidConfig naming the
     /// file and line.
     async fn validate(&self, name: String) -> Result<Validation, ManagerError> {
         self.check(Access::Read)?;
-        self.daemon.validate(&name)
+        let mut v = self.daemon.validate(&name)?;
+        // init's environment holds what admins put there (passwords, tokens): root's alone.
+        if self.peer.uid != 0 {
+            for e in &mut v.config.environment {
+                if let Some((k, _)) = e.split_once('=') {
+                    *e = format!("{k}=(redacted: root only)");
+                }
+            }
+        }
+        Ok(v)
     }
 
     /// Start a guest (and the dependencies that are not running); with `more`, report progress.
