@@ -354,3 +354,87 @@ fn delete_removes_a_20000_deep_tree_and_the_daemon_lives() {
     // The daemon is alive and serving.
     d.ctl_ok(&["list"]);
 }
+
+#[test]
+fn a_clone_is_its_sources_config_with_only_the_asked_changes() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    let d = TestDaemon::start();
+    let host_file = d.dir.path().join("host-hostname");
+    std::fs::write(&host_file, "host\n").unwrap();
+    let src_cfg = GuestBuilder::new("csrc")
+        .context(47020)
+        .file("apps/init/style", "sysv\n")
+        .file("apps/init/mark", "default\n")
+        .file("apps/init/depends", "other\n")
+        .file("uts/domainname", "example.org\n")
+        .file("cgroup/pids.max", "77\n")
+        .file("interfaces/0/ip", "192.0.2.7\n")
+        .file("interfaces/0/prefix", "24\n")
+        .file("interfaces/0/nodev", "")
+        .write(&d);
+    std::os::unix::fs::symlink("/var/run/vservers/csrc", src_cfg.join("run")).unwrap();
+    let root = d.guest_root("csrc");
+    for (f, c) in [
+        ("etc/machine-id", "0123456789abcdef0123456789abcdef\n"),
+        (
+            "var/lib/dbus/machine-id",
+            "0123456789abcdef0123456789abcdef\n",
+        ),
+        ("etc/ssh/ssh_host_ed25519_key", "OLD PRIVATE\n"),
+        ("etc/ssh/ssh_host_ed25519_key.pub", "ssh-ed25519 OLD\n"),
+    ] {
+        std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
+        std::fs::write(root.join(f), c).unwrap();
+    }
+    // Guest root planted a link to a host file where the clone's hostname goes.
+    std::os::unix::fs::symlink(&host_file, root.join("etc/hostname")).unwrap();
+    d.ctl_ok(&["build", "cl2", "-m", "clone", "--", "--source", "csrc"]);
+    let cfg = d.guest_config("cl2");
+    let read = |p: &str| std::fs::read_to_string(cfg.join(p)).unwrap_or_else(|e| format!("({e})"));
+    assert_eq!(read("apps/init/style"), "sysv\n");
+    assert_eq!(read("apps/init/mark"), "default\n");
+    assert_eq!(read("apps/init/depends"), "other\n");
+    assert!(!cfg.join("apps/apps").exists() && !cfg.join("cgroup/cgroup").exists());
+    assert_eq!(read("cgroup/pids.max"), "77\n");
+    assert_eq!(read("uts/domainname"), "example.org\n");
+    assert_eq!(read("uts/nodename"), "cl2\n");
+    assert_ne!(read("context"), "47020\n");
+    assert!(
+        !cfg.join("interfaces").exists(),
+        "the source's address was copied"
+    );
+    assert_eq!(
+        std::fs::read_link(cfg.join("run")).unwrap(),
+        std::path::Path::new("/var/run/vservers/cl2")
+    );
+    // check has nothing to say about the tree but what it says about the source's.
+    let out = d.ctl(&["check", "cl2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let croot = d.guest_root("cl2");
+    let rread =
+        |p: &str| std::fs::read_to_string(croot.join(p)).unwrap_or_else(|e| format!("({e})"));
+    assert_eq!(std::fs::read_to_string(&host_file).unwrap(), "host\n");
+    assert_eq!(rread("etc/hostname"), "cl2\n");
+    assert_eq!(rread("etc/machine-id"), "");
+    assert!(!croot.join("var/lib/dbus/machine-id").exists());
+    let key = rread("etc/ssh/ssh_host_ed25519_key");
+    assert!(
+        !key.contains("OLD PRIVATE"),
+        "the source's ssh host key was kept"
+    );
+    if std::path::Path::new("/usr/bin/ssh-keygen").exists() {
+        assert!(key.contains("OPENSSH PRIVATE KEY"), "{key}");
+        assert!(rread("etc/ssh/ssh_host_ed25519_key.pub").starts_with("ssh-ed25519 "));
+    }
+    // The source is untouched.
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/ssh/ssh_host_ed25519_key")).unwrap(),
+        "OLD PRIVATE\n"
+    );
+}

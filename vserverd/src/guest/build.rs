@@ -288,10 +288,28 @@ async fn steps(
     {
         return Err(format!("Context '{context}' is already in use by {user}"));
     }
-    let style = o.initstyle.clone().unwrap_or_else(|| match method {
-        "debootstrap" => "sysv".into(),
-        _ => "plain".into(),
-    });
+    // A clone is its source's config with exactly the asked changes: name, context,
+    // hostname, addresses (never the source's: they would clash), the vdir, run and cache
+    // links re-pointed. Copied first; what follows writes only those changes over it.
+    let source = if method == "clone" {
+        let src = arg(&o.arguments, "--source")
+            .ok_or("clone: give the source guest with `-- --source GUEST`")?;
+        let l = d.load(&src).map_err(|e| format!("clone source: {e}"))?;
+        if d.guests.running(&src).is_some() {
+            return Err(format!("clone source {src} runs: stop it first"));
+        }
+        copy_config(&l.config.cfg_dir, cfg)?;
+        repoint_links(&l.config.cfg_dir, cfg, &src, name)?;
+        Some(l.config)
+    } else {
+        None
+    };
+    let style = match (&o.initstyle, &source) {
+        (Some(s), _) => s.clone(),
+        (None, Some(c)) => c.init.style.as_str().to_string(),
+        (None, None) if method == "debootstrap" => "sysv".into(),
+        (None, None) => "plain".into(),
+    };
     p.send(
         name,
         "config",
@@ -304,8 +322,12 @@ async fn steps(
         &cfg.join("uts/nodename"),
         &format!("{}\n", o.hostname.as_deref().unwrap_or(name)),
     )?;
-    write(&cfg.join("apps/init/style"), &format!("{style}\n"))?;
-    write(&cfg.join("fstab"), "none /proc proc defaults 0 0\nnone /tmp tmpfs size=16m,mode=1777 0 0\nnone /dev/pts devpts gid=5,mode=620 0 0\n")?;
+    if source.is_none() || o.initstyle.is_some() {
+        write(&cfg.join("apps/init/style"), &format!("{style}\n"))?;
+    }
+    if source.is_none() {
+        write(&cfg.join("fstab"), "none /proc proc defaults 0 0\nnone /tmp tmpfs size=16m,mode=1777 0 0\nnone /dev/pts devpts gid=5,mode=620 0 0\n")?;
+    }
     for (i, f) in ifaces.iter().enumerate() {
         let dir = cfg.join(format!("interfaces/{i}"));
         write(&dir.join("ip"), &format!("{}\n", f.ip))?;
@@ -320,21 +342,25 @@ async fn steps(
     }
     // Bounds a hosting admin would set (the trees util-vserver wrote had none: check warns
     // about those); edit or remove the files, or `vserverctl set --persist`, to change them.
-    let (pids, memory) = default_limits();
-    write(&cfg.join("cgroup/pids.max"), &format!("{pids}\n"))?;
-    write(
-        &cfg.join("cgroup/memory.limit_in_bytes"),
-        &format!("{memory}\n"),
-    )?;
-    p.send(
-        name,
-        "limits",
-        &format!(
-            "cgroup/pids.max {pids}, cgroup/memory.limit_in_bytes {}M (half this host's memory)",
-            memory >> 20
-        ),
-        GuestState::Stopped,
-    );
+    // A clone keeps its source's.
+    if source.is_none() {
+        let (pids, memory) = default_limits();
+        write(&cfg.join("cgroup/pids.max"), &format!("{pids}\n"))?;
+        write(
+            &cfg.join("cgroup/memory.limit_in_bytes"),
+            &format!("{memory}\n"),
+        )?;
+        p.send(
+            name,
+            "limits",
+            &format!(
+                "cgroup/pids.max {pids}, cgroup/memory.limit_in_bytes {}M (half this host's \
+                 memory)",
+                memory >> 20
+            ),
+            GuestState::Stopped,
+        );
+    }
     if ifaces.is_empty() {
         p.send(
             name,
@@ -372,31 +398,25 @@ async fn steps(
             .await?;
         }
         "clone" => {
-            let src = arg(args, "--source")
-                .ok_or("clone: give the source guest with `-- --source GUEST`")?;
-            let l = d.load(&src).map_err(|e| format!("clone source: {e}"))?;
-            if d.guests.running(&src).is_some() {
-                return Err(format!("clone source {src} runs: stop it first"));
-            }
-            // Its settings, except what makes it itself.
-            copy_config(&l.config.cfg_dir, cfg)?;
+            let src = source.as_ref().ok_or("clone: no source")?;
             p.send(
                 name,
                 "clone",
-                &format!(
-                    "copying {} (reflinks where possible)",
-                    l.config.vdir.display()
-                ),
+                &format!("copying {} (reflinks where possible)", src.vdir.display()),
                 GuestState::Stopped,
             );
             run(
                 tokio::process::Command::new("cp")
                     .args(["-a", "--reflink=auto"])
-                    .arg(format!("{}/.", l.config.vdir.display()))
+                    .arg(format!("{}/.", src.vdir.display()))
                     .arg(root),
                 "cp",
             )
             .await?;
+            let hostname = o.hostname.as_deref().unwrap_or(name);
+            for said in reset_identity(root, hostname).await? {
+                p.send(name, "clone", &said, GuestState::Stopped);
+            }
         }
         "debootstrap" => {
             let suite =
@@ -487,25 +507,125 @@ fn which(prog: &str) -> Option<PathBuf> {
 
 /// Copies a source guest's config tree, leaving out its identity (context, name, vdir, run,
 /// cache, uts/nodename) which the new guest has its own of.
+/// The clone's `run` and `cache` links: the source's, re-pointed from its name to the clone's
+/// (util-vserver's are RUNDIR/NAME and CACHEBASE/NAME); a link that does not end in the
+/// source's name is left out, as it would be shared.
+fn repoint_links(src_cfg: &Path, dst: &Path, src: &str, name: &str) -> Result<(), String> {
+    for l in ["run", "cache"] {
+        let Ok(target) = std::fs::read_link(src_cfg.join(l)) else {
+            continue;
+        };
+        if target.file_name().is_some_and(|f| f == src) {
+            let new = target.with_file_name(name);
+            std::os::unix::fs::symlink(&new, dst.join(l)).map_err(io(&dst.join(l)))?;
+        }
+    }
+    Ok(())
+}
+
+/// What makes a copied root the source's, reset inside the clone (through intree.rs: the
+/// copied tree is the source guest's, so its symlinks are hostile): /etc/hostname; the
+/// machine ids (emptied: systemd and dbus make new ones); the ssh host keys (new ones when
+/// ssh-keygen is on the host, else removed, and said). Returns what it did, for the progress.
+async fn reset_identity(root: &Path, hostname: &str) -> Result<Vec<String>, String> {
+    let w = |rel: &str, c: &[u8], mode: u32| {
+        super::intree::write(root, rel, c, mode).map_err(|e| format!("{rel} in the clone: {e}"))
+    };
+    let mut said = Vec::new();
+    w("etc/hostname", format!("{hostname}\n").as_bytes(), 0o644)?;
+    if super::intree::exists(root, "etc/machine-id") {
+        w("etc/machine-id", b"", 0o444)?;
+    }
+    let _ = super::intree::remove(root, "var/lib/dbus/machine-id");
+    let keys: Vec<String> = super::intree::list(root, "etc/ssh")
+        .map_err(|e| format!("etc/ssh in the clone: {e}"))?
+        .into_iter()
+        .filter(|n| n.starts_with("ssh_host_") && n.ends_with("_key"))
+        .collect();
+    if keys.is_empty() {
+        return Ok(said);
+    }
+    for k in &keys {
+        for f in [k.clone(), format!("{k}.pub")] {
+            super::intree::remove(root, &format!("etc/ssh/{f}"))
+                .map_err(|e| format!("etc/ssh/{f} in the clone: {e}"))?;
+        }
+    }
+    let Some(keygen) = which("ssh-keygen") else {
+        said.push(format!(
+            "removed the source's ssh host keys ({}): run `ssh-keygen -A` in the guest",
+            keys.join(", ")
+        ));
+        return Ok(said);
+    };
+    let tmp = tempdir_in_run().map_err(|e| format!("ssh host keys: {e}"))?;
+    for k in &keys {
+        let ty = k
+            .trim_start_matches("ssh_host_")
+            .trim_end_matches("_key")
+            .to_string();
+        let out = tmp.join(k);
+        run(
+            tokio::process::Command::new(&keygen)
+                .args([
+                    "-q",
+                    "-N",
+                    "",
+                    "-t",
+                    &ty,
+                    "-C",
+                    &format!("root@{hostname}"),
+                    "-f",
+                ])
+                .arg(&out),
+            "ssh-keygen",
+        )
+        .await?;
+        for (f, mode) in [(k.clone(), 0o600), (format!("{k}.pub"), 0o644)] {
+            let c = std::fs::read(tmp.join(&f)).map_err(io(&tmp.join(&f)))?;
+            w(&format!("etc/ssh/{f}"), &c, mode)?;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    said.push(format!("new ssh host keys: {}", keys.join(", ")));
+    Ok(said)
+}
+
+/// A private folder for generated secrets (mode 0700, removed by the caller).
+fn tempdir_in_run() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let p = std::env::temp_dir().join(format!(
+        "vserverd-keys-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::DirBuilder::new().mode(0o700).create(&p)?;
+    Ok(p)
+}
+
+/// The source guest's config folder merged into the clone's: a folder the build already
+/// made (apps/, cgroup/) gets the source's files in it, never a copy of the folder inside.
 fn copy_config(src: &Path, dst: &Path) -> Result<(), String> {
-    const OWN: &[&str] = &[
-        "context",
-        "name",
-        "vdir",
-        "run",
-        "cache",
-        "uts",
-        "interfaces",
-    ];
+    const OWN: &[&str] = &["context", "name", "vdir", "run", "cache", "interfaces"];
+    std::fs::create_dir_all(dst).map_err(io(dst))?;
     for e in std::fs::read_dir(src).map_err(io(src))?.flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
         if OWN.contains(&n.as_str()) {
             continue;
         }
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        let (from, to) = if is_dir && dst.join(&n).is_dir() {
+            // `cp -a A/. B` copies A's contents into B.
+            (e.path().join("."), dst.join(&n))
+        } else {
+            (e.path(), dst.join(&n))
+        };
         let out = std::process::Command::new("cp")
             .arg("-a")
-            .arg(e.path())
-            .arg(dst.join(&n))
+            .arg(from)
+            .arg(to)
             .output()
             .map_err(|e| e.to_string())?;
         if !out.status.success() {
