@@ -272,6 +272,23 @@ fn debootstrap_builds_a_debian_guest_that_starts() {
     }
     let mut d = TestDaemon::prepare();
     d.spawn();
+    // An argument util-vserver's method does not know is refused, never dropped.
+    let o = d.ctl(&[
+        "build",
+        "bad",
+        "-m",
+        "debootstrap",
+        "--",
+        "-d",
+        "bookworm",
+        "nginx",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("unknown argument \"nginx\""),
+        "{err}"
+    );
+    assert!(!d.guest_config("bad").exists() && leftovers(&d).is_empty());
     let o = d.ctl(&[
         "build",
         "deb",
@@ -282,6 +299,8 @@ fn debootstrap_builds_a_debian_guest_that_starts() {
         "--",
         "-d",
         "bookworm",
+        "--include",
+        "procps",
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
     // Without network the build must fail cleanly; with it, the guest must work.
@@ -299,11 +318,59 @@ fn debootstrap_builds_a_debian_guest_that_starts() {
         std::fs::read_to_string(d.guest_config("deb").join("apps/init/style")).unwrap(),
         "sysv\n"
     );
+    // --include reached debootstrap.
+    assert!(
+        d.guest_root("deb").join("usr/bin/ps").exists(),
+        "procps not installed"
+    );
     d.ctl_ok(&["start", "deb"]);
     assert!(d
         .ctl_ok(&["exec", "deb", "--", "cat", "/etc/debian_version"])
         .starts_with("12"));
     d.ctl_ok(&["stop", "deb"]);
+}
+
+#[test]
+fn a_build_whose_guest_cannot_start_says_so() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    let d = TestDaemon::start();
+    // A template with no init in it.
+    let t = d.dir.path().join("noinit");
+    std::fs::create_dir_all(t.join("etc")).unwrap();
+    std::fs::write(t.join("etc/hostname"), "x\n").unwrap();
+    let tarball = d.dir.path().join("noinit.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&t)
+        .arg("-cf")
+        .arg(&tarball)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    let o = d.ctl(&[
+        "build",
+        "ni",
+        "-m",
+        "template",
+        "--",
+        "-t",
+        &tarball.display().to_string(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "built a guest that cannot start");
+    assert!(err.contains("/sbin/init is not in the guest root"), "{err}");
+    assert!(!d.guest_config("ni").exists() && leftovers(&d).is_empty());
+    // A skeleton is filled in later: built, with the warning.
+    let o = d.ctl(&["build", "sk", "-m", "skeleton"]);
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success() && out.contains("cannot start"), "{out}");
 }
 
 #[test]

@@ -373,6 +373,10 @@ fn assert_start_fails(d: &TestDaemon, name: &str, expect: &str) {
         err.contains(expect),
         "start {name}: expected {expect:?} in {err:?}"
     );
+    assert!(
+        !err.contains(&format!("{name}: {name}:")),
+        "the name twice: {err}"
+    );
     assert_eq!(d.status(name)["state"], "stopped");
     assert_nothing_left(d, name, None);
 }

@@ -419,39 +419,62 @@ async fn steps(
             }
         }
         "debootstrap" => {
-            let suite =
-                arg(args, "-d").ok_or("debootstrap: give the distribution with `-- -d SUITE`")?;
-            let mirror = arg(args, "-m").unwrap_or_else(|| "http://deb.debian.org/debian".into());
+            let a = parse_debootstrap(args)?;
             if which("debootstrap").is_none() {
                 return Err(
                     "debootstrap is not installed on this host (apt-get install debootstrap)"
                         .into(),
                 );
             }
-            let mut include = vec!["iproute2"];
-            if style == "sysv" {
-                include.push("sysvinit-core");
+            let mut cmd = tokio::process::Command::new("debootstrap");
+            if !a.options.iter().any(|o| o.starts_with("--variant")) {
+                cmd.arg("--variant=minbase");
+            }
+            // What the init style needs, and the admin's --include: one option (debootstrap
+            // takes only the last --include it is given).
+            let mut include: Vec<String> = vec!["iproute2".into()];
+            match style.as_str() {
+                "sysv" => include.push("sysvinit-core".into()),
+                "systemd" => include.extend(["systemd".into(), "systemd-sysv".into()]),
+                _ => {}
+            }
+            let (mut options, mut it) = (Vec::new(), a.options.iter());
+            while let Some(opt) = it.next() {
+                match opt.strip_prefix("--include") {
+                    Some("") => include.extend(it.next().cloned()),
+                    Some(v) if v.starts_with('=') => include.push(v[1..].to_string()),
+                    _ => options.push(opt.clone()),
+                }
+            }
+            cmd.arg(format!("--include={}", include.join(",")));
+            cmd.args(&options);
+            cmd.arg(&a.suite).arg(root).arg(&a.mirror);
+            if let Some(script) = &a.script {
+                cmd.arg(script);
             }
             p.send(
                 name,
                 "debootstrap",
-                &format!("{suite} from {mirror}"),
+                &format!(
+                    "{} from {}{}",
+                    a.suite,
+                    a.mirror,
+                    if a.options.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", a.options.join(" "))
+                    }
+                ),
                 GuestState::Stopped,
             );
-            run(
-                tokio::process::Command::new("debootstrap")
-                    .arg("--variant=minbase")
-                    .arg(format!("--include={}", include.join(",")))
-                    .arg(&suite)
-                    .arg(root)
-                    .arg(&mirror),
-                "debootstrap",
+            run(&mut cmd, "debootstrap").await?;
+            super::intree::write(
+                root,
+                "etc/hostname",
+                format!("{}\n", o.hostname.as_deref().unwrap_or(name)).as_bytes(),
+                0o644,
             )
-            .await?;
-            write(
-                &root.join("etc/hostname"),
-                &format!("{}\n", o.hostname.as_deref().unwrap_or(name)),
-            )?;
+            .map_err(|e| format!("etc/hostname in the new root: {e}"))?;
         }
         m @ ("yum" | "rpm" | "poldek" | "apt-rpm" | "urpmi" | "rsync" | "fai") => {
             let tool = if m == "apt-rpm" { "apt-get" } else { m };
@@ -483,9 +506,107 @@ async fn steps(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    config::load_guest(&roots, &tmp_name)
+    let built = config::load_guest(&roots, &tmp_name)
         .map_err(|e| format!("the built config does not load: {e}"))?;
+    // A guest that cannot start is said so now, not at its first start (looked for where
+    // the root is until the build is renamed into place).
+    let mut c = built.config;
+    c.vdir = root.to_path_buf();
+    if let Some(w) = missing_init(&c, root) {
+        // A skeleton is filled in later; a clone is as startable as its source.
+        if matches!(method, "skeleton" | "clone") {
+            p.send(name, "init", &format!("warning: {w}"), GuestState::Stopped);
+        } else {
+            return Err(w);
+        }
+    }
     Ok(())
+}
+
+/// Why the built guest could not start: its start command is not in its root (looked up
+/// as the guest will, through its symlinks and fstab binds). `root` is where the build made it.
+fn missing_init(c: &config::GuestConfig, root: &Path) -> Option<String> {
+    let cmds = match super::plan::init_commands(c) {
+        Ok(c) => c,
+        Err(e) => return Some(format!("{e}: the guest cannot start")),
+    };
+    let prog = cmds.start.first()?;
+    if !prog.starts_with('/') {
+        return None;
+    }
+    let binds = super::rootpath::binds(&super::plan::mounts(c));
+    let found = super::rootpath::resolve(root, &binds, prog)
+        .map(|g| super::rootpath::host_path(root, &binds, &g))
+        .is_some_and(|p| p.is_file());
+    (!found).then(|| {
+        format!(
+            "init style {}: {prog} is not in the guest root, so the guest cannot start (a \
+             debootstrap minbase has no init: build with --initstyle sysv, or --initstyle \
+             systemd for a systemd guest)",
+            c.init.style.as_str()
+        )
+    })
+}
+
+/// util-vserver's debootstrap method arguments: `-d SUITE [-m MIRROR] [-s SCRIPT]
+/// [-- DEBOOTSTRAP-OPTIONS]`; debootstrap's own long options (`--include=…`, `--arch …`) are
+/// also taken before the `--`. Anything else is refused, never dropped.
+#[derive(Debug, PartialEq, Eq)]
+struct Debootstrap {
+    suite: String,
+    mirror: String,
+    script: Option<String>,
+    options: Vec<String>,
+}
+
+fn parse_debootstrap(args: &[String]) -> Result<Debootstrap, String> {
+    /// debootstrap options that take a value as the next argument.
+    const VALUED: &[&str] = &[
+        "--include",
+        "--exclude",
+        "--variant",
+        "--arch",
+        "--components",
+        "--keyring",
+        "--extra-suites",
+        "--cache-dir",
+        "--extractor",
+        "--private-key",
+        "--certificate",
+    ];
+    let usage = "util-vserver's form: -d SUITE [-m MIRROR] [-s SCRIPT] [-- DEBOOTSTRAP-OPTIONS]";
+    let (mut suite, mut mirror, mut script, mut options) = (None, None, None, Vec::new());
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |what: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("debootstrap: {a} needs {what}; {usage}"))
+        };
+        match a.as_str() {
+            "-d" => suite = Some(value("a suite")?),
+            "-m" => mirror = Some(value("a mirror")?),
+            "-s" => script = Some(value("a script")?),
+            "--" => {
+                options.extend(it.by_ref().cloned());
+            }
+            o if o.starts_with("--") => {
+                options.push(o.to_string());
+                if !o.contains('=') && VALUED.contains(&o) {
+                    options.push(value("a value")?);
+                }
+            }
+            o => return Err(format!("debootstrap: unknown argument {o:?}; {usage}")),
+        }
+    }
+    Ok(Debootstrap {
+        suite: suite.ok_or(format!(
+            "debootstrap: give the distribution with -d SUITE; {usage}"
+        ))?,
+        mirror: mirror.unwrap_or_else(|| "http://deb.debian.org/debian".into()),
+        script,
+        options,
+    })
 }
 
 fn which(prog: &str) -> Option<PathBuf> {
@@ -642,6 +763,32 @@ fn copy_config(src: &Path, dst: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debootstrap_arguments_pass_through_or_are_refused() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let a = parse_debootstrap(&v(&[
+            "-d",
+            "bookworm",
+            "--include",
+            "nginx",
+            "--",
+            "--arch=amd64",
+        ]))
+        .unwrap();
+        assert_eq!(a.suite, "bookworm");
+        assert_eq!(a.options, v(&["--include", "nginx", "--arch=amd64"]));
+        let a = parse_debootstrap(&v(&["-d", "sid", "-m", "http://m/debian", "-s", "/s"])).unwrap();
+        assert_eq!(a.mirror, "http://m/debian");
+        assert_eq!(a.script.as_deref(), Some("/s"));
+        assert!(parse_debootstrap(&v(&["-d", "x", "nginx"]))
+            .unwrap_err()
+            .contains("unknown argument \"nginx\""));
+        assert!(parse_debootstrap(&v(&["-m", "x"]))
+            .unwrap_err()
+            .contains("-d SUITE"));
+        assert!(parse_debootstrap(&v(&["-d"])).is_err());
+    }
 
     #[test]
     fn interface_arguments() {

@@ -106,6 +106,15 @@ where
     done
 }
 
+/// A job's error as its outcome: the guest's name is added once, where it is reported
+/// (`Failed`'s Display starts with it; kept, it showed twice: "deb: deb: …").
+fn without_name(e: ManagerError) -> String {
+    match e {
+        ManagerError::Failed { message, .. } => message,
+        e => e.to_string(),
+    }
+}
+
 /// The dependency graph: of the guests reachable from `roots` (parsing only those), or of
 /// every guest (from the watcher's catalog when it is live). A guest whose config does not
 /// load has no known dependencies; its own start reports the config error.
@@ -222,7 +231,7 @@ pub async fn start(
         async move {
             match guest::start::start(&d, &n, &p).await {
                 Ok(()) | Err(ManagerError::AlreadyRunning { .. }) => Ok(()),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(without_name(e)),
             }
         }
     };
@@ -284,11 +293,7 @@ pub async fn stop_mark(
     let job = |n: String| {
         let d = d.clone();
         let p = p.clone();
-        async move {
-            guest::stop::stop(&d, &n, &p)
-                .await
-                .map_err(|e| e.to_string())
-        }
+        async move { guest::stop::stop(&d, &n, &p).await.map_err(without_name) }
     };
     let out = run_dag(&set, &dependents, parallel, false, job).await;
     summary("stopped", set.len(), &out).map_err(|message| ManagerError::Failed {
