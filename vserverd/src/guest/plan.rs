@@ -299,6 +299,16 @@ pub fn start_plan(c: &GuestConfig, cg: &GuestCgroup) -> Result<StartPlan, String
         }),
         mtab,
         prepare: cmds.prepare,
+        // sysv: the runlevel rc starts, recorded in the guest's utmp for `runlevel` (and so
+        // invoke-rc.d), as util-vserver's fakerunlevel did.
+        runlevel: (cmds.prepare == Prepare::Sysv)
+            .then(|| {
+                cmds.start_env
+                    .iter()
+                    .find_map(|e| e.strip_prefix("RUNLEVEL="))
+                    .map(String::from)
+            })
+            .flatten(),
         // Without uts/nodename the guest is named after itself, not after the host.
         nodename: Some(c.uts.nodename.clone().unwrap_or_else(|| c.name.clone())),
         domainname: c.uts.domainname.clone(),

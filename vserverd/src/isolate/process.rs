@@ -150,3 +150,49 @@ pub fn unshare_time() -> Result<(), ProcessError> {
     std::fs::write("/proc/self/timens_offsets", offsets)
         .map_err(|e| ProcessError(format!("time namespace offsets: {e}")))
 }
+
+/// Writes a fresh utmp at `path` (inside the guest, after pivot) holding a boot record and a
+/// RUN_LVL record for runlevel `rl` (previous N), as sysvinit's init and util-vserver's
+/// fakerunlevel wrote them: `runlevel` prints "N 3", `who -b` the boot time.
+pub fn write_runlevel(path: &str, rl: char) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let record = |ty: libc::c_short, pid: i32, user: &str| {
+        // SAFETY: utmpx is plain data; all-zero is a valid value.
+        let mut u: libc::utmpx = unsafe { std::mem::zeroed() };
+        u.ut_type = ty;
+        u.ut_pid = pid;
+        for (d, s) in u.ut_line.iter_mut().zip(b"~") {
+            *d = *s as libc::c_char;
+        }
+        for (d, s) in u.ut_id.iter_mut().zip(b"~~") {
+            *d = *s as libc::c_char;
+        }
+        for (d, s) in u.ut_user.iter_mut().zip(user.as_bytes()) {
+            *d = *s as libc::c_char;
+        }
+        u.ut_tv.tv_sec = now.as_secs() as i32;
+        u.ut_tv.tv_usec = now.subsec_micros() as i32;
+        // SAFETY: the bytes of a plain-data struct.
+        unsafe {
+            std::slice::from_raw_parts(
+                (&u as *const libc::utmpx).cast::<u8>(),
+                std::mem::size_of::<libc::utmpx>(),
+            )
+        }
+        .to_vec()
+    };
+    let mut data = record(libc::BOOT_TIME, 0, "reboot");
+    data.extend(record(libc::RUN_LVL, rl as i32 + 256 * 'N' as i32, "runlevel"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o664)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    f.write_all(&data)
+}

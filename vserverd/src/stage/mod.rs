@@ -375,6 +375,10 @@ fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infalli
         write_mtab(m);
     }
     prepare(p.prepare);
+    if let Some(rl) = p.runlevel.as_deref().and_then(|r| r.chars().next()) {
+        // Best effort, as fakerunlevel was: a guest without utmp support still starts.
+        let _ = process::write_runlevel("/var/run/utmp", rl);
+    }
     process::set_uts(p.nodename.as_deref(), p.domainname.as_deref()).map_err(|e| e.0)?;
     confine(&p.cfg_dir, &p.confinement, p.reaper)?;
     out.mark("confined");

@@ -100,6 +100,9 @@ pub struct StartPlan {
     /// Written to the guest's /etc/mtab (unless that is a symlink).
     pub mtab: Option<String>,
     pub prepare: Prepare,
+    /// Written as a RUN_LVL record into the guest's /var/run/utmp after `prepare` (sysv).
+    #[serde(default)]
+    pub runlevel: Option<String>,
     pub nodename: Option<String>,
     pub domainname: Option<String>,
     pub confinement: Confinement,
