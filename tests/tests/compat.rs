@@ -152,8 +152,22 @@ fn vserverctl_delete_refuses_a_running_guest() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--stop"));
     assert!(d.guest_root("del").exists());
+    // Without --yes and with nothing on stdin: a message, exit 2, nothing deleted.
+    let o = d.ctl(&["delete", "del"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no answer on stdin; nothing deleted"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(d.guest_root("del").exists());
     let out = d.ctl_ok(&["delete", "del", "--yes", "--stop", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["deleted"], true, "{out}");
     assert!(!d.guest_config("del").exists() && !d.guest_root("del").exists());
+    // List right after the delete: gone at once.
+    assert!(
+        !d.ctl_ok(&["list"]).contains("del"),
+        "a deleted guest still listed"
+    );
 }

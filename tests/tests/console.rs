@@ -66,6 +66,14 @@ fn a_console_flood_stays_within_the_log_cap_and_delete_removes_the_logs() {
     d.wait_until("the flood's end in the log", || {
         std::fs::read_to_string(&log).is_ok_and(|s| s.contains("flood-done"))
     });
+    // The keeper is named for what it is in ps.
+    let keeper = std::fs::read_to_string(d.run_dir.join("console.pid")).unwrap();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", keeper.trim())).unwrap();
+    assert!(
+        cmdline.starts_with(b"vserverd-tty\0"),
+        "{:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
     let m = std::fs::metadata(&log).unwrap();
     let cap = 1 << 20;
     assert!(m.len() <= cap, "log is {} bytes", m.len());

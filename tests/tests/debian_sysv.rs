@@ -69,7 +69,10 @@ fn debian_sysv_guest_starts_runs_and_stops() {
     assert!(!root.join("var/run/stale.pid").exists() || !root.join("run/stale.pid").exists());
     // utmp says the runlevel (written by PID 1 after rc's /var/run cleanup), so
     // invoke-rc.d starts what a package installs.
-    assert_eq!(d.ctl_ok(&["exec", "deb", "--", "/sbin/runlevel"]).trim(), "N 3");
+    assert_eq!(
+        d.ctl_ok(&["exec", "deb", "--", "/sbin/runlevel"]).trim(),
+        "N 3"
+    );
     let free = d.ctl_ok(&["exec", "deb", "--", "free", "-k"]);
     let mem: Vec<u64> = free
         .lines()

@@ -563,7 +563,9 @@ fn sysv_guest(d: &TestDaemon, name: &str, ctx: u32, rc3: &str, extra: &[(&str, &
     std::fs::create_dir_all(rc.parent().unwrap()).unwrap();
     std::fs::write(
         &rc,
-        format!("#!/bin/sh\ncase $1 in 3) {rc3} ;; 6) kill -TERM -1 ;; esac\nexit 0\n"),
+        format!(
+            "#!/bin/sh\ncase $1 in 3) {rc3} ;; 6) echo rc6-says-goodbye; kill -TERM -1 ;; esac\nexit 0\n"
+        ),
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -621,6 +623,11 @@ fn a_sysv_guests_pid1_reaps_orphans_for_its_whole_life() {
     d.ctl_ok(&["stop", "orphans"]);
     eprintln!("stop took {:?}", t.elapsed());
     assert_nothing_left(&d, "orphans", None);
+    // rc 6's output went to the guest's console, so into its log.
+    let log = d.run_dir.join("guests/orphans.log");
+    d.wait_until("rc 6's output in the console log", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("rc6-says-goodbye"))
+    });
 }
 
 /// Pipe inodes among a process's fds.

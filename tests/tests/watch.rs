@@ -113,8 +113,17 @@ fn a_running_guests_changed_config_needs_a_restart() {
     d.spawn();
     d.ctl_ok(&["start", "live"]);
     let cfg = d.guest_config("live");
-    // The same content again is no change.
+    // The same content again is no change; nor are a mark and a dependency, which only the
+    // orchestrator reads (List shows them at once).
     std::fs::write(cfg.join("context"), "43002\n").unwrap();
+    std::fs::create_dir_all(cfg.join("apps/init")).unwrap();
+    std::fs::write(cfg.join("apps/init/mark"), "default\n").unwrap();
+    std::fs::write(cfg.join("apps/init/depends"), "nothing-here\n").unwrap();
+    d.wait_until("the new mark in List", || {
+        d.ctl_ok(&["list", "--json"]).contains("\"default\"")
+    });
+    assert_eq!(d.status("live")["restart_needed"], false);
+    std::fs::remove_file(cfg.join("apps/init/depends")).unwrap();
     std::fs::create_dir_all(cfg.join("uts")).unwrap();
     std::fs::write(cfg.join("uts/nodename"), "other\n").unwrap();
     d.wait_until("restart needed", || {

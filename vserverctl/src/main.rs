@@ -266,8 +266,17 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
                 eprint!("Are you sure you want to delete the vserver {name} (y/N) ");
                 let _ = std::io::stderr().flush();
                 let mut answer = String::new();
-                let _ = std::io::stdin().read_line(&mut answer);
+                let got = std::io::stdin().read_line(&mut answer).unwrap_or(0);
+                if got == 0 {
+                    // No terminal and nothing on stdin (a script, cron): say so.
+                    eprintln!(
+                        "\nvserverctl: delete {name}: no answer on stdin; nothing deleted \
+                         (give --yes to delete without asking)"
+                    );
+                    return Ok(2);
+                }
                 if !matches!(answer.trim(), "y" | "Y") {
+                    eprintln!("vserverctl: {name} not deleted");
                     return Ok(2);
                 }
             }

@@ -6,10 +6,12 @@
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 
-/// Runs `/proc/self/exe ARG PATH` and waits for it: it returns once the helper is ready.
-/// `what` names the helper in errors.
-pub fn start(arg: &str, path: &Path, what: &str) -> Result<(), String> {
+/// Runs `/proc/self/exe ARG PATH` as `name` (its argv[0], what ps shows) and waits for it: it
+/// returns once the helper is ready. `what` names the helper in errors.
+pub fn start(name: &str, arg: &str, path: &Path, what: &str) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
     let out = Command::new("/proc/self/exe")
+        .arg0(name)
         .arg(arg)
         .arg(path)
         .stdin(Stdio::null())

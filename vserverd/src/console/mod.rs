@@ -96,7 +96,7 @@ fn keeper(run_dir: &Path) -> Result<UnixStream, String> {
     if let Ok(s) = connect(run_dir) {
         return Ok(s);
     }
-    crate::detached::start(ARG, &socket(run_dir), "console keeper")?;
+    crate::detached::start("vserverd-tty", ARG, &socket(run_dir), "console keeper")?;
     let s = connect(run_dir).map_err(|e| format!("the console keeper does not answer: {e}"))?;
     tracing::info!("console keeper serving {}", socket(run_dir).display());
     Ok(s)

@@ -210,6 +210,7 @@ pub async fn build(
     });
     match r {
         Ok(()) => {
+            d.catalog.reload(&d.roots(), name);
             // The vdir link was written with the final root's name.
             p.send(
                 name,

@@ -79,6 +79,8 @@ pub async fn delete(d: &Arc<Daemon>, name: &str, stop: bool) -> Result<(), Manag
     .map_err(|e| failed(name, e.to_string()))?;
     removed.map_err(|e| failed(name, format!("partly deleted: {e}")))?;
     crate::console::remove_logs(&d.opts.run_dir, name);
+    // List at once, not when the watcher's event arrives.
+    d.catalog.reload(&d.roots(), name);
     d.guests.emit(name, "deleted", None);
     Ok(())
 }

@@ -126,6 +126,27 @@ fn guest_pty(init_pid: i32) -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok((master, slave))
 }
 
+/// The guest's /dev/console (its console pty, logged by the keeper) opened for writing,
+/// through init's root with no symlink followed: where the output of the style's stop
+/// command (sysv `rc 6`) goes, as it went to the console under util-vserver.
+pub fn guest_console(init_pid: i32) -> Option<OwnedFd> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let root = rustix::fs::open(
+        format!("/proc/{init_pid}/root"),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    rustix::fs::openat2(
+        &root,
+        "dev/console",
+        OFlags::WRONLY | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+    .ok()
+}
+
 /// Starts `argv` in a running guest with fresh pipes (or a pty) for its stdio.
 pub async fn open_session(
     d: &Arc<Daemon>,

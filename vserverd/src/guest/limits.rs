@@ -85,11 +85,21 @@ pub async fn set(
 /// The config with everything that can change live (limits) taken out: two configs equal under
 /// this need no restart between them.
 pub fn without_limits(c: &GuestConfig) -> GuestConfig {
-    let mut c = c.clone();
+    let mut c = without_orchestration(c);
     c.cgroup.settings.clear();
     c.rlimits.clear();
     c.sched.clear();
     c.cpuset = None;
+    c
+}
+
+/// `c` without what only the orchestrator reads (marks, dependencies, `disabled`): changing
+/// those changes nothing in a running guest, so it needs no restart.
+pub fn without_orchestration(c: &GuestConfig) -> GuestConfig {
+    let mut c = c.clone();
+    c.init.mark.clear();
+    c.init.depends.clear();
+    c.disabled = false;
     c
 }
 

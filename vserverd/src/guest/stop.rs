@@ -74,7 +74,13 @@ async fn shut_down(d: &Arc<Daemon>, run: &Arc<Running>, c: Option<&GuestConfig>,
             p.send(name, "stop", &argv.join(" "), GuestState::Stopping);
             let mut env = c.init.environment.clone();
             env.extend(cmds.stop_env.iter().cloned());
-            let stdio = StageStdio::null();
+            // Its output on the guest's console (and so in the console log).
+            let console = exec::guest_console(run.state.init_pid);
+            let stdio = StageStdio {
+                stdin: None,
+                stdout: console.as_ref().and_then(|f| f.try_clone().ok()),
+                stderr: console,
+            };
             match exec::spawn_in_guest(d, c, run, argv.clone(), env, stdio, false).await {
                 Ok((_, fd)) => {
                     let waited = tokio::time::timeout(timeout, exec::wait_child(&fd)).await;

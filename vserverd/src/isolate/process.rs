@@ -186,7 +186,11 @@ pub fn write_runlevel(path: &str, rl: char) -> std::io::Result<()> {
         .to_vec()
     };
     let mut data = record(libc::BOOT_TIME, 0, "reboot");
-    data.extend(record(libc::RUN_LVL, rl as i32 + 256 * 'N' as i32, "runlevel"));
+    data.extend(record(
+        libc::RUN_LVL,
+        rl as i32 + 256 * 'N' as i32,
+        "runlevel",
+    ));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

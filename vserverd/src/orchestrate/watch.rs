@@ -261,9 +261,13 @@ async fn apply(d: &Arc<Daemon>, dirty: BTreeSet<Scope>) {
                 .and_then(|e| e.as_ref().as_ref().err().map(|e| e.to_string())),
         );
         if let Some(run) = d.guests.running(&n) {
-            use crate::guest::limits::{apply_live, without_limits};
+            use crate::guest::limits::{apply_live, without_limits, without_orchestration};
             let restart = match (entry.as_deref(), run.config.as_ref()) {
-                (Some(Ok(l)), Some(old)) if **old == l.config => false,
+                (Some(Ok(l)), Some(old))
+                    if without_orchestration(old) == without_orchestration(&l.config) =>
+                {
+                    false
+                }
                 (Some(Ok(l)), Some(old)) if without_limits(old) == without_limits(&l.config) => {
                     // Only limits changed: apply them to the running guest.
                     match apply_live(&run, &l.config) {

@@ -67,7 +67,7 @@ pub fn ensure(run_dir: &Path) -> Result<PathBuf, String> {
         );
     }
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    crate::detached::start(ARG, &dir, "/proc file server")?;
+    crate::detached::start("vserverd-procfs", ARG, &dir, "/proc file server")?;
     if !serving(&dir) {
         return Err(format!(
             "the /proc file server does not answer at {}",
