@@ -882,6 +882,49 @@ fn exec_passes_the_terminal_and_locale_not_the_callers_secrets() {
 }
 
 #[test]
+fn every_state_changing_call_is_logged_once_with_who_and_how_it_ended() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("aud").context(41047).write(&d);
+    GuestBuilder::new("broken").context(41048).write(&d);
+    std::fs::remove_dir_all(d.guest_root("broken")).unwrap();
+    d.spawn();
+    d.ctl_ok(&["start", "aud"]);
+    d.ctl_ok(&["set", "aud", "--pids", "50"]);
+    d.ctl_ok(&["exec", "aud", "--", "true"]);
+    assert!(!d.ctl(&["start", "broken"]).status.success());
+    d.ctl_ok(&["stop", "aud"]);
+    d.ctl_ok(&["build", "nb", "-m", "skeleton"]);
+    d.ctl_ok(&["delete", "nb", "--yes"]);
+    d.ctl_ok(&["list"]);
+    let log = d.log();
+    assert!(!log.contains('\u{1b}'), "colour escapes in a log file");
+    let audit: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("vserverd::audit"))
+        .collect();
+    for (what, n) in [
+        ("Start aud by uid 0: ok", 1),
+        ("SetLimits aud by uid 0: ok", 1),
+        ("Exec aud by uid 0: ok", 1),
+        ("Start broken by uid 0: failed", 1),
+        ("Stop aud by uid 0: ok", 1),
+        ("Build nb by uid 0: ok", 1),
+        ("Delete nb by uid 0: ok", 1),
+    ] {
+        let found = audit.iter().filter(|l| l.contains(what)).count();
+        assert_eq!(found, n, "{what:?} in:\n{}", audit.join("\n"));
+    }
+    // Structured fields, and the command exec ran; read calls are not audited.
+    assert!(audit
+        .iter()
+        .any(|l| l.contains("caller_uid=0") && l.contains("detail=true")));
+    assert!(!audit.iter().any(|l| l.contains("List")));
+}
+
+#[test]
 fn guests_survive_a_daemon_crash_and_are_adopted() {
     if !prerequisites() {
         return;

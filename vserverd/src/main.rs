@@ -98,8 +98,11 @@ fn init_logging() {
     let filter = EnvFilter::try_from_env("VSERVERD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Under systemd the journal adds its own timestamps.
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    // Colour only for a person at a terminal, never into a file or a pipe.
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if journal {
         builder.without_time().with_ansi(false).init();

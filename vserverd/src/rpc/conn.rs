@@ -53,7 +53,7 @@ pub async fn serve(stream: UnixStream, daemon: Arc<Daemon>, schema: Arc<Schema>)
     };
     let mut conn = Connection::new(stream);
     conn.read_mut().set_max_message_size(MAX_REQUEST);
-    let mut service = Manager::new(daemon, peer);
+    let mut service = Manager::new(daemon, peer.clone());
     loop {
         let (call, fds): (Call<RawMethod>, Vec<OwnedFd>) = match conn.receive_call().await {
             Ok(x) => x,
@@ -76,11 +76,105 @@ pub async fn serve(stream: UnixStream, daemon: Arc<Daemon>, schema: Arc<Schema>)
                 return;
             }
         };
-        if let Err(e) = handle(&mut conn, &mut service, &schema, call, fds).await {
+        if let Err(e) = handle(&mut conn, &mut service, &schema, call, fds, &peer).await {
             tracing::debug!("connection {} ends: {e}", conn.id());
             return;
         }
     }
+}
+
+/// The methods that change something: each call is logged once, with who asked and how it
+/// ended (the audit trail admins read; structured fields the journal keeps as they are).
+const AUDITED: &[&str] = &[
+    "Start",
+    "Stop",
+    "Restart",
+    "CondRestart",
+    "StartMarked",
+    "StopMarked",
+    "Exec",
+    "Enter",
+    "Console",
+    "SetLimits",
+    "Build",
+    "Delete",
+];
+
+/// One audited call: logged when dropped, with the outcome set last (a connection that goes
+/// away mid-call is logged too).
+struct Audit<'a> {
+    peer: &'a Peer,
+    method: String,
+    target: String,
+    detail: String,
+    outcome: Option<String>,
+}
+
+impl<'a> Audit<'a> {
+    fn of(peer: &'a Peer, raw: &RawMethod) -> Option<Audit<'a>> {
+        let m = raw.method.rsplit('.').next()?;
+        if !AUDITED.contains(&m) || !raw.method.starts_with("org.linux-vserver.Manager.") {
+            return None;
+        }
+        let p = raw.parameters.as_ref();
+        let s = |k: &str| p.and_then(|p| p.get(k)).and_then(Value::as_str);
+        let target = s("name")
+            .map(String::from)
+            .or_else(|| s("mark").map(|m| format!("mark {m}")))
+            .unwrap_or_default();
+        let detail = match m {
+            "Exec" => p
+                .and_then(|p| p.get("command"))
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default(),
+            "Build" => s("method").unwrap_or_default().to_string(),
+            "SetLimits" => p
+                .and_then(|p| p.get("limits"))
+                .map(|l| l.to_string())
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        Some(Audit {
+            peer,
+            method: m.to_string(),
+            target,
+            detail: super::super::stage::report::clean(&detail),
+            outcome: None,
+        })
+    }
+}
+
+impl Drop for Audit<'_> {
+    fn drop(&mut self) {
+        let outcome = self.outcome.as_deref().unwrap_or("the caller went away");
+        tracing::info!(
+            target: "vserverd::audit",
+            caller_uid = self.peer.uid,
+            caller_pid = self.peer.pid,
+            method = %self.method,
+            guest = %self.target,
+            detail = %self.detail,
+            outcome = %outcome,
+            "{} {} by uid {}: {outcome}",
+            self.method,
+            self.target,
+            self.peer.uid
+        );
+    }
+}
+
+/// An error reply as the audit line says it: the varlink error and its parameters.
+fn error_text(e: &impl serde::Serialize) -> String {
+    format!(
+        "failed: {}",
+        super::super::stage::report::clean(&serde_json::to_string(e).unwrap_or_default())
+    )
 }
 
 async fn handle(
@@ -89,9 +183,14 @@ async fn handle(
     schema: &Schema,
     call: Call<RawMethod>,
     fds: Vec<OwnedFd>,
+    peer: &Peer,
 ) -> zlink::Result<()> {
     let raw = call.method();
+    let mut audit = Audit::of(peer, raw);
     if let Err(problem) = schema.check(&raw.method, raw.parameters.as_ref()) {
+        if let Some(a) = &mut audit {
+            a.outcome = Some(format!("refused: not a valid call ({problem:?})"));
+        }
         if call.oneway() {
             return Ok(());
         }
@@ -133,20 +232,36 @@ async fn handle(
         };
 
     let (reply, reply_fds) = <Manager as Service<Stream>>::handle(service, &typed, conn, fds).await;
+    let done = |audit: &mut Option<Audit>, what: String| {
+        if let Some(a) = audit {
+            a.outcome = Some(what);
+        }
+    };
     if call.oneway() {
+        done(&mut audit, "done (oneway)".into());
         return Ok(());
     }
     match reply {
         MethodReply::Single(params) => {
+            done(&mut audit, "ok".into());
             let reply = Reply::new(params).set_continues(Some(false));
             conn.send_reply(&reply, reply_fds).await
         }
-        MethodReply::Error(err) => conn.send_error(&err, reply_fds).await,
+        MethodReply::Error(err) => {
+            done(&mut audit, error_text(&err));
+            conn.send_error(&err, reply_fds).await
+        }
         MethodReply::Multi(mut stream) => {
             while let Some((item, fds)) = stream.next().await {
                 match item {
-                    Ok(reply) => conn.send_reply(&reply, fds).await?,
-                    Err(err) => conn.send_error(&err, fds).await?,
+                    Ok(reply) => {
+                        done(&mut audit, "ok".into());
+                        conn.send_reply(&reply, fds).await?
+                    }
+                    Err(err) => {
+                        done(&mut audit, error_text(&err));
+                        conn.send_error(&err, fds).await?
+                    }
                 }
             }
             Ok(())
