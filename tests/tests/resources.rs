@@ -350,6 +350,85 @@ fn meminfo(text: &str) -> (u64, u64) {
 }
 
 #[test]
+fn each_virt_mem_guest_reads_its_own_meminfo_through_any_path_and_its_fields_fit() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    for (n, ctx, pages) in [("m1", 44041, "32768"), ("m2", 44042, "16384")] {
+        GuestBuilder::busybox(n)
+            .context(ctx)
+            .file("cflags", "virt_mem\n")
+            .file("rlimits/rss", &format!("{pages}\n"))
+            .write(&d);
+    }
+    d.spawn();
+    d.ctl_ok(&["start", "m1"]);
+    d.ctl_ok(&["start", "m2"]);
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    // Each guest's meminfo is a file of its own (no page cache shared between guests).
+    for n in ["m1", "m2"] {
+        let mi = std::fs::read_to_string(format!("/proc/{}/mountinfo", d.init_pid(n))).unwrap();
+        let line = mi
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some("/proc/meminfo"))
+            .unwrap();
+        assert_eq!(
+            line.split(' ').nth(3),
+            Some(format!("/{n}/meminfo").as_str()),
+            "{line}"
+        );
+    }
+    // Interleaved reads through read(2), sendfile (busybox cat) and a held-open fd: each
+    // guest sees its own limit every time.
+    for _ in 0..10 {
+        for (n, pages) in [("m1", 32768u64), ("m2", 16384)] {
+            let want = pages * page / 1024;
+            for cmd in [
+                "cat /proc/meminfo",
+                "exec 3</proc/meminfo; sleep 0.05; cat <&3",
+                "dd if=/proc/meminfo bs=64 2>/dev/null",
+            ] {
+                let seen = d.ctl_ok(&["exec", n, "--", "sh", "-c", cmd]);
+                assert_eq!(meminfo(&seen).0, want, "{n} via {cmd:?}:\n{seen}");
+            }
+        }
+    }
+    // Every amount fits the guest's total (the host's slab no longer shows), and free's
+    // buff/cache stays within what is used.
+    let seen = d.ctl_ok(&["exec", "m1", "--", "cat", "/proc/meminfo"]);
+    let kb = |k: &str| -> u64 {
+        seen.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}:")))
+            .map(|v| v.trim().trim_end_matches("kB").trim().parse().unwrap())
+            .unwrap_or(0)
+    };
+    let total = kb("MemTotal");
+    for l in seen.lines().filter(|l| l.ends_with(" kB")) {
+        let (k, v) = l.split_once(':').unwrap();
+        let v: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap();
+        if ![
+            "VmallocTotal",
+            "VmallocChunk",
+            "Hugepagesize",
+            "CommitLimit",
+            "SwapTotal",
+            "SwapFree",
+        ]
+        .contains(&k)
+        {
+            assert!(v <= total, "{l} in a guest of {total} kB");
+        }
+    }
+    assert!(
+        kb("Buffers") + kb("Cached") + kb("SReclaimable") <= total - kb("MemFree"),
+        "{seen}"
+    );
+    d.ctl_ok(&["stop", "m1"]);
+    d.ctl_ok(&["stop", "m2"]);
+}
+
+#[test]
 fn virt_mem_shows_the_guests_limit_in_proc_meminfo_and_survives_the_daemon() {
     if !prerequisites() {
         return;

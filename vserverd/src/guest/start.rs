@@ -206,7 +206,7 @@ async fn steps(
     sp.netns = net.as_ref().map(|n| n.ns.clone());
     sp.loopback_netns = net.is_none() && super::network::loopback_only(c);
     if c.cflags & crate::config::names::FLAG_VIRT_MEM != 0 {
-        let meminfo = super::virtmem::meminfo(d).await?;
+        let meminfo = super::virtmem::meminfo(d, &c.name).await?;
         sp.proc_files.push(("meminfo".into(), meminfo));
     }
     let proc_files = sp.proc_files.clone();

@@ -18,15 +18,17 @@ use crate::procfs;
 use crate::stage::plan::{Plan, RebindPlan};
 use crate::stage::spawn::{self, StageStdio};
 
-/// The host path of the meminfo a virt_mem guest binds, starting the server (and its
-/// supervisor) if needed.
-pub async fn meminfo(d: &Arc<Daemon>) -> Result<PathBuf, String> {
+/// The host path of the meminfo virt_mem guest `name` binds — a file of its own folder in the
+/// server (procfs/server.rs: no page cache shared with another guest) — starting the server
+/// (and its supervisor) if needed.
+pub async fn meminfo(d: &Arc<Daemon>, name: &str) -> Result<PathBuf, String> {
     let run_dir = d.opts.run_dir.clone();
     let path = tokio::task::spawn_blocking(move || procfs::ensure(&run_dir))
         .await
         .map_err(|e| e.to_string())??;
     supervise(d);
-    Ok(path)
+    let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+    Ok(dir.join(name).join("meminfo"))
 }
 
 /// Starts the supervisor once. Called at start-up when adopted guests use the server.

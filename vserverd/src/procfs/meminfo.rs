@@ -20,7 +20,28 @@ pub struct Figures {
     /// limited.
     pub swap_limit: Option<u64>,
     pub swap_usage: u64,
+    /// Anonymous memory, mapped files, dirty and writeback page cache, unevictable pages.
+    pub anon: u64,
+    pub mapped: u64,
+    pub dirty: u64,
+    pub writeback: u64,
+    pub unevictable: u64,
+    /// Kernel memory charged to the cgroup (v2 only; v1 has no per-cgroup breakdown: 0).
+    pub slab_reclaimable: u64,
+    pub slab_unreclaimable: u64,
+    pub kernel_stack: u64,
+    pub page_tables: u64,
 }
+
+/// Host lines that are sizes of the machine or of address space, or of swap (not bounded by
+/// the memory total): shown as the host has them unless the guest's figures replace them.
+const NOT_AMOUNTS: &[&str] = &[
+    "VmallocTotal",
+    "VmallocChunk",
+    "Hugepagesize",
+    "SwapTotal",
+    "SwapFree",
+];
 
 /// The host's meminfo with the guest's figures in place of the memory and swap lines.
 pub fn render(host: &str, f: &Figures) -> String {
@@ -59,12 +80,36 @@ pub fn render(host: &str, f: &Figures) -> String {
             "Shmem" => kb(f.shmem),
             "SwapTotal" => swap_total?,
             "SwapFree" => swap_free?,
+            "AnonPages" => kb(f.anon).min(total),
+            "Mapped" => kb(f.mapped).min(total),
+            "Dirty" => kb(f.dirty).min(total),
+            "Writeback" => kb(f.writeback).min(total),
+            "Unevictable" | "Mlocked" => kb(f.unevictable).min(total),
+            // procps counts SReclaimable in buff/cache: the host's would dwarf the guest.
+            "Slab" => kb(f.slab_reclaimable + f.slab_unreclaimable).min(total),
+            "SReclaimable" | "KReclaimable" => kb(f.slab_reclaimable).min(total),
+            "SUnreclaim" => kb(f.slab_unreclaimable).min(total),
+            "KernelStack" => kb(f.kernel_stack).min(total),
+            "PageTables" => kb(f.page_tables).min(total),
+            "CommitLimit" => total + swap_total.unwrap_or(0),
+            "Committed_AS" => used,
             _ => return None,
         })
     };
+    // Any other amount (of the host's devices, caches, huge pages) is at most the total.
+    let clamp = |k: &str, rest: &str| -> Option<u64> {
+        if NOT_AMOUNTS.contains(&k) || !rest.trim_end().ends_with("kB") {
+            return None;
+        }
+        let v: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
+        (v > total).then_some(total)
+    };
     let mut out = String::with_capacity(host.len());
     for line in host.lines() {
-        match line.split_once(':').and_then(|(k, _)| Some((k, value(k)?))) {
+        match line
+            .split_once(':')
+            .and_then(|(k, rest)| Some((k, value(k).or_else(|| clamp(k, rest))?)))
+        {
             Some((k, v)) => out.push_str(&format!("{:<16}{v:>8} kB", format!("{k}:"))),
             None => out.push_str(line),
         }
@@ -86,6 +131,11 @@ SwapCached:            0 kB
 Active:          4000000 kB
 Inactive:        3000000 kB
 Shmem:             12345 kB
+Slab:             981848 kB
+SReclaimable:     700000 kB
+SUnreclaim:       281848 kB
+DirectMap2M:    16000000 kB
+VmallocTotal:   34359738367 kB
 SwapTotal:       2097148 kB
 SwapFree:        2097148 kB
 HugePages_Total:       0
@@ -123,6 +173,47 @@ Hugepagesize:       2048 kB
         assert_eq!(line(&s, "SwapTotal"), "SwapTotal:       2097148 kB");
         assert_eq!(line(&s, "HugePages_Total"), "HugePages_Total:       0");
         assert_eq!(s.lines().count(), HOST.lines().count());
+    }
+
+    #[test]
+    fn every_amount_comes_from_the_cgroup_or_fits_in_the_total() {
+        let f = Figures {
+            limit: 512 << 20,
+            usage: 200 << 20,
+            cache: 50 << 20,
+            slab_reclaimable: 3 << 20,
+            slab_unreclaimable: 1 << 20,
+            ..Figures::default()
+        };
+        let s = render(HOST, &f);
+        // The host's 981848 kB of slab would show as 726 MiB of buff/cache in a 512 MiB guest.
+        assert_eq!(line(&s, "Slab"), "Slab:               4096 kB");
+        assert_eq!(line(&s, "SReclaimable"), "SReclaimable:       3072 kB");
+        let total = 512 * 1024;
+        for l in s.lines().filter(|l| l.ends_with(" kB")) {
+            let (k, v) = l.split_once(':').unwrap();
+            let v: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap();
+            if !["VmallocTotal", "CommitLimit", "SwapTotal", "SwapFree"].contains(&k) {
+                assert!(v <= total, "{l}");
+            }
+        }
+        // Sizes of the machine stay as they are.
+        assert!(line(&s, "VmallocTotal").contains("34359738367"));
+        // free's buff/cache: Buffers + Cached + SReclaimable, within the used memory.
+        let kb = |k: &str| -> u64 {
+            line(&s, k)
+                .split_once(':')
+                .unwrap()
+                .1
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        assert!(
+            kb("Buffers") + kb("Cached") + kb("SReclaimable") <= kb("MemTotal") - kb("MemFree")
+        );
     }
 
     #[test]

@@ -80,6 +80,12 @@ pub fn of_pid(pid: u32) -> Option<Figures> {
             shmem: g("total_shmem"),
             swap_limit,
             swap_usage,
+            anon: g("total_rss"),
+            mapped: g("total_mapped_file"),
+            dirty: g("total_dirty"),
+            writeback: g("total_writeback"),
+            unevictable: g("total_unevictable"),
+            ..Figures::default()
         });
     }
     let h = layout.v2()?;
@@ -98,6 +104,15 @@ pub fn of_pid(pid: u32) -> Option<Figures> {
         shmem: g("shmem"),
         swap_limit: tightest(&h.mount, &dir, "memory.swap.max").map(|(_, l)| l),
         swap_usage: read_u64(&at.join("memory.swap.current")).unwrap_or(0),
+        anon: g("anon"),
+        mapped: g("file_mapped"),
+        dirty: g("file_dirty"),
+        writeback: g("file_writeback"),
+        unevictable: g("unevictable"),
+        slab_reclaimable: g("slab_reclaimable"),
+        slab_unreclaimable: g("slab_unreclaimable"),
+        kernel_stack: g("kernel_stack"),
+        page_tables: g("pagetables"),
     })
 }
 

@@ -1,10 +1,13 @@
-//! The FUSE file system: a root directory holding `meminfo`. Each open renders the file for
-//! the opening process (FUSE tells us its pid) and keeps that text for the handle, so a reader
-//! going through it in several reads sees one consistent snapshot.
+//! The FUSE file system: a root directory with a folder per guest (ROOT/NAME/meminfo, made on
+//! first lookup) and, for guests started before those, ROOT/meminfo. Each open gets the text
+//! rendered for the opening process (FUSE tells us its pid), shared by the openers of one
+//! cgroup for RENDER_TTL, and keeps it for the handle, so a reader going through it in several
+//! reads sees one consistent snapshot.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use fuser::{
     FileAttr, FileType, Filesystem, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
@@ -14,21 +17,39 @@ use fuser::{
 use super::{meminfo, memory};
 
 const ROOT: u64 = 1;
+/// ROOT/meminfo: what guests started before per-guest folders bind (kept for adopted ones).
 const MEMINFO: u64 = 2;
+/// Per-guest folders ROOT/NAME get inodes FIRST, FIRST+2, …; their meminfo is the next one.
+const FIRST: u64 = 16;
+/// Folders the server will make; lookups past it fail (ENOSPC).
+const MAX_FOLDERS: usize = 65_536;
+/// Handles one folder (one guest) may hold open at once; past it, EMFILE.
+const MAX_OPEN_PER_FOLDER: usize = 1024;
+/// How long a rendered text serves every opener in the same cgroup.
+const RENDER_TTL: Duration = Duration::from_millis(20);
 const DIR_TTL: Duration = Duration::from_secs(3600);
 /// meminfo's size is that of the asker's text, so the kernel must ask on every lookup: reads
 /// use direct I/O, but sendfile(2) and splice go through the page cache and stop at i_size
 /// (busybox `cat` uses sendfile; a size of 0, as /proc reports, would read as empty).
 const FILE_TTL: Duration = Duration::ZERO;
 
+/// Why a guest's cached meminfo pages can never be another guest's: each guest binds the
+/// meminfo of a folder of its own (ROOT/NAME/meminfo), a distinct inode with its own page
+/// cache, so sendfile, splice and mmap of it only ever see text rendered for that guest.
 #[derive(Default)]
 pub struct ProcFs {
-    open: HashMap<u64, Vec<u8>>,
+    /// Open handle -> (its folder's file inode, the text it reads).
+    open: HashMap<u64, (u64, Arc<Vec<u8>>)>,
     next: u64,
+    folders: HashMap<String, u64>,
+    /// Per file inode: how many handles are open.
+    open_count: HashMap<u64, usize>,
+    /// Rendered text by the opener's cgroup line, and when.
+    rendered: HashMap<String, (Instant, Arc<Vec<u8>>)>,
 }
 
 fn attr(ino: u64, size: u64) -> FileAttr {
-    let (kind, perm, nlink) = if ino == ROOT {
+    let (kind, perm, nlink) = if is_dir(ino) {
         (FileType::Directory, 0o555, 2)
     } else {
         (FileType::RegularFile, 0o444, 1)
@@ -52,6 +73,20 @@ fn attr(ino: u64, size: u64) -> FileAttr {
     }
 }
 
+fn is_dir(ino: u64) -> bool {
+    ino == ROOT || (ino >= FIRST && (ino - FIRST).is_multiple_of(2))
+}
+
+fn is_file(ino: u64) -> bool {
+    ino == MEMINFO || (ino > FIRST && !(ino - FIRST).is_multiple_of(2))
+}
+
+/// A folder name the server makes: a guest name (never empty, `.`-led or with a `/`).
+fn folder_name(name: &OsStr) -> Option<&str> {
+    let n = name.to_str()?;
+    (!n.is_empty() && !n.starts_with('.') && !n.contains('/') && n.len() <= 255).then_some(n)
+}
+
 /// The meminfo process `pid` should see.
 pub fn meminfo_for(pid: u32) -> Vec<u8> {
     let host = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
@@ -61,36 +96,76 @@ pub fn meminfo_for(pid: u32) -> Vec<u8> {
     }
 }
 
+impl ProcFs {
+    /// The text for `pid`, rendered at most once per RENDER_TTL for every opener in the same
+    /// cgroups (a guest opening it in a loop costs one render per interval, not one per open).
+    fn text_for(&mut self, pid: u32) -> Arc<Vec<u8>> {
+        let key = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        if let Some((at, t)) = self.rendered.get(&key) {
+            if at.elapsed() < RENDER_TTL {
+                return t.clone();
+            }
+        }
+        let t = Arc::new(meminfo_for(pid));
+        if self.rendered.len() > MAX_FOLDERS {
+            self.rendered.retain(|_, (at, _)| at.elapsed() < RENDER_TTL);
+        }
+        self.rendered.insert(key, (Instant::now(), t.clone()));
+        t
+    }
+}
+
 impl Filesystem for ProcFs {
     fn lookup(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
-        if parent == ROOT && name == "meminfo" {
-            let size = meminfo_for(req.pid()).len() as u64;
-            reply.entry(&FILE_TTL, &attr(MEMINFO, size), 0);
-        } else {
-            reply.error(libc::ENOENT);
+        if name == "meminfo" && is_dir(parent) {
+            let ino = if parent == ROOT { MEMINFO } else { parent + 1 };
+            let size = self.text_for(req.pid()).len() as u64;
+            return reply.entry(&FILE_TTL, &attr(ino, size), 0);
         }
+        if parent != ROOT {
+            return reply.error(libc::ENOENT);
+        }
+        let Some(n) = folder_name(name) else {
+            return reply.error(libc::ENOENT);
+        };
+        let ino = match self.folders.get(n) {
+            Some(i) => *i,
+            None if self.folders.len() >= MAX_FOLDERS => return reply.error(libc::ENOSPC),
+            None => {
+                let i = FIRST + 2 * self.folders.len() as u64;
+                self.folders.insert(n.to_string(), i);
+                i
+            }
+        };
+        reply.entry(&DIR_TTL, &attr(ino, 0), 0);
     }
 
     fn getattr(&mut self, req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
-        match ino {
-            ROOT => reply.attr(&DIR_TTL, &attr(ROOT, 0)),
-            MEMINFO => {
-                let size = meminfo_for(req.pid()).len() as u64;
-                reply.attr(&FILE_TTL, &attr(MEMINFO, size));
-            }
-            _ => reply.error(libc::ENOENT),
+        if is_dir(ino) {
+            reply.attr(&DIR_TTL, &attr(ino, 0))
+        } else if is_file(ino) {
+            let size = self.text_for(req.pid()).len() as u64;
+            reply.attr(&FILE_TTL, &attr(ino, size));
+        } else {
+            reply.error(libc::ENOENT)
         }
     }
 
     fn open(&mut self, req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
-        if ino != MEMINFO {
+        if !is_file(ino) {
             return reply.error(libc::EISDIR);
         }
         if flags & libc::O_ACCMODE != libc::O_RDONLY {
             return reply.error(libc::EACCES);
         }
+        let n = self.open_count.entry(ino).or_default();
+        if *n >= MAX_OPEN_PER_FOLDER {
+            return reply.error(libc::EMFILE);
+        }
+        *n += 1;
         self.next += 1;
-        self.open.insert(self.next, meminfo_for(req.pid()));
+        let text = self.text_for(req.pid());
+        self.open.insert(self.next, (ino, text));
         reply.opened(self.next, fuser::consts::FOPEN_DIRECT_IO);
     }
 
@@ -106,7 +181,7 @@ impl Filesystem for ProcFs {
         _lock_owner: Option<u64>,
         reply: ReplyData,
     ) {
-        let Some(text) = self.open.get(&fh) else {
+        let Some((_, text)) = self.open.get(&fh) else {
             return reply.error(libc::EBADF);
         };
         let start = usize::try_from(offset).unwrap_or(0).min(text.len());
@@ -124,7 +199,11 @@ impl Filesystem for ProcFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.open.remove(&fh);
+        if let Some((ino, _)) = self.open.remove(&fh) {
+            if let Some(n) = self.open_count.get_mut(&ino) {
+                *n = n.saturating_sub(1);
+            }
+        }
         reply.ok();
     }
 
@@ -136,13 +215,15 @@ impl Filesystem for ProcFs {
         offset: i64,
         mut reply: ReplyDirectory,
     ) {
-        if ino != ROOT {
+        if !is_dir(ino) {
             return reply.error(libc::ENOTDIR);
         }
+        // The root lists no guest folders: a name is made when it is looked up.
+        let file = if ino == ROOT { MEMINFO } else { ino + 1 };
         let entries = [
-            (ROOT, FileType::Directory, "."),
+            (ino, FileType::Directory, "."),
             (ROOT, FileType::Directory, ".."),
-            (MEMINFO, FileType::RegularFile, "meminfo"),
+            (file, FileType::RegularFile, "meminfo"),
         ];
         for (i, (ino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
             if reply.add(*ino, (i + 1) as i64, *kind, name) {
