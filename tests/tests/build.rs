@@ -505,3 +505,59 @@ fn a_clone_is_its_sources_config_with_only_the_asked_changes() {
         "OLD PRIVATE\n"
     );
 }
+
+#[test]
+fn a_template_cannot_open_the_root_or_bring_device_nodes() {
+    if !require(is_root(), "root") || !harness::require_busybox_guests() {
+        return;
+    }
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let d = TestDaemon::start();
+    // A hostile archive: its "./" is mode 0777, and it holds 0666 block and char nodes.
+    let t = d.dir.path().join("hostile");
+    harness::guest::busybox_root(&t);
+    std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o777)).unwrap();
+    for (f, kind, dev) in [
+        ("dev/sda", nix::sys::stat::SFlag::S_IFBLK, (8, 0)),
+        ("root/mem", nix::sys::stat::SFlag::S_IFCHR, (1, 1)),
+    ] {
+        nix::sys::stat::mknod(
+            &t.join(f),
+            kind,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(dev.0, dev.1),
+        )
+        .unwrap();
+    }
+    let tarball = d.dir.path().join("hostile.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&t)
+        .arg("-cf")
+        .arg(&tarball)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    let out = d.ctl_ok(&[
+        "build",
+        "hx",
+        "-m",
+        "template",
+        "--",
+        "-t",
+        &tarball.display().to_string(),
+    ]);
+    assert!(out.contains("removed 2 device node(s)"), "{out}");
+    let root = d.guest_root("hx");
+    let mode = std::fs::metadata(&root).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o755, "the guest root took the archive's mode");
+    for f in ["dev/sda", "root/mem"] {
+        let m = std::fs::symlink_metadata(root.join(f));
+        assert!(
+            m.as_ref().map_or(true, |m| !m.file_type().is_block_device()
+                && !m.file_type().is_char_device()),
+            "{f} is still a device node"
+        );
+    }
+}

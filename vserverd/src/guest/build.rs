@@ -390,13 +390,46 @@ async fn steps(
                 &format!("unpacking {t}"),
                 GuestState::Stopped,
             );
+            // --no-overwrite-dir: the root keeps the mode and owner the build gave it (an
+            // archive's "./" entry of mode 0777 would open the guest's / to host users).
             run(
                 tokio::process::Command::new("tar")
-                    .args(["-x", "--numeric-owner", "-p", "-f", &t, "-C"])
+                    .args([
+                        "-x",
+                        "--numeric-owner",
+                        "-p",
+                        "--no-overwrite-dir",
+                        "-f",
+                        &t,
+                        "-C",
+                    ])
                     .arg(root),
                 "tar",
             )
             .await?;
+            let r = root.to_path_buf();
+            let stripped = tokio::task::spawn_blocking(move || strip_devices(&r))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("checking the unpacked template: {e}"))?;
+            if !stripped.is_empty() {
+                p.send(
+                    name,
+                    "template",
+                    &format!(
+                        "removed {} device node(s) the archive held (the guest's /dev is made at \
+                         each start): {}",
+                        stripped.len(),
+                        stripped
+                            .iter()
+                            .take(5)
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    GuestState::Stopped,
+                );
+            }
         }
         "clone" => {
             let src = source.as_ref().ok_or("clone: no source")?;
@@ -629,6 +662,35 @@ fn which(prog: &str) -> Option<PathBuf> {
 
 /// Copies a source guest's config tree, leaving out its identity (context, name, vdir, run,
 /// cache, uts/nodename) which the new guest has its own of.
+/// Removes the block and character device nodes below `root` (never following a symlink, never
+/// leaving its file system): a template's nodes would give guest root raw devices, and host
+/// users mode-0666 ones. Returns the paths removed, relative to `root`.
+fn strip_devices(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let dev = std::fs::symlink_metadata(root)?.dev();
+    let mut removed = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir)? {
+            let e = e?;
+            let m = std::fs::symlink_metadata(e.path())?;
+            let t = m.file_type();
+            if t.is_block_device() || t.is_char_device() {
+                std::fs::remove_file(e.path())?;
+                removed.push(
+                    e.path()
+                        .strip_prefix(root)
+                        .unwrap_or(&e.path())
+                        .to_path_buf(),
+                );
+            } else if t.is_dir() && m.dev() == dev {
+                todo.push(e.path());
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// The clone's `run` and `cache` links: the source's, re-pointed from its name to the clone's
 /// (util-vserver's are RUNDIR/NAME and CACHEBASE/NAME); a link that does not end in the
 /// source's name is left out, as it would be shared.

@@ -42,9 +42,40 @@ struct Watcher {
     /// Watched directory and the scope a change in it belongs to.
     dirs: HashMap<WatchDescriptor, (PathBuf, Scope)>,
     root: PathBuf,
+    /// Said already: the limit was hit, or three quarters of it are used.
+    limit_hit: bool,
+    limit_warned: bool,
+}
+
+/// fs.inotify.max_user_watches: the watches all processes of one uid may hold together.
+fn max_user_watches() -> Option<usize> {
+    std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 impl Watcher {
+    /// One config folder takes one watch (a guest tree has a dozen): warn before the limit
+    /// bites, once, with the numbers.
+    fn warn_near_limit(&mut self) {
+        if self.limit_warned {
+            return;
+        }
+        if let Some(max) = max_user_watches() {
+            if self.dirs.len() * 4 >= max * 3 {
+                self.limit_warned = true;
+                tracing::warn!(
+                    "the config watcher holds {} inotify watches, three quarters of \
+                     fs.inotify.max_user_watches ({max}, shared by every uid-0 process): raise it \
+                     before it bites (sysctl fs.inotify.max_user_watches=N)",
+                    self.dirs.len()
+                );
+            }
+        }
+    }
+
     fn scope_of(&self, path: &Path) -> Option<Scope> {
         let rel = path.strip_prefix(&self.root).ok()?;
         let first = rel
@@ -100,7 +131,27 @@ impl Watcher {
         };
         match self.watches.add(dir, mask()) {
             Ok(wd) => {
+                let new = !self.dirs.contains_key(&wd);
                 self.dirs.insert(wd, (dir.to_path_buf(), scope));
+                if new {
+                    self.warn_near_limit();
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                // Said once per burst: every later folder would say the same.
+                if !self.limit_hit {
+                    self.limit_hit = true;
+                    tracing::error!(
+                        "inotify watch limit reached (fs.inotify.max_user_watches = {}, shared \
+                         by every process of uid 0 on this host, guests included; this daemon \
+                         holds {}): changes in {} and later folders are not seen until it is \
+                         raised (sysctl fs.inotify.max_user_watches=N) and the daemon restarted",
+                        max_user_watches().map_or("?".into(), |n| n.to_string()),
+                        self.dirs.len(),
+                        dir.display()
+                    );
+                }
+                return;
             }
             Err(e) => {
                 tracing::warn!("cannot watch {}: {e}", dir.display());
@@ -132,6 +183,8 @@ pub fn spawn(d: Arc<Daemon>) {
         watches,
         dirs: HashMap::new(),
         root: root.clone(),
+        limit_hit: false,
+        limit_warned: false,
     };
     match w.watches.add(&root, mask()) {
         Ok(wd) => {
