@@ -230,7 +230,7 @@ _vserverctl() {
             return 0
             ;;
         vserverctl__subcmd__console)
-            opts="-h -V --socket --help --version"
+            opts="-h -V --raw --socket --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -123,6 +123,7 @@ complete -c vserverctl -n "__fish_vserverctl_using_subcommand enter" -l socket -
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand enter" -s h -l help -d 'Print help'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand enter" -s V -l version -d 'Print version'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand console" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand console" -l raw -d 'Pass the guest\'s output as it is: without it, sequences that would change the terminal beyond the session (title, clipboard, alternate screen, mouse, modes) or make it answer into the guest (queries) are dropped'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand console" -s h -l help -d 'Print help'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand console" -s V -l version -d 'Print version'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand events" -l socket -d 'The daemon\'s control socket' -r -F

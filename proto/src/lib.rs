@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod config;
+pub mod termfilter;
 mod types;
 
 pub use config::*;

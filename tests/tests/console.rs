@@ -34,6 +34,21 @@ fn the_console_is_a_pty_kept_apart_from_the_daemon() {
     let log = d.run_dir.join("guests/con.log");
     assert!(std::fs::read_to_string(&log).unwrap().contains("hi-42"));
 
+    // A hostile guest's console: title, clipboard, alternate screen, a query; colours pass.
+    let (ok, out) = d.console(
+        "con",
+        "printf '\\033]0;pwned\\007\\033]52;c;ZWNobw==\\033\\\\\\033[?1049h\\033[6n\\033[31mred-\\033[0mdone\\n'\n",
+        "done",
+    );
+    assert!(ok && out.contains("\u{1b}[31mred-\u{1b}[0mdone"), "{out:?}");
+    for bad in ["\u{1b}]0;", "\u{1b}]52;", "\u{1b}[?1049h", "\u{1b}[6n"] {
+        assert!(!out.contains(bad), "{bad:?} reached the terminal: {out:?}");
+    }
+    // The log shows them, without the escape byte a terminal would obey.
+    let logged = std::fs::read(&log).unwrap();
+    assert!(!logged.contains(&0x1b), "raw escapes in the log");
+    assert!(String::from_utf8_lossy(&logged).contains("^[]0;pwned^G"));
+
     // The daemon dies and comes back: the console lives on.
     d.kill();
     d.spawn();

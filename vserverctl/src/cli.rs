@@ -197,7 +197,14 @@ pub enum Command {
     },
     /// Attach to a running guest's console (/dev/console); Ctrl-] detaches. Everything the
     /// console shows is also in RUN_DIR/guests/NAME.log.
-    Console { name: String },
+    Console {
+        name: String,
+        /// Pass the guest's output as it is: without it, sequences that would change the
+        /// terminal beyond the session (title, clipboard, alternate screen, mouse, modes)
+        /// or make it answer into the guest (queries) are dropped.
+        #[arg(long)]
+        raw: bool,
+    },
     /// Stream guest state changes, a line each: NAME KIND MESSAGE. A client that fell too
     /// far behind gets "- lost ..." and should re-read the list.
     Events {

@@ -17,6 +17,7 @@ const DETACH: u8 = 0x1d;
 pub async fn run(
     name: &str,
     reply: (Result<ConsoleReply, ManagerError>, Vec<OwnedFd>),
+    raw: bool,
 ) -> Result<u8, Failure> {
     let (r, fds) = reply;
     let r = r?;
@@ -43,8 +44,17 @@ pub async fn run(
     let output = tokio::spawn(async move {
         let mut out = tokio::io::stdout();
         let mut buf = vec![0u8; 16384];
+        let mut filter = proto::termfilter::Filter::new();
         while let Ok(n) = from_guest.read(&mut buf).await {
-            if n == 0 || out.write_all(&buf[..n]).await.is_err() {
+            if n == 0 {
+                break;
+            }
+            let shown = if raw {
+                buf[..n].to_vec()
+            } else {
+                filter.apply(&buf[..n])
+            };
+            if out.write_all(&shown).await.is_err() {
                 break;
             }
             let _ = out.flush().await;
@@ -74,6 +84,11 @@ pub async fn run(
     }
     output.abort();
     if is_tty {
+        // Whatever the guest left set (with --raw, or what the filter lets through).
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = out.write_all(proto::termfilter::RESET);
+        let _ = out.flush();
         eprintln!("\r\nvserverctl: detached from the console of {name}\r");
     }
     Ok(0)

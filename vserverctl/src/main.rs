@@ -286,9 +286,9 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-        Command::Console { name } => {
+        Command::Console { name, raw } => {
             let reply = conn.console(&name).await?;
-            console::run(&name, reply).await
+            console::run(&name, reply, raw).await
         }
         Command::Enter { name, env } => {
             let env = guestenv::build(std::env::vars(), &env);

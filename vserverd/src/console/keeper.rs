@@ -27,11 +27,15 @@ struct Console {
     _slave: Option<OwnedFd>,
     log: File,
     written: u64,
+    /// A 0xC2 at the end of the last chunk (escape_for_log).
+    pending_c2: bool,
     clients: Vec<UnixStream>,
 }
 
 impl Console {
     fn log(&mut self, data: &[u8]) {
+        // Controls made visible: `cat` of a log must not obey what the guest wrote.
+        let data = &proto::termfilter::escape_for_log(data, &mut self.pending_c2);
         if self.written + data.len() as u64 > LOG_MAX {
             // The log is opened O_APPEND: after the cut, writes start again at 0 (a plain
             // write would go on at the old offset, leaving a sparse file of the old size).
@@ -200,6 +204,7 @@ fn request(s: UnixStream, consoles: &mut HashMap<String, Console>) {
                             _slave: slave,
                             log,
                             written: 0,
+                            pending_c2: false,
                             clients: Vec::new(),
                         },
                     );
