@@ -152,6 +152,9 @@ pub struct GuestStatus {
     /// Set when the guest runs without a pids or memory limit: what is missing.
     #[serde(default)]
     pub unbounded: Option<String>,
+    /// Set when the guest cannot reach other machines (loopback only, host-only addresses).
+    #[serde(default)]
+    pub no_route_out: Option<String>,
 }
 
 /// The reply of Validate.

@@ -98,6 +98,11 @@ fn status_exit_codes_follow_lsb() {
         "{}",
         stderr(&out)
     );
+    assert!(
+        stderr(&out).contains("loopback only (no interfaces/)"),
+        "{}",
+        stderr(&out)
+    );
     let out = d.ctl(&["status", "nosuch"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(

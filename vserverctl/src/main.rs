@@ -112,8 +112,10 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
                 print!("{}", render::status(&st));
                 // On stderr, and not in util-vserver's own form (`vserver NAME status`), whose
                 // output scripts read.
-                if let Some(u) = st.unbounded.as_ref().filter(|_| !quiet.progress) {
-                    eprintln!("warning: {u}");
+                if !quiet.progress {
+                    for w in [&st.unbounded, &st.no_route_out].into_iter().flatten() {
+                        eprintln!("warning: {w}");
+                    }
                 }
             }
             Ok(if st.state == GuestState::Running {

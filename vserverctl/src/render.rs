@@ -185,6 +185,7 @@ mod tests {
             uptime_seconds: None,
             restart_needed: false,
             unbounded: None,
+            no_route_out: None,
             config_error: None,
             message: None,
         };
@@ -203,6 +204,7 @@ mod tests {
             uptime_seconds: Some(3723.0),
             restart_needed: false,
             unbounded: None,
+            no_route_out: None,
             config_error: None,
             message: None,
         };

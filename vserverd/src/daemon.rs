@@ -347,10 +347,11 @@ impl Daemon {
 
     pub fn status(&self, name: &str) -> Result<GuestStatus, ManagerError> {
         self.check_name(name)?;
-        let mut unbounded = None;
+        let (mut unbounded, mut no_route_out) = (None, None);
         let (context, vdir, config_error) = match self.load(name) {
             Ok(l) => {
                 unbounded = config::unbounded(&l.config);
+                no_route_out = config::no_route_out(&l.config).map(|(_, m)| m);
                 (
                     Some(l.config.context),
                     l.config.vdir.display().to_string(),
@@ -398,6 +399,7 @@ impl Daemon {
             config_error,
             message: self.guests.last(name),
             unbounded,
+            no_route_out,
         })
     }
 

@@ -453,10 +453,40 @@ pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, Conf
     if let Some(msg) = unbounded(&config) {
         w.push(ConfigError::file(&cfg.join("cgroup"), msg));
     }
+    if let Some((at, msg)) = no_route_out(&config) {
+        w.push(ConfigError::file(&cfg.join(at), msg));
+    }
     Ok(Loaded {
         config,
         warnings: w,
     })
+}
+
+/// What `check` says about a guest that cannot reach other machines (apt spends half a minute
+/// on DNS timeouts in one): loopback only, or host-only addresses. None when it has an uplink
+/// (`dev`), the host's stack, or a network namespace of another guest or of its own pairs.
+pub fn no_route_out(c: &GuestConfig) -> Option<(&'static str, String)> {
+    if c.noncontext || c.nonetns || c.spaces.net.is_some() || !c.netns.interfaces.is_empty() {
+        return None;
+    }
+    let ifs: Vec<_> = c.interfaces.list.iter().filter(|i| !i.down).collect();
+    if ifs.is_empty() {
+        return Some((
+            "interfaces",
+            "the guest has loopback only (no interfaces/): no route out, no DNS; give it an \
+             address (docs/network.md has the recipes)"
+                .into(),
+        ));
+    }
+    if ifs.iter().all(|i| i.nodev || i.dev.is_none()) {
+        return Some((
+            "interfaces",
+            "every address of the guest is host-only (nodev): it reaches the host, not other \
+             machines, unless the host routes or NATs for it (docs/network.md)"
+                .into(),
+        ));
+    }
+    None
 }
 
 /// What `check` says about a guest that runs without a pids or memory bound (util-vserver's

@@ -43,11 +43,11 @@ fn a_minimal_guest_gets_util_vservers_defaults() {
     assert_eq!(c.init.style, init::Style::Sysv);
     assert_eq!(c.vshelper.sync_timeout, 30);
     assert_eq!(c.vshelper.action, "restart");
-    // A tree without limits is warned about as unbounded, nothing else.
+    // A tree without limits or addresses: unbounded, and no route out; nothing else.
+    let said: Vec<&str> = l.warnings.iter().map(|w| w.message.as_str()).collect();
     assert!(
-        l.warnings.len() == 1 && l.warnings[0].message.contains("unbounded"),
-        "{:?}",
-        l.warnings
+        said.len() == 2 && said[0].contains("unbounded") && said[1].contains("loopback only"),
+        "{said:?}"
     );
 }
 
@@ -132,7 +132,8 @@ fn unknown_files_are_warnings_and_errors_name_file_and_line() {
     t.put("web/context", "40000\n")
         .put("web/frobnicate", "x\n")
         .put("web/cgroup/pids.max", "100\n")
-        .put("web/cgroup/memory.limit_in_bytes", "1G\n");
+        .put("web/cgroup/memory.limit_in_bytes", "1G\n")
+        .put("web/noncontext", "");
     let l = t.load("web").unwrap();
     assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
     assert!(l.warnings[0].file.ends_with("web/frobnicate"));
@@ -278,4 +279,31 @@ fn a_guest_without_pids_or_memory_limit_is_called_unbounded() {
     t.put(".defaults/cgroup/pids.max", "200\n")
         .put(".defaults/cgroup/memory.limit_in_bytes", "1G\n");
     assert_eq!(w("a"), None);
+}
+
+#[test]
+fn a_guest_without_a_way_out_is_told_so() {
+    let t = Tree::new();
+    let route = |n: &str| {
+        t.load(n)
+            .unwrap()
+            .warnings
+            .iter()
+            .map(|w| w.message.clone())
+            .find(|m| m.contains("loopback only") || m.contains("host-only"))
+    };
+    t.put("lo/context", "42\n");
+    assert!(route("lo").unwrap().contains("loopback only"));
+    t.put("ho/context", "43\n")
+        .put("ho/interfaces/0/ip", "10.1.0.2\n")
+        .put("ho/interfaces/0/prefix", "24\n")
+        .put("ho/interfaces/0/nodev", "");
+    assert!(route("ho").unwrap().contains("host-only"));
+    t.put("up/context", "44\n")
+        .put("up/interfaces/0/ip", "192.0.2.9\n")
+        .put("up/interfaces/0/prefix", "24\n")
+        .put("up/interfaces/0/dev", "eth0\n");
+    assert_eq!(route("up"), None);
+    t.put("hs/context", "45\n").put("hs/noncontext", "");
+    assert_eq!(route("hs"), None);
 }
