@@ -453,6 +453,22 @@ pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, Conf
     if let Some(msg) = unbounded(&config) {
         w.push(ConfigError::file(&cfg.join("cgroup"), msg));
     }
+    for (file, entries) in [
+        ("fstab", &config.fstab),
+        ("fstab.local", &config.fstab_local),
+    ] {
+        for m in entries.iter().flatten() {
+            let has = |o: &str| m.options.iter().any(|x| x == o);
+            if (has("bind") || has("rbind")) && has("suid") {
+                w.push(ConfigError::at(
+                    &cfg.join(file),
+                    m.line,
+                    "a `suid` bind: guest root can plant setuid files there that host users \
+                     could run from the host side; binds are nosuid unless they say suid",
+                ));
+            }
+        }
+    }
     if let Some((at, msg)) = no_route_out(&config) {
         w.push(ConfigError::file(&cfg.join(at), msg));
     }

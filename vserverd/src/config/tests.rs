@@ -307,3 +307,20 @@ fn a_guest_without_a_way_out_is_told_so() {
     t.put("hs/context", "45\n").put("hs/noncontext", "");
     assert_eq!(route("hs"), None);
 }
+
+#[test]
+fn a_suid_bind_is_warned_about() {
+    let t = Tree::new();
+    t.put("g/context", "42\n").put(
+        "g/fstab",
+        "/srv/a /a none bind 0 0\n/srv/b /b none bind,suid 0 0\n",
+    );
+    let l = t.load("g").unwrap();
+    let w: Vec<&ConfigError> = l
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("suid"))
+        .collect();
+    assert_eq!(w.len(), 1, "{:?}", l.warnings);
+    assert_eq!(w[0].line, Some(2));
+}
