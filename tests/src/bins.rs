@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     // target/debug/deps/TEST-HASH -> target/debug
     let exe = std::env::current_exe().expect("current_exe");
     let mut dir = exe.parent().expect("deps dir").to_path_buf();

@@ -81,7 +81,7 @@ fn debian_sysv_guest_starts_runs_and_stops() {
         .split_whitespace()
         .map(|n| n.parse().unwrap())
         .collect();
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    let page = harness::page_size();
     assert_eq!(
         mem[0],
         65536 * page / 1024,

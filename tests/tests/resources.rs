@@ -44,7 +44,7 @@ fn memory_limit_is_enforced_inside_the_guest() {
         .write(&d);
     d.spawn();
     d.ctl_ok(&["start", "mem"]);
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    let page = harness::page_size();
     let limit = cg_read(&d, "mem", "memory.limit_in_bytes");
     assert_eq!(limit, (16384 * page).to_string());
     // 32 MiB fits; a 200 MiB buffer does not: dd is OOM-killed, the guest lives on.
@@ -365,7 +365,7 @@ fn each_virt_mem_guest_reads_its_own_meminfo_through_any_path_and_its_fields_fit
     d.spawn();
     d.ctl_ok(&["start", "m1"]);
     d.ctl_ok(&["start", "m2"]);
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    let page = harness::page_size();
     // Each guest's meminfo is a file of its own (no page cache shared between guests).
     for n in ["m1", "m2"] {
         let mi = std::fs::read_to_string(format!("/proc/{}/mountinfo", d.init_pid(n))).unwrap();
@@ -447,7 +447,7 @@ fn virt_mem_shows_the_guests_limit_in_proc_meminfo_and_survives_the_daemon() {
     d.spawn();
     d.ctl_ok(&["start", "vm"]);
     d.ctl_ok(&["start", "plainmem"]);
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    let page = harness::page_size();
     let limit_kb = 32768 * page / 1024;
     let host = std::fs::read_to_string("/proc/meminfo").unwrap();
     let (host_total, _) = meminfo(&host);

@@ -43,7 +43,7 @@ fn main() {
     let port: Option<u16> = args.get(5).and_then(|a| a.parse().ok());
     let abstract_name = args.get(6).cloned();
 
-    // SAFETY (all blocks below): plain syscalls with valid, NUL-terminated arguments.
+    // SAFETY: plain syscalls with valid, NUL-terminated arguments (all the blocks below).
     unsafe {
         let _ = std::fs::create_dir_all("/tmp/m");
         must_fail(
