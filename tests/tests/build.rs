@@ -5,6 +5,20 @@ use std::process::Command;
 
 use harness::{is_root, require, GuestBuilder, TestDaemon};
 
+/// `dir`'s contents as a tar archive at `tarball` (a template).
+fn tar_of(dir: &std::path::Path, tarball: &std::path::Path) {
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg("-cf")
+        .arg(tarball)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "tar of {}", dir.display());
+}
+
 fn leftovers(d: &TestDaemon) -> Vec<String> {
     let mut v = Vec::new();
     for dir in [&d.config_root, &d.vdir_base] {
@@ -110,15 +124,7 @@ fn template_and_clone_build_guests_that_start() {
     let mut d = TestDaemon::prepare();
     GuestBuilder::busybox("src").context(47001).write(&d);
     let tarball = d.dir.path().join("busybox.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(d.guest_root("src"))
-        .arg("-cf")
-        .arg(&tarball)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    tar_of(&d.guest_root("src"), &tarball);
     d.spawn();
     // A failed build (a tarball that is not there) leaves nothing.
     let o = d.ctl(&[
@@ -341,15 +347,7 @@ fn a_build_whose_guest_cannot_start_says_so() {
     std::fs::create_dir_all(t.join("etc")).unwrap();
     std::fs::write(t.join("etc/hostname"), "x\n").unwrap();
     let tarball = d.dir.path().join("noinit.tar");
-    assert!(Command::new("tar")
-        .arg("-C")
-        .arg(&t)
-        .arg("-cf")
-        .arg(&tarball)
-        .arg(".")
-        .status()
-        .unwrap()
-        .success());
+    tar_of(&t, &tarball);
     let o = d.ctl(&[
         "build",
         "ni",
@@ -530,15 +528,7 @@ fn a_template_cannot_open_the_root_or_bring_device_nodes() {
         .unwrap();
     }
     let tarball = d.dir.path().join("hostile.tar");
-    assert!(Command::new("tar")
-        .arg("-C")
-        .arg(&t)
-        .arg("-cf")
-        .arg(&tarball)
-        .arg(".")
-        .status()
-        .unwrap()
-        .success());
+    tar_of(&t, &tarball);
     let out = d.ctl_ok(&[
         "build",
         "hx",

@@ -236,20 +236,20 @@ fn rule_code(nr: u32, r: &Rule) -> Program {
     let action = ins(RET_K, 0, 0, ret(r.action));
     match r.when {
         When::Always => vec![ins(LD_W_ABS, 0, 0, NR), ins(JEQ_K, 0, 1, nr), action],
-        When::AnyBit(arg, bits) => vec![
-            ins(LD_W_ABS, 0, 0, NR),
-            ins(JEQ_K, 0, 3, nr),
-            ins(LD_W_ABS, 0, 0, arg_low(arg)),
-            ins(JSET_K, 0, 1, bits),
-            action,
-        ],
-        When::Equals(arg, v) => vec![
-            ins(LD_W_ABS, 0, 0, NR),
-            ins(JEQ_K, 0, 3, nr),
-            ins(LD_W_ABS, 0, 0, arg_low(arg)),
-            ins(JEQ_K, 0, 1, v),
-            action,
-        ],
+        When::AnyBit(arg, v) | When::Equals(arg, v) => {
+            let test = if matches!(r.when, When::AnyBit(..)) {
+                JSET_K
+            } else {
+                JEQ_K
+            };
+            vec![
+                ins(LD_W_ABS, 0, 0, NR),
+                ins(JEQ_K, 0, 3, nr),
+                ins(LD_W_ABS, 0, 0, arg_low(arg)),
+                ins(test, 0, 1, v),
+                action,
+            ]
+        }
     }
 }
 
