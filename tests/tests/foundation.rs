@@ -141,7 +141,10 @@ fn sigterm_exits_cleanly_and_removes_the_socket() {
 #[test]
 fn missing_context_is_the_pld_error() {
     let mut d = TestDaemon::prepare();
-    GuestBuilder::new("noctx").write(&d);
+    // A guest (it has apps/) without a context file.
+    GuestBuilder::new("noctx")
+        .file("apps/init/style", "plain\n")
+        .write(&d);
     d.spawn();
     let out = d.ctl(&["check", "noctx"]);
     assert_eq!(out.status.code(), Some(1));

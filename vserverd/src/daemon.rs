@@ -193,7 +193,7 @@ impl Daemon {
     }
 
     fn exists(&self, name: &str) -> bool {
-        config::is_guest_name(name) && self.roots.config_root.join(name).is_dir()
+        config::is_guest(&self.roots.config_root, name)
     }
 
     /// Loads a guest, adding the cross-guest check (a context id used twice is an error for the

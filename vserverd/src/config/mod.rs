@@ -114,13 +114,25 @@ pub fn is_guest_name(n: &str) -> bool {
     !n.is_empty() && !n.starts_with('.') && !n.ends_with('~') && !n.contains('/')
 }
 
-/// Every guest: the folders under the config root that [`is_guest_name`] accepts, sorted.
+/// Whether the folder `name` under the config root is a guest: a name [`is_guest_name`]
+/// accepts, and a `vdir`, `context` or `apps/` in it. util-vserver's own guest list required
+/// `vdir`; a tree without one is still accepted (its root is then VDIR_BASE/NAME). Other
+/// folders (a provisioning tool's shared interface folders, say) are not guests.
+pub fn is_guest(config_root: &Path, name: &str) -> bool {
+    let d = config_root.join(name);
+    is_guest_name(name)
+        && d.is_dir()
+        && (std::fs::symlink_metadata(d.join("vdir")).is_ok()
+            || d.join("context").is_file()
+            || d.join("apps").is_dir())
+}
+
+/// Every guest: the folders under the config root that [`is_guest`] accepts, sorted.
 pub fn guest_names(config_root: &Path) -> std::io::Result<Vec<String>> {
     let mut v: Vec<String> = std::fs::read_dir(config_root)?
         .flatten()
-        .filter(|e| e.path().is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| is_guest_name(n))
+        .filter(|n| is_guest(config_root, n))
         .collect();
     v.sort();
     Ok(v)
@@ -468,6 +480,30 @@ pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, Conf
                 ));
             }
         }
+    }
+    if cfg.join("cpuset/cpus_exclusive").exists() {
+        w.push(ConfigError::file(
+            &cfg.join("cpuset/cpus_exclusive"),
+            "read by nothing (util-vserver's build writes it; its start, and vserverd, read \
+             cpuset/cpu_exclusive)",
+        ));
+    }
+    let rss_hard = config
+        .rlimits
+        .iter()
+        .any(|r| r.name == "rss" && r.limits.hard.is_some());
+    if rss_hard
+        && config
+            .cgroup
+            .settings
+            .iter()
+            .any(|(f, _)| f == "memory.limit_in_bytes")
+    {
+        w.push(ConfigError::file(
+            &cfg.join("rlimits/rss"),
+            "rlimits/rss and cgroup/memory.limit_in_bytes both set the memory limit: rlimits/rss \
+             wins (it is applied after cgroup/)",
+        ));
     }
     if let Some((at, msg)) = no_route_out(&config) {
         w.push(ConfigError::file(&cfg.join(at), msg));

@@ -179,7 +179,6 @@ pub static CFLAGS: Table = Table {
         ("info_ulimit", 0x40),
         ("info_namespace", 0x80),
         ("info_nspace", 0x80),
-        ("sched", 0x100),
     ],
     prefix: "vxf_",
     what: "flag",

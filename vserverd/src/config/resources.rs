@@ -78,6 +78,16 @@ fn sched_int(f: &Path) -> Result<Option<i64>> {
     }
 }
 
+/// A dlimits/ size or count: util-vserver writes -1 (and `inf`) for "unlimited", which is
+/// u64::MAX here.
+fn dlimit_value(f: &Path) -> Result<Option<u64>> {
+    match read::scalar(f)?.as_deref() {
+        None => Ok(None),
+        Some("-1") | Some("inf") | Some("infinity") | Some("unlimited") => Ok(Some(u64::MAX)),
+        Some(_) => uint(f),
+    }
+}
+
 fn uint(f: &Path) -> Result<Option<u64>> {
     match sched_int(f)? {
         Some(v) if v < 0 => Err(ConfigError::at(f, 1, "must not be negative")),
@@ -178,8 +188,8 @@ pub fn dlimits(cfg: &Path, warnings: &mut Vec<ConfigError>) -> Result<Vec<Dlimit
         }
         let dir = read::scalar(&p.join("directory"))?;
         let (st, it, r) = (
-            uint(&p.join("space_total"))?,
-            uint(&p.join("inodes_total"))?,
+            dlimit_value(&p.join("space_total"))?,
+            dlimit_value(&p.join("inodes_total"))?,
             uint(&p.join("reserved"))?,
         );
         match (dir, st, it, r) {
@@ -254,8 +264,11 @@ pub fn cpuset(cfg: &Path) -> Result<Option<Cpuset>> {
     if !d.is_dir() {
         return Ok(None);
     }
-    let name = read::scalar(&d.join("name"))?
-        .ok_or_else(|| ConfigError::file(&d, "missing the name file"))?;
+    // util-vserver's build always makes the folder and writes `name` only with --cpuset; its
+    // start skips a cpuset without a name.
+    let Some(name) = read::scalar(&d.join("name"))? else {
+        return Ok(None);
+    };
     let yes = |f: &str| -> Result<bool> {
         Ok(read::scalar(&d.join(f))?.is_some_and(|v| v == "1" || v == "yes"))
     };

@@ -324,3 +324,48 @@ fn a_suid_bind_is_warned_about() {
     assert_eq!(w.len(), 1, "{:?}", l.warnings);
     assert_eq!(w[0].line, Some(2));
 }
+
+#[test]
+fn trees_util_vserver_wrote_load_as_it_read_them() {
+    let t = Tree::new();
+    // build's empty cpuset/ (name only with --cpuset), -1 as unlimited disk limits, the
+    // cpus_exclusive file its builder writes.
+    t.put("b/context", "42\n")
+        .put("b/cpuset/cpus_exclusive", "0\n")
+        .put("b/dlimits/0/directory", "/vservers/b\n")
+        .put("b/dlimits/0/space_total", "-1\n")
+        .put("b/dlimits/0/inodes_total", "-1\n")
+        .put("b/dlimits/0/reserved", "5\n");
+    std::fs::create_dir_all(t.0.path().join("etc/b/cpuset")).unwrap();
+    let l = t.load("b").unwrap();
+    assert_eq!(l.config.cpuset, None);
+    assert_eq!(l.config.dlimits[0].space_total, u64::MAX);
+    assert!(l
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("read by nothing")));
+    // The `sched` flag of util-vserver's 2.4 table: refused, as 0.30.216's start refuses it.
+    t.put("s/context", "43\n").put("s/flags", "sched\n");
+    assert!(t.load("s").unwrap_err().to_string().contains("sched"));
+    // rlimits/rss over cgroup/memory.limit_in_bytes: said.
+    t.put("m/context", "44\n")
+        .put("m/rlimits/rss", "1000\n")
+        .put("m/cgroup/memory.limit_in_bytes", "100M\n");
+    assert!(t
+        .load("m")
+        .unwrap()
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("rlimits/rss wins")));
+}
+
+#[test]
+fn a_folder_without_vdir_context_or_apps_is_not_a_guest() {
+    let t = Tree::new();
+    // A provisioning tool's shared interface folder under the config root.
+    t.put("shared-if/0/ip", "10.0.0.1\n");
+    t.put("g/context", "42\n");
+    t.put("h/apps/init/style", "plain\n");
+    let names = guest_names(&t.roots().config_root).unwrap();
+    assert_eq!(names, ["g", "h"]);
+}

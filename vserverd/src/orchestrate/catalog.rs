@@ -41,10 +41,9 @@ impl Catalog {
 
     /// (Re)reads one guest; gone from disk means gone from the catalog. Returns the new entry.
     pub fn reload(&self, roots: &Roots, name: &str) -> Option<Entry> {
-        let dir = roots.config_root.join(name);
         let mut e = self.entries.write().expect("not poisoned");
         self.version.fetch_add(1, Ordering::SeqCst);
-        if !dir.is_dir() || !config::is_guest_name(name) {
+        if !config::is_guest(&roots.config_root, name) {
             e.remove(name);
             return None;
         }
