@@ -130,6 +130,12 @@ fn bench_lifecycle(args: &[String]) {
     std::env::set_var("VSERVERD_TEST_LOG", "info");
     let mut d = TestDaemon::prepare();
     GuestBuilder::busybox("bench").context(49000).write(&d);
+    // The same guest on the host's network stack, for the cost of the default guest's own
+    // loopback-only network namespace.
+    GuestBuilder::busybox("benchhost")
+        .context(49001)
+        .file("noncontext", "")
+        .write(&d);
     d.spawn();
     let ctl = harness::bins::vserverctl();
     let sock = d.socket.clone();
@@ -147,6 +153,22 @@ fn bench_lifecycle(args: &[String]) {
             .args(["stop", "bench"]));
     });
     let vsd_start = vsd_start.into_inner();
+    // Interleaved, back to back: start alone of each network mode, then its stop.
+    let (mut own_net, mut host_net) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        for (g, v) in [("bench", &mut own_net), ("benchhost", &mut host_net)] {
+            let t = Instant::now();
+            run(Command::new(&ctl)
+                .arg("--socket")
+                .arg(&sock)
+                .args(["start", g]));
+            v.push(t.elapsed().as_secs_f64() * 1e3);
+            run(Command::new(&ctl)
+                .arg("--socket")
+                .arg(&sock)
+                .args(["stop", g]));
+        }
+    }
 
     // LXC on a copy of the same root, its own lxcpath, no network.
     let lxc_dir = d.dir.path().join("lxc");
@@ -211,6 +233,12 @@ fn bench_lifecycle(args: &[String]) {
     });
 
     println!("lifecycle, {n} iterations each, median wall time:");
+    let (own, host) = (median(own_net), median(host_net));
+    println!(
+        "  network, start alone, interleaved: own loopback namespace (the default) {own:.2} ms, \
+         the host's stack (noncontext) {host:.2} ms: {:+.2} ms",
+        own - host
+    );
     // Start alone: the spaced runs come second.
     let (b2b_start, spaced_start) = vsd_start.split_at(vsd_start.len() / 2);
     for (i, mode) in ["back to back", "spaced"].iter().enumerate() {
