@@ -247,7 +247,7 @@ qemu() {
   local kernel=$1 initrd=$2 console=$3 result=$4
   shift 4
   command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (scripts/setup.sh)"
-  # No -enable-kvm: /dev/kvm on these machines does not work (DESIGN §5).
+  # No -enable-kvm: /dev/kvm on these machines does not work (docs/vm-tier.md).
   # -cx16: Debian 12's qemu (7.2) mistranslates the kernel's per-cpu `cmpxchg16b %gs:(…)` (SLUB's
   # fast path) now and then under TCG: garbage EFLAGS, then "double fault" in
   # __kmalloc_noprof, in about 1 boot of 3 (measured). Without CX16 the kernel takes the

@@ -1,5 +1,5 @@
 //! util-vserver's command line: `vserver [--silent] NAME VERB [ARGS…]` and `vserver-stat`, for
-//! the scripts users have run for years (reference §3.5, §6). Installed as links to vserverctl;
+//! the scripts users have run for years (docs/compat.md). Installed as links to vserverctl;
 //! the name it is called by selects this form.
 
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! interfaces/: the guest's addresses. `dev prefix mask bcast scope extip` set at the folder
-//! level are inherited by every interface; `ip name mac peer` are not (reference §7.13).
+//! level are inherited by every interface; `ip name mac peer` are not (docs/config.md, interfaces/).
 
 use std::net::IpAddr;
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! scripts/: which hook files run, in which order (reference §1.5).
+//! scripts/: which hook files run, in which order (docs/lifecycle.md, Start and Stop).
 //!
 //! For each hook, candidates are `BASE/HOOK` then `BASE/HOOK.d/*` in name order, for BASE the
 //! guest's scripts/ then .defaults/scripts/. Backup names are skipped. When any guest script of

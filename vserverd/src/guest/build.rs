@@ -1,4 +1,4 @@
-//! Building a guest (util-vserver's `vserver NAME build -m METHOD`, reference §5): a complete
+//! Building a guest (util-vserver's `vserver NAME build -m METHOD`, docs/build.md): a complete
 //! config tree and a root, made under temporary names and renamed into place at the end, so a
 //! failed or interrupted build leaves nothing a guest listing would show (leftovers of a
 //! killed daemon are removed at the next start).

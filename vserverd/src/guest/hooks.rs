@@ -1,4 +1,4 @@
-//! Runs one hook type (reference §1.5): the guest's scripts, then .defaults' unless a guest
+//! Runs one hook type (docs/lifecycle.md): the guest's scripts, then .defaults' unless a guest
 //! script ran and none set DONT_SKIP_DEFAULTS. One /bin/sh runs them all, so a sourced
 //! (non-executable) script can set variables for the next, as under util-vserver's bash.
 

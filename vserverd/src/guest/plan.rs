@@ -13,7 +13,7 @@ use crate::stage::plan::{Confinement, JoinPlan, Prepare, StartPlan, SystemdCgrou
 /// util-vserver's fake mtab, written when apps/init/mtab names none.
 pub const DEFAULT_MTAB: &str = "/dev/hdv1 / ufs defaults 0 0\n";
 
-/// How a guest starts and stops, by init style (reference §3.3, DESIGN.md §7).
+/// How a guest starts and stops, by init style (docs/lifecycle.md, init styles).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitCommands {
     pub start: Vec<String>,

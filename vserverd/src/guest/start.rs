@@ -1,4 +1,4 @@
-//! Starting a guest (reference §3.2, DESIGN.md §3): config → lock → initialize and
+//! Starting a guest (docs/lifecycle.md, Start): config → lock → initialize and
 //! prepre-start hooks → cgroup → pre-start hooks → stage (namespaces, mounts, PID 1) → run
 //! state → post-start hooks → running. Every step that leaves something behind pushes its undo;
 //! a failure unwinds them all, so a failed start leaves no process, cgroup or file.

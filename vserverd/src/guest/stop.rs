@@ -1,4 +1,4 @@
-//! Stopping a guest (reference §3.4, DESIGN.md §3 and §7): disarm the reboot helper →
+//! Stopping a guest (docs/lifecycle.md, Stop): disarm the reboot helper →
 //! pre-stop hooks → the style's stop (SIGINT to a plain init, `rc 6` for sysv, cmd.stop) →
 //! wait up to sync-timeout → killseq → cgroup-wide kill → remove cgroup and run state →
 //! post-stop and postpost-stop hooks. No guest process outlives it.
@@ -136,7 +136,7 @@ async fn shut_down(d: &Arc<Daemon>, run: &Arc<Running>, c: Option<&GuestConfig>,
             }
         }
     }
-    // killseq: each signal to init and then every process, then wait (reference §3.4 step 8).
+    // killseq: each signal to init and then every process, then wait (docs/lifecycle.md, Stop).
     let killseq = c
         .map(|c| c.init.killseq.clone())
         .unwrap_or_else(crate::config::init::default_killseq);

@@ -1,5 +1,5 @@
 //! Watches a guest's init. Its exit is the guest's end; how it ended says why (the reboot
-//! helper, reference §4.4): in a pid namespace, reboot(2) kills init and reports SIGHUP for a
+//! helper, docs/lifecycle.md): in a pid namespace, reboot(2) kills init and reports SIGHUP for a
 //! restart and SIGINT for halt or power-off. Outside a stop that restarts or stops the guest as
 //! apps/vshelper says; during a stop (helper disarmed) it is just the end the stop waits for.
 

@@ -1,4 +1,4 @@
-//! A guest's network (DESIGN.md §3 Networking, §7): a network namespace of its own, pinned
+//! A guest's network (docs/network.md): a network namespace of its own, pinned
 //! at RUN_DIR/netns/NAME, holding a loopback and the guest end (eth0) of a veth pair whose host
 //! end (vsdCTX) carries a /32 (/128) host route per address; with `dev` set, proxy ARP on
 //! that uplink and forwarding let outside hosts reach the guest. Built with iproute2 and

@@ -6,7 +6,7 @@
 //! Why a process apart from the daemon: a FUSE mount lives exactly as long as its server. Were
 //! the daemon the server, its crash or restart would leave every guest's /proc/meminfo
 //! answering "Transport endpoint is not connected" until the guest restarts (lxcfs's
-//! long-standing trouble; DESIGN §3). The server holds no state (the reader's pid leads to its
+//! long-standing trouble; docs/resources.md). The server holds no state (the reader's pid leads to its
 //! cgroup), so it outlives any number of daemon restarts; a daemon finds a live one and uses
 //! it, or starts one.
 

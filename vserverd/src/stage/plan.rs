@@ -34,7 +34,7 @@ pub struct Ulimit {
     pub hard: Option<u64>,
 }
 
-/// Files the guest's PID 1 tidies before init runs (reference §3.2 step 14).
+/// Files the guest's PID 1 tidies before init runs (docs/lifecycle.md, Start).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Prepare {
     None,
