@@ -1,5 +1,5 @@
 //! util-vserver's command line (`vserver NAME VERB`, `vserver-stat`) end to end: a session
-//! following the reference's command table (§3.5) and messages (§6), outputs and exit codes.
+//! following util-vserver's command table and messages (docs/compat.md), outputs and exit codes.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
