@@ -33,6 +33,20 @@ struct Console {
 }
 
 impl Console {
+    /// Logs what the master still holds (it is non-blocking: until it would block).
+    fn drain(&mut self) {
+        let mut buf = [0u8; 4096];
+        for _ in 0..256 {
+            match self.master.read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    let data = buf[..n].to_vec();
+                    self.log(&data);
+                }
+                _ => break,
+            }
+        }
+    }
+
     fn log(&mut self, data: &[u8]) {
         // Controls made visible: `cat` of a log must not obey what the guest wrote.
         let data = &proto::termfilter::escape_for_log(data, &mut self.pending_c2);
@@ -214,7 +228,11 @@ fn request(s: UnixStream, consoles: &mut HashMap<String, Console>) {
             }
         }
         Ok(Request::Close { name }) => {
-            consoles.remove(&name);
+            // What the guest wrote last (a sysv `rc 6`'s messages) may still sit in the pty:
+            // into the log before the master goes.
+            if let Some(mut c) = consoles.remove(&name) {
+                c.drain();
+            }
             reply(&s, "ok");
         }
         Ok(Request::Attach { name }) => match consoles.get_mut(&name) {
