@@ -742,7 +742,7 @@ async fn reset_identity(root: &Path, hostname: &str) -> Result<Vec<String>, Stri
         ));
         return Ok(said);
     };
-    let tmp = tempdir_in_run().map_err(|e| format!("ssh host keys: {e}"))?;
+    let tmp = private_tempdir().map_err(|e| format!("ssh host keys: {e}"))?;
     for k in &keys {
         let ty = k
             .trim_start_matches("ssh_host_")
@@ -776,7 +776,7 @@ async fn reset_identity(root: &Path, hostname: &str) -> Result<Vec<String>, Stri
 }
 
 /// A private folder for generated secrets (mode 0700, removed by the caller).
-fn tempdir_in_run() -> std::io::Result<PathBuf> {
+fn private_tempdir() -> std::io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     let p = std::env::temp_dir().join(format!(
         "vserverd-keys-{}-{}",

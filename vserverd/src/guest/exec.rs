@@ -100,21 +100,28 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 /// A pty pair from the guest's own devpts instance (so `tty` in the guest names a node that
 /// exists there), reached through init's root with no symlink followed; the host's ptmx if
 /// the guest has no devpts.
-fn guest_pty(init_pid: i32) -> std::io::Result<(OwnedFd, OwnedFd)> {
+/// Opens `rel` inside the running guest whose init is `init_pid`, through init's root with no
+/// symlink followed (guest root may have planted any).
+fn open_in_guest(init_pid: i32, rel: &str, flags: rustix::fs::OFlags) -> std::io::Result<OwnedFd> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
     let root = rustix::fs::open(
         format!("/proc/{init_pid}/root"),
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let flags = OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC;
-    let master = match rustix::fs::openat2(
+    Ok(rustix::fs::openat2(
         &root,
-        "dev/pts/ptmx",
+        rel,
         flags,
         Mode::empty(),
         ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-    ) {
+    )?)
+}
+
+fn guest_pty(init_pid: i32) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let master = match open_in_guest(init_pid, "dev/pts/ptmx", flags) {
         Ok(m) => m,
         Err(_) => rustix::fs::open("/dev/ptmx", flags, Mode::empty())?,
     };
@@ -126,23 +133,15 @@ fn guest_pty(init_pid: i32) -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok((master, slave))
 }
 
-/// The guest's /dev/console (its console pty, logged by the keeper) opened for writing,
-/// through init's root with no symlink followed: where the output of the style's stop
+/// The guest's /dev/console (its console pty, logged by the keeper) opened for writing
+/// (open_in_guest): where the output of the style's stop
 /// command (sysv `rc 6`) goes, as it went to the console under util-vserver.
 pub fn guest_console(init_pid: i32) -> Option<OwnedFd> {
-    use rustix::fs::{Mode, OFlags, ResolveFlags};
-    let root = rustix::fs::open(
-        format!("/proc/{init_pid}/root"),
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ok()?;
-    rustix::fs::openat2(
-        &root,
+    use rustix::fs::OFlags;
+    open_in_guest(
+        init_pid,
         "dev/console",
         OFlags::WRONLY | OFlags::NOCTTY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
     )
     .ok()
 }

@@ -48,12 +48,11 @@ fn tightest(mount: &Path, dir: &Path, file: &str) -> Option<(PathBuf, u64)> {
     }
 }
 
-/// The figures of process `pid`'s memory cgroup; None when nothing limits it (the host's
-/// meminfo is then the truth).
-pub fn of_pid(pid: u32) -> Option<Figures> {
+/// The figures of the memory cgroup of a process whose /proc/PID/cgroup text is `cgroup`; None
+/// when nothing limits it (the host's meminfo is then the truth).
+pub fn of_cgroup(cgroup: &str) -> Option<Figures> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let layout = Layout::parse(&mountinfo, &cgroup);
+    let layout = Layout::parse(&mountinfo, cgroup);
     if let Some(h) = layout
         .hierarchies
         .iter()

@@ -87,10 +87,10 @@ fn folder_name(name: &OsStr) -> Option<&str> {
     (!n.is_empty() && !n.starts_with('.') && !n.contains('/') && n.len() <= 255).then_some(n)
 }
 
-/// The meminfo process `pid` should see.
-pub fn meminfo_for(pid: u32) -> Vec<u8> {
+/// The meminfo a process in the cgroups `cgroup` (its /proc/PID/cgroup text) should see.
+fn meminfo_for(cgroup: &str) -> Vec<u8> {
     let host = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    match memory::of_pid(pid) {
+    match memory::of_cgroup(cgroup) {
         Some(f) => meminfo::render(&host, &f).into_bytes(),
         None => host.into_bytes(),
     }
@@ -106,7 +106,7 @@ impl ProcFs {
                 return t.clone();
             }
         }
-        let t = Arc::new(meminfo_for(pid));
+        let t = Arc::new(meminfo_for(&key));
         if self.rendered.len() > MAX_FOLDERS {
             self.rendered.retain(|_, (at, _)| at.elapsed() < RENDER_TTL);
         }

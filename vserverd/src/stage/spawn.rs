@@ -402,15 +402,7 @@ impl Reader<'_> {
 
 /// Whether the kernel says `pid`'s parent is this process.
 fn is_our_child(pid: i32) -> bool {
-    pid > 0
-        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                // The name may hold spaces and parentheses: the fields start after the last ')'.
-                let rest = &s[s.rfind(')')? + 1..];
-                rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-            })
-            == Some(std::process::id())
+    pid > 0 && crate::isolate::pidfd::parent(pid) == Some(std::process::id())
 }
 
 fn read_some(fd: &OwnedFd, buf: &mut [u8]) -> std::io::Result<usize> {
