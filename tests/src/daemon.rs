@@ -18,6 +18,9 @@ pub struct TestDaemon {
     pub cgroup_prefix: String,
     child: Option<Child>,
     extra_args: Vec<String>,
+    /// Files the daemon inherits as fds 9, 10, … without close-on-exec (as a careless parent
+    /// would pass them).
+    inherited: Vec<std::fs::File>,
     /// Run the daemon in this network namespace (a test's stand-in for the host's network).
     pub netns: Option<PathBuf>,
 }
@@ -51,6 +54,7 @@ impl TestDaemon {
             cgroup_prefix,
             child: None,
             extra_args: Vec::new(),
+            inherited: Vec::new(),
             netns: None,
         }
     }
@@ -64,6 +68,12 @@ impl TestDaemon {
 
     pub fn arg(&mut self, a: &str) -> &mut Self {
         self.extra_args.push(a.to_string());
+        self
+    }
+
+    /// The daemon will inherit `f` as fd 9 (the next as 10, …), not close-on-exec.
+    pub fn inherit(&mut self, f: std::fs::File) -> &mut Self {
+        self.inherited.push(f);
         self
     }
 
@@ -81,6 +91,24 @@ impl TestDaemon {
             }
             None => Command::new(bins::vserverd()),
         };
+        let raw: Vec<i32> = self
+            .inherited
+            .iter()
+            .map(std::os::fd::AsRawFd::as_raw_fd)
+            .collect();
+        // SAFETY: dup2 only, between fork and exec; each target fd is left inheritable.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                for (i, fd) in raw.iter().enumerate() {
+                    let to = 9 + i as i32;
+                    // dup2 onto itself keeps close-on-exec: clear it either way.
+                    if libc::dup2(*fd, to) < 0 || libc::fcntl(to, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
         let child = cmd
             .arg("--config-root")
             .arg(&self.config_root)

@@ -1055,3 +1055,63 @@ fn a_hard_limit_above_the_daemons_is_explained() {
         assert_nothing_left(&d, "lim", None);
     }
 }
+
+/// Second review, item 9: an fd the daemon was started with (a careless parent's, not
+/// close-on-exec) reaches no hook, helper or guest process.
+#[test]
+fn fds_the_daemon_inherited_reach_no_hook_helper_or_guest() {
+    if !prerequisites() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mut d = TestDaemon::prepare();
+    let secret = d.dir.path().join("inherited-secret");
+    std::fs::write(&secret, "not for guests\n").unwrap();
+    let seen = d.dir.path().join("hook-fds");
+    let cfg = GuestBuilder::busybox("fds")
+        .context(41071)
+        .file("cflags", "virt_mem\n")
+        .file(
+            "scripts/pre-start",
+            &format!("#!/bin/sh\nls -l /proc/$$/fd/ >{}\n", seen.display()),
+        )
+        .write(&d);
+    std::fs::set_permissions(
+        cfg.join("scripts/pre-start"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    d.inherit(std::fs::File::open(&secret).unwrap());
+    d.spawn();
+    let holds = |pid: i32| -> bool {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == secret))
+            })
+            .unwrap_or(false)
+    };
+    // The daemon itself still holds it (marked close-on-exec at its start), so the test
+    // sees the fd it means.
+    assert!(
+        holds(d.pid().unwrap() as i32),
+        "the daemon did not inherit fd 9"
+    );
+    d.ctl_ok(&["start", "fds"]);
+    let hook = std::fs::read_to_string(&seen).unwrap();
+    assert!(hook.contains(" -> "), "the hook ran: {hook}");
+    assert!(
+        !hook.contains("inherited-secret"),
+        "the hook inherited it:\n{hook}"
+    );
+    let helpers = [
+        vserverd::procfs::server_pid(&d.run_dir).expect("the /proc server runs"),
+        vserverd::console::keeper_pid(&d.run_dir).expect("the console keeper runs"),
+    ];
+    for pid in helpers.into_iter().chain([d.init_pid("fds")]) {
+        assert!(!holds(pid), "process {pid} holds the daemon's inherited fd");
+    }
+    let joined = d.ctl_ok(&["exec", "fds", "--", "ls", "-l", "/proc/self/fd/"]);
+    assert!(!joined.contains("inherited-secret"), "{joined}");
+    d.ctl_ok(&["stop", "fds"]);
+}

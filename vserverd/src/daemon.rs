@@ -158,6 +158,26 @@ impl Daemon {
         }
     }
 
+    /// Gives the helpers (the /proc server, the console keeper) cgroups of their own beside the
+    /// guests', and moves those an earlier daemon started into them.
+    pub fn confine_helpers(&self) {
+        let Ok(layout) = self.layout() else {
+            return;
+        };
+        crate::detached::set_home(layout.clone(), self.opts.cgroup_prefix.clone());
+        let run = &self.opts.run_dir;
+        for (name, pid) in [
+            (crate::procfs::NAME, crate::procfs::server_pid(run)),
+            (crate::console::NAME, crate::console::keeper_pid(run)),
+        ] {
+            if let Some(pid) = pid {
+                if let Err(e) = crate::detached::confine(name, pid) {
+                    tracing::warn!("{name} runs without limits of its own: {e}");
+                }
+            }
+        }
+    }
+
     /// A guest's cgroups, in its shared group (`cgroup/name`) when it has one.
     pub fn cgroup_in(&self, name: &str, group: Option<&str>) -> Result<GuestCgroup, String> {
         Ok(self

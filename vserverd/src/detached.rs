@@ -5,6 +5,86 @@
 
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::OnceLock;
+
+use crate::isolate::cgroup::{GuestCgroup, Layout};
+use crate::isolate::limits::{Flavor, Knob, PERIOD_US};
+
+/// A helper serves every guest, so it must not be a lever outside every guest's limits: each
+/// runs in a cgroup of its own, OWN/PREFIX/.NAME beside the guests' (no guest name starts with
+/// a dot), with at most one CPU, HELPER_MEMORY and HELPER_PIDS. Within that, the helpers share
+/// their work fairly between guests (procfs/fair.rs, the console keeper's byte budget).
+const HELPER_MEMORY: u64 = 256 << 20;
+const HELPER_PIDS: u32 = 64;
+
+/// Where helpers' cgroups go: set once by the daemon when it knows its cgroup layout.
+static HOME: OnceLock<(Layout, String)> = OnceLock::new();
+
+pub fn set_home(layout: Layout, prefix: String) {
+    let _ = HOME.set((layout, prefix));
+}
+
+/// The limits of a helper's cgroup, in the flavor each controller has on this host.
+pub fn helper_knobs(flavor_of: &dyn Fn(&str) -> Option<Flavor>) -> Vec<Knob> {
+    let k = |file: &str, value: String| Knob {
+        controller: file.split('.').next().unwrap_or("").to_string(),
+        file: file.to_string(),
+        value,
+        origin: "the helpers' own limits".to_string(),
+    };
+    let mut out = Vec::new();
+    match flavor_of("cpu") {
+        Some(Flavor::V1) => {
+            out.push(k("cpu.cfs_period_us", PERIOD_US.to_string()));
+            out.push(k("cpu.cfs_quota_us", PERIOD_US.to_string()));
+        }
+        Some(Flavor::V2) => out.push(k("cpu.max", format!("{PERIOD_US} {PERIOD_US}"))),
+        None => {}
+    }
+    match flavor_of("memory") {
+        Some(Flavor::V1) => out.push(k("memory.limit_in_bytes", HELPER_MEMORY.to_string())),
+        Some(Flavor::V2) => out.push(k("memory.max", HELPER_MEMORY.to_string())),
+        None => {}
+    }
+    if flavor_of("pids").is_some() {
+        out.push(k("pids.max", HELPER_PIDS.to_string()));
+    }
+    out
+}
+
+/// The cgroup of helper `name` (vserverd-procfs, vserverd-tty), when the daemon set a home.
+pub fn cgroup_of(name: &str) -> Option<GuestCgroup> {
+    let (layout, prefix) = HOME.get()?;
+    Some(layout.guest(prefix, &format!(".{name}")))
+}
+
+/// Moves helper `name` (process `pid`, every thread) into its own cgroup with its limits.
+/// Idempotent: the daemon calls it for helpers it starts and for those it finds running.
+pub fn confine(name: &str, pid: i32) -> Result<(), String> {
+    let Some(cg) = cgroup_of(name) else {
+        return Ok(());
+    };
+    cg.create().map_err(|e| format!("{name}'s cgroup: {e}"))?;
+    cg.apply(&helper_knobs(&|c| cg.flavor_of(c)))
+        .map_err(|e| format!("{name}'s cgroup: {e}"))?;
+    for j in cg.joins() {
+        let procs = j.dir.join("cgroup.procs");
+        std::fs::write(&procs, pid.to_string())
+            .map_err(|e| format!("moving {name} into {}: {e}", procs.display()))?;
+    }
+    Ok(())
+}
+
+/// The pid a helper wrote beside its path (`path`.pid), if that process still runs as `name`.
+pub fn pid_of(name: &str, path: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(path.with_extension("pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == name).then_some(pid)
+}
 
 /// Runs `/proc/self/exe ARG PATH` as `name` (its argv[0], what ps shows) and waits for it: it
 /// returns once the helper is ready. `what` names the helper in errors.
@@ -25,6 +105,12 @@ pub fn start(name: &str, arg: &str, path: &Path, what: &str) -> Result<(), Strin
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         ));
+    }
+    // A helper that cannot be confined still serves: guests need it more than its limits.
+    if let Some(pid) = pid_of(name, path) {
+        if let Err(e) = confine(name, pid) {
+            tracing::warn!("the {what} runs without limits of its own: {e}");
+        }
     }
     Ok(())
 }

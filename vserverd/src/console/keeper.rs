@@ -2,6 +2,13 @@
 //! keeps every guest's console master in one poll loop: output to the guest's log (cut back to
 //! empty past LOG_MAX) and to attached clients, clients' input to the guest. Nothing in it
 //! blocks: masters and clients are non-blocking, and a client that cannot keep up is dropped.
+//!
+//! Who pays for a flood: each console may pass RATE bytes a second after a burst of BURST
+//! (Budget). A console past its budget is not read until it has earned READ_MIN again; the
+//! pty's buffer fills and the guest's writer blocks in its own write(2). So a guest running
+//! `yes >/dev/console` slows itself, not the keeper, which serves every guest's console. (A
+//! serial console at 115200 baud passes 11.5 KB/s; RATE is ninety times that, and the log
+//! keeps 1 MiB anyway.) The keeper runs in a cgroup of its own besides (crate::detached).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -11,7 +18,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -21,8 +28,54 @@ use super::Request;
 /// run's log (NAME.log.1) a guest's console takes at most twice this in the run dir.
 pub const LOG_MAX: u64 = 1 << 20;
 
+/// Bytes a second a console passes, after a burst of BURST.
+const RATE: f64 = 1024.0 * 1024.0;
+const BURST: f64 = 1024.0 * 1024.0;
+/// A console past its budget is read again once it has earned this much.
+const READ_MIN: f64 = 4096.0;
+
+/// A token bucket of bytes.
+struct Budget {
+    bytes: f64,
+    at: Instant,
+}
+
+impl Budget {
+    fn new(now: Instant) -> Self {
+        Self {
+            bytes: BURST,
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.bytes = (self.bytes + dt * RATE).min(BURST);
+        self.at = now;
+    }
+
+    /// How many bytes may be read now: 0 while below READ_MIN once spent.
+    fn allowed(&self) -> usize {
+        if self.bytes >= READ_MIN {
+            self.bytes as usize
+        } else {
+            0
+        }
+    }
+
+    /// How long until `allowed` is not 0 again.
+    fn wait(&self) -> Duration {
+        Duration::from_secs_f64(((READ_MIN - self.bytes) / RATE).max(0.001))
+    }
+
+    fn spend(&mut self, n: usize) {
+        self.bytes -= n as f64;
+    }
+}
+
 struct Console {
     master: File,
+    budget: Budget,
     /// Held so the pty lives while the guest has no console fd open (see the module docs).
     _slave: Option<OwnedFd>,
     log: File,
@@ -97,17 +150,28 @@ fn serve(listener: UnixListener) {
     loop {
         let mut events = Vec::new();
         {
+            let now = Instant::now();
             let mut fds = vec![PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
             let mut what = vec![Event::Accept];
-            for (name, c) in &consoles {
-                fds.push(PollFd::new(c.master.as_fd(), PollFlags::POLLIN));
-                what.push(Event::Master(name.clone()));
+            // Consoles past their budget sit out until the soonest has earned READ_MIN.
+            let mut wait: Option<Duration> = None;
+            for (name, c) in consoles.iter_mut() {
+                c.budget.refill(now);
+                if c.budget.allowed() == 0 {
+                    wait = Some(wait.map_or(c.budget.wait(), |w| w.min(c.budget.wait())));
+                } else {
+                    fds.push(PollFd::new(c.master.as_fd(), PollFlags::POLLIN));
+                    what.push(Event::Master(name.clone()));
+                }
                 for (i, cl) in c.clients.iter().enumerate() {
                     fds.push(PollFd::new(cl.as_fd(), PollFlags::POLLIN));
                     what.push(Event::Client(name.clone(), i));
                 }
             }
-            if poll(&mut fds, PollTimeout::NONE).is_err() {
+            let timeout = wait.map_or(PollTimeout::NONE, |w| {
+                PollTimeout::from(w.as_millis().clamp(1, 1000) as u16)
+            });
+            if poll(&mut fds, timeout).is_err() {
                 continue;
             }
             for (fd, w) in fds.iter().zip(what) {
@@ -128,8 +192,13 @@ fn serve(listener: UnixListener) {
                     let Some(c) = consoles.get_mut(&name) else {
                         continue;
                     };
-                    match c.master.read(&mut buf) {
+                    let room = c.budget.allowed().min(buf.len());
+                    if room == 0 {
+                        continue;
+                    }
+                    match c.master.read(&mut buf[..room]) {
                         Ok(n) if n > 0 => {
+                            c.budget.spend(n);
                             let data = &buf[..n];
                             c.log(data);
                             // A client that cannot take it now is dropped, not waited for.
@@ -215,6 +284,7 @@ fn request(s: UnixStream, consoles: &mut HashMap<String, Console>) {
                         name,
                         Console {
                             master,
+                            budget: Budget::new(Instant::now()),
                             _slave: slave,
                             log,
                             written: 0,
@@ -257,4 +327,25 @@ fn nonblocking(f: &File) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_console_past_its_budget_waits_then_earns_its_rate() {
+        let t = Instant::now();
+        let mut b = Budget::new(t);
+        assert_eq!(b.allowed(), BURST as usize);
+        b.spend(BURST as usize - 100);
+        assert_eq!(b.allowed(), 0, "below READ_MIN: not read");
+        let w = b.wait();
+        assert!(w > Duration::ZERO && w < Duration::from_millis(10), "{w:?}");
+        b.refill(t + w);
+        assert!(b.allowed() >= READ_MIN as usize - 1);
+        // A second later: RATE more, never more than BURST.
+        b.refill(t + Duration::from_secs(10));
+        assert_eq!(b.allowed(), BURST as usize);
+    }
 }

@@ -63,6 +63,14 @@ pub fn remove_logs(run_dir: &Path, name: &str) {
     }
 }
 
+/// The keeper's process name (what ps shows).
+pub const NAME: &str = "vserverd-tty";
+
+/// The keeper's pid, if its pid file names a live keeper.
+pub fn keeper_pid(run_dir: &Path) -> Option<i32> {
+    crate::detached::pid_of(NAME, &socket(run_dir))
+}
+
 /// argv[1] of the keeper process.
 pub const ARG: &str = "__console";
 
@@ -96,7 +104,7 @@ fn keeper(run_dir: &Path) -> Result<UnixStream, String> {
     if let Ok(s) = connect(run_dir) {
         return Ok(s);
     }
-    crate::detached::start("vserverd-tty", ARG, &socket(run_dir), "console keeper")?;
+    crate::detached::start(NAME, ARG, &socket(run_dir), "console keeper")?;
     let s = connect(run_dir).map_err(|e| format!("the console keeper does not answer: {e}"))?;
     tracing::info!("console keeper serving {}", socket(run_dir).display());
     Ok(s)

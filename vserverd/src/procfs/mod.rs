@@ -10,6 +10,7 @@
 //! cgroup), so it outlives any number of daemon restarts; a daemon finds a live one and uses
 //! it, or starts one.
 
+mod fair;
 pub mod meminfo;
 pub mod memory;
 mod server;
@@ -17,6 +18,9 @@ mod server;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
+
+/// The server's process name (what ps shows).
+pub const NAME: &str = "vserverd-procfs";
 
 /// argv[1] of the server process.
 pub const ARG: &str = "__procfs";
@@ -34,13 +38,7 @@ fn pid_file(dir: &Path) -> PathBuf {
 
 /// The server's pid, if its pid file names a live vserverd-procfs process.
 pub fn server_pid(run_dir: &Path) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(pid_file(&mount_dir(run_dir)))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    (comm.trim() == "vserverd-procfs").then_some(pid)
+    crate::detached::pid_of(NAME, &mount_dir(run_dir))
 }
 
 /// Whether a live server answers at `dir`.
@@ -67,7 +65,7 @@ pub fn ensure(run_dir: &Path) -> Result<PathBuf, String> {
         );
     }
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    crate::detached::start("vserverd-procfs", ARG, &dir, "/proc file server")?;
+    crate::detached::start(NAME, ARG, &dir, "/proc file server")?;
     if !serving(&dir) {
         return Err(format!(
             "the /proc file server does not answer at {}",
@@ -95,7 +93,9 @@ pub fn main() -> ExitCode {
         O::NoSuid,
         O::NoDev,
     ];
-    let mut session = match fuser::Session::new(server::ProcFs::default(), &dir, &opts) {
+    let shared = std::sync::Arc::new(server::Shared::default());
+    let fs = server::ProcFs::new(shared.clone());
+    let mut session = match fuser::Session::new(fs, &dir, &opts) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("mounting {}: {e}", dir.display());
@@ -104,6 +104,8 @@ pub fn main() -> ExitCode {
     };
     // The daemon checks the name behind the pid file.
     crate::detached::serve(c"vserverd-procfs", &pid_file(&dir), || {
+        // Threads only now: the fork in `serve` keeps the calling thread alone.
+        server::start_workers(&shared);
         let _ = session.run();
     })
 }

@@ -3,10 +3,17 @@
 //! rendered for the opening process (FUSE tells us its pid), shared by the openers of one
 //! cgroup for RENDER_TTL, and keeps it for the handle, so a reader going through it in several
 //! reads sees one consistent snapshot.
+//!
+//! Who pays for a flood: fuser reads the kernel's requests on one thread; that thread only
+//! sorts them. Everything a guest's request costs (the opener's cgroup, a render, a read) is
+//! queued by the folder the request is for and done by WORKERS threads, folders in turn, each
+//! folder at most RATE requests a second (fair.rs). A guest opening its meminfo in a loop then
+//! waits in its own syscalls; other guests' requests are served in their turn. The process as
+//! a whole runs in a cgroup of its own with CPU, memory and pids limits (crate::detached).
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use fuser::{
@@ -14,6 +21,7 @@ use fuser::{
     ReplyOpen, Request,
 };
 
+use super::fair::{Fair, Pop};
 use super::{meminfo, memory};
 
 const ROOT: u64 = 1;
@@ -25,6 +33,16 @@ const FIRST: u64 = 16;
 const MAX_FOLDERS: usize = 65_536;
 /// Handles one folder (one guest) may hold open at once; past it, EMFILE.
 const MAX_OPEN_PER_FOLDER: usize = 1024;
+/// Requests a second each folder (each guest) is served after a burst of BURST: a reader of
+/// /proc/meminfo costs at least three (lookup, open, read; a shell's `read` takes a request a
+/// byte), so a monitoring agent never meets it, and a loop of `cat` gets ~300 reads a second.
+const RATE: f64 = 1000.0;
+const BURST: f64 = 200.0;
+/// Requests one folder may have waiting; past it, EAGAIN (a guest has at most one waiting per
+/// thread, so only a guest with more threads than this sees it).
+const MAX_WAITING: usize = 1024;
+/// Threads that serve the queued requests.
+const WORKERS: usize = 2;
 /// How long a rendered text serves every opener in the same cgroup.
 const RENDER_TTL: Duration = Duration::from_millis(20);
 const DIR_TTL: Duration = Duration::from_secs(3600);
@@ -37,7 +55,7 @@ const FILE_TTL: Duration = Duration::ZERO;
 /// meminfo of a folder of its own (ROOT/NAME/meminfo), a distinct inode with its own page
 /// cache, so sendfile, splice and mmap of it only ever see text rendered for that guest.
 #[derive(Default)]
-pub struct ProcFs {
+struct State {
     /// Open handle -> (its folder's file inode, the text it reads).
     open: HashMap<u64, (u64, Arc<Vec<u8>>)>,
     next: u64,
@@ -46,6 +64,91 @@ pub struct ProcFs {
     open_count: HashMap<u64, usize>,
     /// Rendered text by the opener's cgroup line, and when.
     rendered: HashMap<String, (Instant, Arc<Vec<u8>>)>,
+}
+
+/// A request a worker answers.
+enum Job {
+    Lookup(u32, u64, ReplyEntry),
+    Getattr(u32, u64, ReplyAttr),
+    Open(u32, u64, ReplyOpen),
+    Read(u64, i64, u32, ReplyData),
+}
+
+pub struct Shared {
+    state: Mutex<State>,
+    queue: Mutex<Fair<Job>>,
+    ready: Condvar,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            queue: Mutex::new(Fair::new(RATE, BURST, MAX_WAITING)),
+            ready: Condvar::new(),
+        }
+    }
+}
+
+/// The dispatching side: what fuser's session loop calls.
+pub struct ProcFs {
+    shared: Arc<Shared>,
+}
+
+impl ProcFs {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// Hands `job` to the workers, in the lane of the folder the file inode `ino` is in.
+    fn queue(&self, ino: u64, job: Job) {
+        let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        match q.push(ino, job, Instant::now()) {
+            Ok(()) => self.shared.ready.notify_one(),
+            Err(job) => {
+                drop(q);
+                refuse(job, libc::EAGAIN);
+            }
+        }
+    }
+}
+
+fn refuse(job: Job, errno: i32) {
+    match job {
+        Job::Lookup(_, _, r) => r.error(errno),
+        Job::Getattr(_, _, r) => r.error(errno),
+        Job::Open(_, _, r) => r.error(errno),
+        Job::Read(_, _, _, r) => r.error(errno),
+    }
+}
+
+/// Starts the worker threads (in the serving process, after its fork).
+pub fn start_workers(shared: &Arc<Shared>) {
+    for i in 0..WORKERS {
+        let s = shared.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("procfs-{i}"))
+            .spawn(move || loop {
+                let job = next_job(&s);
+                s.answer(job);
+            });
+    }
+}
+
+fn next_job(s: &Shared) -> Job {
+    let mut q = s.queue.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        q = match q.pop(Instant::now()) {
+            Pop::Job(j) => return j,
+            Pop::Wait(d) => {
+                s.ready
+                    .wait_timeout(q, d)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+            Pop::Empty => s.ready.wait(q).unwrap_or_else(|e| e.into_inner()),
+        };
+    }
 }
 
 fn attr(ino: u64, size: u64) -> FileAttr {
@@ -96,22 +199,62 @@ fn meminfo_for(cgroup: &str) -> Vec<u8> {
     }
 }
 
-impl ProcFs {
+impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The text for `pid`, rendered at most once per RENDER_TTL for every opener in the same
     /// cgroups (a guest opening it in a loop costs one render per interval, not one per open).
-    fn text_for(&mut self, pid: u32) -> Arc<Vec<u8>> {
+    /// Rendered without the lock held: the other worker goes on meanwhile.
+    fn text_for(&self, pid: u32) -> Arc<Vec<u8>> {
         let key = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        if let Some((at, t)) = self.rendered.get(&key) {
+        if let Some((at, t)) = self.state().rendered.get(&key) {
             if at.elapsed() < RENDER_TTL {
                 return t.clone();
             }
         }
         let t = Arc::new(meminfo_for(&key));
-        if self.rendered.len() > MAX_FOLDERS {
-            self.rendered.retain(|_, (at, _)| at.elapsed() < RENDER_TTL);
+        let mut st = self.state();
+        if st.rendered.len() > MAX_FOLDERS {
+            st.rendered.retain(|_, (at, _)| at.elapsed() < RENDER_TTL);
         }
-        self.rendered.insert(key, (Instant::now(), t.clone()));
+        st.rendered.insert(key, (Instant::now(), t.clone()));
         t
+    }
+
+    fn answer(&self, job: Job) {
+        match job {
+            Job::Lookup(pid, ino, reply) => {
+                let size = self.text_for(pid).len() as u64;
+                reply.entry(&FILE_TTL, &attr(ino, size), 0);
+            }
+            Job::Getattr(pid, ino, reply) => {
+                let size = self.text_for(pid).len() as u64;
+                reply.attr(&FILE_TTL, &attr(ino, size));
+            }
+            Job::Open(pid, ino, reply) => {
+                let text = self.text_for(pid);
+                let mut st = self.state();
+                let n = st.open_count.entry(ino).or_default();
+                if *n >= MAX_OPEN_PER_FOLDER {
+                    return reply.error(libc::EMFILE);
+                }
+                *n += 1;
+                st.next += 1;
+                let fh = st.next;
+                st.open.insert(fh, (ino, text));
+                reply.opened(fh, fuser::consts::FOPEN_DIRECT_IO);
+            }
+            Job::Read(fh, offset, size, reply) => {
+                let Some((_, text)) = self.state().open.get(&fh).cloned() else {
+                    return reply.error(libc::EBADF);
+                };
+                let start = usize::try_from(offset).unwrap_or(0).min(text.len());
+                let end = start.saturating_add(size as usize).min(text.len());
+                reply.data(&text[start..end]);
+            }
+        }
     }
 }
 
@@ -119,8 +262,7 @@ impl Filesystem for ProcFs {
     fn lookup(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
         if name == "meminfo" && is_dir(parent) {
             let ino = if parent == ROOT { MEMINFO } else { parent + 1 };
-            let size = self.text_for(req.pid()).len() as u64;
-            return reply.entry(&FILE_TTL, &attr(ino, size), 0);
+            return self.queue(ino, Job::Lookup(req.pid(), ino, reply));
         }
         if parent != ROOT {
             return reply.error(libc::ENOENT);
@@ -128,15 +270,17 @@ impl Filesystem for ProcFs {
         let Some(n) = folder_name(name) else {
             return reply.error(libc::ENOENT);
         };
-        let ino = match self.folders.get(n) {
+        let mut st = self.shared.state();
+        let ino = match st.folders.get(n) {
             Some(i) => *i,
-            None if self.folders.len() >= MAX_FOLDERS => return reply.error(libc::ENOSPC),
+            None if st.folders.len() >= MAX_FOLDERS => return reply.error(libc::ENOSPC),
             None => {
-                let i = FIRST + 2 * self.folders.len() as u64;
-                self.folders.insert(n.to_string(), i);
+                let i = FIRST + 2 * st.folders.len() as u64;
+                st.folders.insert(n.to_string(), i);
                 i
             }
         };
+        drop(st);
         reply.entry(&DIR_TTL, &attr(ino, 0), 0);
     }
 
@@ -144,8 +288,7 @@ impl Filesystem for ProcFs {
         if is_dir(ino) {
             reply.attr(&DIR_TTL, &attr(ino, 0))
         } else if is_file(ino) {
-            let size = self.text_for(req.pid()).len() as u64;
-            reply.attr(&FILE_TTL, &attr(ino, size));
+            self.queue(ino, Job::Getattr(req.pid(), ino, reply));
         } else {
             reply.error(libc::ENOENT)
         }
@@ -158,22 +301,14 @@ impl Filesystem for ProcFs {
         if flags & libc::O_ACCMODE != libc::O_RDONLY {
             return reply.error(libc::EACCES);
         }
-        let n = self.open_count.entry(ino).or_default();
-        if *n >= MAX_OPEN_PER_FOLDER {
-            return reply.error(libc::EMFILE);
-        }
-        *n += 1;
-        self.next += 1;
-        let text = self.text_for(req.pid());
-        self.open.insert(self.next, (ino, text));
-        reply.opened(self.next, fuser::consts::FOPEN_DIRECT_IO);
+        self.queue(ino, Job::Open(req.pid(), ino, reply));
     }
 
     #[allow(clippy::too_many_arguments)]
     fn read(
         &mut self,
         _req: &Request<'_>,
-        _ino: u64,
+        ino: u64,
         fh: u64,
         offset: i64,
         size: u32,
@@ -181,12 +316,7 @@ impl Filesystem for ProcFs {
         _lock_owner: Option<u64>,
         reply: ReplyData,
     ) {
-        let Some((_, text)) = self.open.get(&fh) else {
-            return reply.error(libc::EBADF);
-        };
-        let start = usize::try_from(offset).unwrap_or(0).min(text.len());
-        let end = start.saturating_add(size as usize).min(text.len());
-        reply.data(&text[start..end]);
+        self.queue(ino, Job::Read(fh, offset, size, reply));
     }
 
     fn release(
@@ -199,8 +329,9 @@ impl Filesystem for ProcFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        if let Some((ino, _)) = self.open.remove(&fh) {
-            if let Some(n) = self.open_count.get_mut(&ino) {
+        let mut st = self.shared.state();
+        if let Some((ino, _)) = st.open.remove(&fh) {
+            if let Some(n) = st.open_count.get_mut(&ino) {
                 *n = n.saturating_sub(1);
             }
         }
