@@ -21,6 +21,8 @@ pub struct TestDaemon {
     /// Files the daemon inherits as fds 9, 10, … without close-on-exec (as a careless parent
     /// would pass them).
     inherited: Vec<std::fs::File>,
+    /// Extra environment for the daemon (VSERVERD_FAULT for the crash matrix).
+    pub env: Vec<(String, String)>,
     /// Run the daemon in this network namespace (a test's stand-in for the host's network).
     pub netns: Option<PathBuf>,
 }
@@ -55,6 +57,7 @@ impl TestDaemon {
             child: None,
             extra_args: Vec::new(),
             inherited: Vec::new(),
+            env: Vec::new(),
             netns: None,
         }
     }
@@ -125,6 +128,7 @@ impl TestDaemon {
                 "VSERVERD_LOG",
                 std::env::var("VSERVERD_TEST_LOG").unwrap_or_else(|_| "debug".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

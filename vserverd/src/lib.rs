@@ -7,6 +7,7 @@ pub mod config;
 pub mod console;
 pub mod daemon;
 pub mod detached;
+pub mod fault;
 pub mod guest;
 pub mod isolate;
 pub mod orchestrate;

@@ -29,6 +29,7 @@ pub fn check(s: &RunState) -> Result<(), String> {
 }
 
 pub async fn adopt_all(d: &Arc<Daemon>) {
+    recover_pending(d).await;
     for (name, state) in runstate::load_all(&d.opts.run_dir) {
         let s = match state {
             Ok(s) => s,
@@ -76,6 +77,49 @@ pub async fn adopt_all(d: &Arc<Daemon>) {
                     Some(format!("ended while vserverd was away ({why})")),
                 );
             }
+        }
+    }
+}
+
+/// Takes back what starts cut short by a daemon's death made (their journals, pending.rs):
+/// the guest's processes and cgroups, its network, its console. A start that got
+/// as far as its run state is adoption's, not ours.
+async fn recover_pending(d: &Arc<Daemon>) {
+    let run_dir = d.opts.run_dir.clone();
+    for (name, p) in super::pending::load_all(&run_dir) {
+        if runstate::path(&run_dir, &name).exists() {
+            super::pending::remove(&run_dir, &name);
+            continue;
+        }
+        tracing::warn!(
+            guest = name,
+            "a start was cut short (the daemon ended mid-way): taking back what it made"
+        );
+        let (rd, n) = (run_dir.clone(), name.clone());
+        let p2 = p.clone();
+        let undone = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            if let Some(cg) = &p2.cgroup {
+                cg.kill().map_err(|e| e.to_string())?;
+            }
+            crate::console::close(&rd, &n);
+            if let Some(net) = p2.net() {
+                super::network::remove(&net);
+            }
+            if let Some(cg) = &p2.cgroup {
+                cg.remove().map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        match undone {
+            Ok(()) => {
+                super::pending::remove(&run_dir, &name);
+                d.guests
+                    .set_last(&name, Some("a start was cut short; rolled back".into()));
+            }
+            // Kept: the next daemon tries again; a start meanwhile fails on the busy cgroup.
+            Err(e) => tracing::error!(guest = name, "rolling back a cut-short start: {e}"),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod hooks;
 pub mod intree;
 pub mod limits;
 pub mod network;
+pub mod pending;
 pub mod plan;
 pub mod rootpath;
 pub mod runstate;

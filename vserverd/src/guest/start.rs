@@ -9,10 +9,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proto::{GuestState, ManagerError};
 
+use super::pending::{self, Pending};
 use super::runstate::{self, RunState};
 use super::{hooks, plan, supervise, Running};
 use crate::config::GuestConfig;
 use crate::daemon::{Daemon, Progress};
+use crate::fault;
 use crate::isolate::cgroup::GuestCgroup;
 use crate::isolate::pidfd;
 use crate::stage::plan::Plan;
@@ -131,6 +133,7 @@ pub async fn start(d: &Arc<Daemon>, name: &str, p: &Progress) -> Result<(), Mana
         }
         Err(e) => {
             undo.unwind(d, name).await;
+            pending::remove(&d.opts.run_dir, name);
             let msg = e.to_string();
             d.guests
                 .set_last(name, Some(format!("start failed: {msg}")));
@@ -158,9 +161,21 @@ async fn steps(
     run_hook(c, "initialize", true).await?;
     run_hook(c, "prepre-start", true).await?;
 
+    // The journal is on disk before anything is made, and names each thing before it is made:
+    // a daemon killed in between leaves nothing the next one cannot take back (pending.rs).
+    let run_dir = d.opts.run_dir.as_path();
+    let mut journal = Pending::default();
+    pending::save(run_dir, name, &journal)?;
+    fault::point("start.journal")?;
+
     // The network before the cgroup, as util-vserver did (interfaces before mounts).
     let net = super::network::setup(d, c, p).await?;
     undo.net = net.clone();
+    if let Some(n) = &net {
+        journal.set_net(n);
+        pending::save(run_dir, name, &journal)?;
+    }
+    fault::point("start.network")?;
 
     if let Some(g) = &c.cgroup.name {
         if g.is_empty() || g.contains('/') || g.starts_with('.') {
@@ -175,6 +190,8 @@ async fn steps(
     let cg = d.cgroup_in(name, c.cgroup.name.as_deref())?;
     p.send(name, "cgroup", &cg_summary(&cg), GuestState::Starting);
     undo.cgroup = Some(cg.clone());
+    journal.cgroup = Some(cg.clone());
+    pending::save(run_dir, name, &journal)?;
     {
         let cg = cg.clone();
         tokio::task::spawn_blocking(move || cg.create())
@@ -182,6 +199,7 @@ async fn steps(
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
     }
+    fault::point("start.cgroup")?;
     tracing::debug!(guest = name, "cgroups made at {:.2} ms", ms(t));
     // Limits before any guest process exists.
     // SAFETY: sysconf cannot fail for _SC_PAGESIZE.
@@ -200,7 +218,9 @@ async fn steps(
             GuestState::Starting,
         );
     }
+    fault::point("start.limits")?;
     run_hook(c, "pre-start", true).await?;
+    fault::point("start.pre-start")?;
 
     let mut sp = plan::start_plan(c, &cg)?;
     sp.netns = net.as_ref().map(|n| n.ns.clone());
@@ -212,6 +232,7 @@ async fn steps(
     let proc_files = sp.proc_files.clone();
     let image = d.image()?;
     let (stdio, log) = console(d, c).await?;
+    fault::point("start.console")?;
     sp.console = Some(log);
     sp.marks = tracing::enabled!(tracing::Level::DEBUG);
     p.send(
@@ -286,6 +307,7 @@ async fn steps(
         netns_shared: net.as_ref().is_some_and(|n| n.shared),
         proc_files,
     };
+    fault::point("start.spawned")?;
     let (running, tx) = Running::new(state.clone(), Some(Arc::new(c.clone())), fd, false);
     undo.running = Some(running.clone());
     d.guests.set_running(name, Some(running.clone()));
@@ -305,12 +327,16 @@ async fn steps(
     }
     runstate::save(&d.opts.run_dir, &state).map_err(|e| format!("saving run state: {e}"))?;
     undo.state = true;
+    // From here the run state names everything (adoption, or its cleanup, takes over).
+    pending::remove(run_dir, name);
+    fault::point("start.state")?;
     if let Some(f) = &c.run_file {
         undo.run_file = Some(f.clone());
         std::fs::write(f, format!("{}\n", c.context))
             .map_err(|e| format!("run file {}: {e}", f.display()))?;
     }
     run_hook(c, "post-start", true).await?;
+    fault::point("start.post-start")?;
     tracing::debug!(guest = name, "run state saved at {:.2} ms", ms(t));
     if let Some(e) = *running.exited.borrow() {
         return Err(format!("init exited at once ({e})"));
