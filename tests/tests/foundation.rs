@@ -455,3 +455,73 @@ fn read_group_members_get_no_secrets_and_cannot_crowd_out_root() {
     let _ = hog.kill();
     let _ = hog.wait();
 }
+
+/// A second daemon on the first's run directory, config root or cgroup prefix (each with the
+/// other two its own) refuses to run, saying why, and changes nothing of the first's: its
+/// socket still answers and its guest still runs.
+#[test]
+fn a_second_daemon_on_the_same_state_refuses_and_touches_nothing() {
+    if !harness::require_busybox_guests() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("one").context(43091).write(&d);
+    d.spawn();
+    d.ctl_ok(&["start", "one"]);
+    let init = d.init_pid("one");
+    let other = tempfile::tempdir().unwrap();
+    let mine = |sub: &str| {
+        let p = other.path().join(sub);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    };
+    let cases = [
+        (
+            "the run directory",
+            d.run_dir.clone(),
+            mine("etc"),
+            "vsd-lock-a".to_string(),
+        ),
+        (
+            "the config root",
+            mine("run"),
+            d.config_root.clone(),
+            "vsd-lock-b".to_string(),
+        ),
+        (
+            "the cgroup prefix",
+            mine("run2"),
+            mine("etc2"),
+            d.cgroup_prefix.clone(),
+        ),
+    ];
+    for (what, run, cfg, prefix) in cases {
+        let o = std::process::Command::new(harness::bins::vserverd())
+            .arg("--run-dir")
+            .arg(&run)
+            .arg("--config-root")
+            .arg(&cfg)
+            .arg("--vdir-base")
+            .arg(mine("vservers"))
+            .arg("--socket")
+            .arg(run.join("second.sock"))
+            .arg("--cgroup-prefix")
+            .arg(&prefix)
+            .output()
+            .unwrap();
+        let said = stderr(&o);
+        assert!(!o.status.success(), "a second daemon ran on {what}");
+        assert!(
+            said.contains(&format!("another vserverd already uses {what}")),
+            "{what}: {said}"
+        );
+        if prefix.starts_with("vsd-lock-") {
+            harness::daemon::cleanup_cgroups(&prefix);
+        }
+    }
+    // The first is untouched.
+    assert_eq!(d.init_pid("one"), init);
+    d.ctl_ok(&["exec", "one", "--", "true"]);
+    assert!(d.socket.exists(), "the first daemon's socket is gone");
+    d.ctl_ok(&["stop", "one"]);
+}

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod detached;
 pub mod fault;
 pub mod guest;
+pub mod instance;
 pub mod isolate;
 pub mod orchestrate;
 pub mod procfs;

@@ -134,6 +134,12 @@ async fn run(args: Args, activated_fd: Option<OwnedFd>) -> Result<(), String> {
         .unwrap_or_else(|| args.run_dir.join("control"));
     std::fs::create_dir_all(&args.run_dir)
         .map_err(|e| format!("cannot create {}: {e}", args.run_dir.display()))?;
+    // Before anything is touched (the socket included): one daemon per host state.
+    let prefix_dir = vserverd::isolate::cgroup::Layout::detect()
+        .ok()
+        .and_then(|l| vserverd::instance::prefix_dir(&l, &args.cgroup_prefix));
+    let _instance =
+        vserverd::instance::acquire(&args.run_dir, &args.config_root, prefix_dir.as_deref())?;
 
     let (listener, activated) = match activated_fd {
         Some(fd) => (listener_from(fd)?, true),
