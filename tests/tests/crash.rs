@@ -76,7 +76,7 @@ fn holds(d: &TestDaemon, name: &str, cell: &str) -> &'static str {
             d.ctl_ok(&["stop", name]);
             "running, adopted"
         }
-        "stopped" => "rolled back",
+        "stopped" => "absent",
         other => panic!("{cell}: the guest is {other:?} after a fresh daemon"),
     };
     nothing_left(d, name, cell);
@@ -146,4 +146,138 @@ fn a_start_cut_short_at_any_step_leaves_the_guest_whole_or_absent() {
 #[test]
 fn a_networked_start_cut_short_at_any_step_leaves_no_address_link_or_namespace() {
     matrix(true);
+}
+
+/// Everything in the config root and vdir base besides the named guests: what a cut-short
+/// build or delete could leave.
+fn strays(d: &TestDaemon, keep: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for dir in [&d.config_root, &d.vdir_base] {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if !keep.contains(&n.as_str()) && n != ".defaults" {
+                out.push(e.path().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// A clone (build -m clone) and a delete cut short at each point: after a fresh daemon the
+/// guest is complete (starts, stops) or absent with nothing of it left on disk — never a
+/// config whose root is half there — and the same name can be built again.
+#[test]
+fn a_build_or_delete_cut_short_leaves_the_guest_complete_or_absent() {
+    if !prerequisites() {
+        return;
+    }
+    let mut table = Vec::new();
+    for (op, step) in [
+        ("clone", "build.steps"),
+        ("clone", "build.root"),
+        ("delete", "delete.renamed"),
+        ("delete", "delete.part"),
+    ] {
+        for action in ["kill", "fail"] {
+            let cell = format!("{op} at {step} × {action}");
+            let mut d = TestDaemon::prepare();
+            GuestBuilder::busybox("src").context(47011).write(&d);
+            d.env = vec![("VSERVERD_FAULT".into(), format!("{step}={action}"))];
+            if op == "delete" {
+                // Built without the fault, deleted with it.
+                d.spawn();
+                d.ctl_ok(&["build", "cl", "-m", "clone", "--", "--source", "src"]);
+                d.stop();
+                d.spawn();
+                let o = d.ctl(&["delete", "cl", "--yes"]);
+                assert!(!o.status.success(), "{cell}: {}", text(&o));
+            } else {
+                d.spawn();
+                let o = d.ctl(&["build", "cl", "-m", "clone", "--", "--source", "src"]);
+                assert!(!o.status.success(), "{cell}: {}", text(&o));
+            }
+            if action == "kill" {
+                d.kill();
+            } else {
+                d.stop();
+            }
+            d.env.clear();
+            d.spawn();
+            // Answering means the daemon's recovery ran (the socket accepts before that).
+            d.ctl_ok(&["list"]);
+            let exists = d.guest_config("cl").exists();
+            let outcome = if exists {
+                d.ctl_ok(&["start", "cl"]);
+                d.ctl_ok(&["exec", "cl", "--", "true"]);
+                d.ctl_ok(&["stop", "cl"]);
+                assert!(
+                    strays(&d, &["src", "cl"]).is_empty(),
+                    "{cell}: {:?}",
+                    strays(&d, &["src", "cl"])
+                );
+                d.ctl_ok(&["delete", "cl", "--yes"]);
+                "complete"
+            } else {
+                "absent"
+            };
+            let left = strays(&d, &["src"]);
+            assert!(left.is_empty(), "{cell}: left {left:?}");
+            // The name is free again.
+            d.ctl_ok(&["build", "cl", "-m", "clone", "--", "--source", "src"]);
+            d.ctl_ok(&["start", "cl"]);
+            d.ctl_ok(&["stop", "cl"]);
+            table.push(format!("| {op} | {step} | {action} | {outcome} |"));
+        }
+    }
+    eprintln!("{}", table.join("\n"));
+}
+
+/// A stop cut short at each point (the daemon SIGKILLed, or the cgroup refusing to go): after
+/// a fresh daemon the guest runs and is adopted, or is gone with nothing left.
+#[test]
+fn a_stop_cut_short_leaves_the_guest_running_or_absent() {
+    if !prerequisites() {
+        return;
+    }
+    let mut table = Vec::new();
+    for (step, action) in [
+        ("stop.signalled", "kill"),
+        ("stop.ended", "kill"),
+        ("stop.cgroup", "kill"),
+        ("stop.cgroup", "fail"),
+        ("stop.network", "kill"),
+    ] {
+        let cell = format!("{step} × {action}");
+        let mut d = TestDaemon::prepare();
+        d.host_netns();
+        GuestBuilder::busybox("c")
+            .context(47021)
+            .file("cflags", "virt_mem\n")
+            .file("interfaces/0/ip", "10.78.0.3\n")
+            .file("interfaces/0/prefix", "24\n")
+            .file("interfaces/0/nodev", "")
+            .write(&d);
+        d.spawn();
+        d.ctl_ok(&["start", "c"]);
+        // Guests outlive a daemon's SIGTERM; the next one (with the fault) adopts it.
+        d.stop();
+        d.env = vec![("VSERVERD_FAULT".into(), format!("{step}={action}"))];
+        d.spawn();
+        let o = d.ctl(&["stop", "c"]);
+        if action == "kill" {
+            assert!(
+                !o.status.success(),
+                "{cell}: the stop returned {}",
+                text(&o)
+            );
+            d.kill();
+        } else {
+            d.stop();
+        }
+        d.env.clear();
+        d.spawn();
+        let outcome = holds(&d, "c", &cell);
+        table.push(format!("| {step} | {action} | {outcome} |"));
+    }
+    eprintln!("{}", table.join("\n"));
 }
