@@ -281,3 +281,78 @@ fn a_stop_cut_short_leaves_the_guest_running_or_absent() {
     }
     eprintln!("{}", table.join("\n"));
 }
+
+/// Mounts `fs` (a tmpfs of `opts`, or a read-only bind of `dir` onto itself) over `dir`.
+fn mount_over(dir: &std::path::Path, how: &str) {
+    let args: Vec<String> = match how {
+        "full" => vec![
+            "-t".into(),
+            "tmpfs".into(),
+            "-o".into(),
+            "size=64k".into(),
+            "tmpfs".into(),
+            dir.display().to_string(),
+        ],
+        _ => vec![
+            "--bind".into(),
+            "-o".into(),
+            "ro".into(),
+            dir.display().to_string(),
+            dir.display().to_string(),
+        ],
+    };
+    let o = std::process::Command::new("mount").args(&args).output().unwrap();
+    assert!(o.status.success(), "mount {args:?}: {}", text(&o));
+    if how == "full" {
+        // Fill it: the next write of any size fails with ENOSPC.
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=4k", "count=100"])
+            .arg(format!("of={}/fill", dir.display()))
+            .output();
+    }
+}
+
+fn unmount(dir: &std::path::Path) {
+    let o = std::process::Command::new("umount").arg(dir).output().unwrap();
+    assert!(o.status.success(), "umount {}: {}", dir.display(), text(&o));
+}
+
+/// A run directory that is full or read-only: a start fails before it makes anything, saying
+/// why and where; a stop still stops the guest (what was asked), and what it could not remove
+/// from the run directory is taken back by the next daemon.
+#[test]
+fn a_full_or_read_only_run_directory_fails_a_start_cleanly() {
+    if !prerequisites() {
+        return;
+    }
+    for (how, errno) in [("full", "No space left on device"), ("ro", "Read-only file system")] {
+        let cell = format!("run dir {how}");
+        let mut d = TestDaemon::prepare();
+        GuestBuilder::busybox("c").context(47031).write(&d);
+        d.spawn();
+        let guests = d.run_dir.join("guests");
+        std::fs::create_dir_all(&guests).unwrap();
+        mount_over(&guests, how);
+        let o = d.ctl(&["start", "c"]);
+        let said = text(&o);
+        assert!(!o.status.success(), "{cell}: started");
+        assert!(
+            said.contains("start journal") && said.contains(errno),
+            "{cell}: {said}"
+        );
+        for dir in d.cgroup_dirs("c") {
+            assert!(!dir.exists(), "{cell}: cgroup {} made", dir.display());
+        }
+        assert_eq!(d.status("c")["state"], "stopped", "{cell}");
+        unmount(&guests);
+        d.ctl_ok(&["start", "c"]);
+        // A stop on a read-only or full run directory: stopped all the same.
+        mount_over(&guests, how);
+        d.ctl_ok(&["stop", "c"]);
+        assert_eq!(d.status("c")["state"], "stopped", "{cell}");
+        unmount(&guests);
+        d.stop();
+        d.spawn();
+        holds(&d, "c", &cell);
+    }
+}
