@@ -301,7 +301,10 @@ fn mount_over(dir: &std::path::Path, how: &str) {
             dir.display().to_string(),
         ],
     };
-    let o = std::process::Command::new("mount").args(&args).output().unwrap();
+    let o = std::process::Command::new("mount")
+        .args(&args)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "mount {args:?}: {}", text(&o));
     if how == "full" {
         // Fill it: the next write of any size fails with ENOSPC.
@@ -313,7 +316,10 @@ fn mount_over(dir: &std::path::Path, how: &str) {
 }
 
 fn unmount(dir: &std::path::Path) {
-    let o = std::process::Command::new("umount").arg(dir).output().unwrap();
+    let o = std::process::Command::new("umount")
+        .arg(dir)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "umount {}: {}", dir.display(), text(&o));
 }
 
@@ -325,7 +331,10 @@ fn a_full_or_read_only_run_directory_fails_a_start_cleanly() {
     if !prerequisites() {
         return;
     }
-    for (how, errno) in [("full", "No space left on device"), ("ro", "Read-only file system")] {
+    for (how, errno) in [
+        ("full", "No space left on device"),
+        ("ro", "Read-only file system"),
+    ] {
         let cell = format!("run dir {how}");
         let mut d = TestDaemon::prepare();
         GuestBuilder::busybox("c").context(47031).write(&d);
@@ -355,4 +364,34 @@ fn a_full_or_read_only_run_directory_fails_a_start_cleanly() {
         d.spawn();
         holds(&d, "c", &cell);
     }
+}
+
+/// After a power cut on a host whose run directory survives reboots, the records left say
+/// guests run whose pids now belong to anyone. A record from an earlier boot is never adopted:
+/// the daemon cleans it up as a guest that ended, and the guest starts again.
+#[test]
+fn a_run_state_from_an_earlier_boot_is_never_adopted() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("c").context(47041).write(&d);
+    d.spawn();
+    d.ctl_ok(&["start", "c"]);
+    d.stop();
+    // The same record, as if written before the host last booted: the pid, its start time
+    // and namespaces still match a live process, only the boot differs.
+    let f = d.run_dir.join("guests/c.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+    assert!(v["boot_id"].as_str().is_some_and(|b| !b.is_empty()), "{v}");
+    v["boot_id"] = "00000000-0000-0000-0000-000000000000".into();
+    std::fs::write(&f, serde_json::to_vec(&v).unwrap()).unwrap();
+    d.spawn();
+    assert_eq!(d.status("c")["state"], "stopped");
+    assert!(
+        d.log().contains("before the host last booted"),
+        "{}",
+        d.log()
+    );
+    holds(&d, "c", "earlier boot");
 }

@@ -306,6 +306,7 @@ async fn steps(
         extra_veths: net.as_ref().map(|n| n.veths.clone()).unwrap_or_default(),
         netns_shared: net.as_ref().is_some_and(|n| n.shared),
         proc_files,
+        boot_id: runstate::boot_id(),
     };
     fault::point("start.spawned")?;
     let (running, tx) = Running::new(state.clone(), Some(Arc::new(c.clone())), fd, false);
