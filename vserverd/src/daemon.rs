@@ -223,12 +223,39 @@ impl Daemon {
             return Err(ManagerError::NoSuchGuest { name: name.into() });
         }
         let loaded = config::load_guest(&self.roots, name).map_err(|e| invalid(&e))?;
-        let ctx = loaded.config.context;
+        self.refuse_clash(name, loaded.config.context)?;
+        Ok(loaded)
+    }
+
+    /// [`Self::load`] for calls that only read (Status): the catalog's parse while the watcher
+    /// keeps it current, so the call's cost does not depend on the tree's size or the number
+    /// of guests; a fresh parse otherwise. Lifecycle calls use `load`: they act on what is on
+    /// disk this instant.
+    pub fn load_for_read(&self, name: &str) -> Result<Loaded, ManagerError> {
+        let Some(entry) = self.catalog.get(name) else {
+            return self.load(name);
+        };
+        let loaded = (*entry).clone().map_err(|e| invalid(&e))?;
+        self.refuse_clash(name, loaded.config.context)?;
+        Ok(loaded)
+    }
+
+    /// InvalidConfig when `name` shares context `ctx` with another guest and is not the one
+    /// that keeps it.
+    fn refuse_clash(&self, name: &str, ctx: u32) -> Result<(), ManagerError> {
+        // The other guests' contexts from the catalog while the watcher keeps it current: a
+        // per-guest call must not read every guest's tree (docs/orchestration.md).
         let others: Vec<(String, u32)> = self
-            .names()
+            .catalog
+            .contexts(&self.roots, name)
+            .unwrap_or_else(|| {
+                self.names()
+                    .into_iter()
+                    .filter(|n| n != name)
+                    .filter_map(|n| config::context_of(&self.roots, &n).map(|c| (n, c)))
+                    .collect()
+            })
             .into_iter()
-            .filter(|n| n != name)
-            .filter_map(|n| config::context_of(&self.roots, &n).map(|c| (n, c)))
             .chain(std::iter::once((name.to_string(), ctx)))
             .collect();
         if let Some((_, users)) = config::context_conflicts(&others)
@@ -243,7 +270,7 @@ impl Daemon {
                 });
             }
         }
-        Ok(loaded)
+        Ok(())
     }
 
     /// The problem of guest `name` when it shares context `ctx` with `users` (itself among
@@ -368,7 +395,7 @@ impl Daemon {
     pub fn status(&self, name: &str) -> Result<GuestStatus, ManagerError> {
         self.check_name(name)?;
         let (mut unbounded, mut no_route_out) = (None, None);
-        let (context, vdir, config_error) = match self.load(name) {
+        let (context, vdir, config_error) = match self.load_for_read(name) {
             Ok(l) => {
                 unbounded = config::unbounded(&l.config);
                 no_route_out = config::no_route_out(&l.config).map(|(_, m)| m);
