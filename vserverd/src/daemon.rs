@@ -149,7 +149,7 @@ impl Daemon {
             );
             return;
         }
-        let leaf = own.join("vserverd-daemon");
+        let leaf = own.join(crate::isolate::cgroup::DAEMON_LEAF);
         let moved = std::fs::create_dir_all(&leaf)
             .and_then(|()| std::fs::write(leaf.join("cgroup.procs"), &me));
         match moved {
@@ -159,12 +159,17 @@ impl Daemon {
     }
 
     /// Gives the helpers (the /proc server, the console keeper) cgroups of their own beside the
-    /// guests', and moves those an earlier daemon started into them.
-    pub fn confine_helpers(&self) {
+    /// guests', and moves those an earlier daemon started into them. `placed_in_leaf`: systemd
+    /// started us in our v2 leaf (see detached::set_home).
+    pub fn confine_helpers(&self, placed_in_leaf: bool) {
         let Ok(layout) = self.layout() else {
             return;
         };
-        crate::detached::set_home(layout.clone(), self.opts.cgroup_prefix.clone());
+        crate::detached::set_home(
+            layout.clone(),
+            self.opts.cgroup_prefix.clone(),
+            placed_in_leaf,
+        );
         let run = &self.opts.run_dir;
         for (name, pid) in [
             (crate::procfs::NAME, crate::procfs::server_pid(run)),
