@@ -14,6 +14,13 @@ const START_STEPS: &[&str] = &[
     "start.limits",
     "start.pre-start",
     "start.console",
+    // In the stage: `kill` there is SIGKILL of the stage (or of the guest's PID 1 it made,
+    // before it execs init), not of the daemon.
+    "stage.cgroups",
+    "stage.namespaces",
+    "stage.mounts",
+    "stage.pivoted",
+    "stage.confined",
     "start.spawned",
     "start.state",
     "start.post-start",

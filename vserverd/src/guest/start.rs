@@ -286,6 +286,22 @@ async fn steps(
                 .unwrap_or_else(|| "no init was started".into()));
         }
     };
+    // The guest's channel closes at exec, and just as well when the process is killed before
+    // it (an OOM kill while it mounts, a signal from the host): a start is not done until its
+    // init is known to live. A process on its way out has closed its fds before it is a
+    // zombie, so its name tells too: exec renames it. (Still our child: the unwind reaps it.)
+    let before_exec = || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or(true, |c| {
+            c.trim().as_bytes() == crate::stage::GUEST_INIT_NAME.to_bytes()
+        })
+    };
+    if outcome.error.is_none()
+        && (matches!(pidfd::state(pid), None | Some('Z') | Some('X')) || before_exec())
+    {
+        let how = pidfd::zombie_exit(pid).map_or_else(|| "gone".to_string(), |e| e.to_string());
+        undo.init = Some(fd);
+        return Err(format!("the guest's init ended before it ran ({how})"));
+    }
     let state = RunState {
         version: runstate::VERSION,
         name: name.to_string(),
