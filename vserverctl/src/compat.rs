@@ -10,7 +10,12 @@ const USAGE: &str = "Usage: vserver <vserver> {start|stop|suexec|restart|condres
 
 /// What `vserver …` means: a vserverctl command, or a usage error (exit 2) with its text.
 pub enum Parsed {
-    Run { cli: Cli, silent: bool },
+    Run {
+        cli: Cli,
+        silent: bool,
+        /// Show the guest's console while its start or stop command runs.
+        console: bool,
+    },
     Usage(String),
 }
 
@@ -23,11 +28,16 @@ fn socket() -> PathBuf {
 pub fn parse(args: &[String]) -> Parsed {
     let mut rest: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut silent = false;
+    // util-vserver ran the start and stop commands (sysv `rc 3`, `rc 6`) with the caller's
+    // stdout and stderr, whatever --silent said (that one only quietened its own messages);
+    // --defaulttty sent them to apps/init/tty or /dev/null instead.
+    let mut console = true;
     // Global options before the name.
     while let Some(o) = rest.first().copied().filter(|a| a.starts_with('-')) {
         match o {
             "--silent" => silent = true,
-            "-s" | "--sync" | "-v" | "--verbose" | "--debug" | "--defaulttty" => {}
+            "--defaulttty" => console = false,
+            "-s" | "--sync" | "-v" | "--verbose" | "--debug" => {}
             _ => return Parsed::Usage(format!("vserver: unknown option '{o}'\n{USAGE}")),
         }
         rest.remove(0);
@@ -105,6 +115,7 @@ pub fn parse(args: &[String]) -> Parsed {
             command,
         },
         silent,
+        console,
     }
 }
 
@@ -169,5 +180,6 @@ pub fn parse_stat(args: &[String]) -> Parsed {
             },
         },
         silent: false,
+        console: false,
     }
 }

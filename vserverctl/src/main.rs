@@ -32,11 +32,16 @@ fn main() -> std::process::ExitCode {
                 compat::parse_stat(&argv[1..])
             };
             match parsed {
-                compat::Parsed::Run { cli, silent } => (
+                compat::Parsed::Run {
+                    cli,
+                    silent,
+                    console,
+                } => (
                     cli,
                     Quiet {
                         progress: true,
                         silent,
+                        console,
                     },
                 ),
                 compat::Parsed::Usage(u) => {
@@ -88,6 +93,17 @@ struct Quiet {
     progress: bool,
     /// `--silent`: no status text, no delete prompt.
     silent: bool,
+    /// The guest's console output while its start or stop command runs (sysv `rc 3`, `rc 6`),
+    /// on stdout: util-vserver ran those commands on the caller's terminal (unless
+    /// --defaulttty).
+    console: bool,
+}
+
+impl Quiet {
+    /// What to ask the daemon for: nothing unless wanted (older daemons know no `console`).
+    fn console(&self) -> Option<bool> {
+        self.console.then_some(true)
+    }
 }
 
 async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
@@ -147,7 +163,12 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
         Command::Start { name, many, out } => {
             let r = match (name, &many.mark) {
                 (Some(name), _) => {
-                    progress(conn.start(&name).await?, out.json, quiet.progress).await
+                    progress(
+                        conn.start(&name, quiet.console()).await?,
+                        out.json,
+                        quiet.progress,
+                    )
+                    .await
                 }
                 (None, Some(mark)) => {
                     progress(
@@ -169,7 +190,14 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             }
         }
         Command::Stop { name, many, out } => match (name, &many.mark) {
-            (Some(name), _) => progress(conn.stop(&name).await?, out.json, quiet.progress).await,
+            (Some(name), _) => {
+                progress(
+                    conn.stop(&name, quiet.console()).await?,
+                    out.json,
+                    quiet.progress,
+                )
+                .await
+            }
             (None, Some(mark)) => {
                 progress(
                     conn.stop_marked(mark, many.parallel).await?,
@@ -181,7 +209,7 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             (None, None) => unreachable!("clap requires a name or --mark"),
         },
         Command::Restart { name, out } => {
-            let s = conn.restart(&name).await?;
+            let s = conn.restart(&name, quiet.console()).await?;
             progress(s, out.json, quiet.progress).await
         }
         Command::Set {
@@ -214,7 +242,7 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Condrestart { name, out } => {
-            let s = conn.cond_restart(&name).await?;
+            let s = conn.cond_restart(&name, quiet.console()).await?;
             progress(s, out.json, quiet.progress).await
         }
         Command::Exec {
@@ -335,13 +363,33 @@ async fn progress(
             b
         });
     let mut last: Option<String> = None;
+    // One filter for the whole stream: an escape sequence may be split between two steps.
+    let mut filter = proto::termfilter::Filter::new();
     let result = async {
         while let Some(p) = s.next().await {
             let p = p??;
-            let line = format!("{}: {}: {}", p.name, p.step, p.message);
             if json {
                 render::json(&p);
-            } else if let Some(b) = &bar {
+                continue;
+            }
+            if p.step == "console" {
+                // The guest's own bytes: filtered (no title, mode or query reaches the
+                // terminal, docs/security.md), as `vserverctl console` does.
+                use std::io::Write;
+                let shown = filter.apply(p.message.as_bytes());
+                let write = || {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(&shown);
+                    let _ = out.flush();
+                };
+                match &bar {
+                    Some(b) => b.suspend(write),
+                    None => write(),
+                }
+                continue;
+            }
+            let line = format!("{}: {}: {}", p.name, p.step, p.message);
+            if let Some(b) = &bar {
                 if let Some(prev) = last.replace(line.clone()) {
                     b.println(prev);
                 }
