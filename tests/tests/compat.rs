@@ -248,7 +248,17 @@ fn start_and_stop_print_what_the_rc_scripts_say() {
     );
     let log = std::fs::read_to_string(d.run_dir.join("guests/rcout.log")).unwrap();
     assert!(log.contains("Starting fake web server"), "{log}");
-    // vserverctl's own form prints its steps, not the console.
+    // vserverctl's own form prints its steps, not the console, unless asked.
     let out = d.ctl_ok(&["stop", "rcout"]);
     assert!(!out.contains("Stopping fake"), "{out}");
+    let out = d.ctl_ok(&["start", "rcout", "--console"]);
+    assert!(
+        out.contains("Starting fake web server") && out.contains("rcout: running:"),
+        "{out}"
+    );
+    let out = d.ctl_ok(&["stop", "rcout", "--console", "--json"]);
+    assert!(
+        out.contains(r#""step": "console""#) && out.contains("Stopping fake web server"),
+        "{out}"
+    );
 }

@@ -4,18 +4,13 @@
 
 use std::path::PathBuf;
 
-use crate::cli::{Cli, Command, Many, Output};
+use crate::cli::{Cli, Command, Many, Output, Show};
 
 const USAGE: &str = "Usage: vserver <vserver> {start|stop|suexec|restart|condrestart|exec|enter|chkconfig|running|status|delete}";
 
 /// What `vserver …` means: a vserverctl command, or a usage error (exit 2) with its text.
 pub enum Parsed {
-    Run {
-        cli: Cli,
-        silent: bool,
-        /// Show the guest's console while its start or stop command runs.
-        console: bool,
-    },
+    Run { cli: Cli, silent: bool },
     Usage(String),
 }
 
@@ -48,6 +43,7 @@ pub fn parse(args: &[String]) -> Parsed {
     let name = name.to_string();
     let args: Vec<String> = rest[2..].iter().map(|s| s.to_string()).collect();
     let out = Output { json: false };
+    let show = Show { console };
     let command = match *verb {
         "start" => Command::Start {
             name: Some(name),
@@ -55,6 +51,7 @@ pub fn parse(args: &[String]) -> Parsed {
                 mark: None,
                 parallel: None,
             },
+            show,
             out,
         },
         "stop" => Command::Stop {
@@ -63,10 +60,11 @@ pub fn parse(args: &[String]) -> Parsed {
                 mark: None,
                 parallel: None,
             },
+            show,
             out,
         },
-        "restart" => Command::Restart { name, out },
-        "condrestart" => Command::Condrestart { name, out },
+        "restart" => Command::Restart { name, show, out },
+        "condrestart" => Command::Condrestart { name, show, out },
         "status" => Command::Status { name, out },
         "running" => Command::Running { name },
         "enter" => Command::Enter { name, env: vec![] },
@@ -115,7 +113,6 @@ pub fn parse(args: &[String]) -> Parsed {
             command,
         },
         silent,
-        console,
     }
 }
 
@@ -180,6 +177,5 @@ pub fn parse_stat(args: &[String]) -> Parsed {
             },
         },
         silent: false,
-        console: false,
     }
 }

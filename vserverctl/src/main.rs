@@ -32,16 +32,11 @@ fn main() -> std::process::ExitCode {
                 compat::parse_stat(&argv[1..])
             };
             match parsed {
-                compat::Parsed::Run {
-                    cli,
-                    silent,
-                    console,
-                } => (
+                compat::Parsed::Run { cli, silent } => (
                     cli,
                     Quiet {
                         progress: true,
                         silent,
-                        console,
                     },
                 ),
                 compat::Parsed::Usage(u) => {
@@ -93,15 +88,11 @@ struct Quiet {
     progress: bool,
     /// `--silent`: no status text, no delete prompt.
     silent: bool,
-    /// The guest's console output while its start or stop command runs (sysv `rc 3`, `rc 6`),
-    /// on stdout: util-vserver ran those commands on the caller's terminal (unless
-    /// --defaulttty).
-    console: bool,
 }
 
-impl Quiet {
+impl cli::Show {
     /// What to ask the daemon for: nothing unless wanted (older daemons know no `console`).
-    fn console(&self) -> Option<bool> {
+    fn ask(&self) -> Option<bool> {
         self.console.then_some(true)
     }
 }
@@ -160,11 +151,16 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-        Command::Start { name, many, out } => {
+        Command::Start {
+            name,
+            many,
+            show,
+            out,
+        } => {
             let r = match (name, &many.mark) {
                 (Some(name), _) => {
                     progress(
-                        conn.start(&name, quiet.console()).await?,
+                        conn.start(&name, show.ask()).await?,
                         out.json,
                         quiet.progress,
                     )
@@ -189,10 +185,15 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
                 r => r,
             }
         }
-        Command::Stop { name, many, out } => match (name, &many.mark) {
+        Command::Stop {
+            name,
+            many,
+            show,
+            out,
+        } => match (name, &many.mark) {
             (Some(name), _) => {
                 progress(
-                    conn.stop(&name, quiet.console()).await?,
+                    conn.stop(&name, show.ask()).await?,
                     out.json,
                     quiet.progress,
                 )
@@ -208,8 +209,8 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             }
             (None, None) => unreachable!("clap requires a name or --mark"),
         },
-        Command::Restart { name, out } => {
-            let s = conn.restart(&name, quiet.console()).await?;
+        Command::Restart { name, show, out } => {
+            let s = conn.restart(&name, show.ask()).await?;
             progress(s, out.json, quiet.progress).await
         }
         Command::Set {
@@ -241,8 +242,8 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-        Command::Condrestart { name, out } => {
-            let s = conn.cond_restart(&name, quiet.console()).await?;
+        Command::Condrestart { name, show, out } => {
+            let s = conn.cond_restart(&name, show.ask()).await?;
             progress(s, out.json, quiet.progress).await
         }
         Command::Exec {
