@@ -194,7 +194,9 @@ fn start_and_stop_print_what_the_rc_scripts_say() {
     std::fs::write(
         &rc,
         "#!/bin/sh\ncase $1 in\n\
-         3) echo 'Starting fake web server: fakehttpd.'; printf '\\033]0;owned\\007\\033[1mbold\\033[0m\\n'; sleep 1000 & echo 'rc 3 done' ;;\n\
+         3) echo 'Starting fake web server: fakehttpd.'; printf '\\033]0;owned\\007\\033[1mbold\\033[0m\\n'; sleep 1000 &\n\
+            [ -e /flood ] && head -c 3000000 /dev/zero | tr '\\0' x\n\
+            i=0; while [ $i -lt 400 ]; do echo \"line $i\"; i=$((i+1)); done; echo 'rc 3 done' ;;\n\
          6) echo 'Stopping fake web server: fakehttpd.'; killall sleep ;;\n\
          esac\nexit 0\n",
     )
@@ -206,8 +208,11 @@ fn start_and_stop_print_what_the_rc_scripts_say() {
 
     let (code, out, err) = vs.v(&["rcout", "start"]);
     assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    // Everything up to rc's last line, written just before it exits (the keeper hands over
+    // what the pty still holds when the relay ends).
     assert!(
-        out.contains("Starting fake web server: fakehttpd.") && out.contains("rc 3 done"),
+        out.contains("Starting fake web server: fakehttpd.")
+            && out.contains("line 399\r\nrc 3 done"),
         "{out:?}"
     );
     assert!(out.contains("\x1b[1mbold"), "colours are kept: {out:?}");
@@ -248,6 +253,22 @@ fn start_and_stop_print_what_the_rc_scripts_say() {
     );
     let log = std::fs::read_to_string(d.run_dir.join("guests/rcout.log")).unwrap();
     assert!(log.contains("Starting fake web server"), "{log}");
+    // A guest flooding its console during the start: one call relays at most 1 MiB, and says
+    // where it stopped (at the cap, or where the keeper dropped a relay that fell behind).
+    assert_eq!(vs.v(&["--defaulttty", "rcout", "stop"]).0, 0);
+    std::fs::write(d.guest_root("rcout").join("flood"), "").unwrap();
+    let (code, out, _) = vs.v(&["rcout", "start"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.len() < (1 << 20) + 4096
+            && out.contains("[vserverd: console output cut")
+            && out.contains("the rest is in the console log]"),
+        "{} bytes, ending {:?}",
+        out.len(),
+        &out[out.len().saturating_sub(200)..]
+    );
+    std::fs::remove_file(d.guest_root("rcout").join("flood")).unwrap();
+    assert_eq!(vs.v(&["rcout", "stop"]).0, 0);
     // vserverctl's own form prints its steps, not the console, unless asked.
     let out = d.ctl_ok(&["stop", "rcout"]);
     assert!(!out.contains("Stopping fake"), "{out}");

@@ -6,12 +6,15 @@
 //! it shows on as `console` steps of the call's reply stream.
 //!
 //! Nothing here waits on the caller or the guest: the keeper drops a client that cannot keep up
-//! (it never blocks on one), the steps go to the call's own channel, and one relay passes at
-//! most MAX bytes (a guest flooding its console fills no daemon memory beyond that). The
+//! (it never blocks on one; a burst of output beyond a socket's buffer can do that, and the
+//! caller is told so), the steps go to the call's own channel, and one relay passes at most
+//! MAX bytes (a guest flooding its console fills no daemon memory beyond that). The
 //! caller's terminal is the client's business: vserverctl filters what it prints
 //! (proto::termfilter), as for `vserverctl console`.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use proto::GuestState;
@@ -31,6 +34,9 @@ const FINISH_WAIT: Duration = Duration::from_secs(2);
 pub struct Relay {
     write: Option<tokio::net::unix::OwnedWriteHalf>,
     task: tokio::task::JoinHandle<()>,
+    /// Set by `finish`: the end of the stream after it is the end asked for; before it, the
+    /// keeper dropped us (output came faster than we took it) and the caller is told.
+    finishing: Arc<AtomicBool>,
 }
 
 /// Attaches to guest `name`'s console and relays what it shows to `p`, until `finish`. None
@@ -54,6 +60,8 @@ pub async fn start(run_dir: &Path, name: &str, p: &Progress, state: GuestState) 
     let stream = tokio::net::UnixStream::from_std(std).ok()?;
     let (mut read, write) = stream.into_split();
     let (p, name) = (p.clone(), name.to_string());
+    let finishing = Arc::new(AtomicBool::new(false));
+    let asked = finishing.clone();
     let task = tokio::spawn(async move {
         let mut buf = vec![0u8; 16384];
         let mut text = Utf8Chunks::default();
@@ -82,10 +90,19 @@ pub async fn start(run_dir: &Path, name: &str, p: &Progress, state: GuestState) 
         if text.incomplete() {
             p.output(&name, STEP, "\u{FFFD}", state);
         }
+        if !asked.load(Ordering::SeqCst) {
+            p.output(
+                &name,
+                STEP,
+                "\n[vserverd: console output cut: it came faster than it was passed on; the rest is in the console log]\n",
+                state,
+            );
+        }
     });
     Some(Relay {
         write: Some(write),
         task,
+        finishing,
     })
 }
 
@@ -94,6 +111,7 @@ impl Relay {
     /// writing, on which the keeper reads the pty dry to every client, then closes ours; the
     /// end of the stream is thus the end of what was written before (keeper.rs).
     pub async fn finish(mut self) {
+        self.finishing.store(true, Ordering::SeqCst);
         if let Some(mut w) = self.write.take() {
             let _ = w.shutdown().await;
         }
