@@ -249,6 +249,14 @@ async fn steps(
         ),
         GuestState::Starting,
     );
+    // util-vserver ran a reaper style's start command (sysv `rc 3`) on the caller's terminal:
+    // a caller that asks gets what the console shows until it returns. (A plain init runs on
+    // after the start; its output stays on the console.)
+    let relay = if sp.reaper {
+        crate::console::relay::start(&d.opts.run_dir, name, p, GuestState::Starting).await
+    } else {
+        None
+    };
     let label = name.to_string();
     tracing::debug!(guest = name, "stage spawned at {:.2} ms", ms(t));
     let t_stage = std::time::Instant::now();
@@ -271,6 +279,9 @@ async fn steps(
     })
     .await
     .map_err(|e| e.to_string())?;
+    if let Some(r) = relay {
+        r.finish().await;
+    }
     let outcome = outcome.map_err(|e| e.to_string())?;
     tracing::debug!(
         guest = name,

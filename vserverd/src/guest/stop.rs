@@ -82,6 +82,10 @@ async fn shut_down(d: &Arc<Daemon>, run: &Arc<Running>, c: Option<&GuestConfig>,
                 stdout: console.as_ref().and_then(|f| f.try_clone().ok()),
                 stderr: console,
             };
+            // util-vserver ran it on the caller's terminal: a caller that asks gets what the
+            // console shows until it returns.
+            let relay =
+                crate::console::relay::start(&d.opts.run_dir, name, p, GuestState::Stopping).await;
             match exec::spawn_in_guest(d, c, run, argv.clone(), env, stdio, false).await {
                 Ok((_, fd)) => {
                     let waited = tokio::time::timeout(timeout, exec::wait_child(&fd)).await;
@@ -108,6 +112,9 @@ async fn shut_down(d: &Arc<Daemon>, run: &Arc<Running>, c: Option<&GuestConfig>,
                     &format!("stop command failed: {e}"),
                     GuestState::Stopping,
                 ),
+            }
+            if let Some(r) = relay {
+                r.finish().await;
             }
         }
         _ => {
