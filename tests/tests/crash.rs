@@ -402,3 +402,65 @@ fn a_run_state_from_an_earlier_boot_is_never_adopted() {
     );
     holds(&d, "c", "earlier boot");
 }
+
+/// A live `set --persist` cut short between the live write and the config file, or whose
+/// config write fails (a read-only config tree): the guest runs on, adopted; a failed set puts
+/// the live limit back, so the guest is as it was; the config file is whole either way.
+#[test]
+fn a_set_cut_short_or_failing_leaves_the_guest_as_it_was_or_as_asked() {
+    if !prerequisites() {
+        return;
+    }
+    for action in ["kill", "fail", "ro"] {
+        let cell = format!("set.applied × {action}");
+        let mut d = TestDaemon::prepare();
+        GuestBuilder::busybox("c")
+            .context(47051)
+            .file("cgroup/pids.max", "100\n")
+            .write(&d);
+        d.spawn();
+        d.ctl_ok(&["start", "c"]);
+        let pids = |d: &TestDaemon| -> String {
+            d.cgroup_dirs("c")
+                .iter()
+                .find_map(|p| std::fs::read_to_string(p.join("pids.max")).ok())
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        let cgroup_dir = d.guest_config("c").join("cgroup");
+        if action == "ro" {
+            mount_over(&cgroup_dir, "ro");
+        } else {
+            d.stop();
+            d.env = vec![("VSERVERD_FAULT".into(), format!("set.applied={action}"))];
+            d.spawn();
+        }
+        let o = d.ctl(&["set", "c", "--pids", "77", "--persist"]);
+        assert!(!o.status.success(), "{cell}: {}", text(&o));
+        match action {
+            "kill" => {
+                d.kill();
+                d.env.clear();
+                d.spawn();
+                // As asked live; the file is the old one, whole.
+                assert_eq!(pids(&d), "77", "{cell}");
+            }
+            _ => {
+                assert!(text(&o).contains("put back"), "{cell}: {}", text(&o));
+                assert_eq!(pids(&d), "100", "{cell}: the live limit was not put back");
+                if action == "ro" {
+                    unmount(&cgroup_dir);
+                }
+            }
+        }
+        assert_eq!(
+            std::fs::read_to_string(cgroup_dir.join("pids.max")).unwrap(),
+            "100\n",
+            "{cell}"
+        );
+        d.ctl_ok(&["check", "c"]);
+        assert_eq!(d.status("c")["state"], "running", "{cell}");
+        holds(&d, "c", &cell);
+    }
+}

@@ -8,6 +8,7 @@ use proto::{Limits, ManagerError};
 
 use crate::config::GuestConfig;
 use crate::daemon::Daemon;
+use crate::isolate::cgroup::GuestCgroup;
 use crate::isolate::limits;
 
 fn failed(name: &str, m: impl Into<String>) -> ManagerError {
@@ -65,6 +66,9 @@ pub async fn set(
     if run.is_none() && !persist_too {
         return Err(ManagerError::NotRunning { name: name.into() });
     }
+    // What the live limits were, to put back should persisting fail: a set either happens
+    // whole or leaves the guest as it was.
+    let mut before: Option<(&GuestCgroup, Vec<limits::Knob>)> = None;
     if let Some(run) = &run {
         let cg = &run.state.cgroup;
         let v1 = files
@@ -72,12 +76,33 @@ pub async fn set(
             .map(|(f, v)| (f.clone(), v.clone(), format!("SetLimits {f}")))
             .collect();
         let knobs = limits::lower(v1, &|c| cg.flavor_of(c)).map_err(|e| failed(name, e))?;
+        let old: Vec<limits::Knob> = knobs
+            .iter()
+            .filter_map(|k| {
+                let value = cg.read(&k.file)?.trim().to_string();
+                Some(limits::Knob { value, ..k.clone() })
+            })
+            .collect();
         cg.apply(&knobs).map_err(|e| failed(name, e))?;
+        before = Some((cg, old));
     }
     if persist_too {
         let cfg = d.opts.config_root.join(name);
-        persist(&cfg, &d.opts.config_root.join(".defaults"), &files)
-            .map_err(|e| failed(name, format!("writing {}/cgroup: {e}", cfg.display())))?;
+        let written = crate::fault::point("set.applied")
+            .map_err(std::io::Error::other)
+            .and_then(|()| persist(&cfg, &d.opts.config_root.join(".defaults"), &files));
+        if let Err(e) = written {
+            if let Some((cg, old)) = before {
+                let _ = cg.apply(&old);
+            }
+            return Err(failed(
+                name,
+                format!(
+                    "writing {}/cgroup: {e} (the live limits were put back)",
+                    cfg.display()
+                ),
+            ));
+        }
     }
     Ok(l)
 }
