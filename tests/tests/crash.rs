@@ -464,3 +464,116 @@ fn a_set_cut_short_or_failing_leaves_the_guest_as_it_was_or_as_asked() {
         holds(&d, "c", &cell);
     }
 }
+
+/// A host whose PID 1 reaps orphans (systemd does; this machine's does not): a daemon killed
+/// leaves its guests' inits to that reaper, so once adopted, their exit is no zombie to read.
+/// A subreaper that reaps everything stands in for such a PID 1 above the first daemon. What
+/// the daemon learns of the adopted init's end: on Linux 6.15+ the status the kernel keeps for
+/// pidfds, which for a guest's reboot(2) is the SIGKILL that ended its init (the SIGHUP that
+/// tells a reboot from a halt goes only to a waiting parent); before, nothing. Either way the
+/// guest is seen to end, is cleaned up, and starts again (docs/crash.md).
+#[test]
+fn an_adopted_guest_reboots_on_a_host_whose_pid1_reaps() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("r").context(47061).write(&d);
+    // The stand-in: PR_SET_CHILD_SUBREAPER, start the daemon as its child, reap whatever
+    // comes to it.
+    let reaper = "import ctypes,os,sys\n\
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)\n\
+        if os.fork() == 0:\n    os.execv(sys.argv[1], sys.argv[1:])\n\
+        while True:\n    try:\n        os.wait()\n    except ChildProcessError:\n        import time; time.sleep(0.05)\n";
+    let mut w = std::process::Command::new("python3")
+        .args(["-c", reaper])
+        .arg(harness::bins::vserverd())
+        .arg("--config-root")
+        .arg(&d.config_root)
+        .arg("--vdir-base")
+        .arg(&d.vdir_base)
+        .arg("--run-dir")
+        .arg(&d.run_dir)
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("--cgroup-prefix")
+        .arg(&d.cgroup_prefix)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    d.wait_until("the daemon under the reaper answers", || {
+        d.ctl(&["list"]).status.success()
+    });
+    d.ctl_ok(&["start", "r"]);
+    let init = d.init_pid("r");
+    // The reaper's children are the daemon and, detached to it, the helpers.
+    let daemon: i32 = std::fs::read_to_string(format!("/proc/{}/task/{}/children", w.id(), w.id()))
+        .unwrap()
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "vserverd")
+        })
+        .expect("the daemon under the reaper");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // Gone (reaped by the stand-in) before the next daemon: its socket must not answer.
+    d.wait_until("the killed daemon gone", || {
+        !std::path::Path::new(&format!("/proc/{daemon}")).exists()
+    });
+    d.wait_until("the guest's init handed to the reaper", || {
+        std::fs::read_to_string(format!("/proc/{init}/stat")).is_ok_and(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, r)| r.split(' ').nth(1) == Some(&w.id().to_string()))
+        })
+    });
+    d.spawn();
+    assert_eq!(d.status("r")["init_pid"].as_i64(), Some(init as i64));
+    let _ = d.ctl(&["exec", "r", "--", "/sbin/reboot", "-f"]);
+    let pidfd_exit = {
+        // Linux 6.15 keeps the exit status for pidfds.
+        let (maj, min) = nix::sys::utsname::uname()
+            .ok()
+            .and_then(|u| {
+                let r = u.release().to_string_lossy().to_string();
+                let mut p = r.split(['.', '-']);
+                Some((
+                    p.next()?.parse::<u32>().ok()?,
+                    p.next()?.parse::<u32>().ok()?,
+                ))
+            })
+            .unwrap_or((0, 0));
+        (maj, min) >= (6, 15)
+    };
+    // The daemon races the reaper: a zombie read in time tells a reboot (restarted); once
+    // reaped, the pidfd's status (6.15+) or nothing.
+    d.wait_until("the adopted guest's end seen", || {
+        let s = d.status("r");
+        let m = s["message"].as_str().unwrap_or("").to_string();
+        m == "the guest rebooted" || (s["state"] == "stopped" && m.starts_with("init ended"))
+    });
+    let s = d.status("r");
+    let said = s["message"].as_str().unwrap_or("").to_string();
+    if said == "the guest rebooted" {
+        d.wait_until("the rebooted guest running again", || {
+            let s = d.status("r");
+            s["state"] == "running" && s["init_pid"].as_i64().is_some_and(|p| p as i32 != init)
+        });
+        d.ctl_ok(&["stop", "r"]);
+    } else {
+        let want = if pidfd_exit {
+            "init ended (signal 9 (SIGKILL))"
+        } else {
+            "init ended (exit status -1)"
+        };
+        assert_eq!(said, want, "{s}");
+    }
+    eprintln!("a reboot of an adopted guest on a reaping host: {said}");
+    let _ = w.kill();
+    let _ = w.wait();
+    holds(&d, "r", "reaping host");
+}

@@ -25,7 +25,8 @@ pub fn spawn(d: Arc<Daemon>, name: String, run: Arc<Running>, tx: watch::Sender<
 }
 
 /// Init's exit. For an adopted init (not our child) the zombie's stat gives the status while
-/// the host's PID 1 has not reaped it; otherwise it is unknown and counts as a plain exit.
+/// the host's PID 1 has not reaped it, then the pidfd's exit info (Linux 6.15+); otherwise it
+/// is unknown and counts as a plain exit (docs/crash.md, "Adopted guests on a reaping host").
 async fn wait(run: &Running) -> Exit {
     let unknown = Exit::Code(-1);
     let Ok(fd) = run.pidfd.try_clone() else {
@@ -47,7 +48,11 @@ async fn wait(run: &Running) -> Exit {
                 if pidfd::state(run.state.init_pid).is_none_or(|s| s == 'Z' || s == 'X')
                     || pidfd::start_time(run.state.init_pid) != Some(run.state.init_start_time)
                 {
-                    return pidfd::zombie_exit(run.state.init_pid).unwrap_or(unknown);
+                    // A zombie still says; once the host's PID 1 has reaped it, the kernel
+                    // may still (PIDFD_INFO_EXIT); else it is unknown.
+                    return pidfd::zombie_exit(run.state.init_pid)
+                        .or_else(|| pidfd::exit_info(&run.pidfd))
+                        .unwrap_or(unknown);
                 }
                 continue;
             }

@@ -84,6 +84,40 @@ pub fn try_reap(pidfd: &OwnedFd) -> std::io::Result<Option<Exit>> {
     }))
 }
 
+/// How a process that ended and was reaped by someone else (an adopted init, whose parent is
+/// now the host's PID 1) ended: the kernel keeps it for the process's pidfds (PIDFD_INFO_EXIT,
+/// Linux 6.15). None on older kernels, or while it has not been reaped.
+pub fn exit_info(pidfd: &OwnedFd) -> Option<Exit> {
+    /// struct pidfd_info as far as exit_code: its first published size (64 bytes).
+    #[repr(C)]
+    #[derive(Default)]
+    struct PidfdInfo {
+        mask: u64,
+        cgroupid: u64,
+        ids: [u32; 11],
+        exit_code: i32,
+    }
+    const PIDFD_INFO_EXIT: u64 = 1 << 3;
+    // _IOWR(PIDFS_IOCTL_MAGIC 0xFF, 11, struct pidfd_info)
+    const PIDFD_GET_INFO: libc::c_ulong =
+        (3 << 30) | ((std::mem::size_of::<PidfdInfo>() as libc::c_ulong) << 16) | (0xFF << 8) | 11;
+    let mut info = PidfdInfo {
+        mask: PIDFD_INFO_EXIT,
+        ..Default::default()
+    };
+    // SAFETY: the ioctl fills at most the 64 bytes its number says, into our struct.
+    let rc = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_INFO, &mut info) };
+    if rc != 0 || info.mask & PIDFD_INFO_EXIT == 0 {
+        return None;
+    }
+    let raw = info.exit_code;
+    Some(if raw & 0x7f == 0 {
+        Exit::Code((raw >> 8) & 0xff)
+    } else {
+        Exit::Signal(raw & 0x7f)
+    })
+}
+
 /// Fields of /proc/PID/stat after the command name.
 fn stat_fields(pid: i32) -> Option<Vec<String>> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
