@@ -337,6 +337,7 @@ pub fn join_plan(
     argv: Vec<String>,
     env: Vec<String>,
     tty: bool,
+    user: Option<String>,
 ) -> JoinPlan {
     JoinPlan {
         name: c.name.clone(),
@@ -347,6 +348,7 @@ pub fn join_plan(
         argv,
         env,
         tty,
+        user,
     }
 }
 

@@ -81,7 +81,13 @@ async fn shut_down(d: &Arc<Daemon>, run: &Arc<Running>, c: Option<&GuestConfig>,
                 stdout: console.as_ref().and_then(|f| f.try_clone().ok()),
                 stderr: console,
             };
-            match exec::spawn_in_guest(d, c, run, argv.clone(), env, stdio, false).await {
+            let cmd = exec::GuestCommand {
+                argv: argv.clone(),
+                env,
+                tty: false,
+                user: None,
+            };
+            match exec::spawn_in_guest(d, c, run, cmd, stdio).await {
                 Ok((_, fd)) => {
                     let waited = tokio::time::timeout(timeout, exec::wait_child(&fd)).await;
                     if waited.is_err() {

@@ -98,6 +98,8 @@ const AUDITED: &[&str] = &[
     "SetLimits",
     "Build",
     "Delete",
+    "Kill",
+    "SetUts",
 ];
 
 /// One audited call: logged when dropped, with the outcome set last (a connection that goes
@@ -134,6 +136,26 @@ impl<'a> Audit<'a> {
                 })
                 .unwrap_or_default(),
             "Build" => s("method").unwrap_or_default().to_string(),
+            "Kill" => p
+                .map(|p| {
+                    format!(
+                        "signal {} pids {}",
+                        p.get("signal").map(|v| v.to_string()).unwrap_or_default(),
+                        p.get("pids").map(|v| v.to_string()).unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default(),
+            "SetUts" => p
+                .map(|p| {
+                    format!(
+                        "nodename {} domainname {}",
+                        p.get("nodename").map(|v| v.to_string()).unwrap_or_default(),
+                        p.get("domainname")
+                            .map(|v| v.to_string())
+                            .unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default(),
             "SetLimits" => p
                 .and_then(|p| p.get("limits"))
                 .map(|l| l.to_string())
