@@ -1,4 +1,4 @@
-//! util-vserver's command line (`vserver NAME VERB`, `vserver-stat`) end to end: a session
+//! util-vserver's command line (`vserver NAME VERB`, `vserver-stat`, vps, vkill, vwait, …) end to end: a session
 //! following util-vserver's command table and messages (docs/compat.md), outputs and exit codes.
 
 use std::io::Write;
@@ -771,4 +771,51 @@ fn package_wrappers_and_start_vservers() {
     for n in ["pa", "pb", "pc"] {
         assert_eq!(d.status(n)["state"], "stopped", "{n}");
     }
+}
+
+/// The systemd units util-vserver had: vserver@.service's own ExecStart and ExecStop lines,
+/// run as systemd would run them for vserver@tmpl (with the built vserverctl), start and stop
+/// that guest; vservers-default is the autostart unit's alias.
+#[test]
+fn the_vserver_template_unit_starts_and_stops_one_guest() {
+    if !harness::require_busybox_guests() {
+        return;
+    }
+    let units = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd");
+    let unit = std::fs::read_to_string(units.join("vserver@.service")).unwrap();
+    let autostart = std::fs::read_to_string(units.join("vserverd-autostart.service")).unwrap();
+    assert!(
+        autostart
+            .lines()
+            .any(|l| l == "Alias=vservers-default.service"),
+        "{autostart}"
+    );
+    let line = |key: &str| -> Vec<String> {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("{key} in {unit}"))
+            .split_whitespace()
+            .map(|w| w.replace("%I", "tmpl"))
+            .collect()
+    };
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("tmpl").context(45018).write(&d);
+    d.spawn();
+    let run = |argv: Vec<String>| {
+        assert_eq!(argv[0], "/usr/local/bin/vserverctl", "{argv:?}");
+        let o = Command::new(harness::bins::vserverctl())
+            .args(&argv[1..])
+            .env("VSERVERD_SOCKET", &d.socket)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{argv:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run(line("ExecStart="));
+    assert_eq!(d.status("tmpl")["state"], "running");
+    run(line("ExecStop="));
+    assert_eq!(d.status("tmpl")["state"], "stopped");
 }

@@ -125,16 +125,23 @@ impl<'a> Audit<'a> {
             .or_else(|| s("mark").map(|m| format!("mark {m}")))
             .unwrap_or_default();
         let detail = match m {
-            "Exec" => p
-                .and_then(|p| p.get("command"))
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default(),
+            "Exec" => {
+                let cmd = p
+                    .and_then(|p| p.get("command"))
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default();
+                // Who the command runs as is part of what was asked.
+                match s("user") {
+                    Some(u) => format!("as {u}: {cmd}"),
+                    None => cmd,
+                }
+            }
             "Build" => s("method").unwrap_or_default().to_string(),
             "Kill" => p
                 .map(|p| {
