@@ -1,5 +1,6 @@
-//! util-vserver's command line (`vserver NAME VERB`, `vserver-stat`, vps, vkill, vwait, …) end to end: a session
-//! following util-vserver's command table and messages (docs/compat.md), outputs and exit codes.
+//! util-vserver's command line (`vserver NAME VERB`, `vserver-stat`, vps, vkill, vwait, …) end
+//! to end: a session following util-vserver's command table and messages (docs/compat.md),
+//! outputs and exit codes.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -263,6 +264,37 @@ fn suexec_runs_as_any_user_of_the_guest() {
             .0,
         7
     );
+    // From a terminal the command gets a pty of the guest's own; from a pipe, pipes.
+    assert_eq!(
+        vs.v(&["su", "suexec", "vsguestonly", "tty"]).1,
+        "not a tty\n"
+    );
+    if harness::require(
+        std::path::Path::new("/usr/bin/script").exists(),
+        "script (util-linux)",
+    ) {
+        let o = Command::new("script")
+            .args(["-qec"])
+            .arg(format!(
+                "{} su suexec vsguestonly sh -c 'tty; id -u'",
+                vs.bin.display()
+            ))
+            .arg("/dev/null")
+            .env("VSERVERD_SOCKET", &vs.socket)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        // script echoes our empty stdin's end (^@) on the terminal, before or after the
+        // command's output.
+        let out = String::from_utf8_lossy(&o.stdout)
+            .replace('\r', "")
+            .replace("^@", "");
+        assert!(o.status.success(), "{out}");
+        assert!(
+            out.starts_with("/dev/pts/") && out.ends_with("\n1234\n"),
+            "{out:?}"
+        );
+    }
     // An unknown user: a clear error, nothing run.
     let (code, _, err) = vs.v(&["su", "suexec", "nosuchuser", "touch", "/tmp/ran"]);
     assert_eq!(code, 1);
