@@ -66,17 +66,22 @@ pub fn kill(d: &Arc<Daemon>, name: &str, pids: &[i64], signal: i64) -> Result<u3
             })
             .collect::<Result<_, _>>()?
     };
-    let mut sent = 0u32;
+    // Every process pinned first, then one look at the guest's cgroups: a pinned process
+    // still alive at that look is the one the pid named then, and a dead one takes no signal.
     let mut refused = Vec::new();
+    let mut pinned = Vec::with_capacity(wanted.len());
     for pid in wanted {
-        let Ok(fd) = pidfd::open(pid) else {
+        match pidfd::open(pid) {
+            Ok(fd) => pinned.push((pid, fd)),
             // Gone already: only an error when the caller named it.
-            if !all {
-                refused.push(format!("{pid}: no such process"));
-            }
-            continue;
-        };
-        if !cg.pids().contains(&pid) {
+            Err(_) if !all => refused.push(format!("{pid}: no such process")),
+            Err(_) => {}
+        }
+    }
+    let members: std::collections::HashSet<i32> = cg.pids().into_iter().collect();
+    let mut sent = 0u32;
+    for (pid, fd) in pinned {
+        if !members.contains(&pid) {
             refused.push(format!("{pid}: not a process of guest {name}"));
             continue;
         }
