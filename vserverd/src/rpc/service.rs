@@ -449,6 +449,12 @@ impl Manager {
     /// Every process of every running guest, by host pid (what vps shows).
     async fn processes(&self) -> Result<proto::ProcessList, ManagerError> {
         self.check(Access::Read)?;
+        // Reads every guest's cgroup.procs: like Stat, two at a time on blocking threads.
+        static PROCS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+        let _permit = PROCS.acquire().await.map_err(|e| ManagerError::Failed {
+            name: String::new(),
+            message: e.to_string(),
+        })?;
         let d = self.daemon.clone();
         tokio::task::spawn_blocking(move || proto::ProcessList {
             processes: guest::procs::processes(&d),
