@@ -417,6 +417,7 @@ fn vps_vkill_vwait_and_vserver_info() {
         .context(45012)
         .file("name", "Process tools\n")
         .write(&d);
+    GuestBuilder::busybox("pt2").context(45019).write(&d);
     d.arg("--read-group").arg(&g.0);
     d.spawn();
     let vs = Vserver::new(&d);
@@ -564,6 +565,19 @@ fn vps_vkill_vwait_and_vserver_info() {
     d.wait_until("the sleep to be gone", || {
         guest_pid(&d, "pt", &["sleep", "777"]).is_none()
     });
+    // Another guest's process is not this guest's: refused, and it lives on; without --xid
+    // each pid goes to its own guest.
+    assert_eq!(vs.v(&["pt2", "start"]).0, 0);
+    let other = d.init_pid("pt2").to_string();
+    let (code, _, err) = vs.tool("vkill", &["--xid", "pt", "-s", "KILL", &other]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not a process of guest pt"), "{err}");
+    assert_eq!(
+        vs.tool("vkill", &["-s", "0", &other, &init.to_string()]).0,
+        0
+    );
+    assert_eq!(d.status("pt2")["state"], "running");
+    assert_eq!(vs.v(&["pt2", "stop"]).0, 0);
     // A host process is no guest's: refused, and it lives on.
     let mut host = Command::new("sleep").arg("600").spawn().unwrap();
     let hp = host.id().to_string();
