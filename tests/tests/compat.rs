@@ -809,11 +809,25 @@ fn package_wrappers_and_start_vservers() {
     assert_eq!(code, 1);
     assert!(err.contains("no package manager"), "{err}");
 
+    // --all: only the broken one is not running yet, and it fails again.
+    assert_eq!(vs.tool("start-vservers", &["--all", "-j", "4"]).0, 1);
     assert_eq!(
         vs.tool("start-vservers", &["--stop", "-m", "default", "--", "pc"])
             .0,
         0
     );
+    for n in ["pa", "pb", "pc"] {
+        assert_eq!(d.status(n)["state"], "stopped", "{n}");
+    }
+    assert_eq!(
+        vs.tool("start-vservers", &["--all"]).0,
+        2,
+        "three start, broken fails"
+    );
+    for n in ["pa", "pb", "pc"] {
+        assert_eq!(d.status(n)["state"], "running", "{n}");
+    }
+    assert_eq!(vs.tool("start-vservers", &["--stop", "--all"]).0, 0);
     for n in ["pa", "pb", "pc"] {
         assert_eq!(d.status(n)["state"], "stopped", "{n}");
     }
