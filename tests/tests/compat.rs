@@ -726,6 +726,20 @@ fn vlimit_vsched_and_vuname_change_a_running_guest() {
         255
     );
     assert_eq!(vs.v(&["lim", "exec", "uname", "-n"]).1, "renamed\n");
+    // --dir: the files of a uts/ folder.
+    let uts = d.dir.path().join("uts");
+    std::fs::create_dir_all(&uts).unwrap();
+    std::fs::write(uts.join("nodename"), "fromdir\n").unwrap();
+    let dir = uts.to_str().unwrap();
+    assert_eq!(vs.tool("vuname", &["--xid", "lim", "--dir", dir]).0, 0);
+    assert_eq!(vs.v(&["lim", "exec", "uname", "-n"]).1, "fromdir\n");
+    let gone = format!("{dir}/gone");
+    assert_eq!(vs.tool("vuname", &["--xid", "lim", "--dir", &gone]).0, 255);
+    assert_eq!(
+        vs.tool("vuname", &["--xid", "lim", "--dir", &gone, "--missingok"])
+            .0,
+        0
+    );
     assert_eq!(vs.v(&["lim", "stop"]).0, 0);
     // A stopped guest: NotRunning, exit 255.
     assert_eq!(

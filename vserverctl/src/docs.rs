@@ -79,9 +79,9 @@ const COMPAT: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "vuname",
-        "vuname --xid XID [-g] [TAG...] | vuname --xid XID -s -t TAG=VALUE...",
+        "vuname --xid XID [-g] [TAG...] | vuname --xid XID -s -t TAG=VALUE... | vuname --xid XID --dir DIR [--missingok]",
         "show or set a guest's uname fields",
-        "Without -s prints the guest's values of the TAGs (context, sysname, nodename, release, version, machine, domainname; all by default) on one line, read inside the guest. With -s sets nodename and domainname live in the guest's UTS namespace (the SetUts call); the other fields are the kernel's and cannot be set per guest on a mainline kernel. Errors exit 255. Root only.",
+        "Without -s prints the guest's values of the TAGs (context, sysname, nodename, release, version, machine, domainname; all by default) on one line, read inside the guest. With -s sets nodename and domainname live in the guest's UTS namespace (the SetUts call); the other fields are the kernel's and cannot be set per guest on a mainline kernel. --dir sets them from the files nodename and domainname in DIR (a guest's uts/ folder); a missing DIR is an error unless --missingok. Errors exit 255. Root only.",
     ),
     (
         "start-vservers",

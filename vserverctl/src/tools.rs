@@ -727,6 +727,7 @@ async fn vsched(args: &[String]) -> Res {
 async fn vuname(args: &[String]) -> Res {
     const USAGE: &str = "Usage:  vuname [-g] --xid <xid> <TAG>*\n    or  vuname -s --xid <xid> -t <TAG>=<VALUE>\n\n Possible values for TAG are:\n   context, sysname, nodename, release, version, machine, domainname";
     let (mut xid, mut set) = (None::<String>, false);
+    let (mut dir, mut missingok) = (None::<String>, false);
     let (mut nodename, mut domainname) = (None::<String>, None::<String>);
     let mut get: Vec<String> = Vec::new();
     let mut it = args.iter();
@@ -751,10 +752,11 @@ async fn vuname(args: &[String]) -> Res {
                     _ => return usage(255, format!("Tag '{k}' not recognized")),
                 }
             }
-            "--dir" | "--missingok" => return usage(
-                255,
-                "vuname: --dir is not supported: the guest's uts/ files are applied at its start",
-            ),
+            "--dir" => {
+                dir = it.next().cloned();
+                set = true;
+            }
+            "--missingok" => missingok = true,
             s if s.starts_with('-') => {
                 return usage(255, "Try 'vuname --help' for more information.")
             }
@@ -773,6 +775,37 @@ async fn vuname(args: &[String]) -> Res {
             format!("vuname: no vserver with context or name '{x}'"),
         );
     };
+    if let Some(dir) = &dir {
+        // A folder of TAG files, as a guest's uts/ (the admin's, read as the caller).
+        let dir = std::path::Path::new(dir);
+        if !dir.is_dir() {
+            if missingok {
+                return Ok(0);
+            }
+            return usage(
+                255,
+                format!(
+                    "vuname: fstat('{}'): No such file or directory",
+                    dir.display()
+                ),
+            );
+        }
+        let read = |tag: &str| {
+            std::fs::read_to_string(dir.join(tag))
+                .ok()
+                .map(|v| v.trim_end_matches('\n').to_string())
+        };
+        nodename = read("nodename").or(nodename);
+        domainname = read("domainname").or(domainname);
+        for tag in ["context", "sysname", "release", "version", "machine"] {
+            if dir.join(tag).exists() {
+                eprintln!("vuname: {tag}: the kernel's on a mainline kernel; ignored");
+            }
+        }
+        if nodename.is_none() && domainname.is_none() {
+            return Ok(0);
+        }
+    }
     if set {
         if !get.is_empty() {
             return usage(
