@@ -12,7 +12,11 @@
 #     everything, swapoff, remount / read-only); halt, reboot (0, 6: reboot(2) -f -i).
 #     So `rc 6` runs only sendsigs (SIGTERM, then SIGKILL, to every process of the guest outside
 #     rc's own session) and urandom, and exits 0; stopping the rest is the daemon's job.
-#   - /etc/default/halt NETDOWN=no, in case someone calls halt/reboot by hand.
+#   - /etc/default/halt NETDOWN=no, in case someone calls halt/reboot by hand;
+#   - nginx (the walk-through test's service: an rc script that daemonises, and a master that
+#     must be reaped for `/etc/init.d/nginx restart` to return), installed with apt-get in the
+#     chroot under a policy-rc.d that refuses every start, so no nginx ever runs on the build
+#     host; then the policy goes again. Tests have no network, so what they use is in the tree.
 # /dev is left as debootstrap made it (the daemon mounts a tmpfs over it).
 #
 # Cache key: sha256 of the recipe: suite, mirror, package list, RECIPE_VERSION and the text of
@@ -59,6 +63,17 @@ EOF
     chroot "$root" /usr/sbin/update-rc.d -f "$s" remove >/dev/null
   done
 
+  printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+  chmod 755 "$root/usr/sbin/policy-rc.d"
+  chroot "$root" apt-get update -q
+  chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx
+  chroot "$root" apt-get clean
+  rm -rf "$root/usr/sbin/policy-rc.d" "$root"/var/lib/apt/lists/*
+  if ! ls "$root"/etc/rc3.d/S*nginx; then
+    echo "debian-guest: nginx is not started in runlevel 3" >&2
+    return 1
+  fi
+
   if grep -q '^#* *NETDOWN=' "$root/etc/default/halt"; then
     sed -i -E 's/^#* *NETDOWN=.*/NETDOWN=no/' "$root/etc/default/halt"
   else
@@ -74,7 +89,8 @@ EOF
 
 # `--systemd`: the same suite with systemd as init (systemd-sysv: /sbin/init -> systemd), for
 # the systemd-guest tests (init style plain). Only the hostname files are customised: what
-# systemd needs in a container the daemon mounts at start.
+# systemd needs in a container the daemon mounts at start. nginx as for the sysv tree (a unit
+# enabled for multi-user.target), under the same policy-rc.d.
 if [ "${1:-}" = --systemd ]; then
   NAME=debian-guest-systemd
   INCLUDE=systemd,systemd-sysv,dbus,procps
@@ -82,6 +98,13 @@ if [ "${1:-}" = --systemd ]; then
     local root=$1
     echo "$GUEST_HOSTNAME" >"$root/etc/hostname"
     printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost\n' "$GUEST_HOSTNAME" >"$root/etc/hosts"
+    printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+    chmod 755 "$root/usr/sbin/policy-rc.d"
+    chroot "$root" apt-get update -q
+    chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx
+    chroot "$root" apt-get clean
+    rm -rf "$root/usr/sbin/policy-rc.d" "$root"/var/lib/apt/lists/*
+    [ -L "$root/etc/systemd/system/multi-user.target.wants/nginx.service" ]
   }
 fi
 

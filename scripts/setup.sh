@@ -9,6 +9,7 @@ APT_PACKAGES=(
   socat            # raw-socket tests
   lxc systemd-container  # the peers of the lifecycle benchmark (lxc-start, systemd-nspawn)
   iproute2 util-linux procps psmisc
+  strace           # counting the files a call opens (tests/tests/scale.rs)
   xfsprogs         # an XFS loop image for the clone-with-reflinks test
   gcc-i686-linux-gnu libc6-dev-i386-cross  # a static 32-bit program for the i386 ABI test
   cpio xz-utils    # the VM tier's initramfs and kernel modules (scripts/vm.sh)

@@ -212,7 +212,7 @@ _vserverctl() {
             return 0
             ;;
         vserverctl__subcmd__condrestart)
-            opts="-h -V --json --socket --help --version"
+            opts="-h -V --console --json --socket --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -646,7 +646,7 @@ _vserverctl() {
             return 0
             ;;
         vserverctl__subcmd__restart)
-            opts="-h -V --json --socket --help --version"
+            opts="-h -V --console --json --socket --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -712,7 +712,7 @@ _vserverctl() {
             return 0
             ;;
         vserverctl__subcmd__start)
-            opts="-h -V --mark --parallel --json --socket --help --version"
+            opts="-h -V --mark --parallel --console --json --socket --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -774,7 +774,7 @@ _vserverctl() {
             return 0
             ;;
         vserverctl__subcmd__stop)
-            opts="-h -V --mark --parallel --json --socket --help --version"
+            opts="-h -V --mark --parallel --console --json --socket --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

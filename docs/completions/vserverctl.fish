@@ -61,20 +61,24 @@ complete -c vserverctl -n "__fish_vserverctl_using_subcommand check" -s V -l ver
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand start" -l mark -d 'Every guest with this mark (apps/init/mark), e.g. `default`' -r
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand start" -l parallel -d 'With --mark: at most this many guests at once [default: 6]' -r
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand start" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand start" -l console -d 'Also print what the guest\'s console shows while its start or stop command runs (sysv `rc 3`, `rc 6`), filtered as `console` filters it (one guest by name; util-vserver\'s `vserver NAME start` prints it always)'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand start" -l json -d 'Print the daemon\'s reply as JSON'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand start" -s h -l help -d 'Print help'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand start" -s V -l version -d 'Print version'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand stop" -l mark -d 'Every guest with this mark (apps/init/mark), e.g. `default`' -r
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand stop" -l parallel -d 'With --mark: at most this many guests at once [default: 6]' -r
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand stop" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand stop" -l console -d 'Also print what the guest\'s console shows while its start or stop command runs (sysv `rc 3`, `rc 6`), filtered as `console` filters it (one guest by name; util-vserver\'s `vserver NAME start` prints it always)'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand stop" -l json -d 'Print the daemon\'s reply as JSON'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand stop" -s h -l help -d 'Print help'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand stop" -s V -l version -d 'Print version'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand restart" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand restart" -l console -d 'Also print what the guest\'s console shows while its start or stop command runs (sysv `rc 3`, `rc 6`), filtered as `console` filters it (one guest by name; util-vserver\'s `vserver NAME start` prints it always)'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand restart" -l json -d 'Print the daemon\'s reply as JSON'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand restart" -s h -l help -d 'Print help'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand restart" -s V -l version -d 'Print version'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand condrestart" -l socket -d 'The daemon\'s control socket' -r -F
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand condrestart" -l console -d 'Also print what the guest\'s console shows while its start or stop command runs (sysv `rc 3`, `rc 6`), filtered as `console` filters it (one guest by name; util-vserver\'s `vserver NAME start` prints it always)'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand condrestart" -l json -d 'Print the daemon\'s reply as JSON'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand condrestart" -s h -l help -d 'Print help'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand condrestart" -s V -l version -d 'Print version'

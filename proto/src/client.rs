@@ -14,20 +14,25 @@ pub trait ManagerProxy {
     async fn status(&mut self, name: &str) -> zlink::Result<Result<GuestStatus, ManagerError>>;
     async fn validate(&mut self, name: &str) -> zlink::Result<Result<Validation, ManagerError>>;
     async fn stat(&mut self) -> zlink::Result<Result<crate::StatList, ManagerError>>;
+    /// `console`: the guest's console output while its start command runs, as steps named
+    /// `console` (so Stop, Restart and CondRestart).
     #[zlink(more)]
     async fn start(
         &mut self,
         name: &str,
+        console: Option<bool>,
     ) -> zlink::Result<impl Stream<Item = zlink::Result<Result<Progress, ManagerError>>>>;
     #[zlink(more)]
     async fn stop(
         &mut self,
         name: &str,
+        console: Option<bool>,
     ) -> zlink::Result<impl Stream<Item = zlink::Result<Result<Progress, ManagerError>>>>;
     #[zlink(more)]
     async fn restart(
         &mut self,
         name: &str,
+        console: Option<bool>,
     ) -> zlink::Result<impl Stream<Item = zlink::Result<Result<Progress, ManagerError>>>>;
     #[zlink(more)]
     async fn start_marked(
@@ -45,6 +50,7 @@ pub trait ManagerProxy {
     async fn cond_restart(
         &mut self,
         name: &str,
+        console: Option<bool>,
     ) -> zlink::Result<impl Stream<Item = zlink::Result<Result<Progress, ManagerError>>>>;
     /// The reply carries one fd: the console's byte stream.
     #[zlink(return_fds)]

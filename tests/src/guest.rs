@@ -184,3 +184,65 @@ pub fn install_tree(root: &std::path::Path, tree: &str) {
         .expect("cp");
     assert!(st.success(), "cp -a {tree} {}", root.display());
 }
+
+/// Every process in the pid namespace of `init` (host pids, init included), from the host's
+/// /proc: (pid, state letter, command line).
+pub fn guest_processes(init: i32) -> Vec<(i32, char, String)> {
+    let Ok(ns) = std::fs::read_link(format!("/proc/{init}/ns/pid")) else {
+        return vec![];
+    };
+    let mut out = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+            .ok()
+            .as_ref()
+            != Some(&ns)
+        {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The state follows the command name's closing parenthesis.
+        let state = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].trim_start().chars().next())
+            .unwrap_or('?');
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .unwrap_or_default();
+        out.push((pid, state, cmd.trim().to_string()));
+    }
+    out
+}
+
+/// The host pid of nginx's master process in the guest whose init is `init`.
+pub fn nginx_master(init: i32) -> Option<i32> {
+    guest_processes(init)
+        .into_iter()
+        .find(|(_, s, c)| *s != 'Z' && c.starts_with("nginx: master process"))
+        .map(|(p, _, _)| p)
+}
+
+pub fn zombies(init: i32) -> Vec<(i32, char, String)> {
+    guest_processes(init)
+        .into_iter()
+        .filter(|(_, s, _)| *s == 'Z')
+        .collect()
+}
+
+/// An HTTP request to nginx from inside the guest (bash's /dev/tcp: the tree has no curl; the
+/// guest has its own loopback-only network, so nothing reaches the host's).
+pub fn http_get(d: &TestDaemon, name: &str) -> String {
+    d.ctl_ok(&[
+        "exec",
+        name,
+        "--",
+        "bash",
+        "-c",
+        "exec 3<>/dev/tcp/127.0.0.1/80; printf 'GET / HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3; cat <&3",
+    ])
+}

@@ -893,3 +893,115 @@ fn the_vserver_template_unit_starts_and_stops_one_guest() {
     run(line("ExecStop="));
     assert_eq!(d.status("tmpl")["state"], "stopped");
 }
+
+/// util-vserver ran a sysv guest's `rc 3` and `rc 6` on the caller's terminal, so `vserver NAME
+/// start` and `stop` printed what the rc scripts said; `--silent` quietened only its own
+/// messages, `--defaulttty` sent rc's output elsewhere. Here the rc output comes from the
+/// guest's console, filtered, and a daemon rc leaves behind holding the console does not keep
+/// the start from returning.
+#[test]
+fn start_and_stop_print_what_the_rc_scripts_say() {
+    if !harness::require_busybox_guests() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("rcout")
+        .context(45003)
+        .file("apps/init/style", "sysv\n")
+        .write(&d);
+    let rc = d.guest_root("rcout").join("etc/init.d/rc");
+    std::fs::create_dir_all(rc.parent().unwrap()).unwrap();
+    // A title change (OSC) and bold: the first must not reach the caller's terminal. The
+    // background sleep keeps the console open, as a daemon started by rc does.
+    std::fs::write(
+        &rc,
+        "#!/bin/sh\ncase $1 in\n\
+         3) echo 'Starting fake web server: fakehttpd.'; printf '\\033]0;owned\\007\\033[1mbold\\033[0m\\n'; sleep 1000 &\n\
+            [ -e /flood ] && head -c 3000000 /dev/zero | tr '\\0' x\n\
+            i=0; while [ $i -lt 400 ]; do echo \"line $i\"; i=$((i+1)); done; echo 'rc 3 done' ;;\n\
+         6) echo 'Stopping fake web server: fakehttpd.'; killall sleep ;;\n\
+         esac\nexit 0\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d.spawn();
+    let vs = Vserver::new(&d);
+
+    let (code, out, err) = vs.v(&["rcout", "start"]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    // Everything up to rc's last line, written just before it exits (the keeper hands over
+    // what the pty still holds when the relay ends).
+    assert!(
+        out.contains("Starting fake web server: fakehttpd.")
+            && out.contains("line 399\r\nrc 3 done"),
+        "{out:?}"
+    );
+    assert!(out.contains("\x1b[1mbold"), "colours are kept: {out:?}");
+    assert!(
+        !out.contains("\x1b]") && !out.contains("owned"),
+        "the title change is dropped: {out:?}"
+    );
+    let (code, out, _) = vs.v(&["rcout", "stop"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("Stopping fake web server: fakehttpd.") && !out.contains("Starting"),
+        "{out:?}"
+    );
+    // --silent: util-vserver's own messages only (rc's output stays, as there).
+    let (code, out, _) = vs.v(&["--silent", "rcout", "start"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Starting fake web server"), "{out:?}");
+    assert_eq!(
+        vs.v(&["--silent", "rcout", "status"]),
+        (0, String::new(), String::new())
+    );
+    // restart: rc 6's output, then rc 3's.
+    let (code, out, _) = vs.v(&["rcout", "restart"]);
+    assert_eq!(code, 0);
+    let (stop_at, start_at) = (out.find("Stopping fake"), out.find("Starting fake"));
+    assert!(
+        stop_at.is_some() && start_at.is_some() && stop_at < start_at,
+        "{out:?}"
+    );
+    // --defaulttty: rc's output goes to the console log only.
+    assert_eq!(
+        vs.v(&["--defaulttty", "rcout", "stop"]),
+        (0, String::new(), String::new())
+    );
+    assert_eq!(
+        vs.v(&["--defaulttty", "rcout", "start"]),
+        (0, String::new(), String::new())
+    );
+    let log = std::fs::read_to_string(d.run_dir.join("guests/rcout.log")).unwrap();
+    assert!(log.contains("Starting fake web server"), "{log}");
+    // A guest flooding its console during the start: one call relays at most 1 MiB, and says
+    // where it stopped (at the cap, or where the keeper dropped a relay that fell behind).
+    assert_eq!(vs.v(&["--defaulttty", "rcout", "stop"]).0, 0);
+    std::fs::write(d.guest_root("rcout").join("flood"), "").unwrap();
+    let (code, out, _) = vs.v(&["rcout", "start"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.len() < (1 << 20) + 4096
+            && out.contains("[vserverd: console output cut")
+            && out.contains("the rest is in the console log]"),
+        "{} bytes, ending {:?}",
+        out.len(),
+        &out[out.len().saturating_sub(200)..]
+    );
+    std::fs::remove_file(d.guest_root("rcout").join("flood")).unwrap();
+    assert_eq!(vs.v(&["rcout", "stop"]).0, 0);
+    // vserverctl's own form prints its steps, not the console, unless asked.
+    let out = d.ctl_ok(&["stop", "rcout"]);
+    assert!(!out.contains("Stopping fake"), "{out}");
+    let out = d.ctl_ok(&["start", "rcout", "--console"]);
+    assert!(
+        out.contains("Starting fake web server") && out.contains("rcout: running:"),
+        "{out}"
+    );
+    let out = d.ctl_ok(&["stop", "rcout", "--console", "--json"]);
+    assert!(
+        out.contains(r#""step": "console""#) && out.contains("Stopping fake web server"),
+        "{out}"
+    );
+}

@@ -14,6 +14,13 @@ const START_STEPS: &[&str] = &[
     "start.limits",
     "start.pre-start",
     "start.console",
+    // In the stage: `kill` there is SIGKILL of the stage (or of the guest's PID 1 it made,
+    // before it execs init), not of the daemon.
+    "stage.cgroups",
+    "stage.namespaces",
+    "stage.mounts",
+    "stage.pivoted",
+    "stage.confined",
     "start.spawned",
     "start.state",
     "start.post-start",
@@ -76,7 +83,7 @@ fn holds(d: &TestDaemon, name: &str, cell: &str) -> &'static str {
             d.ctl_ok(&["stop", name]);
             "running, adopted"
         }
-        "stopped" => "rolled back",
+        "stopped" => "absent",
         other => panic!("{cell}: the guest is {other:?} after a fresh daemon"),
     };
     nothing_left(d, name, cell);
@@ -146,4 +153,252 @@ fn a_start_cut_short_at_any_step_leaves_the_guest_whole_or_absent() {
 #[test]
 fn a_networked_start_cut_short_at_any_step_leaves_no_address_link_or_namespace() {
     matrix(true);
+}
+
+/// Everything in the config root and vdir base besides the named guests: what a cut-short
+/// build or delete could leave.
+fn strays(d: &TestDaemon, keep: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for dir in [&d.config_root, &d.vdir_base] {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if !keep.contains(&n.as_str()) && n != ".defaults" {
+                out.push(e.path().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// A clone (build -m clone) and a delete cut short at each point: after a fresh daemon the
+/// guest is complete (starts, stops) or absent with nothing of it left on disk — never a
+/// config whose root is half there — and the same name can be built again.
+#[test]
+fn a_build_or_delete_cut_short_leaves_the_guest_complete_or_absent() {
+    if !prerequisites() {
+        return;
+    }
+    let mut table = Vec::new();
+    for (op, step) in [
+        ("clone", "build.steps"),
+        ("clone", "build.root"),
+        ("delete", "delete.renamed"),
+        ("delete", "delete.part"),
+    ] {
+        for action in ["kill", "fail"] {
+            let cell = format!("{op} at {step} × {action}");
+            let mut d = TestDaemon::prepare();
+            GuestBuilder::busybox("src").context(47011).write(&d);
+            d.env = vec![("VSERVERD_FAULT".into(), format!("{step}={action}"))];
+            if op == "delete" {
+                // Built without the fault, deleted with it.
+                d.spawn();
+                d.ctl_ok(&["build", "cl", "-m", "clone", "--", "--source", "src"]);
+                d.stop();
+                d.spawn();
+                let o = d.ctl(&["delete", "cl", "--yes"]);
+                assert!(!o.status.success(), "{cell}: {}", text(&o));
+            } else {
+                d.spawn();
+                let o = d.ctl(&["build", "cl", "-m", "clone", "--", "--source", "src"]);
+                assert!(!o.status.success(), "{cell}: {}", text(&o));
+            }
+            if action == "kill" {
+                d.kill();
+            } else {
+                d.stop();
+            }
+            d.env.clear();
+            d.spawn();
+            // Answering means the daemon's recovery ran (the socket accepts before that).
+            d.ctl_ok(&["list"]);
+            let exists = d.guest_config("cl").exists();
+            let outcome = if exists {
+                d.ctl_ok(&["start", "cl"]);
+                d.ctl_ok(&["exec", "cl", "--", "true"]);
+                d.ctl_ok(&["stop", "cl"]);
+                assert!(
+                    strays(&d, &["src", "cl"]).is_empty(),
+                    "{cell}: {:?}",
+                    strays(&d, &["src", "cl"])
+                );
+                d.ctl_ok(&["delete", "cl", "--yes"]);
+                "complete"
+            } else {
+                "absent"
+            };
+            let left = strays(&d, &["src"]);
+            assert!(left.is_empty(), "{cell}: left {left:?}");
+            // The name is free again.
+            d.ctl_ok(&["build", "cl", "-m", "clone", "--", "--source", "src"]);
+            d.ctl_ok(&["start", "cl"]);
+            d.ctl_ok(&["stop", "cl"]);
+            table.push(format!("| {op} | {step} | {action} | {outcome} |"));
+        }
+    }
+    eprintln!("{}", table.join("\n"));
+}
+
+/// A stop cut short at each point (the daemon SIGKILLed, or the cgroup refusing to go): after
+/// a fresh daemon the guest runs and is adopted, or is gone with nothing left.
+#[test]
+fn a_stop_cut_short_leaves_the_guest_running_or_absent() {
+    if !prerequisites() {
+        return;
+    }
+    let mut table = Vec::new();
+    for (step, action) in [
+        ("stop.signalled", "kill"),
+        ("stop.ended", "kill"),
+        ("stop.cgroup", "kill"),
+        ("stop.cgroup", "fail"),
+        ("stop.network", "kill"),
+    ] {
+        let cell = format!("{step} × {action}");
+        let mut d = TestDaemon::prepare();
+        d.host_netns();
+        GuestBuilder::busybox("c")
+            .context(47021)
+            .file("cflags", "virt_mem\n")
+            .file("interfaces/0/ip", "10.78.0.3\n")
+            .file("interfaces/0/prefix", "24\n")
+            .file("interfaces/0/nodev", "")
+            .write(&d);
+        d.spawn();
+        d.ctl_ok(&["start", "c"]);
+        // Guests outlive a daemon's SIGTERM; the next one (with the fault) adopts it.
+        d.stop();
+        d.env = vec![("VSERVERD_FAULT".into(), format!("{step}={action}"))];
+        d.spawn();
+        let o = d.ctl(&["stop", "c"]);
+        if action == "kill" {
+            assert!(
+                !o.status.success(),
+                "{cell}: the stop returned {}",
+                text(&o)
+            );
+            d.kill();
+        } else {
+            d.stop();
+        }
+        d.env.clear();
+        d.spawn();
+        let outcome = holds(&d, "c", &cell);
+        table.push(format!("| {step} | {action} | {outcome} |"));
+    }
+    eprintln!("{}", table.join("\n"));
+}
+
+/// Mounts `fs` (a tmpfs of `opts`, or a read-only bind of `dir` onto itself) over `dir`.
+fn mount_over(dir: &std::path::Path, how: &str) {
+    let args: Vec<String> = match how {
+        "full" => vec![
+            "-t".into(),
+            "tmpfs".into(),
+            "-o".into(),
+            "size=64k".into(),
+            "tmpfs".into(),
+            dir.display().to_string(),
+        ],
+        _ => vec![
+            "--bind".into(),
+            "-o".into(),
+            "ro".into(),
+            dir.display().to_string(),
+            dir.display().to_string(),
+        ],
+    };
+    let o = std::process::Command::new("mount")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "mount {args:?}: {}", text(&o));
+    if how == "full" {
+        // Fill it: the next write of any size fails with ENOSPC.
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=4k", "count=100"])
+            .arg(format!("of={}/fill", dir.display()))
+            .output();
+    }
+}
+
+fn unmount(dir: &std::path::Path) {
+    let o = std::process::Command::new("umount")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "umount {}: {}", dir.display(), text(&o));
+}
+
+/// A run directory that is full or read-only: a start fails before it makes anything, saying
+/// why and where; a stop still stops the guest (what was asked), and what it could not remove
+/// from the run directory is taken back by the next daemon.
+#[test]
+fn a_full_or_read_only_run_directory_fails_a_start_cleanly() {
+    if !prerequisites() {
+        return;
+    }
+    for (how, errno) in [
+        ("full", "No space left on device"),
+        ("ro", "Read-only file system"),
+    ] {
+        let cell = format!("run dir {how}");
+        let mut d = TestDaemon::prepare();
+        GuestBuilder::busybox("c").context(47031).write(&d);
+        d.spawn();
+        let guests = d.run_dir.join("guests");
+        std::fs::create_dir_all(&guests).unwrap();
+        mount_over(&guests, how);
+        let o = d.ctl(&["start", "c"]);
+        let said = text(&o);
+        assert!(!o.status.success(), "{cell}: started");
+        assert!(
+            said.contains("start journal") && said.contains(errno),
+            "{cell}: {said}"
+        );
+        for dir in d.cgroup_dirs("c") {
+            assert!(!dir.exists(), "{cell}: cgroup {} made", dir.display());
+        }
+        assert_eq!(d.status("c")["state"], "stopped", "{cell}");
+        unmount(&guests);
+        d.ctl_ok(&["start", "c"]);
+        // A stop on a read-only or full run directory: stopped all the same.
+        mount_over(&guests, how);
+        d.ctl_ok(&["stop", "c"]);
+        assert_eq!(d.status("c")["state"], "stopped", "{cell}");
+        unmount(&guests);
+        d.stop();
+        d.spawn();
+        holds(&d, "c", &cell);
+    }
+}
+
+/// After a power cut on a host whose run directory survives reboots, the records left say
+/// guests run whose pids now belong to anyone. A record from an earlier boot is never adopted:
+/// the daemon cleans it up as a guest that ended, and the guest starts again.
+#[test]
+fn a_run_state_from_an_earlier_boot_is_never_adopted() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("c").context(47041).write(&d);
+    d.spawn();
+    d.ctl_ok(&["start", "c"]);
+    d.stop();
+    // The same record, as if written before the host last booted: the pid, its start time
+    // and namespaces still match a live process, only the boot differs.
+    let f = d.run_dir.join("guests/c.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+    assert!(v["boot_id"].as_str().is_some_and(|b| !b.is_empty()), "{v}");
+    v["boot_id"] = "00000000-0000-0000-0000-000000000000".into();
+    std::fs::write(&f, serde_json::to_vec(&v).unwrap()).unwrap();
+    d.spawn();
+    assert_eq!(d.status("c")["state"], "stopped");
+    assert!(
+        d.log().contains("before the host last booted"),
+        "{}",
+        d.log()
+    );
+    holds(&d, "c", "earlier boot");
 }

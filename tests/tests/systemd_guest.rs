@@ -4,6 +4,7 @@
 //! with a writable cgroup2 tree rooted at its cgroup; `systemctl reboot` inside restarts it; stop sends SIGRTMIN+4 and
 //! leaves no process or cgroup behind. The tree comes from `scripts/debian-guest.sh --systemd`.
 
+use harness::guest::{guest_processes, http_get, nginx_master, zombies};
 use harness::{is_root, require, GuestBuilder, TestDaemon};
 
 const CAP_SETPCAP: u32 = 8;
@@ -21,14 +22,18 @@ fn cap_bnd(pid: i32) -> u64 {
 
 /// Waits for systemd in the guest to finish booting; its state and the failed units.
 fn booted(d: &TestDaemon) -> (String, String) {
-    let bus = format!("/proc/{}/root/run/systemd/private", d.init_pid("sdg"));
+    booted_guest(d, "sdg")
+}
+
+fn booted_guest(d: &TestDaemon, name: &str) -> (String, String) {
+    let bus = format!("/proc/{}/root/run/systemd/private", d.init_pid(name));
     d.wait_until("systemd's private bus", || {
         std::path::Path::new(&bus).exists()
     });
     // Returns once boot is over: running, or degraded when a unit failed.
     let wait = [
         "exec",
-        "sdg",
+        name,
         "--",
         "systemctl",
         "is-system-running",
@@ -39,7 +44,7 @@ fn booted(d: &TestDaemon) -> (String, String) {
         .to_string();
     let failed = d.ctl_ok(&[
         "exec",
-        "sdg",
+        name,
         "--",
         "systemctl",
         "--failed",
@@ -153,4 +158,76 @@ fn a_systemd_guest_boots_reboots_and_stops() {
     assert!(out.contains("SIGRTMIN+4"), "{out}");
     assert_eq!(d.status("sdg")["state"], "stopped");
     assert!(!v2.exists(), "{} left behind", v2.display());
+}
+
+/// Issue 17's walk-through where it applies to a systemd guest: nginx as a systemd unit runs
+/// once the guest has booted and serves; `systemctl restart nginx` gives a new master and the
+/// old one is reaped; no zombie is left; stop ends every process of the guest. Durations are
+/// printed, not bounded.
+#[test]
+fn nginx_as_a_systemd_unit_starts_restarts_and_stops_with_the_guest() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    let tree = harness::guest::debian_tree(&["--systemd"]);
+    if !require(
+        tree.is_some(),
+        "the Debian 12 systemd guest tree (scripts/debian-guest.sh --systemd)",
+    ) {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::new("sdn")
+        .context(41201)
+        .file("apps/init/style", "plain\n")
+        .write(&d);
+    harness::guest::install_tree(&d.guest_root("sdn"), tree.as_deref().unwrap());
+    d.spawn();
+    let t = std::time::Instant::now();
+    d.ctl_ok(&["start", "sdn"]);
+    let (state, failed) = booted_guest(&d, "sdn");
+    eprintln!("start and boot: {:.3} s", t.elapsed().as_secs_f64());
+    assert!(
+        state == "running" && failed.trim().is_empty(),
+        "is-system-running: {state:?}; failed units:\n{failed}"
+    );
+    let init = d.init_pid("sdn");
+    assert_eq!(
+        d.ctl_ok(&["exec", "sdn", "--", "systemctl", "is-active", "nginx"])
+            .trim(),
+        "active"
+    );
+    let page = http_get(&d, "sdn");
+    assert!(
+        page.starts_with("HTTP/1.1 200 OK") && page.contains("Welcome to nginx"),
+        "{page}"
+    );
+    let before = nginx_master(init).expect("nginx's master runs");
+    let t = std::time::Instant::now();
+    d.ctl_ok(&["exec", "sdn", "--", "systemctl", "restart", "nginx"]);
+    eprintln!(
+        "systemctl restart nginx: {:.3} s",
+        t.elapsed().as_secs_f64()
+    );
+    let after = nginx_master(init).expect("nginx's master runs again");
+    assert_ne!(before, after);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{before}")).exists(),
+        "the old master {before} is still there: {:?}",
+        guest_processes(init)
+    );
+    assert!(http_get(&d, "sdn").starts_with("HTTP/1.1 200 OK"));
+    d.wait_until("no zombie in the guest", || zombies(init).is_empty());
+    let t = std::time::Instant::now();
+    d.ctl_ok(&["stop", "sdn"]);
+    eprintln!("stop: {:.3} s", t.elapsed().as_secs_f64());
+    assert_eq!(d.status("sdn")["state"], "stopped");
+    assert!(
+        guest_processes(init).is_empty(),
+        "{:?}",
+        guest_processes(init)
+    );
+    for dir in d.cgroup_dirs("sdn") {
+        assert!(!dir.exists(), "{} left", dir.display());
+    }
 }

@@ -71,6 +71,20 @@ vserverctl stop lim
 [ ! -e $CG ] || fail "$CG left behind"
 step "v2: memory.max, pids.max, cpu.max from rlimits and sched; OOM inside; live set; virt_mem meminfo; stat"
 
+# Guests' limits enabled controllers in the delegated cgroup, so cgroup v2 refuses processes
+# in it: systemd must start the next daemon in its leaf (DelegateSubgroup=), or the restart
+# fails with EBUSY. The helpers sit in cgroups of their own, with their limits.
+systemctl restart vserverd.service
+[ "$(field a state)" = running ] || fail "a not running after a restart with controllers enabled"
+grep -q "vserverd-daemon" /proc/$(systemctl show -P MainPID vserverd.service)/cgroup \
+  || fail "the daemon is not in its leaf: $(cat /proc/$(systemctl show -P MainPID vserverd.service)/cgroup)"
+for h in vserverd-procfs vserverd-tty; do
+  [ "$(cat $OWN/vserverd/.$h/pids.max)" = 64 ] || fail "$h: pids.max $(cat $OWN/vserverd/.$h/pids.max)"
+  [ "$(cat $OWN/vserverd/.$h/memory.max)" = 268435456 ] || fail "$h: memory.max $(cat $OWN/vserverd/.$h/memory.max)"
+  [ "$(cat $OWN/vserverd/.$h/cpu.max)" = "100000 100000" ] || fail "$h: cpu.max $(cat $OWN/vserverd/.$h/cpu.max)"
+done
+step "restart with v2 controllers enabled: the daemon starts in its leaf; the helpers have their own cgroups and limits"
+
 # The autostart unit's stop (what an orderly shutdown runs): dependents first.
 systemctl stop vserverd-autostart.service
 for g in a b c; do [ "$(field $g state)" = stopped ] || fail "$g still $(field $g state)"; done

@@ -47,6 +47,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("expected a size such as 268435456 or 256M, got {s:?}"))
 }
 
+#[derive(Debug, Args, Clone, Copy)]
+pub struct Show {
+    /// Also print what the guest's console shows while its start or stop command runs (sysv
+    /// `rc 3`, `rc 6`), filtered as `console` filters it (one guest by name; util-vserver's
+    /// `vserver NAME start` prints it always).
+    #[arg(long)]
+    pub console: bool,
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct Many {
     /// Every guest with this mark (apps/init/mark), e.g. `default`.
@@ -84,6 +93,8 @@ pub enum Command {
         #[command(flatten)]
         many: Many,
         #[command(flatten)]
+        show: Show,
+        #[command(flatten)]
         out: Output,
     },
     /// Stop a guest, or with --mark every running guest with that mark (dependents first).
@@ -93,17 +104,23 @@ pub enum Command {
         #[command(flatten)]
         many: Many,
         #[command(flatten)]
+        show: Show,
+        #[command(flatten)]
         out: Output,
     },
     /// Stop and start a guest.
     Restart {
         name: String,
         #[command(flatten)]
+        show: Show,
+        #[command(flatten)]
         out: Output,
     },
     /// Restart a guest if it runs; leave it stopped (and exit 0) if not.
     Condrestart {
         name: String,
+        #[command(flatten)]
+        show: Show,
         #[command(flatten)]
         out: Output,
     },

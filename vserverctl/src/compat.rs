@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::cli::{Cli, Command, Many, Output};
+use crate::cli::{Cli, Command, Many, Output, Show};
 
 const USAGE: &str = "Usage: vserver <vserver> {start|stop|suexec|restart|condrestart|exec|enter|chkconfig|running|status|delete}";
 
@@ -30,11 +30,16 @@ pub fn on_terminal() -> bool {
 pub fn parse(args: &[String]) -> Parsed {
     let mut rest: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut silent = false;
+    // util-vserver ran the start and stop commands (sysv `rc 3`, `rc 6`) with the caller's
+    // stdout and stderr, whatever --silent said (that one only quietened its own messages);
+    // --defaulttty sent them to apps/init/tty or /dev/null instead.
+    let mut console = true;
     // Global options before the name.
     while let Some(o) = rest.first().copied().filter(|a| a.starts_with('-')) {
         match o {
             "--silent" => silent = true,
-            "-s" | "--sync" | "-v" | "--verbose" | "--debug" | "--defaulttty" => {}
+            "--defaulttty" => console = false,
+            "-s" | "--sync" | "-v" | "--verbose" | "--debug" => {}
             _ => return Parsed::Usage(format!("vserver: unknown option '{o}'\n{USAGE}")),
         }
         rest.remove(0);
@@ -45,6 +50,7 @@ pub fn parse(args: &[String]) -> Parsed {
     let name = name.to_string();
     let args: Vec<String> = rest[2..].iter().map(|s| s.to_string()).collect();
     let out = Output { json: false };
+    let show = Show { console };
     let command = match *verb {
         "start" => Command::Start {
             name: Some(name),
@@ -52,6 +58,7 @@ pub fn parse(args: &[String]) -> Parsed {
                 mark: None,
                 parallel: None,
             },
+            show,
             out,
         },
         "stop" => Command::Stop {
@@ -60,10 +67,11 @@ pub fn parse(args: &[String]) -> Parsed {
                 mark: None,
                 parallel: None,
             },
+            show,
             out,
         },
-        "restart" => Command::Restart { name, out },
-        "condrestart" => Command::Condrestart { name, out },
+        "restart" => Command::Restart { name, show, out },
+        "condrestart" => Command::Condrestart { name, show, out },
         "status" => Command::Status { name, out },
         "running" => Command::Running { name },
         "enter" => Command::Enter { name, env: vec![] },

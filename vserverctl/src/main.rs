@@ -109,6 +109,13 @@ struct Quiet {
     silent: bool,
 }
 
+impl cli::Show {
+    /// What to ask the daemon for: nothing unless wanted (older daemons know no `console`).
+    fn ask(&self) -> Option<bool> {
+        self.console.then_some(true)
+    }
+}
+
 async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
     let mut conn = zlink::tokio::unix::connect(&cli.socket)
         .await
@@ -163,10 +170,20 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-        Command::Start { name, many, out } => {
+        Command::Start {
+            name,
+            many,
+            show,
+            out,
+        } => {
             let r = match (name, &many.mark) {
                 (Some(name), _) => {
-                    progress(conn.start(&name).await?, out.json, quiet.progress).await
+                    progress(
+                        conn.start(&name, show.ask()).await?,
+                        out.json,
+                        quiet.progress,
+                    )
+                    .await
                 }
                 (None, Some(mark)) => {
                     progress(
@@ -187,8 +204,20 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
                 r => r,
             }
         }
-        Command::Stop { name, many, out } => match (name, &many.mark) {
-            (Some(name), _) => progress(conn.stop(&name).await?, out.json, quiet.progress).await,
+        Command::Stop {
+            name,
+            many,
+            show,
+            out,
+        } => match (name, &many.mark) {
+            (Some(name), _) => {
+                progress(
+                    conn.stop(&name, show.ask()).await?,
+                    out.json,
+                    quiet.progress,
+                )
+                .await
+            }
             (None, Some(mark)) => {
                 progress(
                     conn.stop_marked(mark, many.parallel).await?,
@@ -199,8 +228,8 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             }
             (None, None) => unreachable!("clap requires a name or --mark"),
         },
-        Command::Restart { name, out } => {
-            let s = conn.restart(&name).await?;
+        Command::Restart { name, show, out } => {
+            let s = conn.restart(&name, show.ask()).await?;
             progress(s, out.json, quiet.progress).await
         }
         Command::Set {
@@ -232,8 +261,8 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-        Command::Condrestart { name, out } => {
-            let s = conn.cond_restart(&name).await?;
+        Command::Condrestart { name, show, out } => {
+            let s = conn.cond_restart(&name, show.ask()).await?;
             progress(s, out.json, quiet.progress).await
         }
         Command::Exec {
@@ -357,13 +386,33 @@ async fn progress(
             b
         });
     let mut last: Option<String> = None;
+    // One filter for the whole stream: an escape sequence may be split between two steps.
+    let mut filter = proto::termfilter::Filter::new();
     let result = async {
         while let Some(p) = s.next().await {
             let p = p??;
-            let line = format!("{}: {}: {}", p.name, p.step, p.message);
             if json {
                 render::json(&p);
-            } else if let Some(b) = &bar {
+                continue;
+            }
+            if p.step == "console" {
+                // The guest's own bytes: filtered (no title, mode or query reaches the
+                // terminal, docs/security.md), as `vserverctl console` does.
+                use std::io::Write;
+                let shown = filter.apply(p.message.as_bytes());
+                let write = || {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(&shown);
+                    let _ = out.flush();
+                };
+                match &bar {
+                    Some(b) => b.suspend(write),
+                    None => write(),
+                }
+                continue;
+            }
+            let line = format!("{}: {}: {}", p.name, p.step, p.message);
+            if let Some(b) = &bar {
                 if let Some(prev) = last.replace(line.clone()) {
                     b.println(prev);
                 }

@@ -398,7 +398,7 @@ async fn vwait(args: &[String]) -> Res {
             // util-vserver killed every process of the context; the daemon's stop does that
             // (after the init style's own stop) and takes the guest down cleanly.
             let mut c = connect().await.map_err(at(1))?;
-            let s = c.stop(&name).await.map_err(|e| (1, e.into()))?;
+            let s = c.stop(&name, None).await.map_err(|e| (1, e.into()))?;
             pin_mut!(s);
             while let Some(r) = s.next().await {
                 if let Err(e) = flat(r) {
@@ -948,9 +948,9 @@ async fn start_vservers(args: &[String]) -> Res {
     let results = futures_util::stream::iter(todo.into_iter().map(|name| async move {
         let mut c = connect().await?;
         let mut s = if stop {
-            c.stop(&name).await?.boxed_local()
+            c.stop(&name, None).await?.boxed_local()
         } else {
-            c.start(&name).await?.boxed_local()
+            c.start(&name, None).await?.boxed_local()
         };
         let mut r: Result<(), Failure> = Ok(());
         while let Some(p) = s.next().await {

@@ -46,13 +46,21 @@ struct ListCache {
     list: GuestList,
 }
 
-/// Where a lifecycle call reports its steps (a `more` reply stream), if anywhere.
+/// Where a lifecycle call reports its steps (a `more` reply stream), if anywhere, and whether
+/// the caller asked for the guest's console output while its start or stop command runs
+/// (util-vserver's `vserver NAME start` showed `rc 3`'s output; see crate::console::relay).
 #[derive(Clone)]
-pub struct Progress(Option<tokio::sync::mpsc::UnboundedSender<proto::Progress>>);
+pub struct Progress {
+    tx: Option<tokio::sync::mpsc::UnboundedSender<proto::Progress>>,
+    console: bool,
+}
 
 impl Progress {
     pub fn none() -> Progress {
-        Progress(None)
+        Progress {
+            tx: None,
+            console: false,
+        }
     }
 
     pub fn channel() -> (
@@ -60,12 +68,34 @@ impl Progress {
         tokio::sync::mpsc::UnboundedReceiver<proto::Progress>,
     ) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        (Progress(Some(tx)), rx)
+        (
+            Progress {
+                tx: Some(tx),
+                console: false,
+            },
+            rx,
+        )
+    }
+
+    /// The same reports, with the console's output relayed or not.
+    pub fn with_console(mut self, on: bool) -> Progress {
+        self.console = on;
+        self
+    }
+
+    /// Whether console output is wanted (and there is someone to send it to).
+    pub fn wants_console(&self) -> bool {
+        self.console && self.tx.is_some()
     }
 
     pub fn send(&self, name: &str, step: &str, message: &str, state: GuestState) {
         tracing::debug!(guest = name, step, "{message}");
-        if let Some(tx) = &self.0 {
+        self.output(name, step, message, state);
+    }
+
+    /// A report that is not logged: console output (in the console log already).
+    pub fn output(&self, name: &str, step: &str, message: &str, state: GuestState) {
+        if let Some(tx) = &self.tx {
             let _ = tx.send(proto::Progress {
                 name: name.into(),
                 step: step.into(),
@@ -149,7 +179,7 @@ impl Daemon {
             );
             return;
         }
-        let leaf = own.join("vserverd-daemon");
+        let leaf = own.join(crate::isolate::cgroup::DAEMON_LEAF);
         let moved = std::fs::create_dir_all(&leaf)
             .and_then(|()| std::fs::write(leaf.join("cgroup.procs"), &me));
         match moved {
@@ -159,12 +189,17 @@ impl Daemon {
     }
 
     /// Gives the helpers (the /proc server, the console keeper) cgroups of their own beside the
-    /// guests', and moves those an earlier daemon started into them.
-    pub fn confine_helpers(&self) {
+    /// guests', and moves those an earlier daemon started into them. `placed_in_leaf`: systemd
+    /// started us in our v2 leaf (see detached::set_home).
+    pub fn confine_helpers(&self, placed_in_leaf: bool) {
         let Ok(layout) = self.layout() else {
             return;
         };
-        crate::detached::set_home(layout.clone(), self.opts.cgroup_prefix.clone());
+        crate::detached::set_home(
+            layout.clone(),
+            self.opts.cgroup_prefix.clone(),
+            placed_in_leaf,
+        );
         let run = &self.opts.run_dir;
         for (name, pid) in [
             (crate::procfs::NAME, crate::procfs::server_pid(run)),
@@ -223,12 +258,39 @@ impl Daemon {
             return Err(ManagerError::NoSuchGuest { name: name.into() });
         }
         let loaded = config::load_guest(&self.roots, name).map_err(|e| invalid(&e))?;
-        let ctx = loaded.config.context;
+        self.refuse_clash(name, loaded.config.context)?;
+        Ok(loaded)
+    }
+
+    /// [`Self::load`] for calls that only read (Status): the catalog's parse while the watcher
+    /// keeps it current, so the call's cost does not depend on the tree's size or the number
+    /// of guests; a fresh parse otherwise. Lifecycle calls use `load`: they act on what is on
+    /// disk this instant.
+    pub fn load_for_read(&self, name: &str) -> Result<Loaded, ManagerError> {
+        let Some(entry) = self.catalog.get(name) else {
+            return self.load(name);
+        };
+        let loaded = (*entry).clone().map_err(|e| invalid(&e))?;
+        self.refuse_clash(name, loaded.config.context)?;
+        Ok(loaded)
+    }
+
+    /// InvalidConfig when `name` shares context `ctx` with another guest and is not the one
+    /// that keeps it.
+    fn refuse_clash(&self, name: &str, ctx: u32) -> Result<(), ManagerError> {
+        // The other guests' contexts from the catalog while the watcher keeps it current: a
+        // per-guest call must not read every guest's tree (docs/orchestration.md).
         let others: Vec<(String, u32)> = self
-            .names()
+            .catalog
+            .contexts(&self.roots, name)
+            .unwrap_or_else(|| {
+                self.names()
+                    .into_iter()
+                    .filter(|n| n != name)
+                    .filter_map(|n| config::context_of(&self.roots, &n).map(|c| (n, c)))
+                    .collect()
+            })
             .into_iter()
-            .filter(|n| n != name)
-            .filter_map(|n| config::context_of(&self.roots, &n).map(|c| (n, c)))
             .chain(std::iter::once((name.to_string(), ctx)))
             .collect();
         if let Some((_, users)) = config::context_conflicts(&others)
@@ -243,7 +305,7 @@ impl Daemon {
                 });
             }
         }
-        Ok(loaded)
+        Ok(())
     }
 
     /// The problem of guest `name` when it shares context `ctx` with `users` (itself among
@@ -368,7 +430,7 @@ impl Daemon {
     pub fn status(&self, name: &str) -> Result<GuestStatus, ManagerError> {
         self.check_name(name)?;
         let (mut unbounded, mut no_route_out) = (None, None);
-        let (context, vdir, config_error) = match self.load(name) {
+        let (context, vdir, config_error) = match self.load_for_read(name) {
             Ok(l) => {
                 unbounded = config::unbounded(&l.config);
                 no_route_out = config::no_route_out(&l.config).map(|(_, m)| m);

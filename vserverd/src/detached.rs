@@ -18,10 +18,25 @@ const HELPER_MEMORY: u64 = 256 << 20;
 const HELPER_PIDS: u32 = 64;
 
 /// Where helpers' cgroups go: set once by the daemon when it knows its cgroup layout.
-static HOME: OnceLock<(Layout, String)> = OnceLock::new();
+static HOME: OnceLock<Home> = OnceLock::new();
 
-pub fn set_home(layout: Layout, prefix: String) {
-    let _ = HOME.set((layout, prefix));
+struct Home {
+    layout: Layout,
+    prefix: String,
+    /// Whether the helpers' limits may enable v2 controllers in the delegated cgroup. Enabling
+    /// one there forbids processes in it, and a systemd older than 254 (no DelegateSubgroup=)
+    /// starts the next daemon right there: its restart would fail with EBUSY. So, unless
+    /// systemd placed the daemon in its leaf, the helpers get only the v2 limits whose
+    /// controllers guests' limits have enabled already.
+    enable_v2: bool,
+}
+
+pub fn set_home(layout: Layout, prefix: String, enable_v2: bool) {
+    let _ = HOME.set(Home {
+        layout,
+        prefix,
+        enable_v2,
+    });
 }
 
 /// The limits of a helper's cgroup, in the flavor each controller has on this host.
@@ -54,18 +69,30 @@ pub fn helper_knobs(flavor_of: &dyn Fn(&str) -> Option<Flavor>) -> Vec<Knob> {
 
 /// The cgroup of helper `name` (vserverd-procfs, vserverd-tty), when the daemon set a home.
 pub fn cgroup_of(name: &str) -> Option<GuestCgroup> {
-    let (layout, prefix) = HOME.get()?;
-    Some(layout.guest(prefix, &format!(".{name}")))
+    let h = HOME.get()?;
+    Some(h.layout.guest(&h.prefix, &format!(".{name}")))
 }
 
 /// Moves helper `name` (process `pid`, every thread) into its own cgroup with its limits.
 /// Idempotent: the daemon calls it for helpers it starts and for those it finds running.
 pub fn confine(name: &str, pid: i32) -> Result<(), String> {
-    let Some(cg) = cgroup_of(name) else {
+    let (Some(h), Some(cg)) = (HOME.get(), cgroup_of(name)) else {
         return Ok(());
     };
     cg.create().map_err(|e| format!("{name}'s cgroup: {e}"))?;
-    cg.apply(&helper_knobs(&|c| cg.flavor_of(c)))
+    // On v2, the controllers the delegated cgroup already hands down (see Home::enable_v2).
+    let handed = h
+        .layout
+        .v2()
+        .and_then(|v| {
+            std::fs::read_to_string(v.mount.join(&v.own).join("cgroup.subtree_control")).ok()
+        })
+        .unwrap_or_default();
+    let flavor = |c: &str| match cg.flavor_of(c) {
+        Some(Flavor::V2) if !h.enable_v2 && !handed.split_whitespace().any(|x| x == c) => None,
+        f => f,
+    };
+    cg.apply(&helper_knobs(&flavor))
         .map_err(|e| format!("{name}'s cgroup: {e}"))?;
     for j in cg.joins() {
         let procs = j.dir.join("cgroup.procs");

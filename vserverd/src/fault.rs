@@ -3,9 +3,10 @@
 //!
 //! `VSERVERD_FAULT=STEP=ACTION[,STEP=ACTION…]` in the daemon's environment: when the daemon
 //! passes the named point (`start.cgroup`, …), ACTION happens there — `kill` SIGKILLs the
-//! daemon itself (as a crash, an OOM kill or a power cut would stop it mid-step), `fail`
+//! process at that point (the daemon; at `stage.*` points the stage or the guest's would-be
+//! PID 1 it made), as a crash, an OOM kill or a power cut would stop it mid-step; `fail`
 //! makes the step fail as if its syscall had (the error names the step, so rollback is
-//! exercised the way a real errno would).
+//! exercised the way a real errno would). Stages get the spec in their plan.
 
 /// A point after a step of work. Returns the injected failure, if any.
 #[inline]
@@ -14,9 +15,15 @@ pub fn point(step: &str) -> Result<(), String> {
     {
         match action(step).as_deref() {
             Some("kill") => {
-                tracing::warn!("fault injection: killing the daemon at {step}");
-                // SAFETY: kill(2) of our own process.
-                unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+                tracing::warn!("fault injection: killing the process at {step}");
+                // SAFETY: kill(2) of our own process; _exit leaves without running anything.
+                unsafe {
+                    // A pid namespace's init ignores its own SIGKILL: it dies as abruptly.
+                    if libc::getpid() == 1 {
+                        libc::_exit(128 + libc::SIGKILL);
+                    }
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
             }
             Some("fail") => return Err(format!("injected fault at {step}")),
             _ => {}
@@ -28,10 +35,31 @@ pub fn point(step: &str) -> Result<(), String> {
 }
 
 #[cfg(debug_assertions)]
+static SPEC: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+#[cfg(debug_assertions)]
 fn action(step: &str) -> Option<String> {
-    static SPEC: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     let spec = SPEC.get_or_init(|| std::env::var("VSERVERD_FAULT").ok());
     parse(spec.as_deref()?, step)
+}
+
+/// The daemon's spec, for a stage (which runs with an empty environment) to `adopt`.
+pub fn spec() -> Option<String> {
+    #[cfg(debug_assertions)]
+    {
+        SPEC.get_or_init(|| std::env::var("VSERVERD_FAULT").ok())
+            .clone()
+    }
+    #[cfg(not(debug_assertions))]
+    None
+}
+
+/// In a stage: the points to act on are the daemon's (`spec` sent along in the plan).
+pub fn adopt(spec: Option<String>) {
+    #[cfg(debug_assertions)]
+    let _ = SPEC.set(spec);
+    #[cfg(not(debug_assertions))]
+    let _ = spec;
 }
 
 /// The action `spec` names for `step`.

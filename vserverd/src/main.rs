@@ -155,8 +155,9 @@ async fn run(args: Args, activated_fd: Option<OwnedFd>) -> Result<(), String> {
     };
     let daemon = Arc::new(Daemon::new(opts));
     vserverd::guest::barrier::ensure_logged(&daemon.roots().vdir_base());
+    let placed_in_leaf = vserverd::isolate::cgroup::in_daemon_leaf();
     daemon.settle_cgroup();
-    daemon.confine_helpers();
+    daemon.confine_helpers(placed_in_leaf);
     vserverd::guest::build::clean_leftovers(&daemon);
     // Guests of an earlier daemon keep running; take them over before answering anyone.
     vserverd::guest::adopt::adopt_all(&daemon).await;

@@ -157,7 +157,7 @@ pub fn context_holder(users: &[(String, bool, std::time::SystemTime)]) -> Option
         .map(|u| u.0.as_str())
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: GuestConfig,
     pub warnings: Vec<Diagnostic>,

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -86,7 +86,8 @@ struct Console {
 }
 
 impl Console {
-    /// Logs what the master still holds (it is non-blocking: until it would block).
+    /// Logs what the master still holds, and sends it to the attached clients (it is
+    /// non-blocking: until it would block).
     fn drain(&mut self) {
         let mut buf = [0u8; 4096];
         for _ in 0..256 {
@@ -94,6 +95,8 @@ impl Console {
                 Ok(n) if n > 0 => {
                     let data = buf[..n].to_vec();
                     self.log(&data);
+                    self.clients
+                        .retain_mut(|cl| matches!(cl.write(&data), Ok(w) if w == data.len()));
                 }
                 _ => break,
             }
@@ -180,7 +183,8 @@ fn serve(listener: UnixListener) {
                 }
             }
         }
-        let mut gone_clients: Vec<(String, usize)> = Vec::new();
+        // By fd, not index: a drain may drop clients that cannot keep up, shifting indexes.
+        let mut gone_clients: Vec<(String, RawFd)> = Vec::new();
         for ev in events {
             match ev {
                 Event::Accept => {
@@ -220,23 +224,29 @@ fn serve(listener: UnixListener) {
                     let Some(cl) = c.clients.get_mut(i) else {
                         continue;
                     };
+                    let fd = cl.as_raw_fd();
                     match cl.read(&mut buf) {
                         Ok(n) if n > 0 => {
                             // Keystrokes the guest's tty cannot take now are dropped.
                             let _ = c.master.write(&buf[..n]);
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        _ => gone_clients.push((name, i)),
+                        Ok(_) => {
+                            // A client that shuts its end for writing (the daemon relaying a
+                            // start command's output, console/relay.rs) first gets what the
+                            // pty still holds: the end of its stream then means "all that was
+                            // written so far".
+                            c.drain();
+                            gone_clients.push((name, fd));
+                        }
+                        Err(_) => gone_clients.push((name, fd)),
                     }
                 }
             }
         }
-        gone_clients.sort_by_key(|g| std::cmp::Reverse(g.1));
-        for (name, i) in gone_clients {
+        for (name, fd) in gone_clients {
             if let Some(c) = consoles.get_mut(&name) {
-                if i < c.clients.len() {
-                    c.clients.remove(i);
-                }
+                c.clients.retain(|cl| cl.as_raw_fd() != fd);
             }
         }
     }
@@ -299,7 +309,7 @@ fn request(s: UnixStream, consoles: &mut HashMap<String, Console>) {
         }
         Ok(Request::Close { name }) => {
             // What the guest wrote last (a sysv `rc 6`'s messages) may still sit in the pty:
-            // into the log before the master goes.
+            // into the log (and to attached clients) before the master goes.
             if let Some(mut c) = consoles.remove(&name) {
                 c.drain();
             }

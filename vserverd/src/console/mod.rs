@@ -17,6 +17,7 @@
 //! told, not guessed.
 
 mod keeper;
+pub mod relay;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};

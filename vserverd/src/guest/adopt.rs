@@ -11,6 +11,9 @@ use crate::isolate::pidfd;
 
 /// Whether `s` still describes a live init; the reason if not.
 pub fn check(s: &RunState) -> Result<(), String> {
+    if !s.boot_id.is_empty() && s.boot_id != runstate::boot_id() {
+        return Err("it was recorded before the host last booted".into());
+    }
     let pid = s.init_pid;
     match pidfd::state(pid) {
         None => return Err(format!("init {pid} is gone")),

@@ -130,21 +130,38 @@ fn arg(args: &[String], flag: &str) -> Option<String> {
     args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone())
 }
 
-/// Removes half-built guests left by a daemon that died during a build.
+/// Removes what a daemon that died during a build or a delete left (docs/crash.md): a build
+/// is `.build-NAME` in the config root (and a root of that name in the vdir base) until its
+/// config is renamed into place, last; a delete renames the config to `.delete-NAME` first.
+/// Either way the guest is absent, and its parts go.
 pub fn clean_leftovers(d: &Daemon) {
-    if let Ok(rd) = std::fs::read_dir(&d.opts.config_root) {
-        for e in rd.flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if let Some(name) = n.strip_prefix(".build-") {
-                let root = d.roots().vdir_base().join(format!(".build-{name}"));
-                for p in [root, e.path()] {
-                    if let Err(e) = crate::isolate::rmtree::remove_tree(&p) {
-                        tracing::warn!(guest = name, "an interrupted build: {e}");
-                    }
-                }
-                tracing::info!(guest = name, "removed an interrupted build");
+    let Ok(rd) = std::fs::read_dir(&d.opts.config_root) else {
+        return;
+    };
+    let base = d.roots().vdir_base();
+    for e in rd.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let mut parts = Vec::new();
+        if let Some(name) = n.strip_prefix(".build-") {
+            parts.push(base.join(&n));
+            // Killed between the two renames: the root is in place, the config is not. A
+            // root there is the build's when it is not empty (a build refuses a non-empty one).
+            let root = base.join(name);
+            if !d.opts.config_root.join(name).exists() && !is_empty_dir(&root) {
+                parts.push(root);
+            }
+        } else if let Some(name) = n.strip_prefix(".delete-") {
+            parts.extend(super::delete::parts(&e.path(), &base.join(name)));
+        } else {
+            continue;
+        }
+        parts.push(e.path());
+        for p in &parts {
+            if let Err(err) = crate::isolate::rmtree::remove_tree(p) {
+                tracing::warn!("{n}: an interrupted build or delete: {err}");
             }
         }
+        tracing::info!("removed what an interrupted build or delete left: {n}");
     }
 }
 
@@ -204,8 +221,12 @@ pub async fn build(
     let tmp_cfg = d.opts.config_root.join(format!(".build-{name}"));
     let tmp_root = d.roots().vdir_base().join(format!(".build-{name}"));
     let r = steps(d, name, method, &o, &tmp_cfg, &tmp_root, &root, p).await;
+    // The config last: until it is in place the guest does not exist, and a daemon killed
+    // in between leaves a `.build-` config that clean_leftovers takes back with the root.
     let r = r.and_then(|()| {
+        crate::fault::point("build.steps")?;
         std::fs::rename(&tmp_root, &root).map_err(io(&root))?;
+        crate::fault::point("build.root")?;
         std::fs::rename(&tmp_cfg, &cfg).map_err(io(&cfg))
     });
     match r {

@@ -67,20 +67,51 @@ pub async fn delete(d: &Arc<Daemon>, name: &str, stop: bool) -> Result<(), Manag
         .chain(c.as_ref().ok().and_then(|c| c.cache.clone()))
         .chain(c.as_ref().ok().and_then(|c| c.run_file.clone()))
         .collect();
+    // The guest goes first, at once: its config renamed out of the guests' names. A daemon
+    // killed after this leaves `.delete-NAME`, whose parts the next one removes
+    // (build::clean_leftovers); never a config whose root is half gone.
+    let doomed = d.opts.config_root.join(format!(".delete-{name}"));
+    std::fs::rename(&cfg_dir, &doomed)
+        .map_err(|e| failed(name, format!("{}: {e}", cfg_dir.display())))?;
+    d.catalog.reload(&d.roots(), name);
+    crate::fault::point("delete.renamed").map_err(|e| failed(name, e))?;
     // Off the async threads, without recursion (isolate/rmtree.rs): the root is the guest's.
-    let all: Vec<PathBuf> = targets.into_iter().chain([cfg_dir.clone()]).collect();
+    let all: Vec<PathBuf> = targets.into_iter().chain([doomed]).collect();
     let removed = tokio::task::spawn_blocking(move || {
         for t in &all {
             crate::isolate::rmtree::remove_tree(t)?;
+            crate::fault::point("delete.part").map_err(|what| {
+                crate::isolate::rmtree::RemoveError {
+                    path: t.clone(),
+                    what,
+                }
+            })?;
         }
         Ok::<(), crate::isolate::rmtree::RemoveError>(())
     })
     .await
     .map_err(|e| failed(name, e.to_string()))?;
-    removed.map_err(|e| failed(name, format!("partly deleted: {e}")))?;
+    removed.map_err(|e| {
+        failed(
+            name,
+            format!("partly deleted (the rest goes when vserverd next starts): {e}"),
+        )
+    })?;
     crate::console::remove_logs(&d.opts.run_dir, name);
     // List at once, not when the watcher's event arrives.
     d.catalog.reload(&d.roots(), name);
     d.guests.emit(name, "deleted", None);
     Ok(())
+}
+
+/// What deleting the guest whose config folder is `cfg` removes besides that folder: the
+/// target of its `vdir` link (else `default_root`), of its `cache` link and its `run` file.
+/// Only links are read, nothing in the guest's tree is followed.
+pub fn parts(cfg: &Path, default_root: &Path) -> Vec<PathBuf> {
+    let link = |n: &str| std::fs::read_link(cfg.join(n)).ok();
+    let mut out = vec![link("vdir").unwrap_or_else(|| default_root.to_path_buf())];
+    out.extend(link("cache"));
+    out.extend(link("run"));
+    out.retain(|p| p.is_absolute() && p.parent().is_some());
+    out
 }

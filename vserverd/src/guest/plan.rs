@@ -290,6 +290,7 @@ pub fn start_plan(c: &GuestConfig, cg: &GuestCgroup) -> Result<StartPlan, String
         proc_files: Vec::new(),
         console: None,
         marks: false,
+        fault: crate::fault::spec(),
         systemd_cgroup: cmds.systemd.then(|| {
             if cg.v2_dir().is_some() {
                 SystemdCgroup::Unified

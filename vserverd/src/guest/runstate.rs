@@ -38,6 +38,18 @@ pub struct RunState {
     /// server be restarted.
     #[serde(default)]
     pub proc_files: Vec<(String, PathBuf)>,
+    /// The kernel's boot id when the guest started: a record from an earlier boot (a run
+    /// directory that is not on tmpfs, after a power cut) never names a live guest, whatever
+    /// process now has its pid.
+    #[serde(default)]
+    pub boot_id: String,
+}
+
+/// This boot's id (/proc/sys/kernel/random/boot_id).
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn dir(run_dir: &Path) -> PathBuf {
@@ -118,6 +130,7 @@ mod tests {
             host_veth: None,
             extra_veths: vec![],
             netns_shared: false,
+            boot_id: boot_id(),
             proc_files: Vec::new(),
         };
         save(t.path(), &s).unwrap();

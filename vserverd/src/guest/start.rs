@@ -249,6 +249,14 @@ async fn steps(
         ),
         GuestState::Starting,
     );
+    // util-vserver ran a reaper style's start command (sysv `rc 3`) on the caller's terminal:
+    // a caller that asks gets what the console shows until it returns. (A plain init runs on
+    // after the start; its output stays on the console.)
+    let relay = if sp.reaper {
+        crate::console::relay::start(&d.opts.run_dir, name, p, GuestState::Starting).await
+    } else {
+        None
+    };
     let label = name.to_string();
     tracing::debug!(guest = name, "stage spawned at {:.2} ms", ms(t));
     let t_stage = std::time::Instant::now();
@@ -271,6 +279,9 @@ async fn steps(
     })
     .await
     .map_err(|e| e.to_string())?;
+    if let Some(r) = relay {
+        r.finish().await;
+    }
     let outcome = outcome.map_err(|e| e.to_string())?;
     tracing::debug!(
         guest = name,
@@ -286,6 +297,22 @@ async fn steps(
                 .unwrap_or_else(|| "no init was started".into()));
         }
     };
+    // The guest's channel closes at exec, and just as well when the process is killed before
+    // it (an OOM kill while it mounts, a signal from the host): a start is not done until its
+    // init is known to live. A process on its way out has closed its fds before it is a
+    // zombie, so its name tells too: exec renames it. (Still our child: the unwind reaps it.)
+    let before_exec = || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or(true, |c| {
+            c.trim().as_bytes() == crate::stage::GUEST_INIT_NAME.to_bytes()
+        })
+    };
+    if outcome.error.is_none()
+        && (matches!(pidfd::state(pid), None | Some('Z') | Some('X')) || before_exec())
+    {
+        let how = pidfd::zombie_exit(pid).map_or_else(|| "gone".to_string(), |e| e.to_string());
+        undo.init = Some(fd);
+        return Err(format!("the guest's init ended before it ran ({how})"));
+    }
     let state = RunState {
         version: runstate::VERSION,
         name: name.to_string(),
@@ -306,6 +333,7 @@ async fn steps(
         extra_veths: net.as_ref().map(|n| n.veths.clone()).unwrap_or_default(),
         netns_shared: net.as_ref().is_some_and(|n| n.shared),
         proc_files,
+        boot_id: runstate::boot_id(),
     };
     fault::point("start.spawned")?;
     let (running, tx) = Running::new(state.clone(), Some(Arc::new(c.clone())), fd, false);

@@ -34,6 +34,7 @@ pub async fn stop(d: &Arc<Daemon>, name: &str, p: &Progress) -> Result<(), Manag
     // A guest whose config broke while it ran is still stopped, with the defaults.
     let cfg = d.load(name).ok().map(|l| l.config);
     shut_down(d, &run, cfg.as_ref(), p).await;
+    let _ = crate::fault::point("stop.ended");
     let t1 = t0.elapsed();
     teardown(d, name, &run, cfg.as_ref()).await;
     tracing::info!(
@@ -81,6 +82,10 @@ async fn shut_down(d: &Arc<Daemon>, run: &Arc<Running>, c: Option<&GuestConfig>,
                 stdout: console.as_ref().and_then(|f| f.try_clone().ok()),
                 stderr: console,
             };
+            // util-vserver ran it on the caller's terminal: a caller that asks gets what the
+            // console shows until it returns.
+            let relay =
+                crate::console::relay::start(&d.opts.run_dir, name, p, GuestState::Stopping).await;
             let cmd = exec::GuestCommand {
                 argv: argv.clone(),
                 env,
@@ -114,6 +119,9 @@ async fn shut_down(d: &Arc<Daemon>, run: &Arc<Running>, c: Option<&GuestConfig>,
                     GuestState::Stopping,
                 ),
             }
+            if let Some(r) = relay {
+                r.finish().await;
+            }
         }
         _ => {
             let sig = cmds.as_ref().map_or(libc::SIGINT, |c| c.stop_signal);
@@ -127,6 +135,7 @@ async fn shut_down(d: &Arc<Daemon>, run: &Arc<Running>, c: Option<&GuestConfig>,
             resend = Some(sig);
         }
     }
+    let _ = crate::fault::point("stop.signalled");
     // Wait for the guest to end: init gone, or (a reaper style) nothing but the reaper left.
     let deadline = Instant::now() + timeout;
     let mut next_resend = Instant::now() + Duration::from_millis(250);
@@ -174,14 +183,28 @@ pub async fn teardown(d: &Arc<Daemon>, name: &str, run: &Arc<Running>, c: Option
     let cg = run.state.cgroup.clone();
     let (run_dir, n) = (d.opts.run_dir.clone(), name.to_string());
     let killed = tokio::task::spawn_blocking(move || {
-        let r = cg.kill().and_then(|()| cg.remove());
+        let r = crate::fault::point("stop.cgroup").and_then(|()| {
+            cg.kill()
+                .and_then(|()| cg.remove())
+                .map_err(|e| e.to_string())
+        });
         crate::console::close(&run_dir, &n);
         r
     })
-    .await;
-    if let Ok(Err(e)) = killed {
-        tracing::warn!(guest = name, "{e}");
-    }
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    // A cgroup that would not go keeps the run state: the next daemon finds the guest ended
+    // and takes its cgroup back then (adopt.rs), instead of leaving it behind unnamed.
+    let keep_state = match &killed {
+        Ok(()) => false,
+        Err(e) => {
+            tracing::warn!(
+                guest = name,
+                "{e}; its run state is kept, so the next vserverd start retries"
+            );
+            true
+        }
+    };
     if !run.wait_exit(Duration::from_secs(10)).await {
         tracing::warn!(
             guest = name,
@@ -200,7 +223,10 @@ pub async fn teardown(d: &Arc<Daemon>, name: &str, run: &Arc<Running>, c: Option
     if let Some(n) = super::network::of_state(&run.state) {
         let _ = tokio::task::spawn_blocking(move || super::network::remove(&n)).await;
     }
-    runstate::remove(&d.opts.run_dir, name);
+    let _ = crate::fault::point("stop.network");
+    if !keep_state {
+        runstate::remove(&d.opts.run_dir, name);
+    }
     d.guests.set_running(name, None);
     if let Some(c) = c {
         if let Err(e) = super::start::run_hook(c, "postpost-stop", false).await {

@@ -115,11 +115,17 @@ impl Layout {
             let mount = PathBuf::from(unescape(pre[4]));
             match post[0] {
                 "cgroup2" => {
-                    let own = own
+                    let mut own = own
                         .iter()
                         .find(|(c, _)| c.is_empty())
                         .map(|(_, p)| p.clone())
                         .unwrap_or_default();
+                    // A daemon in its own leaf (moved there, or placed there by systemd's
+                    // DelegateSubgroup=) counts from the leaf's parent: guests stay where
+                    // every earlier daemon put them.
+                    if own.file_name().is_some_and(|n| n == DAEMON_LEAF) {
+                        own.pop();
+                    }
                     if !hierarchies.iter().any(|h: &Hierarchy| h.v2) {
                         hierarchies.push(Hierarchy {
                             mount,
@@ -605,6 +611,24 @@ fn inherit_cpuset(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The leaf of the delegated v2 cgroup the daemon itself runs in: v2 lets a cgroup give
+/// controllers to its children only while it holds no process, and systemd must be able to
+/// start the next daemon somewhere (systemd/vserverd.service, DelegateSubgroup=).
+pub const DAEMON_LEAF: &str = "vserverd-daemon";
+
+/// Whether this process runs in its v2 leaf already (systemd placed it there with
+/// DelegateSubgroup=): then the delegated cgroup never holds a process, and enabling
+/// controllers in it cannot stop systemd from starting the next daemon.
+pub fn in_daemon_leaf() -> bool {
+    std::fs::read_to_string("/proc/self/cgroup").is_ok_and(|s| {
+        s.lines().filter_map(|l| l.strip_prefix("0::")).any(|p| {
+            Path::new(p.trim())
+                .file_name()
+                .is_some_and(|n| n == DAEMON_LEAF)
+        })
+    })
+}
+
 /// The folder below the prefix that holds `cgroup/name` groups: OWN/PREFIX/.groups/GROUP/NAME.
 pub const GROUPS: &str = ".groups";
 
@@ -688,6 +712,18 @@ mod tests {
         assert_eq!(
             l.guest("g", "a").v2_dir(),
             Some(Path::new("/sys/fs/cgroup/init.scope/g/a"))
+        );
+    }
+
+    #[test]
+    fn a_daemon_in_its_leaf_counts_from_the_delegated_cgroup() {
+        let mi = "30 1 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        let l = Layout::parse(mi, "0::/system.slice/vserverd.service/vserverd-daemon\n");
+        assert_eq!(
+            l.guest("vserverd", "a").v2_dir(),
+            Some(Path::new(
+                "/sys/fs/cgroup/system.slice/vserverd.service/vserverd/a"
+            ))
         );
     }
 

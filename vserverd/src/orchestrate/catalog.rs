@@ -39,6 +39,37 @@ impl Catalog {
         self.entries.read().expect("not poisoned").clone()
     }
 
+    /// One guest's entry while the watcher keeps the entries current.
+    pub fn get(&self, name: &str) -> Option<Entry> {
+        if !self.live() {
+            return None;
+        }
+        self.entries
+            .read()
+            .expect("not poisoned")
+            .get(name)
+            .cloned()
+    }
+
+    /// Every guest's context id but `except`'s, from the entries (no file read) while the
+    /// watcher keeps them current; None otherwise. A guest whose tree does not parse is asked
+    /// its `context` file alone, as a context clash check would read it.
+    pub fn contexts(&self, roots: &Roots, except: &str) -> Option<Vec<(String, u32)>> {
+        if !self.live() {
+            return None;
+        }
+        let e = self.entries.read().expect("not poisoned");
+        Some(
+            e.iter()
+                .filter(|(n, _)| n.as_str() != except)
+                .filter_map(|(n, l)| match &**l {
+                    Ok(l) => Some((n.clone(), l.config.context)),
+                    Err(_) => config::context_of(roots, n).map(|c| (n.clone(), c)),
+                })
+                .collect(),
+        )
+    }
+
     /// (Re)reads one guest; gone from disk means gone from the catalog. Returns the new entry.
     pub fn reload(&self, roots: &Roots, name: &str) -> Option<Entry> {
         let mut e = self.entries.write().expect("not poisoned");

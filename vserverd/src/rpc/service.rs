@@ -73,10 +73,27 @@ impl Manager {
         F: FnOnce(Arc<Daemon>, String, Steps) -> Fut,
         Fut: std::future::Future<Output = Result<(), ManagerError>> + Send + 'static,
     {
+        self.lifecycle_with(more, false, name, f)
+    }
+
+    /// As `lifecycle`; with `console` (and `more`), the guest's console output while its
+    /// start or stop command runs comes as `console` steps (crate::console::relay).
+    fn lifecycle_with<F, Fut>(
+        &self,
+        more: bool,
+        console: bool,
+        name: String,
+        f: F,
+    ) -> Stream<Progress>
+    where
+        F: FnOnce(Arc<Daemon>, String, Steps) -> Fut,
+        Fut: std::future::Future<Output = Result<(), ManagerError>> + Send + 'static,
+    {
         if let Err(e) = self.check(Access::Write) {
             return Self::refuse(e);
         }
         let (steps, rx) = Steps::channel();
+        let steps = steps.with_console(console && more);
         let task = tokio::spawn(f(self.daemon.clone(), name.clone(), steps));
         type St = Option<(
             tokio::sync::mpsc::UnboundedReceiver<Progress>,
@@ -269,38 +286,48 @@ impl Manager {
         Ok(v)
     }
 
-    /// Start a guest (and the dependencies that are not running); with `more`, report progress.
+    /// Start a guest (and the dependencies that are not running); with `more`, report progress;
+    /// with `console` too, the console's output while the start command (sysv `rc 3`) runs, as
+    /// steps named `console` (util-vserver's `vserver NAME start` showed it).
     #[zlink(more)]
     async fn start(
         &self,
         more: bool,
         name: String,
+        console: Option<bool>,
     ) -> impl futures_util::Stream<Item = Result<Reply<Progress>, ManagerError>> + Unpin {
-        self.lifecycle(more, name, |d, n, p| async move {
+        let console = console.unwrap_or(false);
+        self.lifecycle_with(more, console, name, |d, n, p| async move {
             many::start(&d, Selection::One(n), DEFAULT_PARALLEL, &p).await
         })
     }
 
-    /// Stop a guest; with `more`, report progress.
+    /// Stop a guest; with `more`, report progress; with `console` too, the console's output while
+    /// the stop command (sysv `rc 6`) runs, as steps named `console`.
     #[zlink(more)]
     async fn stop(
         &self,
         more: bool,
         name: String,
+        console: Option<bool>,
     ) -> impl futures_util::Stream<Item = Result<Reply<Progress>, ManagerError>> + Unpin {
-        self.lifecycle(more, name, |d, n, p| async move {
+        let console = console.unwrap_or(false);
+        self.lifecycle_with(more, console, name, |d, n, p| async move {
             guest::stop::stop(&d, &n, &p).await
         })
     }
 
-    /// Stop, then start a guest; with `more`, report progress.
+    /// Stop, then start a guest; with `more`, report progress (and with `console`, the console's
+    /// output as Stop and Start give it).
     #[zlink(more)]
     async fn restart(
         &self,
         more: bool,
         name: String,
+        console: Option<bool>,
     ) -> impl futures_util::Stream<Item = Result<Reply<Progress>, ManagerError>> + Unpin {
-        self.lifecycle(more, name, |d, n, p| async move {
+        let console = console.unwrap_or(false);
+        self.lifecycle_with(more, console, name, |d, n, p| async move {
             guest::stop::stop(&d, &n, &p).await?;
             many::start(&d, Selection::One(n), DEFAULT_PARALLEL, &p).await
         })
@@ -337,14 +364,16 @@ impl Manager {
     }
 
     /// Restart a guest only if it runs (util-vserver's condrestart); a stopped guest stays
-    /// stopped and the call succeeds.
+    /// stopped and the call succeeds. `console` as for Restart.
     #[zlink(more)]
     async fn cond_restart(
         &self,
         more: bool,
         name: String,
+        console: Option<bool>,
     ) -> impl futures_util::Stream<Item = Result<Reply<Progress>, ManagerError>> + Unpin {
-        self.lifecycle(more, name, |d, n, p| async move {
+        let console = console.unwrap_or(false);
+        self.lifecycle_with(more, console, name, |d, n, p| async move {
             d.check_name(&n)?;
             if d.guests.running(&n).is_none() {
                 p.send(

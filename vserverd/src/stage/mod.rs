@@ -188,6 +188,7 @@ pub fn main() -> std::process::ExitCode {
     if let Plan::Start(p) = &plan {
         ch.trusted.marks = p.marks;
         ch.guest.marks = p.marks;
+        crate::fault::adopt(p.fault.clone());
     }
     ch.trusted.mark_at("main entered", entered);
     let r = match plan {
@@ -308,10 +309,14 @@ fn clone_error(what: &str, e: std::io::Error) -> String {
     }
 }
 
+/// The name (comm) the guest's PID 1 has until it execs init.
+pub const GUEST_INIT_NAME: &std::ffi::CStr = c"vserverd-guest";
+
 fn start(p: &StartPlan, ch: &mut Channels) -> Result<()> {
     ch.trusted.mark("plan read");
     let v2 = enter_cgroups(&p.cgroups)?;
     ch.trusted.mark("cgroups joined");
+    crate::fault::point("stage.cgroups")?;
     if p.time_ns {
         process::unshare_time().map_err(|e| e.0)?;
     }
@@ -335,6 +340,7 @@ fn start(p: &StartPlan, ch: &mut Channels) -> Result<()> {
             .map_err(|e| format!("loopback in the guest's network namespace: {e}"))?;
     }
     ch.trusted.mark("namespaces made");
+    crate::fault::point("stage.namespaces")?;
     match clone_parent(v2.as_ref())? {
         0 => {
             let out = ch.guest_side();
@@ -353,6 +359,10 @@ fn start(p: &StartPlan, ch: &mut Channels) -> Result<()> {
 
 /// PID 1 of the new guest, until it execs init (or becomes the reaper). Returns only errors.
 fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infallible> {
+    // Named until it execs (which renames it): the daemon tells a process that exec'd from one
+    // that died on the way by this name, since both close the guest's channel.
+    // SAFETY: prctl on ourselves with a NUL-terminated name.
+    unsafe { libc::prctl(libc::PR_SET_NAME, GUEST_INIT_NAME.as_ptr()) };
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .map_err(|e| format!("unshare cgroup namespace: {e}"))?;
     mount::make_private().map_err(|e| e.to_string())?;
@@ -364,6 +374,7 @@ fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infalli
         mount::mount_entry(&root, m).map_err(|e| e.to_string())?;
     }
     out.mark("fstab mounted");
+    crate::fault::point("stage.mounts")?;
     mount::bind_proc_files(&root, &p.proc_files).map_err(|e| e.to_string())?;
     if let Some(cg) = p.systemd_cgroup {
         mount::systemd_api(&root, cg == plan::SystemdCgroup::Unified).map_err(|e| e.to_string())?;
@@ -371,6 +382,7 @@ fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infalli
     drop(root);
     mount::pivot(&p.vdir).map_err(|e| e.to_string())?;
     out.mark("pivoted");
+    crate::fault::point("stage.pivoted")?;
     // From here on every path is inside the guest: its symlinks can only point into it.
     if let Some(m) = &p.mtab {
         write_mtab(m);
@@ -383,6 +395,7 @@ fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infalli
     process::set_uts(p.nodename.as_deref(), p.domainname.as_deref()).map_err(|e| e.0)?;
     confine(&p.cfg_dir, &p.confinement, p.reaper)?;
     out.mark("confined");
+    crate::fault::point("stage.confined")?;
     let env = cstrings(&p.env)?;
     if p.reaper {
         reaper::run(&p.argv, &env, out)

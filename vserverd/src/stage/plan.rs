@@ -97,6 +97,9 @@ pub struct StartPlan {
     /// Report each step's time (Report::Mark): the daemon logs them at debug level.
     #[serde(default)]
     pub marks: bool,
+    /// The daemon's fault-injection spec (debug builds; crate::fault), for the stage's points.
+    #[serde(default)]
+    pub fault: Option<String>,
     /// Written to the guest's /etc/mtab (unless that is a symlink).
     pub mtab: Option<String>,
     pub prepare: Prepare,
