@@ -535,7 +535,14 @@ fn vps_vkill_vwait_and_vserver_info() {
         g.run(&vs, "vwait", &["--timeout", "1", "--status-fd", "1", "pt"]),
         (2, "TIMEOUT\n".into(), String::new())
     );
-    // …but not vkill.
+    // …but not vkill, nor vwait --terminate (which then claims nothing).
+    let (code, out, err) = g.run(
+        &vs,
+        "vwait",
+        &["--timeout", "1", "--terminate", "--status-fd", "1", "pt"],
+    );
+    assert_eq!((code, out.as_str()), (127, "ERROR 1\n"), "{err}");
+    assert_eq!(d.status("pt")["state"], "running");
     let (code, _, err) = g.run(&vs, "vkill", &["--xid", "pt", "-s", "0"]);
     assert_eq!(code, 1);
     assert!(err.contains("root only"), "{err}");

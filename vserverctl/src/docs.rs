@@ -57,7 +57,7 @@ const COMPAT: &[(&str, &str, &str, &str)] = &[
         "vwait",
         "vwait [--timeout SECONDS] [--terminate] [--status-fd FD] [--] XID",
         "wait until a guest stops",
-        "Waits until guest XID (a context id or name) stops. Exit codes and the line written to FD: 0 FINISHED 0 (it stopped); 2 TIMEOUT (SECONDS passed); 1 KILLED (SECONDS passed and --terminate stopped it); 127 ERROR ERRNO (it was not running: ERRNO 3). Waiting is root and --read-group members; --terminate needs root.",
+        "Waits until guest XID (a context id or name) stops. Exit codes and the line written to FD: 0 FINISHED 0 (it stopped); 2 TIMEOUT (SECONDS passed); 1 KILLED (SECONDS passed and --terminate stopped it); 127 ERROR ERRNO (it was not running: ERRNO 3; --terminate could not stop it: ERRNO 1). Waiting is root and --read-group members; --terminate needs root.",
     ),
     (
         "vserver-info",

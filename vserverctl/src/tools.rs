@@ -402,8 +402,10 @@ async fn vwait(args: &[String]) -> Res {
             pin_mut!(s);
             while let Some(r) = s.next().await {
                 if let Err(e) = flat(r) {
+                    // Not stopped (a read-group caller, a failed stop): no KILLED claimed.
                     eprintln!("vwait: stopping {name}: {e}");
-                    break;
+                    write_status(status_fd, &format!("ERROR {}", libc::EPERM));
+                    return Ok(127);
                 }
             }
             write_status(status_fd, "KILLED");
