@@ -7,13 +7,17 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --release --locked -p vserverd -p vserverctl
 install -m 0755 target/release/vserverd target/release/vserverd-stage target/release/vserverctl /usr/local/bin/
-# util-vserver's command names, for existing scripts: `vserver NAME start`, `vserver-stat`.
-ln -sfn vserverctl /usr/local/bin/vserver
-ln -sfn vserverctl /usr/local/bin/vserver-stat
+# util-vserver's command names, for existing scripts (docs/compat.md): `vserver NAME start`,
+# `vserver-stat`, vps, vkill, … Each is a link to vserverctl, which acts by the name it is
+# called by.
+for n in vserver vserver-stat vps vkill vwait vserver-info vlimit vsched vuname start-vservers \
+  vapt-get vrpm vyum vemerge vurpm vpkg; do
+  ln -sfn vserverctl "/usr/local/bin/$n"
+done
 
 if [ "$(ps -p 1 -o comm= 2>/dev/null)" = systemd ]; then
   install -m 0644 systemd/vserverd.socket systemd/vserverd.service \
-    systemd/vserverd-autostart.service /etc/systemd/system/
+    systemd/vserverd-autostart.service systemd/vserver@.service /etc/systemd/system/
   systemctl daemon-reload
   systemctl enable --now vserverd.socket
   # Guests marked `default` start at boot, after the network, and stop in reverse at shutdown.

@@ -310,12 +310,20 @@ _vserverctl() {
             return 0
             ;;
         vserverctl__subcmd__exec)
-            opts="-t -e -h -V --tty --env --socket --help --version"
+            opts="-t -u -e -h -V --tty --user --env --socket --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -u)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --env)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

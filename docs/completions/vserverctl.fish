@@ -117,6 +117,7 @@ complete -c vserverctl -n "__fish_vserverctl_using_subcommand delete" -s V -l ve
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand running" -l socket -d 'The daemon\'s control socket' -r -F
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand running" -s h -l help -d 'Print help'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand running" -s V -l version -d 'Print version'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand exec" -s u -l user -d 'Run it as this user of the guest (a name or uid), looked up in the guest\'s own /etc/passwd [default: root]' -r
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand exec" -s e -l env -d 'NAME=VALUE in the command\'s environment (repeatable). Of the caller\'s own environment only TERM, COLORTERM, NO_COLOR, LANG, LANGUAGE, LC_* and TZ pass' -r
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand exec" -l socket -d 'The daemon\'s control socket' -r -F
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand exec" -s t -l tty -d 'Give the command a pty'

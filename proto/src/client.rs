@@ -66,6 +66,7 @@ pub trait ManagerProxy {
         command: &[String],
         environment: &[String],
         tty: bool,
+        user: Option<&str>,
     ) -> zlink::Result<
         impl Stream<Item = zlink::Result<(Result<ExecReply, ManagerError>, Vec<OwnedFd>)>>,
     >;
@@ -95,4 +96,17 @@ pub trait ManagerProxy {
     async fn events(
         &mut self,
     ) -> zlink::Result<impl Stream<Item = zlink::Result<Result<crate::Event, ManagerError>>>>;
+    async fn processes(&mut self) -> zlink::Result<Result<crate::ProcessList, ManagerError>>;
+    async fn kill(
+        &mut self,
+        name: &str,
+        pids: &[i64],
+        signal: i64,
+    ) -> zlink::Result<Result<crate::KillReply, ManagerError>>;
+    async fn set_uts(
+        &mut self,
+        name: &str,
+        nodename: Option<&str>,
+        domainname: Option<&str>,
+    ) -> zlink::Result<Result<(), ManagerError>>;
 }

@@ -137,6 +137,8 @@ pub struct GuestStatus {
     pub state: GuestState,
     /// The guest's root directory.
     pub vdir: String,
+    /// The guest's config folder (CONFIG_ROOT/NAME).
+    pub config_dir: String,
     /// The host pid of the guest's init, while it runs.
     pub init_pid: Option<u32>,
     /// Number of processes in the guest, while it runs.
@@ -215,6 +217,30 @@ pub struct GuestStat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomType)]
 pub struct StatList {
     pub guests: Vec<GuestStat>,
+}
+
+/// One process of a running guest (vps's CONTEXT and VSERVER columns).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, CustomType)]
+pub struct GuestProcess {
+    /// The host pid.
+    pub pid: u32,
+    /// The guest's name.
+    pub name: String,
+    /// The guest's context id.
+    pub context: u32,
+}
+
+/// The reply of Processes: every process of every running guest, by host pid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, CustomType)]
+pub struct ProcessList {
+    pub processes: Vec<GuestProcess>,
+}
+
+/// The reply of Kill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, CustomType)]
+pub struct KillReply {
+    /// How many processes were signalled.
+    pub signalled: u32,
 }
 
 /// The errors of `org.linux-vserver.Manager`.

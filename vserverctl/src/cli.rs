@@ -200,6 +200,10 @@ pub enum Command {
         /// Give the command a pty.
         #[arg(short, long)]
         tty: bool,
+        /// Run it as this user of the guest (a name or uid), looked up in the guest's own
+        /// /etc/passwd [default: root].
+        #[arg(short, long)]
+        user: Option<String>,
         /// NAME=VALUE in the command's environment (repeatable). Of the caller's own
         /// environment only TERM, COLORTERM, NO_COLOR, LANG, LANGUAGE, LC_* and TZ pass.
         #[arg(short, long = "env", value_name = "NAME=VALUE", value_parser = crate::guestenv::parse)]

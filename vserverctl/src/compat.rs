@@ -20,6 +20,13 @@ fn socket() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(proto::DEFAULT_SOCKET))
 }
 
+/// util-vserver's exec and suexec gave the command the caller's terminal: a pty when both
+/// stdin and stdout are terminals, pipes otherwise (so scripts read plain output).
+pub fn on_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
 pub fn parse(args: &[String]) -> Parsed {
     let mut rest: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut silent = false;
@@ -71,28 +78,25 @@ pub fn parse(args: &[String]) -> Parsed {
         "exec" if !args.is_empty() => Command::Exec {
             name,
             command: args,
-            tty: false,
+            tty: on_terminal(),
+            user: None,
             env: vec![],
         },
-        // suexec USER CMD…: only root inside the guest is supported.
-        "suexec" if args.len() >= 2 && (args[0] == "0" || args[0] == "root") => Command::Exec {
+        // suexec USER CMD…: USER is a name or uid of the guest, looked up inside it.
+        "suexec" if args.len() >= 2 => Command::Exec {
             name,
             command: args[1..].to_vec(),
-            tty: false,
+            tty: on_terminal(),
+            user: Some(args[0].clone()),
             env: vec![],
         },
-        "suexec" if args.len() >= 2 => {
-            return Parsed::Usage(format!(
-                "vserver {name} suexec: only user 0 (root) is supported, not '{}'",
-                args[0]
-            ))
-        }
         "chkconfig" => Command::Exec {
             name,
             command: std::iter::once("chkconfig".to_string())
                 .chain(args)
                 .collect(),
             tty: false,
+            user: None,
             env: vec![],
         },
         "build" => match build_args(&name, &args) {

@@ -8,6 +8,7 @@ mod exit;
 mod guestenv;
 mod render;
 mod session;
+mod tools;
 
 use clap::Parser;
 use futures_util::{pin_mut, StreamExt};
@@ -24,6 +25,24 @@ fn main() -> std::process::ExitCode {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    if tools::NAMES.contains(&called.as_str()) {
+        // util-vserver's other programs: each with its own options and exit codes.
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("{called}: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        let code = rt.block_on(tools::run(&called, &argv[1..]));
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        rt.shutdown_background();
+        return std::process::ExitCode::from(code);
+    }
     let (cli, quiet) = match called.as_str() {
         "vserver" | "vserver-stat" => {
             let parsed = if called == "vserver" {
@@ -250,10 +269,13 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             name,
             command,
             tty,
+            user,
             env,
         } => {
             let env = guestenv::build(std::env::vars(), &env);
-            let s = conn.exec(&name, &command, &env, tty).await?;
+            let s = conn
+                .exec(&name, &command, &env, tty, user.as_deref())
+                .await?;
             match session::run(s, tty).await {
                 Err(Failure::Daemon(ManagerError::NotRunning { .. })) if quiet.progress => {
                     eprintln!(

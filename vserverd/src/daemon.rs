@@ -474,6 +474,7 @@ impl Daemon {
             context: run.as_ref().map(|r| r.state.context).or(context),
             state: self.guests.state(name),
             vdir,
+            config_dir: self.roots.config_root.join(name).display().to_string(),
             init_pid: run.as_ref().map(|r| r.state.init_pid as u32),
             processes: run.as_ref().map(|r| r.state.cgroup.pids().len() as u32),
             uptime_seconds: run.as_ref().map(|r| (now - r.state.started).max(0.0)),

@@ -27,23 +27,31 @@ pub async fn wait_child(fd: &OwnedFd) -> std::io::Result<Exit> {
     }
 }
 
-/// Starts `argv` inside the guest; returns its pid and pidfd once it runs (or the error).
+/// What to run in a guest: the command, its whole environment, whether fd 0 is its
+/// controlling terminal, and the guest's user to run it as (root when None).
+pub struct GuestCommand {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub tty: bool,
+    pub user: Option<String>,
+}
+
+/// Starts a command inside the guest; returns its pid and pidfd once it runs (or the error).
 pub async fn spawn_in_guest(
     d: &Arc<Daemon>,
     c: &GuestConfig,
     run: &Running,
-    argv: Vec<String>,
-    env: Vec<String>,
+    cmd: GuestCommand,
     stdio: StageStdio,
-    tty: bool,
 ) -> Result<(i32, OwnedFd), String> {
     let mut jp = plan::join_plan(
         c,
         &run.state.cgroup,
         (run.state.init_pid, run.state.init_start_time),
-        argv,
-        env,
-        tty,
+        cmd.argv,
+        cmd.env,
+        cmd.tty,
+        cmd.user,
     );
     let init_v2 = std::fs::read_to_string(format!("/proc/{}/cgroup", run.state.init_pid))
         .ok()
@@ -146,13 +154,15 @@ pub fn guest_console(init_pid: i32) -> Option<OwnedFd> {
     .ok()
 }
 
-/// Starts `argv` in a running guest with fresh pipes (or a pty) for its stdio.
+/// Starts `argv` in a running guest with fresh pipes (or a pty) for its stdio, as root or as
+/// `user` of the guest.
 pub async fn open_session(
     d: &Arc<Daemon>,
     name: &str,
     argv: Vec<String>,
     env: Vec<String>,
     tty: bool,
+    user: Option<String>,
 ) -> Result<Session, proto::ManagerError> {
     let failed = |m: String| proto::ManagerError::Failed {
         name: name.to_string(),
@@ -192,7 +202,19 @@ pub async fn open_session(
             vec![in_w, out_r, err_r],
         )
     };
-    let (pid, pidfd) = spawn_in_guest(d, &c, &run, argv, env, stdio, tty)
+    if let Some(u) = &user {
+        // The name is looked up in the guest; here only its shape is checked.
+        if u.is_empty() || u.len() > 256 || u.contains([':', '\n', '\0']) {
+            return Err(failed(format!("{u:?} is not a user name or uid")));
+        }
+    }
+    let cmd = GuestCommand {
+        argv,
+        env,
+        tty,
+        user,
+    };
+    let (pid, pidfd) = spawn_in_guest(d, &c, &run, cmd, stdio)
         .await
         .map_err(failed)?;
     Ok(Session {

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod network;
 pub mod pending;
 pub mod plan;
+pub mod procs;
 pub mod rootpath;
 pub mod runstate;
 pub mod start;

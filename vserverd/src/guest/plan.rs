@@ -338,6 +338,7 @@ pub fn join_plan(
     argv: Vec<String>,
     env: Vec<String>,
     tty: bool,
+    user: Option<String>,
 ) -> JoinPlan {
     JoinPlan {
         name: c.name.clone(),
@@ -348,6 +349,7 @@ pub fn join_plan(
         argv,
         env,
         tty,
+        user,
     }
 }
 

@@ -86,7 +86,13 @@ async fn shut_down(d: &Arc<Daemon>, run: &Arc<Running>, c: Option<&GuestConfig>,
             // console shows until it returns.
             let relay =
                 crate::console::relay::start(&d.opts.run_dir, name, p, GuestState::Stopping).await;
-            match exec::spawn_in_guest(d, c, run, argv.clone(), env, stdio, false).await {
+            let cmd = exec::GuestCommand {
+                argv: argv.clone(),
+                env,
+                tty: false,
+                user: None,
+            };
+            match exec::spawn_in_guest(d, c, run, cmd, stdio).await {
                 Ok((_, fd)) => {
                     let waited = tokio::time::timeout(timeout, exec::wait_child(&fd)).await;
                     if waited.is_err() {

@@ -98,6 +98,8 @@ const AUDITED: &[&str] = &[
     "SetLimits",
     "Build",
     "Delete",
+    "Kill",
+    "SetUts",
 ];
 
 /// One audited call: logged when dropped, with the outcome set last (a connection that goes
@@ -123,17 +125,44 @@ impl<'a> Audit<'a> {
             .or_else(|| s("mark").map(|m| format!("mark {m}")))
             .unwrap_or_default();
         let detail = match m {
-            "Exec" => p
-                .and_then(|p| p.get("command"))
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(" ")
+            "Exec" => {
+                let cmd = p
+                    .and_then(|p| p.get("command"))
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default();
+                // Who the command runs as is part of what was asked.
+                match s("user") {
+                    Some(u) => format!("as {u}: {cmd}"),
+                    None => cmd,
+                }
+            }
+            "Build" => s("method").unwrap_or_default().to_string(),
+            "Kill" => p
+                .map(|p| {
+                    format!(
+                        "signal {} pids {}",
+                        p.get("signal").map(|v| v.to_string()).unwrap_or_default(),
+                        p.get("pids").map(|v| v.to_string()).unwrap_or_default()
+                    )
                 })
                 .unwrap_or_default(),
-            "Build" => s("method").unwrap_or_default().to_string(),
+            "SetUts" => p
+                .map(|p| {
+                    format!(
+                        "nodename {} domainname {}",
+                        p.get("nodename").map(|v| v.to_string()).unwrap_or_default(),
+                        p.get("domainname")
+                            .map(|v| v.to_string())
+                            .unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default(),
             "SetLimits" => p
                 .and_then(|p| p.get("limits"))
                 .map(|l| l.to_string())

@@ -149,6 +149,7 @@ impl Manager {
         command: Option<Vec<String>>,
         environment: Vec<String>,
         tty: bool,
+        user: Option<String>,
     ) -> FdStream<ExecReply> {
         let refuse =
             |e: ManagerError| -> FdStream<ExecReply> { stream::iter([(Err(e), vec![])]).boxed() };
@@ -176,7 +177,7 @@ impl Manager {
                     }
                 },
             };
-            match guest::exec::open_session(&d, &name, argv, environment, tty).await {
+            match guest::exec::open_session(&d, &name, argv, environment, tty, user).await {
                 Err(e) => {
                     let _ = tx.send((Err(e), vec![]));
                 }
@@ -233,7 +234,8 @@ impl Manager {
     types = [
         GuestList, proto::GuestSummary, proto::ConfigProblem, GuestStatus, Validation, GuestConfig,
         Progress, proto::Event, Limits, proto::StatList, proto::GuestStat, ExecReply, BuildOptions, proto::AddressConfig,
-        proto::MountConfig, proto::LimitConfig, proto::Setting, proto::ConsoleReply
+        proto::MountConfig, proto::LimitConfig, proto::Setting, proto::ConsoleReply,
+        proto::GuestProcess, proto::ProcessList, proto::KillReply
     ]
 )]
 impl Manager {
@@ -389,7 +391,8 @@ impl Manager {
 
     /// Run a command inside a running guest. The first reply carries the command's pid and its
     /// stdin, stdout and stderr (or one pty master when `tty` is set) as file descriptors; the
-    /// last one its exit status. Needs `more`.
+    /// last one its exit status. Needs `more`. With `user` (a name or uid of the guest, looked
+    /// up in the guest's own /etc/passwd from inside it) the command runs as that user.
     #[zlink(more, return_fds)]
     async fn exec(
         &self,
@@ -398,9 +401,10 @@ impl Manager {
         command: Vec<String>,
         environment: Vec<String>,
         tty: bool,
+        user: Option<String>,
     ) -> impl futures_util::Stream<Item = (Result<Reply<ExecReply>, ManagerError>, Vec<OwnedFd>)> + Unpin
     {
-        self.session(more, name, Some(command), environment, tty)
+        self.session(more, name, Some(command), environment, tty, user)
     }
 
     /// Attach to a running guest's console (its /dev/console, a pty): the reply's one fd is a
@@ -456,7 +460,7 @@ impl Manager {
         environment: Vec<String>,
     ) -> impl futures_util::Stream<Item = (Result<Reply<ExecReply>, ManagerError>, Vec<OwnedFd>)> + Unpin
     {
-        self.session(more, name, None, environment, true)
+        self.session(more, name, None, environment, true, None)
     }
 
     /// Change the resource limits of a running guest; `persist` also writes the config tree.
@@ -469,6 +473,60 @@ impl Manager {
         self.check(Access::Write)?;
         let d = self.daemon.clone();
         in_task(async move { guest::limits::set(&d, &name, limits, persist).await }).await
+    }
+
+    /// Every process of every running guest, by host pid (what vps shows).
+    async fn processes(&self) -> Result<proto::ProcessList, ManagerError> {
+        self.check(Access::Read)?;
+        // Reads every guest's cgroup.procs: like Stat, two at a time on blocking threads.
+        static PROCS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+        let _permit = PROCS.acquire().await.map_err(|e| ManagerError::Failed {
+            name: String::new(),
+            message: e.to_string(),
+        })?;
+        let d = self.daemon.clone();
+        tokio::task::spawn_blocking(move || proto::ProcessList {
+            processes: guest::procs::processes(&d),
+        })
+        .await
+        .map_err(|e| ManagerError::Failed {
+            name: String::new(),
+            message: format!("processes: {e}"),
+        })
+    }
+
+    /// Send `signal` to host pids of a running guest, each checked to be the guest's (vkill);
+    /// no pids: every process of the guest.
+    async fn kill(
+        &self,
+        name: String,
+        pids: Vec<i64>,
+        signal: i64,
+    ) -> Result<proto::KillReply, ManagerError> {
+        self.check(Access::Write)?;
+        let d = self.daemon.clone();
+        in_task(async move {
+            tokio::task::spawn_blocking(move || guest::procs::kill(&d, &name, &pids, signal))
+                .await
+                .map_err(|e| ManagerError::Failed {
+                    name: String::new(),
+                    message: format!("kill: {e}"),
+                })?
+                .map(|signalled| proto::KillReply { signalled })
+        })
+        .await
+    }
+
+    /// Set a running guest's nodename and/or domainname live, in its UTS namespace (vuname).
+    async fn set_uts(
+        &self,
+        name: String,
+        nodename: Option<String>,
+        domainname: Option<String>,
+    ) -> Result<(), ManagerError> {
+        self.check(Access::Write)?;
+        let d = self.daemon.clone();
+        in_task(async move { guest::procs::set_uts(&d, &name, nodename, domainname).await }).await
     }
 
     /// Build a new guest with a build method (skeleton, debootstrap, template, clone); with

@@ -18,6 +18,7 @@ pub mod plan;
 mod reaper;
 pub mod report;
 pub mod spawn;
+mod user;
 
 use std::ffi::CString;
 use std::io::Write;
@@ -593,7 +594,17 @@ fn join(p: &JoinPlan, ch: &mut Channels) -> Result<()> {
                     libc::ioctl(0, libc::TIOCSCTTY, 0);
                 }
             }
-            let e = exec(&p.argv, &env, true);
+            let env = match &p.user {
+                None => Ok(env),
+                Some(u) => user::lookup(u).and_then(|who| {
+                    user::switch(&who)?;
+                    user::environment(&env, &who)
+                }),
+            };
+            let e = match env {
+                Ok(env) => exec(&p.argv, &env, true),
+                Err(e) => format!("suexec: {e}"),
+            };
             out.send(&Report::Error(e));
             // SAFETY: leave without the parent's destructors; 127 as a shell would.
             unsafe { libc::_exit(127) }

@@ -128,6 +128,10 @@ pub struct JoinPlan {
     pub env: Vec<String>,
     /// Make the process a session leader with fd 0 (a pty) as its controlling terminal.
     pub tty: bool,
+    /// Run as this user of the guest (a name or a uid), looked up in the guest's own
+    /// /etc/passwd once the process is inside the guest (`vserver NAME suexec`).
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// One line the stage (or the process it made) writes back.

@@ -1,0 +1,175 @@
+//! `vserver NAME suexec USER`: who USER is, read from the guest's own /etc/passwd and
+//! /etc/group by the joined process itself, after it entered the guest's mount namespace and
+//! was confined. No NSS module of the guest is ever loaded, and no host process follows a
+//! guest path: the files are the guest's, read by a guest process, and still treated as
+//! hostile (bounded reads, regular files only, no blocking on a FIFO).
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+
+/// At most this much of /etc/passwd or /etc/group is read; a guest's real ones are far smaller.
+const MAX_FILE: u64 = 4 << 20;
+
+/// A resolved user: its ids, supplementary groups, home and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Who {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub home: String,
+}
+
+/// Reads a guest file for lookup: a regular file, opened without blocking (a FIFO planted
+/// there would otherwise hang the open), at most MAX_FILE bytes. Missing is empty.
+fn read_bounded(path: &str) -> Result<String, String> {
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => return Err(format!("{path}: {e}")),
+    };
+    let meta = f.metadata().map_err(|e| format!("{path}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{path}: not a regular file"));
+    }
+    let mut buf = Vec::new();
+    f.take(MAX_FILE)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("{path}: {e}"))?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Finds `user` (a name, or a uid when all digits) in passwd and group texts. A uid without a
+/// passwd entry runs with the group of the same number and no supplementary groups.
+pub fn resolve(user: &str, passwd: &str, group: &str) -> Result<Who, String> {
+    let numeric = user.parse::<u32>().ok();
+    let entry = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 7 {
+            return None;
+        }
+        let (uid, gid) = (f[2].parse::<u32>().ok()?, f[3].parse::<u32>().ok()?);
+        let hit = match numeric {
+            Some(n) => uid == n,
+            None => f[0] == user,
+        };
+        hit.then(|| (f[0].to_string(), uid, gid, f[5].to_string()))
+    });
+    let (name, uid, gid, home) = match (entry, numeric) {
+        (Some(e), _) => e,
+        (None, Some(n)) => (n.to_string(), n, n, "/".to_string()),
+        (None, None) => return Err(format!("unknown user '{user}' in the guest's /etc/passwd")),
+    };
+    let mut groups = vec![gid];
+    for l in group.lines() {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 4 {
+            continue;
+        }
+        let Ok(g) = f[2].parse::<u32>() else { continue };
+        if f[3].split(',').any(|m| m == name) && !groups.contains(&g) {
+            groups.push(g);
+        }
+        // NGROUPS_MAX: a guest listing the user in more groups than the kernel takes gets
+        // the first ones.
+        if groups.len() >= 65536 {
+            break;
+        }
+    }
+    Ok(Who {
+        name,
+        uid,
+        gid,
+        groups,
+        home,
+    })
+}
+
+/// Looks `user` up in this process's /etc (the guest's, once joined).
+pub fn lookup(user: &str) -> Result<Who, String> {
+    let passwd = read_bounded("/etc/passwd")?;
+    let group = read_bounded("/etc/group")?;
+    resolve(user, &passwd, &group)
+}
+
+/// Becomes `who`: groups, gid, then uid (which, from root, clears every capability).
+pub fn switch(who: &Who) -> Result<(), String> {
+    let groups: Vec<libc::gid_t> = who.groups.clone();
+    // SAFETY: setgroups reads `groups.len()` ids from a live Vec.
+    if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } != 0 {
+        return Err(format!("setgroups: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: plain id changes of this process; each result is checked.
+    if unsafe { libc::setresgid(who.gid, who.gid, who.gid) } != 0 {
+        return Err(format!(
+            "setgid {}: {}",
+            who.gid,
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: as above.
+    if unsafe { libc::setresuid(who.uid, who.uid, who.uid) } != 0 {
+        return Err(format!(
+            "setuid {}: {}",
+            who.uid,
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// The environment for `who`: HOME, USER and LOGNAME set to its own.
+pub fn environment(env: &[CString], who: &Who) -> Result<Vec<CString>, String> {
+    let mut out: Vec<CString> = env
+        .iter()
+        .filter(|e| {
+            let b = e.as_bytes();
+            !(b.starts_with(b"HOME=") || b.starts_with(b"USER=") || b.starts_with(b"LOGNAME="))
+        })
+        .cloned()
+        .collect();
+    for (k, v) in [
+        ("HOME", who.home.as_str()),
+        ("USER", who.name.as_str()),
+        ("LOGNAME", who.name.as_str()),
+    ] {
+        out.push(CString::new(format!("{k}={v}")).map_err(|_| format!("NUL byte in {k}"))?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nbad line\nweb:x:1000:100:W:/home/web:/bin/sh\nx:x:notanumber:1::/:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\nusers:x:100:\nwww:x:33:web,other\nadm:x:4:other\n";
+
+    #[test]
+    fn names_and_uids_resolve_with_their_groups() {
+        let w = resolve("web", PASSWD, GROUP).unwrap();
+        assert_eq!(
+            w,
+            Who {
+                name: "web".into(),
+                uid: 1000,
+                gid: 100,
+                groups: vec![100, 33],
+                home: "/home/web".into()
+            }
+        );
+        assert_eq!(resolve("1000", PASSWD, GROUP).unwrap().name, "web");
+        let n = resolve("4242", PASSWD, GROUP).unwrap();
+        assert_eq!((n.uid, n.gid, n.groups.clone()), (4242, 4242, vec![4242]));
+        assert!(resolve("nosuch", PASSWD, GROUP).is_err());
+        assert!(
+            resolve("x", PASSWD, GROUP).is_err(),
+            "a malformed uid is no entry"
+        );
+    }
+}
