@@ -577,3 +577,41 @@ fn an_adopted_guest_reboots_on_a_host_whose_pid1_reaps() {
     let _ = w.wait();
     holds(&d, "r", "reaping host");
 }
+
+/// The reboot helper cut short: the daemon dies after tearing a rebooting guest down and before
+/// starting it again. The reboot owed was on disk first, so the next daemon starts the guest.
+#[test]
+fn a_reboot_cut_short_is_finished_by_the_next_daemon() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("rb").context(47071).write(&d);
+    d.env = vec![("VSERVERD_FAULT".into(), "reboot.torn-down=kill".into())];
+    d.spawn();
+    d.ctl_ok(&["start", "rb"]);
+    let init = d.init_pid("rb");
+    let _ = d.ctl(&["exec", "rb", "--", "/sbin/reboot", "-f"]);
+    let pid = d.pid().unwrap() as i32;
+    d.wait_until("the daemon killed at reboot.torn-down", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
+    });
+    d.kill();
+    assert!(
+        d.run_dir.join("guests/rb.reboot").exists(),
+        "no reboot owed on disk"
+    );
+    d.env.clear();
+    d.spawn();
+    d.wait_until("the rebooted guest running again", || {
+        let s = d.status("rb");
+        s["state"] == "running" && s["init_pid"].as_i64().is_some_and(|p| p as i32 != init)
+    });
+    assert!(
+        !d.run_dir.join("guests/rb.reboot").exists(),
+        "the marker stayed"
+    );
+    d.ctl_ok(&["exec", "rb", "--", "true"]);
+    d.ctl_ok(&["stop", "rb"]);
+    nothing_left(&d, "rb", "reboot.torn-down × kill");
+}

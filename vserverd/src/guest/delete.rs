@@ -98,6 +98,7 @@ pub async fn delete(d: &Arc<Daemon>, name: &str, stop: bool) -> Result<(), Manag
         )
     })?;
     crate::console::remove_logs(&d.opts.run_dir, name);
+    super::supervise::forget_reboot(&d.opts.run_dir, name);
     // List at once, not when the watcher's event arrives.
     d.catalog.reload(&d.roots(), name);
     d.guests.emit(name, "deleted", None);

@@ -97,20 +97,68 @@ async fn handle_exit(d: Arc<Daemon>, name: String, run: Arc<Running>, exit: Exit
     tracing::info!(guest = name, "{msg}");
     d.guests.emit(&name, event, Some(msg.clone()));
     let cfg = d.load(&name).ok().map(|l| l.config);
-    stop::teardown(&d, &name, &run, cfg.as_ref()).await;
-    d.guests.set_last(&name, Some(msg));
-    d.guests.emit(&name, "stopped", None);
-    drop(held);
     let helper_on = cfg.as_ref().is_some_and(|c| !c.vshelper.disabled);
     let restart = m == Meaning::Restart
         && helper_on
         && cfg.as_ref().is_some_and(|c| c.vshelper.action == "restart");
+    // A reboot owed is on disk before the guest is torn down: a daemon that dies between the
+    // teardown and the start leaves it to the next one (restart_owed), so a rebooting guest
+    // never just stays down.
+    if restart {
+        let _ = std::fs::write(reboot_marker(&d.opts.run_dir, &name), b"");
+    }
+    stop::teardown(&d, &name, &run, cfg.as_ref()).await;
+    let _ = crate::fault::point("reboot.torn-down");
+    d.guests.set_last(&name, Some(msg));
+    d.guests.emit(&name, "stopped", None);
+    drop(held);
     if restart {
         // A guest that reboots in a loop is throttled, not spun.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let p = crate::daemon::Progress::none();
-        if let Err(e) = super::start::start(&d, &name, &p).await {
-            tracing::warn!(guest = name, "restart after reboot failed: {e}");
+        restart_after_reboot(&d, &name).await;
+    }
+}
+
+fn reboot_marker(run_dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    run_dir.join("guests").join(format!("{name}.reboot"))
+}
+
+/// A deleted guest owes no reboot.
+pub fn forget_reboot(run_dir: &std::path::Path, name: &str) {
+    let _ = std::fs::remove_file(reboot_marker(run_dir, name));
+}
+
+async fn restart_after_reboot(d: &Arc<Daemon>, name: &str) {
+    let p = crate::daemon::Progress::none();
+    if let Err(e) = super::start::start(d, name, &p).await {
+        tracing::warn!(guest = name, "restart after reboot failed: {e}");
+    }
+    let _ = std::fs::remove_file(reboot_marker(&d.opts.run_dir, name));
+}
+
+/// At daemon start: the guests an earlier daemon was rebooting when it died, started now.
+pub fn restart_owed(d: &Arc<Daemon>) {
+    let Ok(rd) = std::fs::read_dir(d.opts.run_dir.join("guests")) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let Some(name) = e
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_suffix(".reboot"))
+            .map(String::from)
+        else {
+            continue;
+        };
+        if d.guests.running(&name).is_some() {
+            let _ = std::fs::remove_file(e.path());
+            continue;
         }
+        tracing::info!(
+            guest = name,
+            "an earlier vserverd died while this guest rebooted: starting it"
+        );
+        let d = d.clone();
+        tokio::spawn(async move { restart_after_reboot(&d, &name).await });
     }
 }
