@@ -31,7 +31,8 @@ for g in a b c; do [ "$(field $g state)" = running ] || fail "$g is $(field $g s
   || fail "the start's failure is not in the unit's status"
 journalctl -b --no-pager -o cat -u vserverd-autostart.service | grep -q "no start today" \
   || fail "bad's error is not in the unit's journal"
-step "boot: a, b, c running, started in dependency order by vserverd-autostart via the socket; bad failed, reported, the unit active"
+systemctl is-active vservers-default.service >/dev/null || fail "util-vserver's vservers-default name is not the autostart unit"
+step "boot: a, b, c running, started in dependency order by vserverd-autostart via the socket; bad failed, reported, the unit active (also as vservers-default)"
 
 # Stopping the service leaves the guests; the next call activates a daemon that adopts them.
 PA=$(field a init_pid)
@@ -84,6 +85,14 @@ for h in vserverd-procfs vserverd-tty; do
   [ "$(cat $OWN/vserverd/.$h/cpu.max)" = "100000 100000" ] || fail "$h: cpu.max $(cat $OWN/vserverd/.$h/cpu.max)"
 done
 step "restart with v2 controllers enabled: the daemon starts in its leaf; the helpers have their own cgroups and limits"
+
+# util-vserver's per-guest template unit, under systemd itself.
+systemctl start vserver@lim.service
+[ "$(field lim state)" = running ] || fail "vserver@lim started: lim $(field lim state)"
+systemctl is-active vserver@lim.service >/dev/null || fail "vserver@lim not active"
+systemctl stop vserver@lim.service
+[ "$(field lim state)" = stopped ] || fail "vserver@lim stopped: lim $(field lim state)"
+step "vserver@lim.service starts and stops one guest"
 
 # The autostart unit's stop (what an orderly shutdown runs): dependents first.
 systemctl stop vserverd-autostart.service
@@ -183,6 +192,7 @@ fn units(dir: &Path) {
         "vserverd.socket",
         "vserverd.service",
         "vserverd-autostart.service",
+        "vserver@.service",
     ] {
         std::fs::copy(repo.join("systemd").join(u), sys.join(u)).unwrap();
     }
@@ -194,6 +204,12 @@ fn units(dir: &Path) {
     symlink(
         "../vserverd-autostart.service",
         sys.join("multi-user.target.wants/vserverd-autostart.service"),
+    )
+    .unwrap();
+    // What `systemctl enable` makes of the unit's Alias= (util-vserver's name for it).
+    symlink(
+        "vserverd-autostart.service",
+        sys.join("vservers-default.service"),
     )
     .unwrap();
     // The units name /usr/local/bin, where scripts/demo.sh installs the binaries.
