@@ -117,6 +117,10 @@ async fn run(args: Args, activated_fd: Option<OwnedFd>) -> Result<(), String> {
         return Ok(());
     }
     init_logging();
+    // Handlers first: a SIGTERM while the daemon sets up (adoption can take a while) must end
+    // it cleanly, not by the signal's default action with the socket left behind.
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     raise_fd_limit();
     let read_gid = match &args.read_group {
         None => None,
@@ -185,8 +189,6 @@ async fn run(args: Args, activated_fd: Option<OwnedFd>) -> Result<(), String> {
     );
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let result = tokio::select! {
         r = vserverd::rpc::serve(listener, daemon.clone()) => r.map_err(|e| format!("serving: {e}")),
         _ = term.recv() => Ok(()),
