@@ -31,8 +31,9 @@ for g in a b c; do [ "$(field $g state)" = running ] || fail "$g is $(field $g s
   || fail "the start's failure is not in the unit's status"
 journalctl -b --no-pager -o cat -u vserverd-autostart.service | grep -q "no start today" \
   || fail "bad's error is not in the unit's journal"
-systemctl is-active vservers-default.service >/dev/null || fail "util-vserver's vservers-default name is not the autostart unit"
-step "boot: a, b, c running, started in dependency order by vserverd-autostart via the socket; bad failed, reported, the unit active (also as vservers-default)"
+[ "$(systemctl show -P Id vservers-default.service)" = vserverd-autostart.service ] \
+  || fail "vservers-default is not the autostart unit: $(systemctl show -P Id,LoadState vservers-default.service | tr '\n' ' ')"
+step "boot: a, b, c running, started in dependency order by vserverd-autostart via the socket; bad failed, reported, the unit active (also named vservers-default)"
 
 # Stopping the service leaves the guests; the next call activates a daemon that adopts them.
 PA=$(field a init_pid)
@@ -206,7 +207,7 @@ fn units(dir: &Path) {
         sys.join("multi-user.target.wants/vserverd-autostart.service"),
     )
     .unwrap();
-    // What `systemctl enable` makes of the unit's Alias= (util-vserver's name for it).
+    // What `systemctl enable` makes of the autostart unit's Alias= (util-vserver's name).
     symlink(
         "vserverd-autostart.service",
         sys.join("vservers-default.service"),
@@ -244,6 +245,14 @@ fn units_autostart_adoption_and_v2_limits_under_systemd() {
             "/etc/systemd/system/vserverd-autostart.service",
             &t.path()
                 .join("etc/systemd/system/vserverd-autostart.service"),
+        )
+        .tree(
+            "/etc/systemd/system/vserver@.service",
+            &t.path().join("etc/systemd/system/vserver@.service"),
+        )
+        .tree(
+            "/etc/systemd/system/vservers-default.service",
+            &t.path().join("etc/systemd/system/vservers-default.service"),
         )
         .tree(
             "/etc/systemd/system/sockets.target.wants/vserverd.socket",
