@@ -74,6 +74,23 @@ impl TestDaemon {
         self
     }
 
+    /// The daemon's arguments: this test's roots, socket and cgroup prefix, and any added.
+    pub fn daemon_args(&self) -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = Vec::new();
+        for (flag, v) in [
+            ("--config-root", self.config_root.as_os_str()),
+            ("--vdir-base", self.vdir_base.as_os_str()),
+            ("--run-dir", self.run_dir.as_os_str()),
+            ("--socket", self.socket.as_os_str()),
+            ("--cgroup-prefix", std::ffi::OsStr::new(&self.cgroup_prefix)),
+        ] {
+            a.push(flag.into());
+            a.push(v.into());
+        }
+        a.extend(self.extra_args.iter().map(Into::into));
+        a
+    }
+
     /// The daemon will inherit `f` as fd 9 (the next as 10, …), not close-on-exec.
     pub fn inherit(&mut self, f: std::fs::File) -> &mut Self {
         self.inherited.push(f);
@@ -113,17 +130,7 @@ impl TestDaemon {
             });
         }
         let child = cmd
-            .arg("--config-root")
-            .arg(&self.config_root)
-            .arg("--vdir-base")
-            .arg(&self.vdir_base)
-            .arg("--run-dir")
-            .arg(&self.run_dir)
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--cgroup-prefix")
-            .arg(&self.cgroup_prefix)
-            .args(&self.extra_args)
+            .args(self.daemon_args())
             .env(
                 "VSERVERD_LOG",
                 std::env::var("VSERVERD_TEST_LOG").unwrap_or_else(|_| "debug".into()),
