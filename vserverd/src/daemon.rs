@@ -278,25 +278,30 @@ impl Daemon {
     /// InvalidConfig when `name` shares context `ctx` with another guest and is not the one
     /// that keeps it.
     fn refuse_clash(&self, name: &str, ctx: u32) -> Result<(), ManagerError> {
-        // The other guests' contexts from the catalog while the watcher keeps it current: a
-        // per-guest call must not read every guest's tree (docs/orchestration.md).
-        let others: Vec<(String, u32)> = self
-            .catalog
-            .contexts(&self.roots, name)
-            .unwrap_or_else(|| {
-                self.names()
+        // The guests that share the id, from the catalog's index while the watcher keeps it
+        // current: a per-guest call must not read every guest's tree (docs/orchestration.md).
+        let users: Vec<String> = match self.catalog.context_users(&self.roots, ctx) {
+            Some(mut u) => {
+                u.retain(|n| n != name);
+                u.push(name.to_string());
+                u
+            }
+            None => {
+                let all: Vec<(String, u32)> = self
+                    .names()
                     .into_iter()
                     .filter(|n| n != name)
                     .filter_map(|n| config::context_of(&self.roots, &n).map(|c| (n, c)))
-                    .collect()
-            })
-            .into_iter()
-            .chain(std::iter::once((name.to_string(), ctx)))
-            .collect();
-        if let Some((_, users)) = config::context_conflicts(&others)
-            .into_iter()
-            .find(|(c, _)| *c == ctx)
-        {
+                    .chain(std::iter::once((name.to_string(), ctx)))
+                    .collect();
+                config::context_conflicts(&all)
+                    .into_iter()
+                    .find(|(c, _)| *c == ctx)
+                    .map(|(_, u)| u)
+                    .unwrap_or_default()
+            }
+        };
+        if users.len() > 1 {
             if let Some(p) = self.context_clash(name, ctx, &users) {
                 return Err(ManagerError::InvalidConfig {
                     file: p.file,

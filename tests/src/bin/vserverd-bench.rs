@@ -8,6 +8,10 @@
 //! the same root and `systemd-nspawn` running /bin/true; prints medians and the ratios, for
 //! runs back to back and for runs 200 ms apart.
 //!
+//! `calls [--calls N]`: Status and Validate of one guest, each N times on one connection, with
+//! 10 and with 1000 configured guests side by side (interleaved daemons): a per-guest call
+//! must cost the same whatever the guest count.
+//!
 //! `many [--guests N] [--depth D] [--configured M]` (root): N busybox guests (one shared root)
 //! in a depends graph D layers deep, all marked `default`: start and stop all via --mark,
 //! parallel and serial; then the daemon's RSS and idle wake-ups with M configured guests, and
@@ -86,6 +90,68 @@ fn list_latency(c: &mut Raw, calls: usize, guests: usize) -> String {
         percentile(&decoded, 0.99),
         calls as f64 / total,
     )
+}
+
+fn bench_calls(args: &[String]) {
+    let calls = arg(args, "--calls", 3000);
+    let daemons: Vec<(u32, TestDaemon)> = [10u32, 1000]
+        .into_iter()
+        .map(|n| {
+            let mut d = TestDaemon::prepare();
+            for i in 0..n {
+                GuestBuilder::new(&format!("g{i:04}"))
+                    .context(40000 + i)
+                    .write(&d);
+            }
+            d.spawn();
+            // The watcher's catalog is live once List shows every guest.
+            let mut c = Raw::connect(&d.socket);
+            let _ = list_latency(&mut c, 1, n as usize);
+            (n, d)
+        })
+        .collect();
+    for method in ["Status", "Validate"] {
+        let call = {
+            let mut b = serde_json::to_vec(&json!({
+                "method": format!("org.linux-vserver.Manager.{method}"),
+                "parameters": {"name": "g0000"},
+            }))
+            .expect("json");
+            b.push(0);
+            b
+        };
+        // Interleaved rounds of 100 calls, so that the machine's noise falls on both alike.
+        let mut conns: Vec<(u32, Raw, Vec<f64>)> = daemons
+            .iter()
+            .map(|(n, d)| (*n, Raw::connect(&d.socket), Vec::with_capacity(calls)))
+            .collect();
+        for _ in 0..calls.div_ceil(100) {
+            for (_, c, times) in conns.iter_mut() {
+                for _ in 0..100 {
+                    let t = Instant::now();
+                    c.send_bytes(&call);
+                    let bytes = c.recv_bytes().expect("a reply");
+                    times.push(t.elapsed().as_secs_f64() * 1e6);
+                    assert!(!bytes.starts_with(b"{\"error\""), "{method} failed");
+                }
+            }
+        }
+        let p50: Vec<(u32, f64, f64)> = conns
+            .into_iter()
+            .map(|(n, _, mut t)| {
+                t.sort_by(|a, b| a.total_cmp(b));
+                (n, percentile(&t, 0.5), percentile(&t, 0.99))
+            })
+            .collect();
+        println!(
+            "{method} of one guest, {calls} calls on one connection: {} — 1000/10 = {:.2}x",
+            p50.iter()
+                .map(|(n, a, b)| format!("{n} guests p50 {a:.0} µs, p99 {b:.0} µs"))
+                .collect::<Vec<_>>()
+                .join("; "),
+            p50[1].1 / p50[0].1
+        );
+    }
 }
 
 /// Runs a command, panicking with its output when it fails.
@@ -433,10 +499,12 @@ fn main() {
         Some("list") => bench_list(&args[1..]),
         Some("lifecycle") => bench_lifecycle(&args[1..]),
         Some("many") => bench_many(&args[1..]),
+        Some("calls") => bench_calls(&args[1..]),
         Some("watch") => bench_watch(&args[1..]),
         _ => {
             eprintln!(
-                "usage: vserverd-bench list [--guests N] [--calls N] | lifecycle [--iterations N]"
+                "usage: vserverd-bench list [--guests N] [--calls N] | calls [--calls N] | \
+                 lifecycle [--iterations N] | many … | watch …"
             );
             std::process::exit(2);
         }

@@ -2,9 +2,9 @@
 //! every tree on every call. Lifecycle calls still parse afresh: they must act on what is on
 //! disk this instant.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::{self, ConfigError, Loaded, Roots};
 
@@ -17,6 +17,8 @@ pub struct Catalog {
     live: AtomicBool,
     /// Counts changes, so that what is derived from the entries can be cached (List).
     version: AtomicU64,
+    /// Guests by context id, as of a version (context_users).
+    by_context: Mutex<Option<(u64, HashMap<u32, Vec<String>>)>>,
 }
 
 impl Catalog {
@@ -51,22 +53,34 @@ impl Catalog {
             .cloned()
     }
 
-    /// Every guest's context id but `except`'s, from the entries (no file read) while the
-    /// watcher keeps them current; None otherwise. A guest whose tree does not parse is asked
-    /// its `context` file alone, as a context clash check would read it.
-    pub fn contexts(&self, roots: &Roots, except: &str) -> Option<Vec<(String, u32)>> {
+    /// The guests whose context id is `ctx`, while the watcher keeps the entries current;
+    /// None otherwise. From an index built once per change of the entries (a guest whose tree
+    /// does not parse is asked its `context` file alone, as the clash check would read it), so
+    /// a per-guest call costs the same whatever the number of guests.
+    pub fn context_users(&self, roots: &Roots, ctx: u32) -> Option<Vec<String>> {
         if !self.live() {
             return None;
         }
-        let e = self.entries.read().expect("not poisoned");
+        let version = self.version();
+        let mut idx = self.by_context.lock().expect("not poisoned");
+        if idx.as_ref().is_none_or(|(v, _)| *v != version) {
+            let e = self.entries.read().expect("not poisoned");
+            let mut m: HashMap<u32, Vec<String>> = HashMap::new();
+            for (n, l) in e.iter() {
+                let c = match &**l {
+                    Ok(l) => Some(l.config.context),
+                    Err(_) => config::context_of(roots, n),
+                };
+                if let Some(c) = c {
+                    m.entry(c).or_default().push(n.clone());
+                }
+            }
+            *idx = Some((version, m));
+        }
         Some(
-            e.iter()
-                .filter(|(n, _)| n.as_str() != except)
-                .filter_map(|(n, l)| match &**l {
-                    Ok(l) => Some((n.clone(), l.config.context)),
-                    Err(_) => config::context_of(roots, n).map(|c| (n.clone(), c)),
-                })
-                .collect(),
+            idx.as_ref()
+                .and_then(|(_, m)| m.get(&ctx).cloned())
+                .unwrap_or_default(),
         )
     }
 
