@@ -10,6 +10,9 @@ use crate::config::{self, ConfigError, Loaded, Roots};
 
 pub type Entry = Arc<Result<Loaded, ConfigError>>;
 
+/// Guest names by context id.
+type ByContext = HashMap<u32, Vec<String>>;
+
 #[derive(Default)]
 pub struct Catalog {
     entries: RwLock<BTreeMap<String, Entry>>,
@@ -18,7 +21,7 @@ pub struct Catalog {
     /// Counts changes, so that what is derived from the entries can be cached (List).
     version: AtomicU64,
     /// Guests by context id, as of a version (context_users).
-    by_context: Mutex<Option<(u64, HashMap<u32, Vec<String>>)>>,
+    by_context: Mutex<Option<(u64, ByContext)>>,
 }
 
 impl Catalog {
@@ -65,7 +68,7 @@ impl Catalog {
         let mut idx = self.by_context.lock().expect("not poisoned");
         if idx.as_ref().is_none_or(|(v, _)| *v != version) {
             let e = self.entries.read().expect("not poisoned");
-            let mut m: HashMap<u32, Vec<String>> = HashMap::new();
+            let mut m = ByContext::new();
             for (n, l) in e.iter() {
                 let c = match &**l {
                     Ok(l) => Some(l.config.context),
