@@ -144,8 +144,12 @@ impl TestDaemon {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
-                return;
+            // Connecting succeeds once the socket listens, before the daemon serves (it
+            // adopts guests and restores the vdir barrier first): wait for a real answer.
+            if let Ok(s) = std::os::unix::net::UnixStream::connect(&self.socket) {
+                if answers(s) {
+                    return;
+                }
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("vserverd exited early ({status}); log:\n{}", self.log());
@@ -439,4 +443,23 @@ fn unescape(s: &str) -> String {
         .replace("\\011", "\t")
         .replace("\\012", "\n")
         .replace("\\134", "\\")
+}
+
+/// Whether the daemon on `s` answers a varlink call (GetInfo) within 20 s.
+fn answers(mut s: std::os::unix::net::UnixStream) -> bool {
+    use std::io::{Read, Write};
+    let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+    if s.write_all(b"{\"method\":\"org.varlink.service.GetInfo\"}\0")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) if buf[..n].contains(&0) => return true,
+            Ok(_) => {}
+        }
+    }
 }

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 use crate::isolate::cgroup::{GuestCgroup, Layout};
 use crate::isolate::limits::{Flavor, Knob, PERIOD_US};
+use crate::sys;
 
 /// A helper serves every guest, so it must not be a lever outside every guest's limits: each
 /// runs in a cgroup of its own, OWN/PREFIX/.NAME beside the guests' (no guest name starts with
@@ -148,35 +149,25 @@ pub fn start(name: &str, arg: &str, path: &Path, what: &str) -> Result<(), Strin
 /// `pid_file` and leaves at once, without running destructors (a FUSE session's would unmount).
 /// Must be called while the process is single-threaded.
 pub fn serve(name: &std::ffi::CStr, pid_file: &Path, serve: impl FnOnce()) -> ExitCode {
-    // SAFETY: prctl on ourselves.
-    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+    let _ = sys::process::set_name(name);
     // SAFETY: single-threaded, as documented.
-    match unsafe { libc::fork() } {
-        -1 => {
-            eprintln!("fork: {}", std::io::Error::last_os_error());
+    match unsafe { sys::process::fork() } {
+        Err(e) => {
+            eprintln!("fork: {e}");
             ExitCode::FAILURE
         }
-        0 => {
-            // SAFETY: plain syscalls on our own process and fds.
-            unsafe {
-                libc::setsid();
-                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-                for fd in 0..3 {
-                    libc::dup2(null, fd);
-                }
-                if null > 2 {
-                    libc::close(null);
-                }
-            }
+        Ok(0) => {
+            let _ = sys::process::setsid();
+            let _ = sys::fd::stdio_to_null();
             let _ = std::env::set_current_dir("/");
             serve();
             ExitCode::SUCCESS
         }
-        child => {
+        Ok(child) => {
             // Written before the starter hears of success, so it always finds the new pid.
             let _ = std::fs::write(pid_file, format!("{child}\n"));
-            // SAFETY: leave without running destructors; the child owns what was set up.
-            unsafe { libc::_exit(0) }
+            // Leave without running destructors: the child owns what was set up.
+            sys::process::exit_now(0)
         }
     }
 }

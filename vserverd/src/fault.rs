@@ -16,14 +16,11 @@ pub fn point(step: &str) -> Result<(), String> {
         match action(step).as_deref() {
             Some("kill") => {
                 tracing::warn!("fault injection: killing the process at {step}");
-                // SAFETY: kill(2) of our own process; _exit leaves without running anything.
-                unsafe {
-                    // A pid namespace's init ignores its own SIGKILL: it dies as abruptly.
-                    if libc::getpid() == 1 {
-                        libc::_exit(128 + libc::SIGKILL);
-                    }
-                    libc::kill(libc::getpid(), libc::SIGKILL);
+                // A pid namespace's init ignores its own SIGKILL: it dies as abruptly.
+                if std::process::id() == 1 {
+                    crate::sys::process::exit_now(128 + libc::SIGKILL);
                 }
+                let _ = crate::sys::process::kill(std::process::id() as i32, libc::SIGKILL);
             }
             Some("fail") => return Err(format!("injected fault at {step}")),
             _ => {}

@@ -6,7 +6,6 @@
 //! daemon refuses to start before it touches anything (even the socket).
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::isolate::cgroup::Layout;
@@ -28,9 +27,7 @@ pub fn prefix_dir(layout: &Layout, prefix: &str) -> Option<PathBuf> {
 
 fn lock(dir: &Path, what: &str) -> Result<File, String> {
     let f = File::open(dir).map_err(|e| format!("{what} {}: {e}", dir.display()))?;
-    // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let e = std::io::Error::last_os_error();
+    if let Err(e) = crate::sys::fd::lock_exclusive_now(&f) {
         return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
             format!(
                 "another vserverd already uses {what} {}: refusing to run beside it",

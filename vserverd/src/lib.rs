@@ -15,3 +15,4 @@ pub mod orchestrate;
 pub mod procfs;
 pub mod rpc;
 pub mod stage;
+pub mod sys;

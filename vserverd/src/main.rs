@@ -63,15 +63,7 @@ fn main() -> std::process::ExitCode {
     let activated = activated_fd();
     // Whatever fds the daemon was started with (a shell's, a supervisor's) reach no hook or
     // helper it runs: close-on-exec from here on (the activated socket is kept open).
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on our own fds.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
+    let _ = vserverd::sys::fd::cloexec_from(3);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

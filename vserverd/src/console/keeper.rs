@@ -329,14 +329,7 @@ fn request(s: UnixStream, consoles: &mut HashMap<String, Console>) {
 }
 
 fn nonblocking(f: &File) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: fcntl on an fd we own.
-    let fl = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
-    // SAFETY: as above.
-    if fl < 0 || unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    crate::sys::fd::set_nonblocking(f)
 }
 
 #[cfg(test)]

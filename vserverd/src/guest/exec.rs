@@ -4,8 +4,6 @@
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use tokio::io::unix::AsyncFd;
-
 use super::plan;
 use super::Running;
 use crate::config::GuestConfig;
@@ -16,8 +14,7 @@ use crate::stage::spawn::{self, StageStdio};
 
 /// Waits (without blocking a thread) until the process behind `fd` exits, and reaps it.
 pub async fn wait_child(fd: &OwnedFd) -> std::io::Result<Exit> {
-    // SAFETY: the AsyncFd owns its OwnedFd, which stays open for as long as it lives.
-    let afd = unsafe { AsyncFd::register(fd.try_clone()?) }?;
+    let afd = crate::sys::fd::async_fd(fd.try_clone()?)?;
     loop {
         if let Some(e) = pidfd::try_reap(fd)? {
             return Ok(e);

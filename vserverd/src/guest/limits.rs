@@ -130,8 +130,7 @@ pub fn without_orchestration(c: &GuestConfig) -> GuestConfig {
 
 /// Applies a running guest's changed limits (from its edited config tree) live.
 pub fn apply_live(run: &super::Running, c: &GuestConfig) -> Result<(), String> {
-    // SAFETY: sysconf cannot fail for _SC_PAGESIZE.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    let page = crate::sys::process::page_size().max(4096) as u64;
     let cg = &run.state.cgroup;
     let knobs = limits::plan(c, page, &|ctl| cg.flavor_of(ctl))?;
     cg.apply(&knobs)

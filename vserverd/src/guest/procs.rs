@@ -1,7 +1,6 @@
 //! util-vserver's process tools on guests: which host process is in which guest (vps),
 //! signals to a guest's processes (vkill), and a running guest's UTS names (vuname).
 
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use proto::{GuestProcess, ManagerError};
@@ -130,14 +129,10 @@ pub async fn set_uts(
         .map_err(|e| failed(name, e.to_string()))?;
     let r = tokio::task::spawn_blocking(move || {
         std::thread::spawn(move || -> Result<(), String> {
-            // SAFETY: setns on this thread only (a fresh one that exits next), into the UTS
-            // namespace of the process behind our pidfd.
-            if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWUTS) } != 0 {
-                return Err(format!(
-                    "entering the guest's UTS namespace: {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
+            // On this thread only (a fresh one that exits next): the UTS namespace of the
+            // process behind our pidfd.
+            crate::sys::ns::setns_pidfd(&fd, libc::CLONE_NEWUTS)
+                .map_err(|e| format!("entering the guest's UTS namespace: {e}"))?;
             crate::isolate::process::set_uts(nodename.as_deref(), domainname.as_deref())
                 .map_err(|e| e.0)
         })

@@ -202,8 +202,7 @@ async fn steps(
     fault::point("start.cgroup")?;
     tracing::debug!(guest = name, "cgroups made at {:.2} ms", ms(t));
     // Limits before any guest process exists.
-    // SAFETY: sysconf cannot fail for _SC_PAGESIZE.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    let page = crate::sys::process::page_size().max(4096) as u64;
     let knobs = crate::isolate::limits::plan(c, page, &|ctl| cg.flavor_of(ctl))?;
     if !knobs.is_empty() {
         cg.apply(&knobs)?;

@@ -7,8 +7,7 @@ use super::Running;
 
 /// Clock ticks per second of cpuacct.stat.
 fn hz() -> f64 {
-    // SAFETY: sysconf cannot fail for _SC_CLK_TCK.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as f64
+    crate::sys::process::clock_ticks().max(1) as f64
 }
 
 /// `key value` lines (memory.stat, cpu.stat, cpuacct.stat).

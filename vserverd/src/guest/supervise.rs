@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use super::{stop, Running};
@@ -32,8 +31,7 @@ async fn wait(run: &Running) -> Exit {
     let Ok(fd) = run.pidfd.try_clone() else {
         return unknown;
     };
-    // SAFETY: the AsyncFd owns its OwnedFd, which stays open for as long as it lives.
-    let Ok(afd) = (unsafe { AsyncFd::register(fd) }) else {
+    let Ok(afd) = crate::sys::fd::async_fd(fd) else {
         return unknown;
     };
     loop {

@@ -10,8 +10,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::unix::AsyncFd;
-
 use crate::daemon::Daemon;
 use crate::isolate::pidfd;
 use crate::procfs;
@@ -66,8 +64,7 @@ pub fn supervise(d: &Arc<Daemon>) {
 
 /// Returns when the process behind `fd` has exited (a pidfd turns readable).
 async fn wait_exit(fd: OwnedFd) {
-    // SAFETY: the AsyncFd owns its OwnedFd, which stays open for as long as it lives.
-    match unsafe { AsyncFd::register(fd) } {
+    match crate::sys::fd::async_fd(fd) {
         Ok(a) => {
             let _ = a.readable().await;
         }

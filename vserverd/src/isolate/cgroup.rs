@@ -456,8 +456,7 @@ impl GuestCgroup {
     /// Sends `signal` to every process of the guest.
     pub fn signal(&self, signal: i32) {
         for pid in self.pids() {
-            // SAFETY: kill(2) with a pid read from our guest's cgroup.
-            unsafe { libc::kill(pid, signal) };
+            let _ = crate::sys::process::kill(pid, signal);
         }
     }
 

@@ -5,8 +5,9 @@
 //!
 //! Option parsing is pure and tested without root.
 
+use crate::sys::ns as sys;
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -203,17 +204,6 @@ pub fn make_private() -> Result<()> {
     .map_err(err("making / private in the guest's mount namespace"))
 }
 
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-const MOUNT_ATTR_NODEV: u64 = 0x4;
-const AT_RECURSIVE: libc::c_int = 0x8000;
-
 /// Binds the guest root onto itself (pivot_root needs a mount point) and marks the whole tree
 /// nodev: device nodes in the guest's own files are dead; only our /dev has live ones.
 pub fn bind_root(vdir: &Path) -> Result<()> {
@@ -227,43 +217,13 @@ pub fn bind_root(vdir: &Path) -> Result<()> {
     )
     .map_err(err(what()))?;
     let path = CString::new(vdir.as_os_str().as_encoded_bytes()).expect("no NUL in a path");
-    set_attr(
-        libc::AT_FDCWD,
+    sys::mount_setattr(
+        rustix::fs::CWD,
         &path,
-        AT_RECURSIVE as libc::c_uint,
-        MOUNT_ATTR_NODEV,
+        sys::AT_RECURSIVE,
+        sys::MOUNT_ATTR_NODEV,
     )
     .map_err(err(format!("{}: nodev", what())))
-}
-
-/// mount_setattr(2): sets `attrs` on the mount at `dirfd`/`path`.
-fn set_attr(
-    dirfd: i32,
-    path: &std::ffi::CStr,
-    flags: libc::c_uint,
-    attrs: u64,
-) -> std::io::Result<()> {
-    let attr = MountAttr {
-        attr_set: attrs,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: mount_setattr with a valid path and a correctly sized struct.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            dirfd,
-            path.as_ptr(),
-            flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Character devices of a guest's /dev: the safe ones only.
@@ -571,31 +531,16 @@ pub fn systemd_api(root: &Root, unified: bool) -> Result<()> {
 /// [`attach_detached`] puts into a running guest's mount namespace (open_tree(2), so it can be
 /// made here, in the host's namespace, and placed there).
 pub fn detached_bind(source: &Path) -> Result<OwnedFd> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    const MOUNT_ATTR_RDONLY: u64 = 0x1;
-    const MOUNT_ATTR_NOSUID: u64 = 0x2;
-    const MOUNT_ATTR_NOEXEC: u64 = 0x8;
     let what = || format!("a detached bind of {}", source.display());
-    let path = CString::new(source.as_os_str().as_encoded_bytes()).expect("no NUL in a path");
-    // SAFETY: open_tree with a valid path; returns a new fd or -1.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(err(what())(std::io::Error::last_os_error()));
-    }
-    // SAFETY: a fresh fd we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    set_attr(
-        fd.as_raw_fd(),
+    let fd = sys::open_tree_clone(source).map_err(err(what()))?;
+    sys::mount_setattr(
+        &fd,
         c"",
         libc::AT_EMPTY_PATH as libc::c_uint,
-        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+        sys::MOUNT_ATTR_RDONLY
+            | sys::MOUNT_ATTR_NOSUID
+            | sys::MOUNT_ATTR_NODEV
+            | sys::MOUNT_ATTR_NOEXEC,
     )
     .map_err(err(format!("{}: read-only", what())))?;
     Ok(fd)
@@ -604,26 +549,11 @@ pub fn detached_bind(source: &Path) -> Result<OwnedFd> {
 /// Puts a detached mount on `target` of the current mount namespace (after setns into a
 /// guest's), first taking away whatever is mounted there (a dead FUSE mount answers ENOTCONN).
 pub fn attach_detached(tree: &OwnedFd, target: &str) -> Result<()> {
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
     let what = || format!("mounting over {target}");
     let t = CString::new(target).expect("no NUL in a path");
     // Not mounted (EINVAL) is fine: nothing to take away.
     let _ = umount2(t.as_c_str(), MntFlags::MNT_DETACH);
-    // SAFETY: move_mount of our detached mount onto a valid path.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if rc != 0 {
-        return Err(err(what())(std::io::Error::last_os_error()));
-    }
-    Ok(())
+    sys::move_mount_onto(tree, &t).map_err(err(what()))
 }
 
 /// Mounts one fstab entry inside the guest root.

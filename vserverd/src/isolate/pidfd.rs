@@ -1,32 +1,15 @@
 //! pidfds and what /proc says about a process: the handles the daemon keeps on guest inits.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
+
+use crate::sys::process as sys;
 
 pub fn open(pid: i32) -> std::io::Result<OwnedFd> {
-    // SAFETY: pidfd_open returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    sys::pidfd_open(pid)
 }
 
 pub fn send_signal(pidfd: &OwnedFd, signal: i32) -> std::io::Result<()> {
-    // SAFETY: pidfd_send_signal with a valid pidfd and no siginfo.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    sys::pidfd_send_signal(pidfd, signal)
 }
 
 /// How a process ended.
@@ -59,28 +42,12 @@ pub fn signal_name(s: i32) -> String {
 /// Reaps a child through its pidfd without blocking: None while it runs. ECHILD (not our
 /// child, e.g. adopted after a daemon restart) is an error the caller handles.
 pub fn try_reap(pidfd: &OwnedFd) -> std::io::Result<Option<Exit>> {
-    // SAFETY: zeroed siginfo is a valid out-parameter for waitid.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: waitid(P_PIDFD) with a valid fd and out-pointer.
-    let rc = unsafe {
-        libc::waitid(
-            libc::P_PIDFD,
-            pidfd.as_raw_fd() as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: filled in by waitid; si_pid 0 means "still running" under WNOHANG.
-    let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
-    if pid == 0 {
-        return Ok(None);
-    }
-    Ok(Some(match code {
-        libc::CLD_EXITED => Exit::Code(status),
-        _ => Exit::Signal(status),
+    Ok(sys::reap_pidfd(pidfd)?.map(|(exited, status)| {
+        if exited {
+            Exit::Code(status)
+        } else {
+            Exit::Signal(status)
+        }
     }))
 }
 
@@ -88,29 +55,7 @@ pub fn try_reap(pidfd: &OwnedFd) -> std::io::Result<Option<Exit>> {
 /// now the host's PID 1) ended: the kernel keeps it for the process's pidfds (PIDFD_INFO_EXIT,
 /// Linux 6.15). None on older kernels, or while it has not been reaped.
 pub fn exit_info(pidfd: &OwnedFd) -> Option<Exit> {
-    /// struct pidfd_info as far as exit_code: its first published size (64 bytes).
-    #[repr(C)]
-    #[derive(Default)]
-    struct PidfdInfo {
-        mask: u64,
-        cgroupid: u64,
-        ids: [u32; 11],
-        exit_code: i32,
-    }
-    const PIDFD_INFO_EXIT: u64 = 1 << 3;
-    // _IOWR(PIDFS_IOCTL_MAGIC 0xFF, 11, struct pidfd_info)
-    const PIDFD_GET_INFO: libc::c_ulong =
-        (3 << 30) | ((std::mem::size_of::<PidfdInfo>() as libc::c_ulong) << 16) | (0xFF << 8) | 11;
-    let mut info = PidfdInfo {
-        mask: PIDFD_INFO_EXIT,
-        ..Default::default()
-    };
-    // SAFETY: the ioctl fills at most the 64 bytes its number says, into our struct.
-    let rc = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_INFO, &mut info) };
-    if rc != 0 || info.mask & PIDFD_INFO_EXIT == 0 {
-        return None;
-    }
-    let raw = info.exit_code;
+    let raw = sys::pidfd_exit_status(pidfd)?;
     Some(if raw & 0x7f == 0 {
         Exit::Code((raw >> 8) & 0xff)
     } else {

@@ -1,6 +1,7 @@
 //! Per-process settings of the guest's init: ulimits, uts names, nice, ionice, personality.
 
 use crate::config::limits::{Limit, Ulimit};
+use crate::sys::process as sys;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -44,19 +45,9 @@ pub fn apply_ulimits(cfg_dir: &std::path::Path, ulimits: &[Ulimit]) -> Result<()
                 u.name
             )));
         };
-        let new = libc::rlimit {
-            rlim_cur: raw(u.soft),
-            rlim_max: raw(u.hard),
-        };
-        // SAFETY: setrlimit with a valid struct.
-        if unsafe { libc::setrlimit(res, &new) } != 0 {
-            let err = std::io::Error::last_os_error();
-            let mut cur = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            // SAFETY: getrlimit into a valid struct.
-            unsafe { libc::getrlimit(res, &mut cur) };
+        let (soft, hard) = (raw(u.soft), raw(u.hard));
+        if let Err(err) = sys::setrlimit(res, soft, hard) {
+            let (_, cur_hard) = sys::getrlimit(res);
             let show = |v: libc::rlim_t| {
                 if v == libc::RLIM_INFINITY {
                     "inf".to_string()
@@ -64,12 +55,12 @@ pub fn apply_ulimits(cfg_dir: &std::path::Path, ulimits: &[Ulimit]) -> Result<()
                     v.to_string()
                 }
             };
-            let why = if err.raw_os_error() == Some(libc::EPERM) && new.rlim_max > cur.rlim_max {
+            let why = if err.raw_os_error() == Some(libc::EPERM) && hard > cur_hard {
                 format!(
                     "cannot raise the hard limit to {} above vserverd's own {}: that needs \
                      CAP_SYS_RESOURCE, which vserverd does not have here",
-                    show(new.rlim_max),
-                    show(cur.rlim_max)
+                    show(hard),
+                    show(cur_hard)
                 )
             } else {
                 err.to_string()
@@ -86,48 +77,23 @@ pub fn set_uts(nodename: Option<&str>, domainname: Option<&str>) -> Result<(), P
             .map_err(|e| ProcessError(format!("uts/nodename {n:?}: {e}")))?;
     }
     if let Some(d) = domainname {
-        // SAFETY: setdomainname with a pointer and length into `d`.
-        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
-            return Err(ProcessError(format!(
-                "uts/domainname {d:?}: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
+        sys::set_domainname(d.as_bytes())
+            .map_err(|e| ProcessError(format!("uts/domainname {d:?}: {e}")))?;
     }
     Ok(())
 }
 
 pub fn set_nice(nice: i32) -> Result<(), ProcessError> {
-    // SAFETY: setpriority on ourselves.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
-        return Err(ProcessError(format!(
-            "nice {nice}: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    Ok(())
+    sys::set_nice(nice).map_err(|e| ProcessError(format!("nice {nice}: {e}")))
 }
 
 pub fn set_ionice(class: u8, prio: Option<u8>) -> Result<(), ProcessError> {
     let value = ((class as libc::c_long) << 13) | prio.unwrap_or(4) as libc::c_long;
-    // SAFETY: ioprio_set(IOPRIO_WHO_PROCESS, self, value).
-    if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, value) } != 0 {
-        return Err(ProcessError(format!(
-            "ionice class {class}: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    Ok(())
+    sys::set_ioprio(value).map_err(|e| ProcessError(format!("ionice class {class}: {e}")))
 }
 
 pub fn set_personality(p: u32) -> Result<(), ProcessError> {
-    // SAFETY: personality(2) takes any value and fails with EINVAL.
-    if unsafe { libc::personality(p as libc::c_ulong) } == -1 {
-        return Err(ProcessError(format!(
-            "personality {p:#x}: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
+    sys::set_personality(p).map_err(|e| ProcessError(format!("personality {p:#x}: {e}")))?;
     Ok(())
 }
 

@@ -293,23 +293,7 @@ pub fn filter(umask: u64) -> Result<Program, SeccompError> {
 
 /// Installs a filter on the calling thread (the stage is single-threaded).
 pub fn install(prog: &Program) -> Result<(), SeccompError> {
-    let fprog = libc::sock_fprog {
-        len: prog.len() as u16,
-        filter: prog.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: a valid sock_fprog pointing at `prog`, which outlives the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            0,
-            &fprog as *const libc::sock_fprog,
-        )
-    };
-    if rc != 0 {
-        return Err(SeccompError(std::io::Error::last_os_error().to_string()));
-    }
-    Ok(())
+    crate::sys::process::seccomp_filter(prog).map_err(|e| SeccompError(e.to_string()))
 }
 
 #[cfg(test)]

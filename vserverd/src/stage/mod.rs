@@ -22,9 +22,10 @@ mod user;
 
 use std::ffi::CString;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 
 use crate::isolate::{caps, mount, pidfd, process, seccomp};
+use crate::sys;
 use plan::{CgroupJoin, Confinement, JoinPlan, Plan, Prepare, Report, StartPlan};
 
 pub const PLAN_FD: i32 = 3;
@@ -99,43 +100,15 @@ pub fn main() -> std::process::ExitCode {
     // Every signal back to its default: Rust's runtime ignores SIGPIPE, and posix_spawn leaves
     // glibc's internal signals (32, 33) ignored, and ignored stays ignored across exec.
     // The raw syscall: glibc's wrappers refuse its internal signals.
-    #[repr(C)]
-    struct KernelSigaction {
-        handler: usize,
-        flags: u64,
-        restorer: usize,
-        mask: u64,
-    }
-    let dfl = KernelSigaction {
-        handler: libc::SIG_DFL,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
     for sig in 1..=64 {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            // SAFETY: rt_sigaction with a valid struct and the kernel's sigset size.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_rt_sigaction,
-                    sig,
-                    &dfl as *const KernelSigaction,
-                    std::ptr::null_mut::<KernelSigaction>(),
-                    8usize,
-                )
-            };
+            let _ = sys::process::default_signal_raw(sig);
         }
     }
     // Nothing the daemon inherited from whoever started it reaches a guest.
-    // SAFETY: close_range on fds above our plan and report pipes, which nothing else owns.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            GUEST_REPORT_FD as u32 + 1,
-            u32::MAX,
-            0,
-        )
-    };
+    // SAFETY: nothing owns the fds above our plan and report pipes: the stage has opened
+    // nothing yet, and whatever the daemon left there is stray.
+    let _ = unsafe { sys::fd::close_from(GUEST_REPORT_FD as u32 + 1) };
     // The daemon raised its soft fd limit (main.rs); guests start from the kernel's default,
     // as under util-vserver (their ulimits/ may raise it again).
     if let Ok((soft, hard)) =
@@ -149,9 +122,9 @@ pub fn main() -> std::process::ExitCode {
             );
         }
     }
-    // SAFETY: prctl on ourselves. Non-dumpable: no ptrace or /proc/PID/mem by guest root
-    // lacking CAP_SYS_PTRACE, and /proc/PID/exe is a sealed memfd anyway.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // Non-dumpable: no ptrace or /proc/PID/mem by guest root lacking CAP_SYS_PTRACE, and
+    // /proc/PID/exe is a sealed memfd anyway.
+    let _ = sys::process::set_not_dumpable();
     // SAFETY: fds 3, 4 and 5 were set up by the daemon for us.
     let (plan_fd, report_fd, guest_fd) = unsafe {
         (
@@ -161,8 +134,7 @@ pub fn main() -> std::process::ExitCode {
         )
     };
     for fd in [&report_fd, &guest_fd] {
-        // SAFETY: fcntl on an fd we own.
-        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+        let _ = sys::fd::set_cloexec(fd);
     }
     let mut ch = Channels {
         trusted: Reporter::new(report_fd),
@@ -233,65 +205,16 @@ fn join_v1(j: &CgroupJoin) -> Result<()> {
 /// clone(CLONE_PARENT): a fork whose parent is the daemon, born in the v2 cgroup `into` if
 /// given (CLONE_INTO_CGROUP: no migration, so no grace period either). Returns 0 in the child.
 fn clone_parent(into: Option<&OwnedFd>) -> Result<i32> {
-    // (libc's constant is an overflowing c_int.)
-    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-    /// struct clone_args up to `cgroup` (CLONE_ARGS_SIZE_VER2).
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
-    let Some(fd) = into else {
+    use std::os::fd::AsFd;
+    match into {
         // Plain clone: a joiner clones under the guest's seccomp filter, which answers clone3
         // ENOSYS.
-        // SAFETY: clone without CLONE_VM and with no stack behaves as fork; the stage is
-        // single threaded, so the child may run ordinary code.
-        let pid = unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                libc::CLONE_PARENT as libc::c_ulong,
-                0usize,
-                0usize,
-                0usize,
-                0usize,
-            )
-        };
-        if pid < 0 {
-            return Err(clone_error("clone", std::io::Error::last_os_error()));
-        }
-        return Ok(pid as i32);
-    };
-    let mut args = CloneArgs {
-        flags: libc::CLONE_PARENT as u64 | CLONE_INTO_CGROUP,
-        cgroup: fd.as_raw_fd() as u64,
-        ..CloneArgs::default()
-    };
-    // SAFETY: as above, with clone3's argument struct. CLONE_PARENT takes the exit signal of
-    // the stage, so exit_signal stays 0 as clone3 requires.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if pid < 0 {
-        return Err(clone_error(
-            "clone3 into the guest's cgroup",
-            std::io::Error::last_os_error(),
-        ));
+        // SAFETY: the stage is single-threaded, so the child may run ordinary code.
+        None => unsafe { sys::process::clone_parent() }.map_err(|e| clone_error("clone", e)),
+        // SAFETY: as above.
+        Some(fd) => unsafe { sys::process::clone_parent_into(fd.as_fd()) }
+            .map_err(|e| clone_error("clone3 into the guest's cgroup", e)),
     }
-    Ok(pid as i32)
 }
 
 /// A failed clone, said in terms of its likely cause: EAGAIN is the guest's process limit
@@ -347,8 +270,8 @@ fn start(p: &StartPlan, ch: &mut Channels) -> Result<()> {
             drop(v2);
             let e = guest_init(p, out).unwrap_err();
             out.send(&Report::Error(e));
-            // SAFETY: leave without running the parent's destructors twice.
-            unsafe { libc::_exit(1) }
+            // Leave without running the parent's destructors twice.
+            sys::process::exit_now(1)
         }
         pid => {
             ch.trusted.send(&Report::Pid(pid));
@@ -361,8 +284,7 @@ fn start(p: &StartPlan, ch: &mut Channels) -> Result<()> {
 fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infallible> {
     // Named until it execs (which renames it): the daemon tells a process that exec'd from one
     // that died on the way by this name, since both close the guest's channel.
-    // SAFETY: prctl on ourselves with a NUL-terminated name.
-    unsafe { libc::prctl(libc::PR_SET_NAME, GUEST_INIT_NAME.as_ptr()) };
+    let _ = sys::process::set_name(GUEST_INIT_NAME);
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .map_err(|e| format!("unshare cgroup namespace: {e}"))?;
     mount::make_private().map_err(|e| e.to_string())?;
@@ -472,8 +394,7 @@ fn confine(cfg_dir: &std::path::Path, c: &Confinement, drop_permitted: bool) -> 
     if let Some(pers) = c.personality {
         process::set_personality(pers).map_err(|e| e.0)?;
     }
-    // SAFETY: umask(2) cannot fail.
-    unsafe { libc::umask(0o022) };
+    sys::process::umask(0o022);
     // seccomp first: without no_new_privs it needs CAP_SYS_ADMIN, which the next step drops.
     let filter = seccomp::filter(c.umask).map_err(|e| e.to_string())?;
     seccomp::install(&filter).map_err(|e| e.to_string())?;
@@ -531,14 +452,8 @@ fn rebind(p: &plan::RebindPlan, out: &mut Reporter) -> Result<()> {
         .iter()
         .map(|(name, src)| Ok((name, mount::detached_bind(src).map_err(|e| e.to_string())?)))
         .collect::<Result<Vec<_>>>()?;
-    // SAFETY: setns with a pidfd into the target's mount namespace only.
-    if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNS) } != 0 {
-        return Err(format!(
-            "entering the mount namespace of guest {}: {}",
-            p.name,
-            std::io::Error::last_os_error()
-        ));
-    }
+    sys::ns::setns_pidfd(&fd, libc::CLONE_NEWNS)
+        .map_err(|e| format!("entering the mount namespace of guest {}: {e}", p.name))?;
     for (name, tree) in &trees {
         mount::attach_detached(tree, &format!("/proc/{name}")).map_err(|e| e.to_string())?;
     }
@@ -570,14 +485,9 @@ fn join(p: &JoinPlan, ch: &mut Channels) -> Result<()> {
         | libc::CLONE_NEWCGROUP
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWTIME;
-    // SAFETY: setns with a pidfd selects all these namespaces of the target at once.
-    if unsafe { libc::setns(fd.as_raw_fd(), flags) } != 0 {
-        return Err(format!(
-            "entering the namespaces of guest {}: {}",
-            p.name,
-            std::io::Error::last_os_error()
-        ));
-    }
+    // One setns with a pidfd enters all these namespaces of the target at once.
+    sys::ns::setns_pidfd(&fd, flags)
+        .map_err(|e| format!("entering the namespaces of guest {}: {e}", p.name))?;
     drop(fd);
     // Confined before the process exists in the guest: guest root may ptrace what it sees.
     confine(std::path::Path::new("/"), &p.confinement, true)?;
@@ -587,12 +497,10 @@ fn join(p: &JoinPlan, ch: &mut Channels) -> Result<()> {
             let out = ch.guest_side();
             let _ = std::env::set_current_dir("/");
             // A session of its own (Debian's sendsigs spares the session that runs rc 6).
-            // SAFETY: setsid, and TIOCSCTTY on our own stdin (the pty slave).
-            unsafe {
-                libc::setsid();
-                if p.tty {
-                    libc::ioctl(0, libc::TIOCSCTTY, 0);
-                }
+            // And the pty slave on its stdin as its controlling terminal.
+            let _ = sys::process::setsid();
+            if p.tty {
+                let _ = sys::process::stdin_as_controlling_tty();
             }
             let env = match &p.user {
                 None => Ok(env),
@@ -606,8 +514,8 @@ fn join(p: &JoinPlan, ch: &mut Channels) -> Result<()> {
                 Err(e) => format!("suexec: {e}"),
             };
             out.send(&Report::Error(e));
-            // SAFETY: leave without the parent's destructors; 127 as a shell would.
-            unsafe { libc::_exit(127) }
+            // Leave without the parent's destructors; 127 as a shell would.
+            sys::process::exit_now(127)
         }
         pid => {
             ch.trusted.send(&Report::Pid(pid));

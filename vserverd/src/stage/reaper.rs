@@ -9,15 +9,14 @@
 
 use std::ffi::CString;
 
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SaFlags, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
 use super::plan::Report;
 use super::Reporter;
+use crate::sys::process as sys;
 
 const ENDS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGPWR];
-
-extern "C" fn ignore(_: libc::c_int) {}
 
 pub fn run(
     argv: &[String],
@@ -26,30 +25,22 @@ pub fn run(
 ) -> Result<std::convert::Infallible, String> {
     // Handlers (not SIG_DFL): PID 1 of a pid namespace only gets the signals it handles.
     // They never run: the signals are blocked and waited for.
-    let act = SigAction::new(
-        SigHandler::Handler(ignore),
-        SaFlags::SA_NOCLDSTOP,
-        SigSet::empty(),
-    );
     let mut waited = SigSet::empty();
     for s in ENDS.into_iter().chain([Signal::SIGCHLD]) {
-        // SAFETY: the handler does nothing.
-        unsafe { sigaction(s, &act) }.map_err(|e| format!("sigaction: {e}"))?;
+        sys::handle_noop(s, SaFlags::SA_NOCLDSTOP).map_err(|e| format!("sigaction: {e}"))?;
         waited.add(s);
     }
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&waited), None)
         .map_err(|e| format!("sigprocmask: {e}"))?;
-    // SAFETY: prctl on ourselves: the guest's ps shows what this is.
-    unsafe { libc::prctl(libc::PR_SET_NAME, c"vserverd-init".as_ptr()) };
+    // The guest's ps shows what this is.
+    let _ = sys::set_name(c"vserverd-init");
     // SAFETY: single-threaded: the child may run ordinary code until it execs.
-    let rc = match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
-        nix::unistd::ForkResult::Child => {
+    let rc = match unsafe { sys::fork() }.map_err(|e| format!("fork: {e}"))? {
+        0 => {
             // Its own session: Debian's sendsigs spares the session it runs in.
-            let _ = nix::unistd::setsid();
-            let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+            let _ = sys::setsid();
             for s in ENDS.into_iter().chain([Signal::SIGCHLD]) {
-                // SAFETY: restoring defaults before exec.
-                let _ = unsafe { sigaction(s, &dfl) };
+                let _ = sys::default_signal(s);
             }
             let _ = nix::sys::signal::sigprocmask(
                 SigmaskHow::SIG_SETMASK,
@@ -58,10 +49,10 @@ pub fn run(
             );
             let e = super::exec(argv, env, false);
             out.send(&Report::Error(e));
-            // SAFETY: leave the forked child at once.
-            unsafe { libc::_exit(127) }
+            // Leave the forked child at once.
+            sys::exit_now(127)
         }
-        nix::unistd::ForkResult::Parent { child } => child,
+        child => nix::unistd::Pid::from_raw(child),
     };
     let mut reported = false;
     loop {

@@ -3,9 +3,10 @@
 //! must be one nobody can write (the runc CVE-2019-5736 class): a memfd with write seals.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::plan::{Plan, Report};
+use crate::sys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
@@ -22,27 +23,11 @@ pub struct StageImage {
 
 impl StageImage {
     pub fn new() -> Result<StageImage, SpawnError> {
-        // SAFETY: memfd_create with a static name; the fd is ours.
-        let raw = unsafe {
-            libc::memfd_create(
-                c"vserverd-stage".as_ptr(),
-                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-            )
-        };
-        if raw < 0 {
-            return Err(SpawnError::Image(std::io::Error::last_os_error()));
-        }
-        // SAFETY: a fresh fd we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = sys::fd::memfd_sealable(c"vserverd-stage").map_err(SpawnError::Image)?;
         let mut src = std::fs::File::open(Self::source()).map_err(SpawnError::Image)?;
         let mut dst = std::fs::File::from(fd.try_clone().map_err(SpawnError::Image)?);
         std::io::copy(&mut src, &mut dst).map_err(SpawnError::Image)?;
-        let seals =
-            libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-        // SAFETY: fcntl on our memfd.
-        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
-            return Err(SpawnError::Image(std::io::Error::last_os_error()));
-        }
+        sys::fd::seal_contents(&fd).map_err(SpawnError::Image)?;
         Ok(StageImage { fd })
     }
 
@@ -83,26 +68,10 @@ impl StageStdio {
     }
 }
 
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 into a valid array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fresh fds we own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
 /// A close-on-exec duplicate at 10 or above, so that placing fds at 3 and 4 in the child
 /// never overwrites a source still to be placed.
 fn high(fd: &OwnedFd) -> std::io::Result<OwnedFd> {
-    // SAFETY: F_DUPFD_CLOEXEC returns a new fd or -1.
-    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+    sys::fd::dup_at_least(fd, 10)
 }
 
 /// What a stage said: the pid of the process it made and, for a reaper, how the start command
@@ -143,9 +112,9 @@ pub fn run(
     wait: GuestWait,
     mut on_pid: impl FnMut(i32),
 ) -> Result<Outcome, SpawnError> {
-    let (plan_low, plan_w) = pipe().map_err(SpawnError::Run)?;
-    let (rep_r, rep_low) = pipe().map_err(SpawnError::Run)?;
-    let (guest_r, guest_low) = pipe().map_err(SpawnError::Run)?;
+    let (plan_low, plan_w) = sys::fd::pipe().map_err(SpawnError::Run)?;
+    let (rep_r, rep_low) = sys::fd::pipe().map_err(SpawnError::Run)?;
+    let (guest_r, guest_low) = sys::fd::pipe().map_err(SpawnError::Run)?;
     let plan_r = high(&plan_low).map_err(SpawnError::Run)?;
     let rep_w = high(&rep_low).map_err(SpawnError::Run)?;
     let guest_w = high(&guest_low).map_err(SpawnError::Run)?;
@@ -154,8 +123,8 @@ pub fn run(
     // The plan goes into the pipe before the stage exists, so the stage never waits for it.
     let json = serde_json::to_vec(plan).expect("plans serialize");
     if json.len() > 60_000 {
-        // SAFETY: fcntl on our pipe; a bigger buffer so the write below cannot block.
-        unsafe { libc::fcntl(plan_w.as_raw_fd(), libc::F_SETPIPE_SZ, json.len() + 4096) };
+        // A bigger buffer so the write below cannot block.
+        let _ = sys::fd::set_pipe_size(&plan_w, json.len() + 4096);
     }
     let mut w = std::fs::File::from(plan_w);
     w.write_all(&json).map_err(SpawnError::Run)?;
@@ -416,90 +385,27 @@ fn read_some(fd: &OwnedFd, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let fl = fcntl(fd, FcntlArg::F_GETFL)?;
-    fcntl(
-        fd,
-        FcntlArg::F_SETFL(OFlag::from_bits_retain(fl) | OFlag::O_NONBLOCK),
-    )?;
-    Ok(())
+    sys::fd::set_nonblocking(fd)
 }
 
 /// Waits for `pid`, a child of ours that nothing else reaps; returns its wait status.
 fn reap(pid: i32) -> i32 {
-    let mut status = 0;
-    // SAFETY: waitpid on a child of ours.
-    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
-        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            break;
+    loop {
+        match sys::process::waitpid(pid) {
+            Ok(status) => return status,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(_) => return 0,
         }
     }
-    status
 }
 
 /// Starts the stage with posix_spawn: a vfork-style clone that is safe in a multi-threaded
 /// process and, unlike fork, does not copy the daemon's page tables. `fds` become 0..fds.len().
 fn posix_spawn(image: &StageImage, label: &str, fds: &[OwnedFd]) -> std::io::Result<i32> {
     use std::ffi::CString;
-    use std::mem::MaybeUninit;
-    let check = |rc: libc::c_int| {
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::from_raw_os_error(rc))
-        }
-    };
     let path = CString::new(image.path()).expect("no NUL");
     let arg0 = CString::new(format!("vserverd-stage {label}"))
         .unwrap_or_else(|_| c"vserverd-stage".into());
     let arg1 = CString::new(super::ARG).expect("no NUL");
-    let argv = [
-        arg0.as_ptr() as *mut libc::c_char,
-        arg1.as_ptr() as *mut _,
-        std::ptr::null_mut(),
-    ];
-    let envp = [std::ptr::null_mut::<libc::c_char>()];
-    // SAFETY: the posix_spawn API with initialised attribute and file-action objects, all
-    // destroyed before returning; argv and envp are NULL-terminated and outlive the call.
-    unsafe {
-        let mut fa = MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
-        check(libc::posix_spawn_file_actions_init(fa.as_mut_ptr()))?;
-        let mut fa = fa.assume_init();
-        let mut at = MaybeUninit::<libc::posix_spawnattr_t>::uninit();
-        check(libc::posix_spawnattr_init(at.as_mut_ptr()))?;
-        let mut at = at.assume_init();
-        let result = (|| {
-            for (i, fd) in fds.iter().enumerate() {
-                check(libc::posix_spawn_file_actions_adddup2(
-                    &mut fa,
-                    fd.as_raw_fd(),
-                    i as i32,
-                ))?;
-            }
-            // Default dispositions (Rust ignores SIGPIPE, tokio handles others) and no mask.
-            let mut all = MaybeUninit::<libc::sigset_t>::uninit();
-            libc::sigfillset(all.as_mut_ptr());
-            let mut none = MaybeUninit::<libc::sigset_t>::uninit();
-            libc::sigemptyset(none.as_mut_ptr());
-            check(libc::posix_spawnattr_setsigdefault(&mut at, all.as_ptr()))?;
-            check(libc::posix_spawnattr_setsigmask(&mut at, none.as_ptr()))?;
-            check(libc::posix_spawnattr_setflags(
-                &mut at,
-                (libc::POSIX_SPAWN_SETSIGDEF | libc::POSIX_SPAWN_SETSIGMASK) as libc::c_short,
-            ))?;
-            let mut pid = 0;
-            check(libc::posix_spawn(
-                &mut pid,
-                path.as_ptr(),
-                &fa,
-                &at,
-                argv.as_ptr(),
-                envp.as_ptr(),
-            ))?;
-            Ok(pid)
-        })();
-        libc::posix_spawn_file_actions_destroy(&mut fa);
-        libc::posix_spawnattr_destroy(&mut at);
-        result
-    }
+    sys::process::spawn(&path, &[&arg0, &arg1], fds)
 }

@@ -99,27 +99,10 @@ pub fn lookup(user: &str) -> Result<Who, String> {
 
 /// Becomes `who`: groups, gid, then uid (which, from root, clears every capability).
 pub fn switch(who: &Who) -> Result<(), String> {
-    let groups: Vec<libc::gid_t> = who.groups.clone();
-    // SAFETY: setgroups reads `groups.len()` ids from a live Vec.
-    if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } != 0 {
-        return Err(format!("setgroups: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: plain id changes of this process; each result is checked.
-    if unsafe { libc::setresgid(who.gid, who.gid, who.gid) } != 0 {
-        return Err(format!(
-            "setgid {}: {}",
-            who.gid,
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: as above.
-    if unsafe { libc::setresuid(who.uid, who.uid, who.uid) } != 0 {
-        return Err(format!(
-            "setuid {}: {}",
-            who.uid,
-            std::io::Error::last_os_error()
-        ));
-    }
+    use crate::sys::process as sys;
+    sys::setgroups(&who.groups).map_err(|e| format!("setgroups: {e}"))?;
+    sys::setresgid(who.gid).map_err(|e| format!("setgid {}: {e}", who.gid))?;
+    sys::setresuid(who.uid).map_err(|e| format!("setuid {}: {e}", who.uid))?;
     Ok(())
 }
 
