@@ -224,10 +224,7 @@ async fn steps(
     let mut sp = plan::start_plan(c, &cg)?;
     sp.netns = net.as_ref().map(|n| n.ns.clone());
     sp.loopback_netns = net.is_none() && super::network::loopback_only(c);
-    if c.cflags & crate::config::names::FLAG_VIRT_MEM != 0 {
-        let meminfo = super::virtmem::meminfo(d, &c.name).await?;
-        sp.proc_files.push(("meminfo".into(), meminfo));
-    }
+    sp.proc_files = super::virtmem::files(d, c).await?;
     let proc_files = sp.proc_files.clone();
     let image = d.image()?;
     let (stdio, log) = console(d, c).await?;
