@@ -217,6 +217,29 @@ async fn steps(
             GuestState::Starting,
         );
     }
+    if c.cflags & crate::config::names::FLAG_VIRT_LOAD != 0 {
+        // The kernel's per-cgroup load averages (kernel-patch/) live in the cpu controller's
+        // files; without them the /proc server approximates (docs/resources.md).
+        if let Err(e) = cg.enable_controllers(vec!["cpu"]) {
+            tracing::warn!(guest = name, "virt_load: enabling the cpu controller: {e}");
+        }
+        let kernel = cg
+            .controller_dir("cpu")
+            .is_some_and(|d| d.join("cpu.loadavg").exists());
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            if kernel {
+                tracing::info!(
+                    "virt_load: the kernel keeps per-cgroup load averages (cpu.loadavg)"
+                );
+            } else {
+                tracing::warn!(
+                    "virt_load: this kernel keeps no per-cgroup load averages (kernel-patch/, \
+                     CONFIG_CGROUP_LOADAVG): guests' /proc/loadavg is approximated at each read"
+                );
+            }
+        });
+    }
     fault::point("start.limits")?;
     run_hook(c, "pre-start", true).await?;
     fault::point("start.pre-start")?;

@@ -159,6 +159,9 @@ pub fn of_cgroup(cgroup: &str) -> CpuFigures {
         .filter(|c| !c.is_empty())
         .unwrap_or_else(host_cpus);
     let q = dir_of(&layout, "cpu").and_then(|(h, dir)| quota(h, &dir));
+    let kernel_load = dir_of(&layout, "cpu")
+        .and_then(|(_, dir)| read(&dir.join("cpu.loadavg")))
+        .and_then(|s| cpuview::parse_loadavg(&s));
     let cpus = cpuview::visible(&cpuset, q);
     let used = used(&layout, &cpus);
     let (running, threads) = dir_of(&layout, "pids")
@@ -169,5 +172,6 @@ pub fn of_cgroup(cgroup: &str) -> CpuFigures {
         used,
         running,
         threads,
+        kernel_load,
     }
 }

@@ -19,6 +19,15 @@ pub struct CpuFigures {
     /// The guest's threads now running or runnable (state R), and all of them.
     pub running: u32,
     pub threads: u32,
+    /// The load averages the kernel keeps for the guest's CPU cgroup (cpu.loadavg, from
+    /// kernel-patch/'s CONFIG_CGROUP_LOADAVG), where the running kernel has them.
+    pub kernel_load: Option<[f64; 3]>,
+}
+
+/// cpu.loadavg's text ("0.52 0.31 0.10") as numbers.
+pub fn parse_loadavg(s: &str) -> Option<[f64; 3]> {
+    let mut it = s.split_whitespace().map(|v| v.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
 }
 
 /// The CPUs a guest may use: the first `ceil(quota)` of its cpuset, or the whole cpuset when
@@ -235,6 +244,7 @@ mod tests {
             used: vec![(30, 10), (20, 0)],
             running: 2,
             threads: 9,
+            kernel_load: None,
         };
         let out = stat(host, &f);
         let lines: Vec<&str> = out.lines().collect();
@@ -264,5 +274,7 @@ mod tests {
             ..Default::default()
         };
         assert!(loadavg(&l, &f, "123").ends_with(" 1/3 123\n"));
+        assert_eq!(parse_loadavg("0.52 0.31 0.10\n"), Some([0.52, 0.31, 0.10]));
+        assert_eq!(parse_loadavg("0.52 x"), None);
     }
 }

@@ -251,6 +251,13 @@ impl Shared {
             "online" => cpuview::online(cpu::of_cgroup(cgroup).cpus.len()).into(),
             _ => {
                 let f = cpu::of_cgroup(cgroup);
+                let host_load = host("/proc/loadavg");
+                let last_pid = host_load.split_whitespace().nth(4).unwrap_or("0");
+                // The kernel's own per-cgroup averages where it keeps them (kernel-patch/).
+                if let Some(avg) = f.kernel_load {
+                    let load = cpuview::Load { avg, at: None };
+                    return cpuview::loadavg(&load, &f, last_pid).into();
+                }
                 let mut st = self.state();
                 if st.loads.len() > MAX_FOLDERS {
                     st.loads.clear();
@@ -259,8 +266,6 @@ impl Shared {
                 load.update(now(), f.running);
                 let load = *load;
                 drop(st);
-                let host_load = host("/proc/loadavg");
-                let last_pid = host_load.split_whitespace().nth(4).unwrap_or("0");
                 cpuview::loadavg(&load, &f, last_pid).into()
             }
         }
