@@ -522,20 +522,6 @@ fn virt_mem_shows_the_guests_limit_in_proc_meminfo_and_survives_the_daemon() {
     );
 
     // The server dies: the daemon mounts a new one and binds it again inside the guest.
-    let kill_server = |d: &TestDaemon| -> i32 {
-        let pid: i32 =
-            std::fs::read_to_string(vserverd::procfs::mount_dir(&d.run_dir).with_extension("pid"))
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
-        pid
-    };
     let guest_total = |d: &TestDaemon| -> Option<u64> {
         let o = d.ctl(&["exec", "vm", "--", "cat", "/proc/meminfo"]);
         let text = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -719,6 +705,22 @@ fn a_console_flood_blocks_the_flooding_guest_at_the_keepers_rate() {
     d.ctl_ok(&["stop", "loud"]);
 }
 
+/// SIGKILLs daemon `d`'s /proc server; returns its pid.
+fn kill_server(d: &TestDaemon) -> i32 {
+    let pid: i32 =
+        std::fs::read_to_string(vserverd::procfs::mount_dir(&d.run_dir).with_extension("pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    pid
+}
+
 /// `processor` blocks of a cpuinfo text.
 fn processors(text: &str) -> usize {
     text.lines().filter(|l| l.starts_with("processor")).count()
@@ -769,14 +771,8 @@ fn virt_cpu_and_virt_load_show_the_guests_cpus_and_its_own_load() {
     );
 
     // Work in the guest, then /proc/stat's time is the guest's (cpuacct), on its one CPU.
-    d.ctl_ok(&[
-        "exec",
-        "vc",
-        "--",
-        "sh",
-        "-c",
-        "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done",
-    ]);
+    let sh = |g: &str, script: &str| d.ctl_ok(&["exec", g, "--", "sh", "-c", script]);
+    sh("vc", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done");
     let stat = cat("vc", "/proc/stat");
     let cpu: Vec<u64> = stat
         .lines()
@@ -799,14 +795,10 @@ fn virt_cpu_and_virt_load_show_the_guests_cpus_and_its_own_load() {
     );
 
     // Load: a busy loop makes the guest's load 1 or more; the idle guest's stays 0.
-    d.ctl_ok(&[
-        "exec",
+    sh(
         "vc",
-        "--",
-        "sh",
-        "-c",
         "(while :; do :; done) >/dev/null 2>&1 & echo $! > /tmp/busy",
-    ]);
+    );
     let load = |g: &str| -> (f64, String) {
         let t = cat(g, "/proc/loadavg");
         (t.split_whitespace().next().unwrap().parse().unwrap(), t)
@@ -822,20 +814,10 @@ fn virt_cpu_and_virt_load_show_the_guests_cpus_and_its_own_load() {
     // Without the flag, the kernel's own file (its host-wide fields: a pid counter, threads).
     let plain = cat("plaincpu", "/proc/loadavg");
     assert_eq!(plain.split_whitespace().count(), 5, "{plain}");
-    d.ctl_ok(&["exec", "vc", "--", "sh", "-c", "kill $(cat /tmp/busy)"]);
+    sh("vc", "kill $(cat /tmp/busy)");
 
     // The server dies: every file answers again, /sys's included.
-    let pid: i32 =
-        std::fs::read_to_string(vserverd::procfs::mount_dir(&d.run_dir).with_extension("pid"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    kill_server(&d);
     d.wait_until("virt_cpu's files served again", || {
         let o = d.ctl(&["exec", "vc", "--", "cat", "/sys/devices/system/cpu/online"]);
         let o2 = d.ctl(&["exec", "vc", "--", "cat", "/proc/cpuinfo"]);

@@ -379,8 +379,24 @@ fn proc_field(pid: u32, key: &str) -> u64 {
     total
 }
 
+/// Runs vserverctl on daemon `d`; returns the seconds it took.
+fn timed_ctl(d: &TestDaemon, args: &[&str]) -> f64 {
+    let t = Instant::now();
+    run(std::process::Command::new(harness::bins::vserverctl())
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(args));
+    t.elapsed().as_secs_f64()
+}
+
+/// Writes guest `g` (named `name`) with its vdir a link to the one busybox `root`.
+fn on_shared_root(d: &TestDaemon, g: GuestBuilder, name: &str, root: &std::path::Path) {
+    let cfg = g.write(d);
+    let _ = std::fs::remove_dir(d.vdir_base.join(name));
+    std::os::unix::fs::symlink(root, cfg.join("vdir")).unwrap();
+}
+
 fn bench_many(args: &[String]) {
-    use std::process::Command;
     let n = arg(args, "--guests", 200);
     let depth = arg(args, "--depth", 5).max(1);
     let configured = arg(args, "--configured", 1000);
@@ -400,17 +416,10 @@ fn bench_many(args: &[String]) {
             let dep = (layer - 1) * per_layer + (i % per_layer);
             g = g.file("apps/init/depends", &format!("g{dep:04}\n"));
         }
-        let cfg = g.write(&d);
-        let _ = std::fs::remove_dir(d.vdir_base.join(format!("g{i:04}")));
-        std::os::unix::fs::symlink(&root, cfg.join("vdir")).unwrap();
+        on_shared_root(&d, g, &format!("g{i:04}"), &root);
     }
     d.spawn();
-    let ctl = harness::bins::vserverctl();
-    let run_ctl = |a: &[&str]| {
-        let t = Instant::now();
-        run(Command::new(&ctl).arg("--socket").arg(&d.socket).args(a));
-        t.elapsed().as_secs_f64()
-    };
+    let run_ctl = |a: &[&str]| timed_ctl(&d, a);
     println!("{n} busybox guests, depends graph {depth} layers deep, all marked default:");
     for par in ["6", "16", "1"] {
         // List keeps answering while guests start: its worst latency during the mass start.
@@ -524,30 +533,22 @@ fn wakeups(pids: &[u32]) -> u64 {
 }
 
 fn bench_density(args: &[String]) {
-    use std::process::Command;
     let n = arg(args, "--guests", 1000);
     std::env::set_var("VSERVERD_TEST_LOG", "warn");
     let mut d = TestDaemon::prepare();
     let root = d.vdir_base.join("shared");
     harness::guest::busybox_root(&root);
     for i in 0..n {
-        let cfg = GuestBuilder::new(&format!("d{i:04}"))
+        let g = GuestBuilder::new(&format!("d{i:04}"))
             .context(20000 + i as u32)
             .file("apps/init/style", "plain\n")
             .file("apps/init/mark", "dense\n")
             .file("cgroup/memory.limit_in_bytes", "67108864\n")
-            .file("cgroup/pids.max", "64\n")
-            .write(&d);
-        let _ = std::fs::remove_dir(d.vdir_base.join(format!("d{i:04}")));
-        std::os::unix::fs::symlink(&root, cfg.join("vdir")).unwrap();
+            .file("cgroup/pids.max", "64\n");
+        on_shared_root(&d, g, &format!("d{i:04}"), &root);
     }
     d.spawn();
-    let ctl = harness::bins::vserverctl();
-    let run_ctl = |a: &[&str]| {
-        let t = Instant::now();
-        run(Command::new(&ctl).arg("--socket").arg(&d.socket).args(a));
-        t.elapsed().as_secs_f64()
-    };
+    let run_ctl = |a: &[&str]| timed_ctl(&d, a);
     let ours = |cg: &str| cg.contains(&format!("/{}/", d.cgroup_prefix));
     // Settle, then the baseline.
     std::thread::sleep(std::time::Duration::from_secs(2));

@@ -296,7 +296,6 @@ fn vshelper(cfg: &Path, def: &Path) -> Result<Vshelper> {
     })
 }
 
-/// Loads one guest's tree (`roots.config_root/name`) with `.defaults`.
 /// Only a guest's context id (for the cross-guest uniqueness check, which must not parse
 /// every other guest's whole tree); None when it has no valid one.
 pub fn context_of(roots: &Roots, name: &str) -> Option<u32> {
@@ -304,6 +303,7 @@ pub fn context_of(roots: &Roots, name: &str) -> Option<u32> {
     context_id(&cfg.join("context"), true, &cfg).ok().flatten()
 }
 
+/// Loads one guest's tree (`roots.config_root/name`) with `.defaults`.
 pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, ConfigError> {
     let cfg = roots.config_root.join(name);
     let def = roots.defaults();

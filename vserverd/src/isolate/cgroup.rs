@@ -395,9 +395,8 @@ impl GuestCgroup {
         if needed.is_empty() {
             return Ok(());
         }
-        // The daemon's cgroup (OWN) and OWN/PREFIX, parents of the guest's.
-        // OWN, OWN/PREFIX and (shared) OWN/PREFIX/GROUP: every parent of the guest's cgroup
-        // below the daemon's own.
+        // Every parent of the guest's cgroup from the daemon's own down: OWN, OWN/PREFIX and,
+        // for a shared group, OWN/PREFIX/GROUP.
         let levels = if self.shared { 3 } else { 2 };
         let mut parents: Vec<&Path> = d.path.ancestors().skip(1).take(levels).collect();
         parents.reverse();
