@@ -187,6 +187,17 @@ async fn steps(
     }
     let t = std::time::Instant::now();
     let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
+    // Host-wide limits many guests run into: said before one bites, on this start's progress
+    // and (at most once a minute) in the log.
+    for w in crate::isolate::capacity::warnings(&crate::isolate::capacity::read()) {
+        p.send(name, "capacity", &w, GuestState::Starting);
+        static SAID: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+        let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+        if said.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+            tracing::warn!("{w}");
+            *said = Some(std::time::Instant::now());
+        }
+    }
     let cg = d.cgroup_in(name, c.cgroup.name.as_deref())?;
     p.send(name, "cgroup", &cg_summary(&cg), GuestState::Starting);
     undo.cgroup = Some(cg.clone());
