@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::error::{ConfigError, Result};
+use super::error::{Code, ConfigError, Result};
 use super::read;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,7 @@ fn value(path: &Path) -> Result<Option<Limit>> {
         None => Ok(None),
         Some(s) => parse_limit(&s)
             .map(Some)
-            .map_err(|m| ConfigError::at(path, 1, m)),
+            .map_err(|m| ConfigError::at(Code::LimitInvalid, path, 1, m)),
     }
 }
 
@@ -116,7 +116,11 @@ fn unknown(dir: &Path, known: &[&str], suffixes: &[&str], warnings: &mut Vec<Con
             .find_map(|s| n.strip_suffix(s))
             .unwrap_or(&n);
         if !known.contains(&base) {
-            warnings.push(ConfigError::file(&dir.join(&n), "unknown limit, ignored"));
+            warnings.push(ConfigError::file(
+                Code::LimitUnknown,
+                &dir.join(&n),
+                "unknown limit, ignored",
+            ));
         }
     }
 }

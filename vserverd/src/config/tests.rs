@@ -369,3 +369,79 @@ fn a_folder_without_vdir_context_or_apps_is_not_a_guest() {
     let names = guest_names(&t.roots().config_root).unwrap();
     assert_eq!(names, ["g", "h"]);
 }
+
+#[test]
+fn check_reports_every_wrong_file_with_its_code() {
+    let t = Tree::new();
+    t.put("web/cflags", "virt_memory\n")
+        .put("web/bcapabilities", "CAP_NET_RAWIO\n")
+        .put("web/rlimits/nproc", "lots\n")
+        .put("web/apps/init/style", "upstart\n")
+        .put("web/interfaces/0/ip", "10.0.0.1\n")
+        .put("web/interfaces/1/ip", "10.0.0.300\n")
+        .put("web/interfaces/1/dev", "eth0\n")
+        .put("web/frobnicate", "1\n");
+    let c = check_guest(&t.roots(), "web");
+    assert!(c.config.is_none());
+    let got: Vec<(Code, String)> = c
+        .errors
+        .iter()
+        .map(|e| {
+            let f = e.file.strip_prefix(t.0.path().join("etc/web")).unwrap();
+            (e.code, f.display().to_string())
+        })
+        .collect();
+    for want in [
+        (Code::ContextMissing, "context"),
+        (Code::NameUnknown, "cflags"),
+        (Code::NameUnknown, "bcapabilities"),
+        (Code::LimitInvalid, "rlimits/nproc"),
+        (Code::InitStyleUnknown, "apps/init/style"),
+        (Code::InterfaceDevMissing, "interfaces/0"),
+        (Code::InterfaceIpInvalid, "interfaces/1/ip"),
+    ] {
+        assert!(
+            got.contains(&(want.0, want.1.to_string())),
+            "{want:?} missing from {got:?}"
+        );
+    }
+    assert_eq!(got.len(), 7, "{got:?}");
+    // Warnings about the tree's own files stay; those about the whole guest (which would
+    // describe the stand-in defaults) do not.
+    let codes: Vec<Code> = c.warnings.iter().map(|w| w.code).collect();
+    assert!(codes.contains(&Code::FileUnknown), "{codes:?}");
+    assert!(!codes.contains(&Code::Unbounded), "{codes:?}");
+    // load_guest stops at the first of them.
+    assert_eq!(t.load("web").unwrap_err(), c.errors[0]);
+}
+
+#[test]
+fn codes_are_unique_kebab_case_and_documented() {
+    let doc = include_str!("../../../docs/config.md");
+    let mut seen = std::collections::HashSet::new();
+    for c in Code::ALL {
+        let s = c.as_str();
+        assert!(seen.insert(s), "code {s} used twice");
+        assert!(
+            !s.is_empty()
+                && s.split('-')
+                    .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase())),
+            "{s} is not kebab-case"
+        );
+        assert!(!c.meaning().is_empty());
+        let row = format!("| `{s}` |");
+        assert!(doc.contains(&row), "docs/config.md lacks a row for {s}");
+    }
+    // And the docs list no code that is not one.
+    for l in doc.lines().filter(|l| l.starts_with("| `")) {
+        let Some(code) = l.split('`').nth(1) else {
+            continue;
+        };
+        if l.contains("| error |") || l.contains("| warning |") {
+            assert!(
+                Code::ALL.iter().any(|c| c.as_str() == code),
+                "docs/config.md lists {code}, which is no code"
+            );
+        }
+    }
+}
