@@ -104,7 +104,11 @@ pub fn load_each(
             return out;
         }
     };
-    let mut dirs: Vec<_> = rd.flatten().filter(|e| e.path().is_dir()).collect();
+    let mut dirs: Vec<_> = rd
+        .flatten() // util-vserver's start walks interfaces/* with a shell glob, which skips dot names (a
+        // .svn folder of a tree kept in version control).
+        .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
     dirs.sort_by_key(|e| e.file_name());
     for e in dirs {
         let id = e.file_name().to_string_lossy().into_owned();

@@ -186,7 +186,12 @@ pub fn dlimits(cfg: &Path, warnings: &mut Vec<ConfigError>) -> Result<Vec<Dlimit
     let Ok(rd) = std::fs::read_dir(&d) else {
         return Ok(out);
     };
-    let mut subs: Vec<_> = rd.flatten().filter(|e| e.path().is_dir()).collect();
+    // A shell glob (util-vserver's start) and vsysctl skip dot names: a .svn or .git folder
+    // of a tree kept in version control is no entry.
+    let mut subs: Vec<_> = rd
+        .flatten()
+        .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
     subs.sort_by_key(|e| e.file_name());
     for s in subs {
         let p = s.path();
@@ -237,7 +242,12 @@ pub fn sysctl(cfg: &Path) -> Result<Vec<Sysctl>> {
     let Ok(rd) = std::fs::read_dir(&d) else {
         return Ok(out);
     };
-    let mut subs: Vec<_> = rd.flatten().filter(|e| e.path().is_dir()).collect();
+    // A shell glob (util-vserver's start) and vsysctl skip dot names: a .svn or .git folder
+    // of a tree kept in version control is no entry.
+    let mut subs: Vec<_> = rd
+        .flatten()
+        .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
     subs.sort_by_key(|e| e.file_name());
     for s in subs {
         let p = s.path();

@@ -104,9 +104,27 @@ const PERSONALITY_FLAGS: &[(&str, u32)] = &[
 /// The personality(2) value: type (line 1) or'ed with flags (further lines or commas).
 pub fn personality(cfg: &Path) -> Result<Option<u32>> {
     let f = cfg.join("personality");
-    let Some(lines) = read::list(&f)? else {
+    // util-vserver reads the first line as the type as it is (a comment there is a type
+    // vpersonality refuses) and skips empty and `#` lines among the flags after it.
+    let Some(all) = read::lines_keep_hash(&f)? else {
         return Ok(None);
     };
+    if let Some(l) = all.first().filter(|l| l.no == 1 && l.text.starts_with('#')) {
+        return Err(ConfigError::at(
+            Code::PersonalityUnknown,
+            &f,
+            1,
+            format!(
+                "the first line is the personality type, and {:?} is none (write \
+                 linux, or remove the file)",
+                l.text
+            ),
+        ));
+    }
+    let lines: Vec<_> = all
+        .into_iter()
+        .filter(|l| !l.text.starts_with('#'))
+        .collect();
     let mut value = 0u32;
     for (i, l) in lines.iter().enumerate() {
         for word in l.text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
