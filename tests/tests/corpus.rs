@@ -227,7 +227,21 @@ fn every_tree_gets_util_vservers_verdict_and_accepted_ones_start() {
         .iter()
         .map(|g| (g["name"].as_str().unwrap().to_string(), g))
         .collect();
+    // The human form of --all: a line per guest on stdout, each error on stderr.
+    let human = d.ctl(&["check", "--all"]);
+    assert_eq!(human.status.code(), Some(1));
+    let summary = String::from_utf8_lossy(&human.stdout).to_string();
     let mut wrong = Vec::new();
+    for c in &cases {
+        let n = summary
+            .lines()
+            .filter(|l| l.starts_with(&format!("{}: ", c.name)))
+            .count();
+        let ok = format!("{}: configuration ok", c.name);
+        if n != 1 || summary.contains(&ok) != c.accepted() {
+            wrong.push(format!("{}: check --all says {summary}", c.name));
+        }
+    }
     for c in &cases {
         let Some(g) = by_name.get(&c.name) else {
             wrong.push(format!("{}: not listed as a guest", c.name));

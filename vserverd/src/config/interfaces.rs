@@ -133,7 +133,7 @@ fn one(
         return Ok(None);
     }
     let ipf = dir.join("ip");
-    // Stricter than util-vserver, which printed "Can not read ip" and went on.
+    // util-vserver's start stopped here too ("Can not read ip", under set -e).
     let raw = read::scalar(&ipf)?
         .filter(|s| !s.is_empty())
         .ok_or_else(|| {
@@ -198,7 +198,8 @@ fn one(
         ));
     }
     let dev = inherit("dev", dir)?;
-    if dev.is_none() && !nodev {
+    // Only `nodev` stands for a device: util-vserver's start refused `only_ip` without a dev.
+    if dev.is_none() && !read::flag(&dir.join("nodev")) {
         return Err(ConfigError::file(
             Code::InterfaceDevMissing,
             dir,
