@@ -303,6 +303,26 @@ fn every_tree_gets_util_vservers_verdict_and_accepted_ones_start() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 
+    // One guest in JSON: its errors with their codes, no config; a start names the first error
+    // and how many more there are.
+    let bad = "bad-flag-and-cap-and-limit";
+    let out = d.ctl(&["check", bad, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("check --json");
+    assert_eq!(v["name"], bad);
+    assert_eq!(v["errors"].as_array().map(Vec::len), Some(4), "{v}");
+    assert!(v.get("config").is_none(), "{v}");
+    let o = d.ctl(&["start", bad]);
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        said.contains(&format!(
+            "(and 3 more: `vserverctl check {bad}` lists them all)"
+        )),
+        "{said}"
+    );
+    assert_eq!(d.status(bad)["state"], "stopped");
+
     // Accepted trees start, run and stop.
     let mut started = 0;
     for c in cases.iter().filter(|c| c.startable()) {
