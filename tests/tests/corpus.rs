@@ -6,7 +6,8 @@
 //! (in a network namespace standing in for the host's network): an accepted tree that cannot
 //! start would be a wrong verdict.
 //!
-//! ABOUT fields read here: `verdict: accepted | refused FILE`, `also-refused: FILE…`,
+//! A case's `config-root/` holds what its writer keeps beside the guests (copied into the config
+//! root); symlinks into /etc/vservers point into the test's config root. ABOUT fields read here: `verdict: accepted | refused FILE`, `also-refused: FILE…`,
 //! `errors: FILE=CODE…` (every error vserverd reports, exactly), `warnings: FILE=CODE…` (among
 //! the warnings), `empty-dirs: DIR…` (git keeps no empty folder), `host-paths: PATH…` (host
 //! folders the tree's fstab mounts, made under the test's scratch folder), `guest-dirs: PATH…`
@@ -92,6 +93,9 @@ fn copy_tree(src: &Path, dst: &Path, c: &Case, d: &TestDaemon, host: &Path) {
             // folder, so the test never writes the real /var/run/vservers.
             let target = if e.file_name() == "vdir" && src.ends_with("tree") {
                 d.guest_root(&c.name)
+            } else if let Ok(rest) = target.strip_prefix("/etc/vservers") {
+                // Into the config root (a shared interface folder beside the guests).
+                d.config_root.join(rest)
             } else if target.is_absolute() {
                 let p = on_host(host, &target.to_string_lossy());
                 std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -133,6 +137,11 @@ fn copy_tree(src: &Path, dst: &Path, c: &Case, d: &TestDaemon, host: &Path) {
 fn install(c: &Case, d: &TestDaemon, host: &Path) {
     let cfg = d.guest_config(&c.name);
     copy_tree(&corpus_dir().join(&c.name).join("tree"), &cfg, c, d, host);
+    // What the writer keeps beside the guests, under the config root.
+    let beside = corpus_dir().join(&c.name).join("config-root");
+    if beside.is_dir() {
+        copy_tree(&beside, &d.config_root, c, d, host);
+    }
     for e in c.words("empty-dirs") {
         std::fs::create_dir_all(cfg.join(e)).unwrap();
     }
@@ -221,6 +230,15 @@ fn every_tree_gets_util_vservers_verdict_and_accepted_ones_start() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: Value = serde_json::from_slice(&out.stdout).expect("check --all --json");
+    // A writer's folder beside the guests (the Puppet module's local-interfaces/) is no guest.
+    assert!(
+        !report["guests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == "local-interfaces"),
+        "{report}"
+    );
     let by_name: BTreeMap<String, &Value> = report["guests"]
         .as_array()
         .unwrap()
