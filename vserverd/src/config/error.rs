@@ -76,6 +76,8 @@ codes! {
     DlimitIncomplete = "dlimit-incomplete": "a dlimits/ entry without all four files; skipped, as util-vserver does",
     DlimitsNoCache = "dlimits-no-cache": "dlimits/ without a cache link",
     LimitUnknown = "limit-unknown": "an rlimits/ or ulimits/ file naming no resource; ignored",
+    AnyAddress = "any-address": "an interface address 0.0.0.0 or :: (util-vserver: every address of the host); reaches nothing in a namespace",
+    LabelTooLong = "label-too-long": "interfaces/N/name makes a label eth0:NAME longer than 15 bytes; the address is added without a label",
     ScopeUnused = "scope-unused": "interfaces/N/scope: read, never used (as in util-vserver)",
     SpaceIgnored = "space-ignored": "a spaces/ file other than pid and net; ignored (as in util-vserver)",
     Unbounded = "unbounded": "the guest has no pids or no memory limit",

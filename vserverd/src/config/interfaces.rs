@@ -68,6 +68,14 @@ fn vlan(dir: &Path) -> Option<bool> {
     }
 }
 
+/// The guest's side of its veth pair, whose addresses carry the labels.
+pub const GUEST_IF: &str = "eth0";
+
+/// Whether `eth0:NAME` fits the kernel's label size (IFNAMSIZ less its NUL: 15 bytes).
+pub fn label_fits(name: &str) -> bool {
+    GUEST_IF.len() + 1 + name.len() <= 15
+}
+
 /// interfaces/ of a guest; `def` is .defaults, whose interfaces/vlandev is the fallback. The
 /// first error stops it ([`load_each`] goes on).
 pub fn load(cfg: &Path, def: &Path, warnings: &mut Vec<ConfigError>) -> Result<Interfaces> {
@@ -217,6 +225,30 @@ fn one(
                 "not supported by vserverd, ignored",
             ));
         }
+    }
+    if ip.is_unspecified() {
+        warnings.push(ConfigError::at(
+            Code::AnyAddress,
+            &ipf,
+            1,
+            format!(
+                "{ip} stood for every address of the host under util-vserver (chbind); in the \
+                 guest's own network namespace it reaches nothing: write nonetns for the host's \
+                 network stack, or give the guest an address of its own"
+            ),
+        ));
+    }
+    if let Some(n) = read::scalar(&dir.join("name"))?.filter(|n| !label_fits(n)) {
+        warnings.push(ConfigError::at(
+            Code::LabelTooLong,
+            &dir.join("name"),
+            1,
+            format!(
+                "the label {GUEST_IF}:{n} is longer than the kernel's 15 bytes: the address is \
+                 added without it (util-vserver's ip addr add failed, and the guest ran without \
+                 the address)"
+            ),
+        ));
     }
     if read::flag(&dir.join("scope")) {
         warnings.push(ConfigError::file(

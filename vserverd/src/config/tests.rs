@@ -445,3 +445,28 @@ fn codes_are_unique_kebab_case_and_documented() {
         }
     }
 }
+
+#[test]
+fn a_label_the_kernel_cannot_hold_is_warned_and_left_off() {
+    let t = Tree::new();
+    t.put("web/context", "40000\n")
+        .put("web/interfaces/0/ip", "10.0.0.2\n")
+        .put("web/interfaces/0/nodev", "")
+        .put("web/interfaces/0/name", "a-long-label-name\n")
+        .put("web/interfaces/1/ip", "10.0.0.3\n")
+        .put("web/interfaces/1/nodev", "")
+        .put("web/interfaces/1/name", "webfront01\n");
+    let l = t.load("web").unwrap();
+    let long: Vec<_> = l
+        .warnings
+        .iter()
+        .filter(|w| w.code == Code::LabelTooLong)
+        .collect();
+    assert_eq!(long.len(), 1, "{:?}", l.warnings);
+    assert!(long[0].file.ends_with("interfaces/0/name"));
+    assert!(!interfaces::label_fits("a-long-label-name"));
+    assert!(
+        interfaces::label_fits("webfront01"),
+        "eth0:webfront01 is 15 bytes"
+    );
+}
