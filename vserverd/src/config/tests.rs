@@ -235,6 +235,70 @@ proptest! {
         }
         let _ = t.load("g");
     }
+
+    /// check reports, in one pass, every error each file would give alone (one per part of the
+    /// tree: an interface folder, apps/init/, sched/ with schedule), and agrees with load_guest.
+    #[test]
+    fn check_reports_every_wrong_file_in_one_pass(
+        files in proptest::collection::btree_map(
+            prop::sample::select(vec![
+                "bcapabilities", "ccapabilities", "cflags", "nflags", "umask", "nice",
+                "personality", "fstab", "rlimits/nproc", "ulimits/nofile", "interfaces/00/ip",
+                "interfaces/01/ip", "apps/init/style", "apps/init/killseq", "sched/fill-rate",
+                "schedule", "spaces/pid", "uts/nodename", "ionice/class", "sysctl/0/setting",
+            ]),
+            prop::sample::select(vec![
+                "", "1\n", "frob\n", "-7\n", "#x\n", "0x10\n", "a b c\n", "none\n", "300\n",
+            ]),
+            0..8,
+        )
+    ) {
+        let unit = |f: &str| -> String {
+            match f {
+                "schedule" => "sched".into(),
+                f if f.starts_with("apps/init/") => "apps/init".into(),
+                f => f.rsplit_once('/').filter(|(d, _)| d.starts_with("interfaces/"))
+                    .map(|(d, _)| d.to_string())
+                    .unwrap_or_else(|| f.split('/').next().unwrap().to_string()),
+            }
+        };
+        let write = |t: &Tree, only: Option<&str>| {
+            t.put("g/context", "40000\n");
+            for (f, c) in &files {
+                if only.is_none_or(|o| o == *f) {
+                    t.put(&format!("g/{f}"), c);
+                }
+            }
+        };
+        let whole = Tree::new();
+        write(&whole, None);
+        let c = check_guest(&whole.roots(), "g");
+        match whole.load("g") {
+            Ok(_) => prop_assert!(c.errors.is_empty(), "{:?}", c.errors),
+            Err(e) => prop_assert_eq!(&c.errors[0], &e),
+        }
+        prop_assert_eq!(c.config.is_some(), c.errors.is_empty());
+        let cfg = whole.0.path().join("etc/g");
+        let got: Vec<(Code, std::path::PathBuf)> = c
+            .errors
+            .iter()
+            .filter_map(|e| Some((e.code, e.file.strip_prefix(&cfg).ok()?.to_path_buf())))
+            .collect();
+        for f in files.keys() {
+            if files.keys().filter(|g| unit(g) == unit(f)).count() > 1 {
+                continue;
+            }
+            let alone = Tree::new();
+            write(&alone, Some(f));
+            if let Err(e) = alone.load("g") {
+                let rel = e.file.strip_prefix(alone.0.path().join("etc/g")).unwrap().to_path_buf();
+                prop_assert!(
+                    got.contains(&(e.code, rel.clone())),
+                    "{f}: alone {:?} {:?}; together {:?}", e.code, rel, got
+                );
+            }
+        }
+    }
 }
 
 #[test]
