@@ -1,8 +1,10 @@
 //! The /etc/vservers model: a guest's config tree plus `.defaults` parsed into typed values.
 //!
 //! Pure code: it reads files and nothing else. Every error names the file and, where there is
-//! one, the line; the first error stops the load. Things that parse but are ignored or cannot
-//! be applied on a mainline kernel become warnings. Submodules each read one part of the tree.
+//! one, the line, and carries a stable code ([`Code`]). [`check_guest`] goes on past a wrong
+//! part of the tree (its default stands in) so that one pass reports every wrong file;
+//! [`load_guest`] gives the first. Things that parse but are ignored or cannot be applied on a
+//! mainline kernel become warnings. Submodules each read one part of the tree.
 
 mod error;
 pub mod exposure;
