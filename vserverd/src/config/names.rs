@@ -6,7 +6,7 @@
 //! raw mask (strtoll base 0) and `^N` is bit N. A negated element still marks its bits, so it
 //! overrides a default: the result is `(default & !mask) | (value & mask)`.
 
-use super::error::{ConfigError, Result};
+use super::error::{Code, ConfigError, Result};
 use super::read::{parse_int, Line};
 
 /// One table: names and their bit values, the optional prefix, and the word used in errors.
@@ -324,7 +324,12 @@ impl Table {
         for l in lines {
             for el in l.text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
                 let (bits, neg) = self.element(el).ok_or_else(|| {
-                    ConfigError::at(file, l.no, format!("Unknown {} '{el}'", self.what))
+                    ConfigError::at(
+                        Code::NameUnknown,
+                        file,
+                        l.no,
+                        format!("Unknown {} '{el}'", self.what),
+                    )
                 })?;
                 m.mask |= bits;
                 if neg {
