@@ -96,6 +96,9 @@ pub struct ConfigError {
     /// 1-based; None when the problem is the file as a whole (missing, unreadable).
     pub line: Option<u32>,
     pub message: String,
+    /// The other wrong lines of the same file, where its parser goes on past the first
+    /// (a list of names): `check` reports them all.
+    pub also: Vec<ConfigError>,
 }
 
 /// A warning has the same shape: something parsed but ignored or not applicable.
@@ -108,6 +111,7 @@ impl ConfigError {
             file: file.to_path_buf(),
             line: Some(line),
             message: message.into(),
+            also: Vec::new(),
         }
     }
 
@@ -117,7 +121,18 @@ impl ConfigError {
             file: file.to_path_buf(),
             line: None,
             message: message.into(),
+            also: Vec::new(),
         }
+    }
+
+    /// The first of `errors` carrying the rest, or None when there is none.
+    pub fn first_of(mut errors: Vec<ConfigError>) -> Option<Self> {
+        if errors.is_empty() {
+            return None;
+        }
+        let mut first = errors.remove(0);
+        first.also = errors;
+        Some(first)
     }
 }
 
@@ -145,8 +160,10 @@ impl Errors {
     pub fn keep_or<T>(&mut self, r: Result<T>, fallback: T) -> T {
         match r {
             Ok(v) => v,
-            Err(e) => {
+            Err(mut e) => {
+                let also = std::mem::take(&mut e.also);
                 self.0.push(e);
+                self.0.extend(also);
                 fallback
             }
         }

@@ -321,16 +321,19 @@ impl Table {
     /// Parses the lines of a list file.
     pub fn parse(&self, file: &std::path::Path, lines: &[Line]) -> Result<Mask> {
         let mut m = Mask::default();
+        let mut bad = Vec::new();
         for l in lines {
             for el in l.text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-                let (bits, neg) = self.element(el).ok_or_else(|| {
-                    ConfigError::at(
+                let Some((bits, neg)) = self.element(el) else {
+                    // Every unknown name of the file, not only the first.
+                    bad.push(ConfigError::at(
                         Code::NameUnknown,
                         file,
                         l.no,
                         format!("Unknown {} '{el}'", self.what),
-                    )
-                })?;
+                    ));
+                    continue;
+                };
                 m.mask |= bits;
                 if neg {
                     m.value &= !bits;
@@ -339,7 +342,10 @@ impl Table {
                 }
             }
         }
-        Ok(m)
+        match ConfigError::first_of(bad) {
+            Some(e) => Err(e),
+            None => Ok(m),
+        }
     }
 }
 

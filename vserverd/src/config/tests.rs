@@ -534,3 +534,35 @@ fn a_label_the_kernel_cannot_hold_is_warned_and_left_off() {
         "eth0:webfront01 is 15 bytes"
     );
 }
+
+#[test]
+fn check_reports_every_unknown_name_of_a_list_file() {
+    let t = Tree::new();
+    t.put("web/context", "40001\n")
+        .put("web/cflags", "virt_memory\nlock,frob\n~bogus\n")
+        .put("web/bcapabilities", "NET_RAWIO\nCAP_NET_RAW\nSYS_NOPE\n");
+    let c = check_guest(&t.roots(), "web");
+    let got: Vec<(String, Option<u32>)> = c
+        .errors
+        .iter()
+        .map(|e| {
+            (
+                e.file.file_name().unwrap().to_string_lossy().into_owned(),
+                e.line,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("bcapabilities".to_string(), Some(1)),
+            ("bcapabilities".to_string(), Some(3)),
+            ("cflags".to_string(), Some(1)),
+            ("cflags".to_string(), Some(2)),
+            ("cflags".to_string(), Some(3)),
+        ],
+        "{:?}",
+        c.errors
+    );
+    assert!(c.errors.iter().all(|e| e.code == Code::NameUnknown));
+}
