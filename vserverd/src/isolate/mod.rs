@@ -11,3 +11,4 @@ pub mod pidfd;
 pub mod process;
 pub mod rmtree;
 pub mod seccomp;
+pub mod sockbpf;
