@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use harness::require;
-use vserverd::bpf::progs::{Hook, Policy};
+use vserverd::bpf::progs::{default_lback, Hook, Policy};
 use vserverd::isolate::{cgroup::Layout, sockbpf};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sockbpf.py");
@@ -212,4 +212,336 @@ fn programs_narrow_a_cgroup_to_its_addresses_until_detached() {
         assert!(ids.is_empty(), "{h:?}: {ids:?}");
     }
     assert_eq!(f.probe(false, &["bind", "0.0.0.0"]), "ok 0.0.0.0");
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A busybox guest in the shared stack with one address on the test host's `vh0`.
+fn shared_guest(d: &harness::TestDaemon, name: &str, ctx: u32, ip: &str) {
+    harness::GuestBuilder::busybox(name)
+        .context(ctx)
+        .file("apps/vserverd/netmode", "shared\n")
+        .file("interfaces/0/ip", &format!("{ip}\n"))
+        .file("interfaces/0/prefix", "24\n")
+        .file("interfaces/0/dev", "vh0\n")
+        .file("interfaces/0/name", "web\n")
+        .write(d);
+    let www = d.guest_root(name).join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), format!("this is {name}\n")).unwrap();
+}
+
+fn wget(d: &harness::TestDaemon, url: &str) -> String {
+    let o = d.in_host_net(&[
+        "/bin/busybox",
+        "timeout",
+        "10",
+        "/bin/busybox",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        url,
+    ]);
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The test's stand-in for the host network: a veth pair (this kernel has no dummy module)
+/// whose end `vh0` carries the guests' addresses, and a host address on lo.
+fn shared_host(d: &mut harness::TestDaemon) {
+    d.host_netns();
+    for a in [
+        "ip link add vh0 type veth peer name vh1",
+        "ip link set vh0 up",
+        "ip link set vh1 up",
+        "ip addr add 10.79.255.1/32 dev lo",
+    ] {
+        let o = d.in_host_net(&a.split(' ').collect::<Vec<_>>());
+        assert!(o.status.success(), "{a}: {}", text(&o));
+    }
+}
+
+fn prerequisites() -> bool {
+    harness::require_busybox_guests()
+        && require(Path::new("/usr/bin/nsenter").exists(), "nsenter")
+        && require(
+            Layout::detect().is_ok_and(|l| l.v2().is_some()),
+            "cgroup v2",
+        )
+}
+
+#[test]
+fn shared_stack_guests_serve_on_their_own_addresses_of_the_host() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = harness::TestDaemon::prepare();
+    shared_host(&mut d);
+    shared_guest(&d, "a", 46101, "10.79.0.2");
+    shared_guest(&d, "b", 46102, "10.79.0.3");
+    d.spawn();
+    let out = d.ctl_ok(&["start", "a"]);
+    assert!(out.contains("10.79.0.2/24 on vh0"), "{out}");
+    d.ctl_ok(&["start", "b"]);
+    // The addresses are the host's device's, labelled as util-vserver did.
+    let addrs = text(&d.in_host_net(&["ip", "-o", "addr"]));
+    assert!(
+        addrs.contains("10.79.0.2/24") && addrs.contains("vh0:web"),
+        "{addrs}"
+    );
+    // The guest is in the host's network namespace (the test's).
+    let pid = d.init_pid("a");
+    let host_ns = std::fs::metadata(d.netns.as_ref().unwrap()).unwrap();
+    let guest_ns = std::fs::metadata(format!("/proc/{pid}/ns/net")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(guest_ns.ino(), host_ns.ino());
+
+    // Both serve port 80 bound to the wildcard: narrowed to their own addresses.
+    for g in ["a", "b"] {
+        d.ctl_ok(&["exec", g, "--", "httpd", "-p", "80", "-h", "/www"]);
+        d.ctl_ok(&[
+            "exec",
+            g,
+            "--",
+            "httpd",
+            "-p",
+            "127.0.0.1:8081",
+            "-h",
+            "/www",
+        ]);
+    }
+    assert_eq!(wget(&d, "http://10.79.0.2/"), "this is a\n");
+    assert_eq!(wget(&d, "http://10.79.0.3/"), "this is b\n");
+    // (busybox httpd binds `[::]`: an IPv4-only guest's becomes `[::ffff:ADDRESS]`.)
+    let ss = text(&d.in_host_net(&["ss", "-Hltn"]));
+    assert!(
+        ss.contains("[::ffff:10.79.0.2]:80") && ss.contains("[::ffff:10.79.0.3]:80"),
+        "{ss}"
+    );
+    assert!(!ss.contains("0.0.0.0:80") && !ss.contains("*:80"), "{ss}");
+    // Their 127.0.0.1:8081 are their own loopback addresses (from the context), each reached
+    // as 127.0.0.1 from inside, never the other's.
+    let (la, lb) = (default_lback(46101), default_lback(46102));
+    assert!(
+        ss.contains(&format!("{la}:8081")) && ss.contains(&format!("{lb}:8081")),
+        "{ss}"
+    );
+    for g in ["a", "b"] {
+        let o = d.ctl_ok(&[
+            "exec",
+            g,
+            "--",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://127.0.0.1:8081/",
+        ]);
+        assert_eq!(o, format!("this is {g}\n"));
+    }
+    // A foreign address (the other guest's, the host's) and ::1 are refused.
+    for addr in ["10.79.0.3:8080", "10.79.255.1:8080", "[::1]:8080"] {
+        let o = d.ctl(&["exec", "a", "--", "httpd", "-f", "-p", addr, "-h", "/www"]);
+        assert!(
+            !o.status.success() && text(&o).contains("Cannot assign requested address"),
+            "{addr}: {}",
+            text(&o)
+        );
+    }
+    // A connection out has the guest's address as its source (ss shows it at the host).
+    let l = {
+        let ns = std::fs::File::open(d.netns.as_ref().unwrap()).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                TcpListener::bind("10.79.255.1:0").unwrap()
+            })
+            .join()
+            .unwrap()
+        })
+    };
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || l.accept().map(|(_, peer)| peer.ip().to_string()));
+    let _ = d.ctl(&[
+        "exec",
+        "a",
+        "--",
+        "sh",
+        "-c",
+        &format!("echo x | nc -w 1 10.79.255.1 {port}"),
+    ]);
+    assert_eq!(h.join().unwrap().unwrap(), "10.79.0.2");
+
+    // Guest root cannot remove its programs (the escape suite's case too).
+    assert!(sockbpf::complete(&d.run_dir, "a"));
+
+    // A daemon killed and restarted keeps every rule: the guest is adopted in its mode.
+    d.kill();
+    d.spawn();
+    assert_eq!(d.status("a")["state"], "running");
+    assert!(sockbpf::complete(&d.run_dir, "a"));
+    let o = d.ctl(&[
+        "exec",
+        "a",
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "10.79.0.3:8083",
+        "-h",
+        "/www",
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+
+    // Stop takes the addresses and the programs back; b is untouched.
+    d.ctl_ok(&["stop", "a"]);
+    let addrs = text(&d.in_host_net(&["ip", "-o", "addr"]));
+    assert!(!addrs.contains("10.79.0.2/"), "{addrs}");
+    assert!(!sockbpf::pin_dir(&d.run_dir, "a").exists());
+    assert_eq!(wget(&d, "http://10.79.0.3/"), "this is b\n");
+    d.ctl_ok(&["stop", "b"]);
+    let addrs = text(&d.in_host_net(&["ip", "-o", "addr"]));
+    assert!(!addrs.contains("10.79.0.3/"), "{addrs}");
+}
+
+#[test]
+fn shared_stack_refusals_change_nothing() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = harness::TestDaemon::prepare();
+    shared_host(&mut d);
+    shared_guest(&d, "a", 46111, "10.79.0.2");
+    // The host's own address.
+    shared_guest(&d, "h", 46112, "10.79.255.1");
+    // Another running guest's address.
+    shared_guest(&d, "twin", 46113, "10.79.0.2");
+    // No such device.
+    shared_guest(&d, "nodev", 46114, "10.79.0.4");
+    std::fs::write(d.guest_config("nodev").join("interfaces/0/dev"), "vh9\n").unwrap();
+    // NET_RAW over the host's stack.
+    shared_guest(&d, "raw", 46115, "10.79.0.5");
+    std::fs::write(d.guest_config("raw").join("bcapabilities"), "NET_RAW\n").unwrap();
+    d.spawn();
+    d.ctl_ok(&["start", "a"]);
+    let before = text(&d.in_host_net(&["ip", "-o", "addr"]));
+    for (g, want) in [
+        ("h", "already an address of this host"),
+        ("twin", "address of the running guest a"),
+        ("nodev", "vh9"),
+        ("raw", "NET_ADMIN and NET_RAW"),
+    ] {
+        let o = d.ctl(&["start", g]);
+        assert!(
+            !o.status.success() && text(&o).contains(want),
+            "{g}: {}",
+            text(&o)
+        );
+        assert_eq!(text(&d.in_host_net(&["ip", "-o", "addr"])), before, "{g}");
+        assert!(!sockbpf::pin_dir(&d.run_dir, g).exists(), "{g}");
+    }
+    let o = d.ctl(&["check", "raw"]);
+    assert!(text(&o).contains("bcapabilities"), "{}", text(&o));
+    d.ctl_ok(&["stop", "a"]);
+}
+
+/// The escape suite in a shared-stack guest: guest root cannot detach, list, reach or replace
+/// its socket programs, nor reach the host's 127.0.0.1 services (its 127.0.0.1 is its own).
+/// (The host's abstract unix sockets are not yet fenced off in the shared stack:
+/// docs/network.md says so; that attempt is left out here.)
+#[test]
+fn shared_stack_guest_root_cannot_remove_its_programs() {
+    if !prerequisites() || !require(Path::new("/usr/bin/ldd").exists(), "ldd") {
+        return;
+    }
+    let mut d = harness::TestDaemon::prepare();
+    shared_host(&mut d);
+    shared_guest(&d, "jail", 46121, "10.79.0.2");
+    // Its cgroup, as a systemd guest has it: the cgroup fd the detach attempts go through.
+    std::fs::write(
+        d.guest_config("jail").join("fstab"),
+        "none /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec 0 0\n",
+    )
+    .unwrap();
+    let root = d.guest_root("jail");
+    std::fs::create_dir_all(root.join("sys/fs/cgroup")).unwrap();
+    harness::guest::install_host_binary(
+        &root,
+        &harness::guest::workspace_binary("vserverd-escape"),
+        "/escape",
+    );
+    let host_only = d.dir.path().join("host-only-marker");
+    std::fs::write(&host_only, "host").unwrap();
+    let tcp = {
+        let ns = std::fs::File::open(d.netns.as_ref().unwrap()).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                TcpListener::bind("127.0.0.1:0").unwrap()
+            })
+            .join()
+            .unwrap()
+        })
+    };
+    let port = tcp.local_addr().unwrap().port().to_string();
+    d.spawn();
+    d.ctl_ok(&["start", "jail"]);
+    let out = d.ctl(&[
+        "exec",
+        "jail",
+        "--",
+        "/escape",
+        &host_only.display().to_string(),
+        &d.pid().unwrap().to_string(),
+        &d.socket.display().to_string(),
+        "/root/none",
+        &port,
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<serde_json::Value> = said
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for want in [
+        "detach cgroup program 8",
+        "open bpf links by id",
+        "load a cgroup socket program",
+        "reach a host-only 127.0.0.1 service",
+    ] {
+        assert!(
+            results
+                .iter()
+                .any(|r| r["name"].as_str().unwrap_or("").starts_with(want)),
+            "{want} did not run:\n{said}"
+        );
+    }
+    let escaped: Vec<&serde_json::Value> =
+        results.iter().filter(|r| r["escaped"] != false).collect();
+    assert!(escaped.is_empty(), "escapes: {escaped:#?}");
+    // The programs are all there and still act.
+    assert!(sockbpf::complete(&d.run_dir, "jail"));
+    let o = d.ctl(&[
+        "exec",
+        "jail",
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "10.79.255.1:8080",
+        "-h",
+        "/www",
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    d.ctl_ok(&["stop", "jail"]);
 }

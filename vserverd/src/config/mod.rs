@@ -11,6 +11,7 @@ pub mod init;
 pub mod interfaces;
 pub mod limits;
 pub mod names;
+pub mod netmode;
 pub mod owner;
 pub mod read;
 pub mod resources;
@@ -92,6 +93,8 @@ pub struct GuestConfig {
     pub disabled: bool,
     pub nocgroup: bool,
     pub nonetns: bool,
+    /// apps/vserverd/netmode (netmode.rs).
+    pub netmode: netmode::NetMode,
     pub interfaces: interfaces::Interfaces,
     pub ulimits: Vec<limits::Ulimit>,
     pub rlimits: Vec<limits::Rlimit>,
@@ -447,6 +450,7 @@ pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, Conf
         disabled: read::flag(&cfg.join("disabled")),
         nocgroup: read::flag(&cfg.join("nocgroup")),
         nonetns: read::flag(&cfg.join("nonetns")),
+        netmode: netmode::load(&cfg, &def)?,
         interfaces: interfaces::load(&cfg, &def, &mut w)?,
         ulimits: limits::ulimits(&cfg.join("ulimits"), &mut w)?,
         rlimits: limits::rlimits(&cfg.join("rlimits"), &mut w)?,
@@ -462,6 +466,7 @@ pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, Conf
         spaces: spaces::spaces(&cfg, &mut w)?,
         netns: spaces::netns(&cfg, &def)?,
     };
+    netmode::check(&config)?;
     if let Some(msg) = unbounded(&config) {
         w.push(ConfigError::file(&cfg.join("cgroup"), msg));
     }

@@ -55,6 +55,10 @@ pub async fn setup(
     p: &Progress,
 ) -> Result<Option<GuestNet>, String> {
     let name = c.name.as_str();
+    if crate::config::netmode::shared_stack(c) {
+        // The host's stack: guest/sharednet.rs.
+        return Ok(None);
+    }
     if c.nonetns {
         p.send(
             name,
