@@ -67,6 +67,8 @@ impl Fixture {
             "ip addr add 10.88.0.3/32 dev lo",
             "ip addr add 10.88.0.9/32 dev lo",
             "ip addr add fd88::2/128 dev lo nodad",
+            // Ping sockets for gid 0, as Debian's systemd sysctl.d has it for every group.
+            "sysctl -q -w net.ipv4.ping_group_range=0\t0",
         ] {
             f.in_net(&a.split(' ').collect::<Vec<_>>());
         }
@@ -126,6 +128,7 @@ fn policy(cookie: u64) -> Policy {
         v4: vec!["10.88.0.2".parse().unwrap(), "10.88.0.3".parse().unwrap()],
         v6: vec!["fd88::2".parse().unwrap()],
         lback: Ipv4Addr::new(127, 0, 2, 1),
+        raw_icmp: false,
     }
 }
 
@@ -149,6 +152,7 @@ fn programs_narrow_a_cgroup_to_its_addresses_until_detached() {
 
     // Before: nothing narrowed.
     assert_eq!(f.probe(false, &["bind", "0.0.0.0"]), "ok 0.0.0.0");
+    assert_eq!(f.probe(false, &["ping-socket"]), "ok made");
 
     let took = sockbpf::attach(&f.run, "g", &f.cg, &policy(cookie)).unwrap();
     eprintln!("attach of {} programs: {took:?}", Hook::ALL.len());
@@ -193,6 +197,8 @@ fn programs_narrow_a_cgroup_to_its_addresses_until_detached() {
     let mut b = [0u8; 8];
     let (_, from) = udp.recv_from(&mut b).unwrap();
     assert_eq!(from.ip().to_string(), "10.88.0.2");
+    // ICMP ping sockets (they bind past the bind hook) need ncaps raw_icmp.
+    assert_eq!(f.probe(false, &["ping-socket"]), "err EPERM");
     // A namespace made inside the cgroup is left alone.
     assert_eq!(f.probe(false, &["unshare-bind"]), "ok 0.0.0.0");
 

@@ -38,6 +38,9 @@ def run(action, args):
         s = socket.socket(fam(args[0]), socket.SOCK_DGRAM)
         s.sendto(b"x", (args[0], int(args[1])))
         return "sent"
+    if action == "ping-socket":
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+        return "made"
     if action == "unshare-bind":
         # A network namespace made inside the cgroup: the programs leave it alone.
         libc = ctypes.CDLL(None, use_errno=True)

@@ -295,8 +295,8 @@ fn bpf(cmd: i64, words: &[u32]) -> libc::c_long {
 /// The socket programs of a shared-stack guest (and any cgroup program): guest root must not
 /// detach, replace, list or reach them, nor load programs of its own.
 fn bpf_attempts() {
-    // The cgroup sock_addr attach types (bind4 … getsockname6).
-    const TYPES: [u32; 12] = [8, 9, 10, 11, 14, 15, 19, 20, 29, 30, 31, 32];
+    // The cgroup sock_create and sock_addr attach types (bind4 … getsockname6).
+    const TYPES: [u32; 13] = [2, 8, 9, 10, 11, 14, 15, 19, 20, 29, 30, 31, 32];
     let mut dirs = 0;
     for dir in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
         let Ok(f) = std::fs::File::open(dir) else {

@@ -19,6 +19,9 @@
 //!   first address (lback towards lback); a source chosen with IP_PKTINFO must be the guest's
 //!   (else EPERM).
 //! - recvmsg, getsockname, getpeername: lback is shown as 127.0.0.1.
+//! - socket creation: ICMP "ping" sockets (datagram sockets of IPPROTO_ICMP/ICMPV6, which
+//!   bind through their own path, past the bind hook) fail EPERM unless the guest's ncaps
+//!   grant `raw_icmp`.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -34,6 +37,8 @@ pub struct Policy {
     pub v6: Vec<Ipv6Addr>,
     /// 127.0.0.1 inside the guest.
     pub lback: Ipv4Addr,
+    /// ncaps `raw_icmp`: ICMP ping sockets allowed.
+    pub raw_icmp: bool,
 }
 
 /// A cgroup sock_addr hook (uapi `enum bpf_attach_type`).
@@ -51,10 +56,12 @@ pub enum Hook {
     Getpeername6,
     Getsockname4,
     Getsockname6,
+    /// cgroup/sock_create (a `BPF_PROG_TYPE_CGROUP_SOCK` program).
+    SockCreate,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 12] = [
+    pub const ALL: [Hook; 13] = [
         Hook::Bind4,
         Hook::Bind6,
         Hook::Connect4,
@@ -67,6 +74,7 @@ impl Hook {
         Hook::Getpeername6,
         Hook::Getsockname4,
         Hook::Getsockname6,
+        Hook::SockCreate,
     ];
 
     /// The kernel's attach type number.
@@ -84,6 +92,15 @@ impl Hook {
             Hook::Getpeername6 => 30,
             Hook::Getsockname4 => 31,
             Hook::Getsockname6 => 32,
+            Hook::SockCreate => 2,
+        }
+    }
+
+    /// The program type (uapi `enum bpf_prog_type`).
+    pub fn prog_type(self) -> u32 {
+        match self {
+            Hook::SockCreate => PROG_TYPE_CGROUP_SOCK,
+            _ => PROG_TYPE_CGROUP_SOCK_ADDR,
         }
     }
 
@@ -102,12 +119,19 @@ impl Hook {
             Hook::Getpeername6 => "vs_getpeername6",
             Hook::Getsockname4 => "vs_getsockname4",
             Hook::Getsockname6 => "vs_getsockname6",
+            Hook::SockCreate => "vs_sock_create",
         }
     }
 }
 
 /// `BPF_PROG_TYPE_CGROUP_SOCK_ADDR`.
 pub const PROG_TYPE_CGROUP_SOCK_ADDR: u32 = 18;
+/// `BPF_PROG_TYPE_CGROUP_SOCK`.
+pub const PROG_TYPE_CGROUP_SOCK: u32 = 9;
+
+// struct bpf_sock.
+const SK_TYPE: i16 = 8;
+const SK_PROTOCOL: i16 = 12;
 
 // Helpers (uapi `__BPF_FUNC_MAPPER`).
 const FN_BIND: i32 = 64;
@@ -157,6 +181,7 @@ pub fn program(h: Hook, p: &Policy) -> Result<Vec<Insn>, AsmError> {
         Hook::Sendmsg6 => g.connect6(p, true),
         Hook::Recvmsg4 | Hook::Getpeername4 | Hook::Getsockname4 => g.show4(p),
         Hook::Recvmsg6 | Hook::Getpeername6 | Hook::Getsockname6 => g.show6(p),
+        Hook::SockCreate => g.sock_create(p),
     }
     g.finish()
 }
@@ -455,6 +480,24 @@ impl Gen {
         self.dest4(p, R5, USER_IP6 + 12, src);
         self.place(src);
         self.pin4(true);
+    }
+
+    /// Refuses ICMP datagram sockets (plain return 0: EPERM) unless `raw_icmp`.
+    fn sock_create(&mut self, p: &Policy) {
+        if p.raw_icmp {
+            self.a.ja(self.allow);
+            return;
+        }
+        let deny = self.a.new_label();
+        self.a
+            .ldx_w(R2, R6, SK_TYPE)
+            .jne32(R2, 2, self.allow) // SOCK_DGRAM
+            .ldx_w(R2, R6, SK_PROTOCOL)
+            .jeq32(R2, 1, deny) // IPPROTO_ICMP
+            .jeq32(R2, 58, deny) // IPPROTO_ICMPV6
+            .ja(self.allow);
+        self.place(deny);
+        self.a.mov_imm(R0, 0).exit();
     }
 
     fn show4(&mut self, p: &Policy) {

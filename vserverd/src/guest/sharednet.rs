@@ -9,6 +9,9 @@ use crate::bpf::progs::{default_lback, Policy};
 use crate::config::GuestConfig;
 use crate::isolate::sockbpf;
 
+/// ncaps `raw_icmp` (config/names.rs NCAPS).
+const RAW_ICMP: u64 = 0x100;
+
 /// One of the guest's addresses.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HostAddr {
@@ -30,6 +33,9 @@ pub struct SharedNet {
     pub addrs: Vec<HostAddr>,
     pub lback: Ipv4Addr,
     pub netns_cookie: u64,
+    /// ncaps `raw_icmp`: ICMP ping sockets allowed.
+    #[serde(default)]
+    pub raw_icmp: bool,
 }
 
 impl SharedNet {
@@ -39,6 +45,7 @@ impl SharedNet {
             v4: vec![],
             v6: vec![],
             lback: self.lback,
+            raw_icmp: self.raw_icmp,
         };
         for a in &self.addrs {
             match a.ip {
@@ -106,6 +113,7 @@ pub fn plan(c: &GuestConfig, netns_cookie: u64) -> Result<SharedNet, String> {
         addrs,
         lback,
         netns_cookie,
+        raw_icmp: c.ncaps & RAW_ICMP != 0,
     })
 }
 
@@ -312,6 +320,7 @@ mod tests {
             ],
             lback: "127.0.2.1".parse().unwrap(),
             netns_cookie: 1,
+            raw_icmp: false,
         }
     }
 

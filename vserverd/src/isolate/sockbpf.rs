@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::bpf::progs::{self, Hook, Policy, PROG_TYPE_CGROUP_SOCK_ADDR};
+use crate::bpf::progs::{self, Hook, Policy};
 use crate::sys;
 
 #[derive(Debug, thiserror::Error)]
@@ -103,17 +103,12 @@ pub fn attach(run_dir: &Path, name: &str, cgroup_v2: &Path, p: &Policy) -> Resul
                 err,
             })?;
             let bytes: Vec<[u8; 8]> = insns.iter().map(|i| i.bytes()).collect();
-            let prog = sys::bpf::prog_load(
-                PROG_TYPE_CGROUP_SOCK_ADDR,
-                h.attach_type(),
-                &bytes,
-                h.name(),
-            )
-            .map_err(|e| SockBpfError::Load {
-                hook: h.name(),
-                err: e.err,
-                log: e.log.trim().to_string(),
-            })?;
+            let prog = sys::bpf::prog_load(h.prog_type(), h.attach_type(), &bytes, h.name())
+                .map_err(|e| SockBpfError::Load {
+                    hook: h.name(),
+                    err: e.err,
+                    log: e.log.trim().to_string(),
+                })?;
             let link = sys::bpf::link_cgroup(&prog, &cg, h.attach_type())
                 .map_err(io("linking a program to", cgroup_v2))?;
             let pin = dir.join(h.name());

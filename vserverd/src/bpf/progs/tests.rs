@@ -116,6 +116,7 @@ fn policy() -> Policy {
         v4: vec!["10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap()],
         v6: vec!["fd00::2".parse().unwrap()],
         lback: "127.0.2.1".parse().unwrap(),
+        raw_icmp: false,
     }
 }
 
@@ -337,4 +338,32 @@ fn default_lback_is_per_context() {
     assert_eq!(default_lback(2), Ipv4Addr::new(127, 0, 2, 1));
     assert_eq!(default_lback(46001), Ipv4Addr::new(127, 179, 177, 1));
     assert_ne!(default_lback(2), default_lback(3));
+}
+
+fn sock(ty: u32, proto: u32) -> [u8; 72] {
+    let mut c = [0u8; 72];
+    c[8..12].copy_from_slice(&ty.to_le_bytes());
+    c[12..16].copy_from_slice(&proto.to_le_bytes());
+    c
+}
+
+#[test]
+fn ping_sockets_need_raw_icmp() {
+    for proto in [1, 58] {
+        let o = go(Hook::SockCreate, sock(2, proto));
+        assert_eq!((o.ret, o.retval), (0, None));
+    }
+    assert_eq!(go(Hook::SockCreate, sock(2, 17)).ret, 1);
+    assert_eq!(go(Hook::SockCreate, sock(1, 6)).ret, 1);
+    let mut p = policy();
+    p.raw_icmp = true;
+    let o = run(&program(Hook::SockCreate, &p).unwrap(), sock(2, 1), HOST);
+    assert_eq!(o.ret, 1);
+    // Another namespace's sockets are not ours to refuse.
+    let o = run(
+        &program(Hook::SockCreate, &policy()).unwrap(),
+        sock(2, 1),
+        HOST + 1,
+    );
+    assert_eq!(o.ret, 1);
 }
