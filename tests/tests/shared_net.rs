@@ -551,3 +551,70 @@ fn shared_stack_guest_root_cannot_remove_its_programs() {
     assert!(!o.status.success(), "{}", text(&o));
     d.ctl_ok(&["stop", "jail"]);
 }
+
+#[test]
+fn shared_stack_ipv6_guest_serves_on_its_own_address_and_refuses_loopback() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = harness::TestDaemon::prepare();
+    shared_host(&mut d);
+    harness::GuestBuilder::busybox("six")
+        .context(46131)
+        .file("apps/vserverd/netmode", "shared\n")
+        .file("interfaces/0/ip", "fd00:79::2\n")
+        .file("interfaces/0/prefix", "64\n")
+        .file("interfaces/0/dev", "vh0\n")
+        .write(&d);
+    let www = d.guest_root("six").join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "this is six\n").unwrap();
+    d.spawn();
+    d.ctl_ok(&["start", "six"]);
+    let addrs = text(&d.in_host_net(&["ip", "-o", "-6", "addr", "show", "dev", "vh0"]));
+    let line = addrs
+        .lines()
+        .find(|l| l.contains("fd00:79::2/64"))
+        .unwrap_or_else(|| panic!("{addrs}"));
+    // Added without duplicate address detection: usable at once.
+    assert!(line.contains("nodad") && !line.contains("tentative"), "{line}");
+    // `[::]:80` narrowed to the guest's address.
+    d.ctl_ok(&["exec", "six", "--", "httpd", "-p", "80", "-h", "/www"]);
+    let ss = text(&d.in_host_net(&["ss", "-Hltn"]));
+    assert!(ss.contains("[fd00:79::2]:80"), "{ss}");
+    assert!(!ss.contains("*:80") && !ss.contains("[::]:80"), "{ss}");
+    assert_eq!(wget(&d, "http://[fd00:79::2]/"), "this is six\n");
+    // ::1 has no per-guest meaning: refused for bind.
+    let o = d.ctl(&[
+        "exec",
+        "six",
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "[::1]:8080",
+        "-h",
+        "/www",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("Cannot assign requested address"),
+        "{}",
+        text(&o)
+    );
+    // A guest without IPv4 addresses cannot bind IPv4 at all.
+    let o = d.ctl(&[
+        "exec",
+        "six",
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "0.0.0.0:8080",
+        "-h",
+        "/www",
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    d.ctl_ok(&["stop", "six"]);
+    let addrs = text(&d.in_host_net(&["ip", "-o", "-6", "addr"]));
+    assert!(!addrs.contains("fd00:79::2"), "{addrs}");
+}
