@@ -577,7 +577,10 @@ fn shared_stack_ipv6_guest_serves_on_its_own_address_and_refuses_loopback() {
         .find(|l| l.contains("fd00:79::2/64"))
         .unwrap_or_else(|| panic!("{addrs}"));
     // Added without duplicate address detection: usable at once.
-    assert!(line.contains("nodad") && !line.contains("tentative"), "{line}");
+    assert!(
+        line.contains("nodad") && !line.contains("tentative"),
+        "{line}"
+    );
     // `[::]:80` narrowed to the guest's address.
     d.ctl_ok(&["exec", "six", "--", "httpd", "-p", "80", "-h", "/www"]);
     let ss = text(&d.in_host_net(&["ss", "-Hltn"]));
@@ -617,4 +620,38 @@ fn shared_stack_ipv6_guest_serves_on_its_own_address_and_refuses_loopback() {
     d.ctl_ok(&["stop", "six"]);
     let addrs = text(&d.in_host_net(&["ip", "-o", "-6", "addr"]));
     assert!(!addrs.contains("fd00:79::2"), "{addrs}");
+}
+
+/// Where cgroup BPF cannot be had (here: the probe failed by fault injection), a shared-stack
+/// guest gets a network namespace instead, and the start and `check` say so.
+#[test]
+fn without_cgroup_bpf_a_shared_guest_falls_back_to_a_namespace_with_a_warning() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = harness::TestDaemon::prepare();
+    shared_host(&mut d);
+    shared_guest(&d, "fb", 46141, "10.79.0.7");
+    d.env = vec![("VSERVERD_FAULT".into(), "sockbpf.probe=fail".into())];
+    d.spawn();
+    let said = text(&d.ctl(&["check", "fb"]));
+    assert!(
+        said.contains("netmode") && said.contains("network namespace"),
+        "{said}"
+    );
+    let out = d.ctl_ok(&["start", "fb"]);
+    assert!(
+        out.contains("warning: apps/vserverd/netmode is shared"),
+        "{out}"
+    );
+    assert!(d.log().contains("gets a network namespace"), "{}", d.log());
+    // The namespace form: the veth's host end, the address inside, not on the host's device.
+    let links = text(&d.in_host_net(&["ip", "-o", "link"]));
+    assert!(links.contains("vsd46141"), "{links}");
+    let addrs = text(&d.in_host_net(&["ip", "-o", "addr"]));
+    assert!(!addrs.contains("10.79.0.7/"), "{addrs}");
+    assert!(!sockbpf::pin_dir(&d.run_dir, "fb").exists());
+    let inside = d.ctl_ok(&["exec", "fb", "--", "ip", "-o", "addr"]);
+    assert!(inside.contains("10.79.0.7/24"), "{inside}");
+    d.ctl_ok(&["stop", "fb"]);
 }

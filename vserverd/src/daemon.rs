@@ -510,17 +510,34 @@ impl Daemon {
 
     pub fn validate(&self, name: &str) -> Result<Validation, ManagerError> {
         let loaded = self.load(name)?;
+        let mut warnings: Vec<ConfigProblem> = loaded
+            .warnings
+            .iter()
+            .map(|w| ConfigProblem {
+                file: w.file.display().to_string(),
+                line: w.line,
+                message: w.message.clone(),
+            })
+            .collect();
+        // What the host can give, which the pure config load cannot know.
+        if crate::config::netmode::shared_stack(&loaded.config) {
+            if let Some(why) = crate::guest::sharednet::unusable(self) {
+                let own = loaded.config.cfg_dir.join("apps/vserverd/netmode");
+                let file = if own.exists() {
+                    own
+                } else {
+                    self.roots().defaults().join("apps/vserverd/netmode")
+                };
+                warnings.push(ConfigProblem {
+                    file: file.display().to_string(),
+                    line: None,
+                    message: crate::guest::sharednet::fallback_warning(&why),
+                });
+            }
+        }
         Ok(Validation {
             config: proto::GuestConfig::from(&loaded.config),
-            warnings: loaded
-                .warnings
-                .iter()
-                .map(|w| ConfigProblem {
-                    file: w.file.display().to_string(),
-                    line: w.line,
-                    message: w.message.clone(),
-                })
-                .collect(),
+            warnings,
         })
     }
 }

@@ -264,6 +264,27 @@ pub fn add(s: &SharedNet) -> Result<(), String> {
     Ok(())
 }
 
+/// Why the shared stack cannot be had on this host, if it cannot: no unified cgroup hierarchy,
+/// or no cgroup BPF. The guest then gets a network namespace (with a warning).
+pub fn unusable(d: &crate::daemon::Daemon) -> Option<String> {
+    match d.layout() {
+        Err(e) => return Some(e),
+        Ok(l) if l.v2().is_none() => {
+            return Some("no unified (v2) cgroup hierarchy is mounted".into())
+        }
+        Ok(_) => {}
+    }
+    sockbpf::available().err()
+}
+
+/// The warning `check`, the start and the log give when the shared stack falls back.
+pub fn fallback_warning(why: &str) -> String {
+    format!(
+        "apps/vserverd/netmode is shared, but {why}: the guest gets a network namespace and a \
+         veth pair instead"
+    )
+}
+
 /// Links the socket programs to the guest's cgroup in the unified hierarchy.
 pub fn attach(
     run_dir: &Path,

@@ -175,7 +175,22 @@ async fn steps(
     fault::point("start.journal")?;
 
     // The network before the cgroup, as util-vserver did (interfaces before mounts).
-    let shared = if crate::config::netmode::shared_stack(c) {
+    let shared_mode = crate::config::netmode::shared_stack(c)
+        && match super::sharednet::unusable(d) {
+            None => true,
+            Some(why) => {
+                let w = super::sharednet::fallback_warning(&why);
+                tracing::warn!(guest = name, "{w}");
+                p.send(
+                    name,
+                    "network",
+                    &format!("warning: {w}"),
+                    GuestState::Starting,
+                );
+                false
+            }
+        };
+    let shared = if shared_mode {
         let s = shared_addresses(d, c, p, &mut journal).await;
         // Named in the journal before any address was added: taken back whatever happened.
         undo.shared = journal.shared_net.clone();
@@ -184,7 +199,7 @@ async fn steps(
         None
     };
     fault::point("start.addresses")?;
-    let net = super::network::setup(d, c, p).await?;
+    let net = super::network::setup(d, c, p, shared_mode).await?;
     undo.net = net.clone();
     if let Some(n) = &net {
         journal.set_net(n);

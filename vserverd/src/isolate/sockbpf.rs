@@ -142,3 +142,31 @@ pub fn detach(run_dir: &Path, name: &str) -> Result<()> {
     }
     std::fs::remove_dir(&dir).map_err(io("removing", &dir))
 }
+
+/// Whether this kernel loads cgroup socket programs for us (CONFIG_CGROUP_BPF, bpf(2) allowed):
+/// a one-instruction bind4 program loaded once per daemon and dropped. Debug builds fail it at
+/// the fault point `sockbpf.probe` (the fallback's test).
+pub fn available() -> std::result::Result<(), String> {
+    static PROBE: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
+    crate::fault::point("sockbpf.probe")?;
+    PROBE
+        .get_or_init(|| {
+            let mut a = crate::bpf::asm::Asm::new();
+            a.mov_imm(crate::bpf::asm::R0, 1).exit();
+            let insns: Vec<[u8; 8]> = a
+                .finish()
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|i| i.bytes())
+                .collect();
+            sys::bpf::prog_load(
+                progs::PROG_TYPE_CGROUP_SOCK_ADDR,
+                Hook::Bind4.attach_type(),
+                &insns,
+                "vs_probe",
+            )
+            .map(drop)
+            .map_err(|e| format!("cgroup BPF is not available ({})", e.err))
+        })
+        .clone()
+}
