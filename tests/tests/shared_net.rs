@@ -639,6 +639,13 @@ fn without_cgroup_bpf_a_shared_guest_falls_back_to_a_namespace_with_a_warning() 
         said.contains("netmode") && said.contains("network namespace"),
         "{said}"
     );
+    let st = d.status("fb");
+    assert!(
+        st["network_fallback"]
+            .as_str()
+            .is_some_and(|w| w.contains("network namespace")),
+        "{st}"
+    );
     let out = d.ctl_ok(&["start", "fb"]);
     assert!(
         out.contains("warning: apps/vserverd/netmode is shared"),

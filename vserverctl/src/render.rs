@@ -187,6 +187,7 @@ mod tests {
             restart_needed: false,
             unbounded: None,
             no_route_out: None,
+            network_fallback: None,
             config_error: None,
             message: None,
         };
@@ -207,6 +208,7 @@ mod tests {
             restart_needed: false,
             unbounded: None,
             no_route_out: None,
+            network_fallback: None,
             config_error: None,
             message: None,
         };

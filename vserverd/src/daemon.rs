@@ -434,11 +434,15 @@ impl Daemon {
 
     pub fn status(&self, name: &str) -> Result<GuestStatus, ManagerError> {
         self.check_name(name)?;
-        let (mut unbounded, mut no_route_out) = (None, None);
+        let (mut unbounded, mut no_route_out, mut network_fallback) = (None, None, None);
         let (context, vdir, config_error) = match self.load_for_read(name) {
             Ok(l) => {
                 unbounded = config::unbounded(&l.config);
                 no_route_out = config::no_route_out(&l.config).map(|(_, m)| m);
+                if config::netmode::shared_stack(&l.config) {
+                    network_fallback = crate::guest::sharednet::unusable(self)
+                        .map(|why| crate::guest::sharednet::fallback_warning(&why));
+                }
                 (
                     Some(l.config.context),
                     l.config.vdir.display().to_string(),
@@ -488,6 +492,7 @@ impl Daemon {
             message: self.guests.last(name),
             unbounded,
             no_route_out,
+            network_fallback,
         })
     }
 
