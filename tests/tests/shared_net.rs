@@ -452,6 +452,19 @@ fn shared_stack_refusals_change_nothing() {
         assert_eq!(text(&d.in_host_net(&["ip", "-o", "addr"])), before, "{g}");
         assert!(!sockbpf::pin_dir(&d.run_dir, g).exists(), "{g}");
     }
+    // A nodev address the host does not have: `check` warns, as binds to it would fail.
+    shared_guest(&d, "nd", 46116, "10.79.0.8");
+    for (f, v) in [("ip", "10.79.9.9\n"), ("prefix", "32\n"), ("nodev", "")] {
+        let p = d.guest_config("nd").join("interfaces/1").join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, v).unwrap();
+    }
+    let o = d.ctl(&["check", "nd"]);
+    assert!(
+        text(&o).contains("interfaces/1/nodev") && text(&o).contains("not an address of this host"),
+        "{}",
+        text(&o)
+    );
     let o = d.ctl(&["check", "raw"]);
     assert!(text(&o).contains("bcapabilities"), "{}", text(&o));
     d.ctl_ok(&["stop", "a"]);

@@ -526,6 +526,18 @@ impl Daemon {
             .collect();
         // What the host can give, which the pure config load cannot know.
         if crate::config::netmode::shared_stack(&loaded.config) {
+            let planned = crate::guest::sharednet::plan(&loaded.config, 0).ok();
+            let listing = crate::guest::sharednet::host_addresses().unwrap_or_default();
+            for (rel, message) in planned
+                .iter()
+                .flat_map(|s| crate::guest::sharednet::nodev_warnings(s, &listing))
+            {
+                warnings.push(ConfigProblem {
+                    file: loaded.config.cfg_dir.join(rel).display().to_string(),
+                    line: None,
+                    message,
+                });
+            }
             if let Some(why) = crate::guest::sharednet::unusable(self) {
                 let own = loaded.config.cfg_dir.join("apps/vserverd/netmode");
                 let file = if own.exists() {

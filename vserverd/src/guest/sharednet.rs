@@ -248,6 +248,35 @@ pub fn check_free(s: &SharedNet) -> Result<(), String> {
     Ok(())
 }
 
+/// The host's addresses as `ip -o addr show` lists them.
+pub fn host_addresses() -> Result<String, String> {
+    let o = std::process::Command::new("ip")
+        .args(["-o", "addr", "show"])
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// `check`'s warnings for `nodev` addresses the host does not have (`ip_listing`: `ip -o addr
+/// show`): the guest may bind them, but the kernel refuses a bind to an address that is not
+/// local until someone adds or routes it.
+pub fn nodev_warnings(s: &SharedNet, ip_listing: &str) -> Vec<(String, String)> {
+    s.addrs
+        .iter()
+        .filter(|a| a.dev.is_none())
+        .filter(|a| !ip_listing.contains(&format!(" {}/", a.ip)))
+        .map(|a| {
+            (
+                format!("interfaces/{}/nodev", a.id),
+                format!(
+                    "{} is on no device (nodev) and not an address of this host: binds to it fail                      until it is added or routed locally",
+                    a.ip
+                ),
+            )
+        })
+        .collect()
+}
+
 /// Adds the addresses to their devices; a failure removes those added.
 pub fn add(s: &SharedNet) -> Result<(), String> {
     let adds = add_commands(s);
@@ -364,6 +393,17 @@ mod tests {
                 "ip addr del fd00::2/64 dev eth0"
             ]
         );
+    }
+
+    #[test]
+    fn nodev_addresses_not_on_the_host_are_warned() {
+        let listing = "1: lo    inet 127.0.0.1/8 scope host lo\n";
+        let w = nodev_warnings(&net(), listing);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].0, "interfaces/2/nodev");
+        assert!(w[0].1.contains("10.9.0.2"));
+        let listing = "1: lo    inet 10.9.0.2/32 scope global lo\n";
+        assert!(nodev_warnings(&net(), listing).is_empty());
     }
 
     #[test]
