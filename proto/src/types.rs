@@ -179,6 +179,10 @@ pub struct GuestStatus {
     /// Set when the guest cannot reach other machines (loopback only, host-only addresses).
     #[serde(default)]
     pub no_route_out: Option<String>,
+    /// Set when the guest asks for the shared network stack, which this host cannot give: why,
+    /// and that it gets a network namespace instead.
+    #[serde(default)]
+    pub network_fallback: Option<String>,
 }
 
 /// The reply of Validate.

@@ -24,7 +24,7 @@ pub const SUITES: [&str; 2] = ["trixie", "bookworm"];
 /// a boot takes ~20-40 s under TCG on a loaded 2-core machine.
 const BOOT_ALLOWANCE: Duration = Duration::from_secs(240);
 
-fn repo() -> PathBuf {
+pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root")
@@ -183,6 +183,7 @@ pub struct Vm {
     timeout: Duration,
     boot_allowance: Duration,
     kernel_args: Vec<String>,
+    kernel: Option<PathBuf>,
 }
 
 impl Vm {
@@ -194,6 +195,7 @@ impl Vm {
             timeout: Duration::from_secs(300),
             boot_allowance: BOOT_ALLOWANCE,
             kernel_args: Vec::new(),
+            kernel: None,
         }
     }
 
@@ -310,6 +312,12 @@ impl Vm {
         self
     }
 
+    /// Boots `bzimage` instead of the image's own kernel (scripts/kernel.sh's patched one).
+    pub fn kernel(mut self, bzimage: &Path) -> Self {
+        self.kernel = Some(bzimage.to_path_buf());
+        self
+    }
+
     /// An extra kernel command-line argument.
     pub fn kernel_arg(mut self, a: &str) -> Self {
         self.kernel_args.push(a.into());
@@ -380,7 +388,7 @@ impl Vm {
         let mut cmd = Command::new("bash");
         cmd.arg(script())
             .arg("qemu")
-            .arg(image.join("vmlinuz"))
+            .arg(self.kernel.clone().unwrap_or_else(|| image.join("vmlinuz")))
             .arg(&initrd)
             .arg(&console)
             .arg(&result)

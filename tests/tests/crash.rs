@@ -9,8 +9,10 @@ use harness::{GuestBuilder, TestDaemon};
 /// The points of a start, in order (vserverd/src/guest/start.rs).
 const START_STEPS: &[&str] = &[
     "start.journal",
+    "start.addresses",
     "start.network",
     "start.cgroup",
+    "start.bpf",
     "start.limits",
     "start.pre-start",
     "start.console",
@@ -57,7 +59,12 @@ fn nothing_left(d: &TestDaemon, name: &str, cell: &str) {
     // test's stand-in for the host's network.
     let left: Vec<&str> = mounts
         .lines()
-        .filter(|l| l.contains(&root) && !l.contains("/procfs ") && !l.contains("/hostnet "))
+        .filter(|l| {
+            l.contains(&root)
+                && !l.contains("/procfs ")
+                && !l.contains("/hostnet ")
+                && !l.contains("/run/bpf ")
+        })
         .collect();
     assert!(left.is_empty(), "{cell}: mounts left:\n{}", left.join("\n"));
     if d.netns.is_some() {
@@ -71,6 +78,18 @@ fn nothing_left(d: &TestDaemon, name: &str, cell: &str) {
             .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
             .unwrap_or_default();
         assert!(pinned.is_empty(), "{cell}: netns pins left: {pinned:?}");
+        // A shared-stack guest's addresses and socket programs.
+        let addrs = text(&d.in_host_net(&["ip", "-o", "addr"]));
+        assert!(
+            !addrs.contains("10.78.0.2"),
+            "{cell}: address left:\n{addrs}"
+        );
+        let bpf = d.run_dir.join("bpf").join(name);
+        assert!(
+            !bpf.exists(),
+            "{cell}: program pins left in {}",
+            bpf.display()
+        );
     }
 }
 
@@ -94,14 +113,29 @@ fn holds(d: &TestDaemon, name: &str, cell: &str) -> &'static str {
     outcome
 }
 
-fn matrix(with_net: bool) {
+#[derive(Clone, Copy, PartialEq)]
+enum Net {
+    None,
+    Netns,
+    Shared,
+}
+
+fn matrix(net: Net) {
     if !prerequisites() {
         return;
     }
+    let with_net = net != Net::None;
     let mut table = Vec::new();
     for step in START_STEPS {
         for action in ["kill", "fail"] {
-            let cell = format!("{step} × {action}{}", if with_net { " (net)" } else { "" });
+            let cell = format!(
+                "{step} × {action}{}",
+                match net {
+                    Net::None => "",
+                    Net::Netns => " (net)",
+                    Net::Shared => " (shared)",
+                }
+            );
             let mut d = TestDaemon::prepare();
             if with_net {
                 d.host_netns();
@@ -109,12 +143,18 @@ fn matrix(with_net: bool) {
             let g = GuestBuilder::busybox("c")
                 .context(47001)
                 .file("cflags", "virt_mem\n");
-            let g = if with_net {
-                g.file("interfaces/0/ip", "10.78.0.2\n")
+            let g = match net {
+                Net::None => g,
+                Net::Netns => g
+                    .file("interfaces/0/ip", "10.78.0.2\n")
                     .file("interfaces/0/prefix", "24\n")
-                    .file("interfaces/0/nodev", "")
-            } else {
-                g
+                    .file("interfaces/0/nodev", ""),
+                // The address on the test host's lo: no device to make.
+                Net::Shared => g
+                    .file("apps/vserverd/netmode", "shared\n")
+                    .file("interfaces/0/ip", "10.78.0.2\n")
+                    .file("interfaces/0/prefix", "32\n")
+                    .file("interfaces/0/dev", "lo\n"),
             };
             g.write(&d);
             d.env = vec![("VSERVERD_FAULT".into(), format!("{step}={action}"))];
@@ -147,12 +187,17 @@ fn matrix(with_net: bool) {
 
 #[test]
 fn a_start_cut_short_at_any_step_leaves_the_guest_whole_or_absent() {
-    matrix(false);
+    matrix(Net::None);
 }
 
 #[test]
 fn a_networked_start_cut_short_at_any_step_leaves_no_address_link_or_namespace() {
-    matrix(true);
+    matrix(Net::Netns);
+}
+
+#[test]
+fn a_shared_stack_start_cut_short_at_any_step_leaves_no_address_or_program() {
+    matrix(Net::Shared);
 }
 
 /// Everything in the config root and vdir base besides the named guests: what a cut-short

@@ -212,6 +212,7 @@ mod tests {
             restart_needed: false,
             unbounded: None,
             no_route_out: None,
+            network_fallback: None,
             config_error: None,
             message: None,
         };
@@ -232,6 +233,7 @@ mod tests {
             restart_needed: false,
             unbounded: None,
             no_route_out: None,
+            network_fallback: None,
             config_error: None,
             message: None,
         };

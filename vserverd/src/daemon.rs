@@ -505,11 +505,15 @@ impl Daemon {
 
     pub fn status(&self, name: &str) -> Result<GuestStatus, ManagerError> {
         self.check_name(name)?;
-        let (mut unbounded, mut no_route_out) = (None, None);
+        let (mut unbounded, mut no_route_out, mut network_fallback) = (None, None, None);
         let (context, vdir, config_error) = match self.load_for_read(name) {
             Ok(l) => {
                 unbounded = config::unbounded(&l.config);
                 no_route_out = config::no_route_out(&l.config).map(|(_, _, m)| m);
+                if config::netmode::shared_stack(&l.config) {
+                    network_fallback = crate::guest::sharednet::unusable(self)
+                        .map(|why| crate::guest::sharednet::fallback_warning(&why));
+                }
                 (
                     Some(l.config.context),
                     l.config.vdir.display().to_string(),
@@ -562,6 +566,7 @@ impl Daemon {
             message: self.guests.last(name),
             unbounded,
             no_route_out,
+            network_fallback,
         })
     }
 
@@ -584,9 +589,40 @@ impl Daemon {
 
     pub fn validate(&self, name: &str) -> Result<Validation, ManagerError> {
         let loaded = self.load(name)?;
+        let mut warnings: Vec<ConfigProblem> = loaded.warnings.iter().map(problem).collect();
+        // What the host can give, which the pure config load cannot know.
+        if crate::config::netmode::shared_stack(&loaded.config) {
+            let planned = crate::guest::sharednet::plan(&loaded.config, 0).ok();
+            let listing = crate::guest::sharednet::host_addresses().unwrap_or_default();
+            for (rel, message) in planned
+                .iter()
+                .flat_map(|s| crate::guest::sharednet::nodev_warnings(s, &listing))
+            {
+                warnings.push(ConfigProblem {
+                    file: loaded.config.cfg_dir.join(rel).display().to_string(),
+                    line: None,
+                    message,
+                    code: crate::config::Code::NodevNotLocal.as_str().into(),
+                });
+            }
+            if let Some(why) = crate::guest::sharednet::unusable(self) {
+                let own = loaded.config.cfg_dir.join("apps/vserverd/netmode");
+                let file = if own.exists() {
+                    own
+                } else {
+                    self.roots().defaults().join("apps/vserverd/netmode")
+                };
+                warnings.push(ConfigProblem {
+                    file: file.display().to_string(),
+                    line: None,
+                    message: crate::guest::sharednet::fallback_warning(&why),
+                    code: crate::config::Code::NetworkFallback.as_str().into(),
+                });
+            }
+        }
         Ok(Validation {
             config: proto::GuestConfig::from(&loaded.config),
-            warnings: loaded.warnings.iter().map(problem).collect(),
+            warnings,
         })
     }
 }

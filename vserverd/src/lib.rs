@@ -3,6 +3,7 @@
 //! `config` parses /etc/vservers trees (pure), `rpc` serves the varlink interface, `daemon`
 //! holds the shared state.
 
+pub mod bpf;
 pub mod config;
 pub mod console;
 pub mod daemon;

@@ -21,6 +21,13 @@
 //! meets (pids, ptys, memory cgroups, network namespaces, inotify) with their use, and what is
 //! left after the stop.
 //!
+//! `net [--rounds N] [--conns N] [--mbytes N] [--starts N]` (root): a server in a shared-stack
+//! guest, in a netns+veth guest, on the host itself, and in a guest on the host's whole stack
+//! (`nonetns`: the guest's confinement — seccomp, cgroups — without the shared mode's
+//! addresses and programs), all in a network namespace the benchmark makes; from the host: TCP connect + request + close rate and bulk throughput,
+//! rounds interleaved over the three, medians and ratios; then start time of the shared and
+//! the netns guest (interleaved) and the socket programs' attach time per start.
+//!
 //! `many [--guests N] [--depth D] [--configured M]` (root): N busybox guests (one shared root)
 //! in a depends graph D layers deep, all marked `default`: start and stop all via --mark,
 //! parallel and serial; then the daemon's RSS and idle wake-ups with M configured guests, and
@@ -699,12 +706,224 @@ fn main() {
         Some("calls") => bench_calls(&args[1..]),
         Some("watch") => bench_watch(&args[1..]),
         Some("density") => bench_density(&args[1..]),
+        Some("net") => bench_net(&args[1..]),
+        Some("serve") => serve(&args[1..]),
         _ => {
             eprintln!(
                 "usage: vserverd-bench list [--guests N] [--calls N] | calls [--calls N] | \
-                 lifecycle [--iterations N] | many … | watch … | density [--guests N]"
+                 lifecycle [--iterations N] | many … | watch … | net … | density [--guests N]"
             );
             std::process::exit(2);
         }
     }
+}
+
+/// `serve ADDR PORT`: the benchmark's TCP server. Each connection sends "N\n" and gets N bytes
+/// (N = 0: "ok\n"), then the server closes it. Sequential: the client is.
+fn serve(args: &[String]) {
+    use std::io::{BufRead, Write};
+    let l = std::net::TcpListener::bind((args[0].as_str(), args[1].parse::<u16>().unwrap()))
+        .expect("bind");
+    let chunk = vec![0x5au8; 1 << 16];
+    for c in l.incoming() {
+        let Ok(c) = c else { continue };
+        let mut r = std::io::BufReader::new(&c);
+        let mut line = String::new();
+        if r.read_line(&mut line).is_err() {
+            continue;
+        }
+        let mut n: u64 = line.trim().parse().unwrap_or(0);
+        let mut w = &c;
+        if n == 0 {
+            let _ = w.write_all(b"ok\n");
+            continue;
+        }
+        while n > 0 {
+            let k = n.min(chunk.len() as u64) as usize;
+            if w.write_all(&chunk[..k]).is_err() {
+                break;
+            }
+            n -= k as u64;
+        }
+    }
+}
+
+/// Connections per second: `n` times connect, ask for the short answer, read to EOF, close.
+fn conn_rate(addr: std::net::SocketAddr, n: usize) -> f64 {
+    use std::io::{Read, Write};
+    let t = Instant::now();
+    let mut buf = [0u8; 16];
+    for _ in 0..n {
+        let mut c = std::net::TcpStream::connect(addr).expect("connect");
+        c.write_all(b"0\n").unwrap();
+        while c.read(&mut buf).unwrap() > 0 {}
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// MB/s of one connection reading `mbytes` MB.
+fn bulk(addr: std::net::SocketAddr, mbytes: u64) -> f64 {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).expect("connect");
+    let t = Instant::now();
+    c.write_all(format!("{}\n", mbytes << 20).as_bytes())
+        .unwrap();
+    let mut buf = vec![0u8; 1 << 17];
+    let mut got = 0u64;
+    loop {
+        let k = c.read(&mut buf).unwrap();
+        if k == 0 {
+            break;
+        }
+        got += k as u64;
+    }
+    assert_eq!(got, mbytes << 20);
+    mbytes as f64 / t.elapsed().as_secs_f64()
+}
+
+fn bench_net(args: &[String]) {
+    use std::os::fd::AsFd;
+    use std::process::Command;
+    let rounds = arg(args, "--rounds", 9);
+    let conns = arg(args, "--conns", 2000);
+    let mbytes = arg(args, "--mbytes", 512) as u64;
+    let starts = arg(args, "--starts", 10);
+    std::env::set_var("VSERVERD_TEST_LOG", "info");
+    let mut d = TestDaemon::prepare();
+    let ns = d.host_netns();
+    for a in [
+        "ip link add vh0 type veth peer name vh1",
+        "ip link set vh0 up",
+        "ip link set vh1 up",
+        "ip addr add 10.80.255.1/32 dev lo",
+    ] {
+        run(Command::new("nsenter")
+            .arg(format!("--net={}", ns.display()))
+            .args(a.split(' ')));
+    }
+    let me = std::env::current_exe().unwrap();
+    GuestBuilder::busybox("shared")
+        .context(49100)
+        .file("apps/vserverd/netmode", "shared\n")
+        .file("interfaces/0/ip", "10.80.0.2\n")
+        .file("interfaces/0/prefix", "24\n")
+        .file("interfaces/0/dev", "vh0\n")
+        .write(&d);
+    GuestBuilder::busybox("veth")
+        .context(49101)
+        .file("interfaces/0/ip", "10.80.1.2\n")
+        .file("interfaces/0/prefix", "24\n")
+        .file("interfaces/0/nodev", "")
+        .write(&d);
+    GuestBuilder::busybox("whole")
+        .context(49102)
+        .file("nonetns", "")
+        .write(&d);
+    for g in ["shared", "veth", "whole"] {
+        harness::guest::install_host_binary(&d.guest_root(g), &me, "/bench");
+    }
+    d.spawn();
+    let ctl = |a: &[&str]| -> String {
+        let o = Command::new(harness::bins::vserverctl())
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(a)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{a:?}: {o:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // Start and attach cost first, interleaved (each start followed by its stop).
+    let (mut t_shared, mut t_veth, mut attach) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..starts {
+        for g in ["shared", "veth"] {
+            let t = Instant::now();
+            let out = ctl(&["start", g]);
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            if g == "shared" {
+                t_shared.push(ms);
+                let a: f64 = out
+                    .split("linked to its cgroup in ")
+                    .nth(1)
+                    .and_then(|r| r.split(" ms").next())
+                    .and_then(|x| x.parse().ok())
+                    .expect("the attach time in the start's progress");
+                attach.push(a);
+            } else {
+                t_veth.push(ms);
+            }
+            ctl(&["stop", g]);
+        }
+    }
+    for (g, port) in [("shared", "8080"), ("veth", "8080"), ("whole", "8081")] {
+        ctl(&["start", g]);
+        // The wildcard: narrowed to the guest's address in the shared stack.
+        let cmd = format!("/bench serve 0.0.0.0 {port} >/dev/null 2>&1 &");
+        ctl(&["exec", g, "--", "sh", "-c", &cmd]);
+    }
+    let mut host = Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .arg(&me)
+        .args(["serve", "10.80.255.1", "8080"])
+        .spawn()
+        .unwrap();
+    // The client: this process, in the benchmark's host network.
+    let f = std::fs::File::open(&ns).unwrap();
+    nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    let targets: [(&str, std::net::SocketAddr); 4] = [
+        ("host", "10.80.255.1:8080".parse().unwrap()),
+        (
+            "guest on the host's stack (nonetns)",
+            "10.80.255.1:8081".parse().unwrap(),
+        ),
+        ("shared stack guest", "10.80.0.2:8080".parse().unwrap()),
+        ("netns+veth guest", "10.80.1.2:8080".parse().unwrap()),
+    ];
+    // Warm up, and wait for the servers.
+    for (_, a) in targets {
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(a).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        conn_rate(a, 200);
+    }
+    let mut rate = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    let mut mbs = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..rounds {
+        for (i, (_, a)) in targets.iter().enumerate() {
+            rate[i].push(conn_rate(*a, conns));
+            mbs[i].push(bulk(*a, mbytes));
+        }
+    }
+    let _ = host.kill();
+    let _ = host.wait();
+    let rate: Vec<f64> = rate.into_iter().map(median).collect();
+    let mbs: Vec<f64> = mbs.into_iter().map(median).collect();
+    println!(
+        "TCP from the host, {rounds} interleaved rounds, medians ({conns} connections, {mbytes} MB per round):"
+    );
+    println!(
+        "| server | connect+request+close /s | × host | × nonetns guest | bulk MB/s | × host | × nonetns guest |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (i, (name, _)) in targets.iter().enumerate() {
+        println!(
+            "| {name} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} |",
+            rate[i],
+            rate[i] / rate[0],
+            rate[i] / rate[1],
+            mbs[i],
+            mbs[i] / mbs[0],
+            mbs[i] / mbs[1]
+        );
+    }
+    println!(
+        "start ({starts} each, interleaved, medians): shared stack {:.1} ms, netns+veth {:.1} ms; \
+         socket programs' load+link per start {:.2} ms",
+        median(t_shared),
+        median(t_veth),
+        median(attach)
+    );
 }

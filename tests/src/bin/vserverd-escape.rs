@@ -189,6 +189,7 @@ fn main() {
                 format!("{c:?}"),
             );
         }
+        bpf_attempts();
         // The guest's root must be the end of every path upwards.
         let root = std::fs::metadata("/").expect("stat /");
         let _ = libc::chdir(c("/").as_ptr());
@@ -281,4 +282,68 @@ fn main() {
             );
         }
     }
+}
+
+/// bpf(2) with a zeroed 144-byte `union bpf_attr` whose leading words are `words`.
+fn bpf(cmd: i64, words: &[u32]) -> libc::c_long {
+    let mut attr = [0u32; 36];
+    attr[..words.len()].copy_from_slice(words);
+    // SAFETY: attr is a live 144-byte buffer for the whole call; no pointers in it.
+    unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), 144usize) }
+}
+
+/// The socket programs of a shared-stack guest (and any cgroup program): guest root must not
+/// detach, replace, list or reach them, nor load programs of its own.
+fn bpf_attempts() {
+    // The cgroup sock_create and sock_addr attach types (bind4 … getsockname6).
+    const TYPES: [u32; 13] = [2, 8, 9, 10, 11, 14, 15, 19, 20, 29, 30, 31, 32];
+    let mut dirs = 0;
+    for dir in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+        let Ok(f) = std::fs::File::open(dir) else {
+            continue;
+        };
+        dirs += 1;
+        use std::os::fd::AsRawFd;
+        let fd = f.as_raw_fd() as u32;
+        for t in TYPES {
+            // BPF_PROG_DETACH without a program: what detached a flag-0 attachment.
+            must_fail(
+                &format!("detach cgroup program {t} at {dir}"),
+                bpf(9, &[fd, 0, t, 0]),
+            );
+            // BPF_PROG_QUERY.
+            must_fail(
+                &format!("list cgroup programs {t} at {dir}"),
+                bpf(16, &[fd, t, 0, 0]),
+            );
+        }
+    }
+    if dirs == 0 {
+        report(
+            "detach cgroup programs",
+            false,
+            "no cgroup directory visible",
+        );
+    }
+    // BPF_LINK_GET_FD_BY_ID: the links by number, as their pins are out of reach.
+    let got = (1..=512u32).filter(|id| bpf(30, &[*id]) >= 0).count();
+    report(
+        "open bpf links by id",
+        got > 0,
+        format!("{got} of ids 1-512 opened; last error {}", errno()),
+    );
+    // BPF_PROG_LOAD of a one-instruction cgroup sock_addr program ("r0 = 1; exit").
+    let insns: [u64; 2] = [0x0000_0001_0000_00b7, 0x95];
+    let license = b"GPL\0";
+    let mut w = [0u32; 18];
+    w[0] = 18;
+    w[1] = 2;
+    let p = insns.as_ptr() as u64;
+    w[2] = p as u32;
+    w[3] = (p >> 32) as u32;
+    let l = license.as_ptr() as u64;
+    w[4] = l as u32;
+    w[5] = (l >> 32) as u32;
+    w[17] = 8;
+    must_fail("load a cgroup socket program", bpf(5, &w));
 }

@@ -65,6 +65,8 @@ codes! {
     SysctlSettingInvalid = "sysctl-setting-invalid": "a sysctl setting that is not a dotted name",
     SpaceInvalid = "space-invalid": "a spaces/ file that is neither empty nor a context id",
     NetnsInvalid = "netns-invalid": "a netns/ interface without a valid host name, or of a type other than veth",
+    NetmodeInvalid = "netmode-invalid": "apps/vserverd/netmode is neither shared nor netns",
+    NetmodeHostCaps = "netmode-host-caps": "a shared-stack guest whose bcapabilities grant NET_ADMIN or NET_RAW (the host's own stack)",
 
     // Warnings: the tree is accepted.
     FileUnknown = "file-unknown": "a file or folder vserverd does not know; ignored",
@@ -86,6 +88,8 @@ codes! {
     RssOverridesMemory = "rss-overrides-memory": "rlimits/rss and cgroup/memory.limit_in_bytes both set; rlimits/rss wins",
     LoopbackOnly = "loopback-only": "no interfaces/: the guest has loopback only",
     HostOnly = "host-only": "every address is nodev: the guest reaches the host only",
+    NodevNotLocal = "nodev-not-local": "a shared-stack nodev address the host does not have: binds to it fail",
+    NetworkFallback = "network-fallback": "netmode shared asked for, but this host lacks what it needs: the guest gets a network namespace",
 }
 
 /// A configuration error or warning.

@@ -13,6 +13,7 @@ pub mod init;
 pub mod interfaces;
 pub mod limits;
 pub mod names;
+pub mod netmode;
 pub mod owner;
 pub mod read;
 pub mod resources;
@@ -94,6 +95,8 @@ pub struct GuestConfig {
     pub disabled: bool,
     pub nocgroup: bool,
     pub nonetns: bool,
+    /// apps/vserverd/netmode (netmode.rs).
+    pub netmode: netmode::NetMode,
     pub interfaces: interfaces::Interfaces,
     pub ulimits: Vec<limits::Ulimit>,
     pub rlimits: Vec<limits::Rlimit>,
@@ -535,6 +538,7 @@ pub fn check_guest(roots: &Roots, name: &str) -> Checked {
         disabled: read::flag(&cfg.join("disabled")),
         nocgroup: read::flag(&cfg.join("nocgroup")),
         nonetns: read::flag(&cfg.join("nonetns")),
+        netmode: e.keep(netmode::load(&cfg, &def)),
         interfaces: interfaces::load_each(&cfg, &def, &mut w, &mut e),
         ulimits: limits::ulimits_each(&cfg.join("ulimits"), &mut w, &mut e),
         rlimits: limits::rlimits_each(&cfg.join("rlimits"), &mut w, &mut e),
@@ -550,6 +554,9 @@ pub fn check_guest(roots: &Roots, name: &str) -> Checked {
         spaces: e.keep(spaces::spaces(&cfg, &mut w)),
         netns: e.keep(spaces::netns(&cfg, &def)),
     };
+    if let Err(err) = netmode::check(&config) {
+        e.0.push(err);
+    }
     if !e.0.is_empty() {
         // What is said about the whole guest (its limits, its network) would describe the
         // defaults standing in for the wrong parts, not the tree.

@@ -566,3 +566,50 @@ fn check_reports_every_unknown_name_of_a_list_file() {
     );
     assert!(c.errors.iter().all(|e| e.code == Code::NameUnknown));
 }
+
+#[test]
+fn shared_netmode_plans_addresses_and_refuses_host_network_caps() {
+    let t = Tree::new();
+    t.put("web/context", "40000\n")
+        .put(".defaults/apps/vserverd/netmode", "shared\n")
+        .put("web/interfaces/0/ip", "10.0.0.2/24\n")
+        .put("web/interfaces/0/dev", "eth0\n")
+        .put("web/interfaces/0/name", "web\n")
+        .put("web/interfaces/1/ip", "10.9.0.2\n")
+        .put("web/interfaces/1/prefix", "32\n")
+        .put("web/interfaces/1/nodev", "");
+    let c = t.load("web").unwrap().config;
+    assert!(netmode::shared_stack(&c));
+    let s = crate::guest::sharednet::plan(&c, 7).unwrap();
+    assert_eq!(s.lback, crate::bpf::progs::default_lback(40000));
+    assert_eq!(s.addrs[0].dev.as_deref(), Some("eth0"));
+    assert_eq!(s.addrs[1].dev, None);
+    // lback of its own; a bad one named with its file.
+    t.put("web/interfaces/lback", "127.0.9.1\n");
+    let c = t.load("web").unwrap().config;
+    assert_eq!(
+        crate::guest::sharednet::plan(&c, 7)
+            .unwrap()
+            .lback
+            .to_string(),
+        "127.0.9.1"
+    );
+    t.put("web/interfaces/lback", "127.0.0.1\n");
+    let c = t.load("web").unwrap().config;
+    let e = crate::guest::sharednet::plan(&c, 7).unwrap_err();
+    assert!(e.contains("interfaces/lback:1"), "{e}");
+    std::fs::remove_file(t.0.path().join("etc/web/interfaces/lback")).unwrap();
+    // An address with neither dev nor nodev: the config loader's error already.
+    std::fs::remove_file(t.0.path().join("etc/web/interfaces/0/dev")).unwrap();
+    let e = t.load("web").unwrap_err().to_string();
+    assert!(e.contains("interfaces/0") && e.contains("dev"), "{e}");
+    // NET_RAW over the host's stack: refused at load (check and start).
+    t.put("web/interfaces/0/dev", "eth0\n")
+        .put("web/bcapabilities", "NET_RAW\n");
+    let e = t.load("web").unwrap_err().to_string();
+    assert!(e.contains("bcapabilities") && e.contains("NET_RAW"), "{e}");
+    // The same guest in a namespace may have it.
+    t.put("web/apps/vserverd/netmode", "netns\n");
+    let c = t.load("web").unwrap().config;
+    assert!(!netmode::shared_stack(&c));
+}

@@ -50,6 +50,19 @@ pub async fn adopt_all(d: &Arc<Daemon>) {
         });
         match adopted {
             Ok(fd) => {
+                // A shared-stack guest keeps its mode and rules; should a pin have gone (an
+                // admin's rm in RUN_DIR/bpf), the programs are linked again from the state.
+                if let Some(sn) = &s.shared_net {
+                    if !crate::isolate::sockbpf::complete(&d.opts.run_dir, &name) {
+                        let v2 = s.cgroup.dirs.iter().find(|d| d.v2).map(|d| d.path.clone());
+                        let (rd, n, sn) = (d.opts.run_dir.clone(), name.clone(), sn.clone());
+                        let r = tokio::task::spawn_blocking(move || {
+                            super::sharednet::attach(&rd, &n, v2.as_deref(), &sn)
+                        })
+                        .await;
+                        tracing::warn!(guest = name, "socket programs linked again: {r:?}");
+                    }
+                }
                 let cfg = d.load(&name).ok().map(|l| Arc::new(l.config));
                 let (run, tx) = Running::new(s.clone(), cfg, fd, true);
                 d.guests.set_running(&name, Some(run.clone()));
@@ -69,6 +82,12 @@ pub async fn adopt_all(d: &Arc<Daemon>) {
                 }
                 if let Some(n) = super::network::of_state(&s) {
                     let _ = tokio::task::spawn_blocking(move || super::network::remove(&n)).await;
+                }
+                if let Some(sn) = s.shared_net.clone() {
+                    let (rd, n) = (d.opts.run_dir.clone(), name.clone());
+                    let _ =
+                        tokio::task::spawn_blocking(move || super::sharednet::remove(&rd, &n, &sn))
+                            .await;
                 }
                 runstate::remove(&d.opts.run_dir, &name);
                 if let Ok(l) = d.load(&name) {
@@ -107,6 +126,9 @@ async fn recover_pending(d: &Arc<Daemon>) {
             crate::console::close(&rd, &n);
             if let Some(net) = p2.net() {
                 super::network::remove(&net);
+            }
+            if let Some(s) = &p2.shared_net {
+                super::sharednet::remove(&rd, &n, s);
             }
             if let Some(cg) = &p2.cgroup {
                 cg.remove().map_err(|e| e.to_string())?;

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod procs;
 pub mod rootpath;
 pub mod runstate;
+pub mod sharednet;
 pub mod start;
 pub mod stat;
 pub mod stop;

@@ -49,12 +49,17 @@ pub fn loopback_only(c: &GuestConfig) -> bool {
     !c.noncontext && !c.nonetns
 }
 
+/// `shared`: the guest runs in the shared stack (guest/sharednet.rs), so nothing to make here.
 pub async fn setup(
     d: &Arc<Daemon>,
     c: &GuestConfig,
     p: &Progress,
+    shared: bool,
 ) -> Result<Option<GuestNet>, String> {
     let name = c.name.as_str();
+    if shared {
+        return Ok(None);
+    }
     if c.nonetns {
         p.send(
             name,

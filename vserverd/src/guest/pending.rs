@@ -15,6 +15,9 @@ pub struct Pending {
     pub veths: Vec<String>,
     pub host_veth: Option<String>,
     pub netns_shared: bool,
+    /// A shared-stack guest's addresses (its programs are found by its name).
+    #[serde(default)]
+    pub shared_net: Option<super::sharednet::SharedNet>,
 }
 
 const SUFFIX: &str = ".pending";

@@ -34,6 +34,9 @@ pub struct RunState {
     /// The network namespace is another guest's (spaces/net with its context): not ours.
     #[serde(default)]
     pub netns_shared: bool,
+    /// A shared-stack guest's addresses and rules (sharednet.rs); None in a namespace.
+    #[serde(default)]
+    pub shared_net: Option<super::sharednet::SharedNet>,
     /// Host files bound over the guest's /proc files (virt_mem), to bind again should their
     /// server be restarted.
     #[serde(default)]
@@ -130,6 +133,7 @@ mod tests {
             host_veth: None,
             extra_veths: vec![],
             netns_shared: false,
+            shared_net: None,
             boot_id: boot_id(),
             proc_files: Vec::new(),
         };

@@ -36,6 +36,7 @@ struct Undo {
     run_file: Option<std::path::PathBuf>,
     state: bool,
     net: Option<super::network::GuestNet>,
+    shared: Option<super::sharednet::SharedNet>,
 }
 
 impl Undo {
@@ -64,6 +65,11 @@ impl Undo {
         }
         if let Some(n) = self.net.clone() {
             let _ = tokio::task::spawn_blocking(move || super::network::remove(&n)).await;
+        }
+        if let Some(s) = self.shared.clone() {
+            let (run_dir, n) = (d.opts.run_dir.clone(), name.to_string());
+            let _ = tokio::task::spawn_blocking(move || super::sharednet::remove(&run_dir, &n, &s))
+                .await;
         }
         if self.state {
             runstate::remove(&d.opts.run_dir, name);
@@ -169,7 +175,31 @@ async fn steps(
     fault::point("start.journal")?;
 
     // The network before the cgroup, as util-vserver did (interfaces before mounts).
-    let net = super::network::setup(d, c, p).await?;
+    let shared_mode = crate::config::netmode::shared_stack(c)
+        && match super::sharednet::unusable(d) {
+            None => true,
+            Some(why) => {
+                let w = super::sharednet::fallback_warning(&why);
+                tracing::warn!(guest = name, "{w}");
+                p.send(
+                    name,
+                    "network",
+                    &format!("warning: {w}"),
+                    GuestState::Starting,
+                );
+                false
+            }
+        };
+    let shared = if shared_mode {
+        let s = shared_addresses(d, c, p, &mut journal).await;
+        // Named in the journal before any address was added: taken back whatever happened.
+        undo.shared = journal.shared_net.clone();
+        Some(s?)
+    } else {
+        None
+    };
+    fault::point("start.addresses")?;
+    let net = super::network::setup(d, c, p, shared_mode).await?;
     undo.net = net.clone();
     if let Some(n) = &net {
         journal.set_net(n);
@@ -212,6 +242,26 @@ async fn steps(
     }
     fault::point("start.cgroup")?;
     tracing::debug!(guest = name, "cgroups made at {:.2} ms", ms(t));
+    // The socket programs before any guest process exists: it is never unrestricted.
+    if let Some(s) = &shared {
+        let v2 = cg.dirs.iter().find(|d| d.v2).map(|d| d.path.clone());
+        let (rd, n, s2) = (run_dir.to_path_buf(), name.to_string(), s.clone());
+        let took = tokio::task::spawn_blocking(move || {
+            super::sharednet::attach(&rd, &n, v2.as_deref(), &s2)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        p.send(
+            name,
+            "network",
+            &format!(
+                "socket programs linked to its cgroup in {:.1} ms",
+                took.as_secs_f64() * 1e3
+            ),
+            GuestState::Starting,
+        );
+    }
+    fault::point("start.bpf")?;
     // Limits before any guest process exists.
     let page = crate::sys::process::page_size().max(4096) as u64;
     let knobs = crate::isolate::limits::plan(c, page, &|ctl| cg.flavor_of(ctl))?;
@@ -257,7 +307,7 @@ async fn steps(
 
     let mut sp = plan::start_plan(c, &cg)?;
     sp.netns = net.as_ref().map(|n| n.ns.clone());
-    sp.loopback_netns = net.is_none() && super::network::loopback_only(c);
+    sp.loopback_netns = net.is_none() && shared.is_none() && super::network::loopback_only(c);
     sp.proc_files = super::virtmem::files(d, c).await?;
     let proc_files = sp.proc_files.clone();
     let image = d.image()?;
@@ -362,6 +412,7 @@ async fn steps(
         host_veth: net.as_ref().and_then(|n| n.host_veth.clone()),
         extra_veths: net.as_ref().map(|n| n.veths.clone()).unwrap_or_default(),
         netns_shared: net.as_ref().is_some_and(|n| n.shared),
+        shared_net: shared.clone(),
         proc_files,
         boot_id: runstate::boot_id(),
     };
@@ -400,6 +451,60 @@ async fn steps(
         return Err(format!("init exited at once ({e})"));
     }
     Ok(())
+}
+
+/// The shared stack's addresses (sharednet.rs): planned, refused if another running guest or
+/// the host holds one, named in the journal, added to their devices.
+async fn shared_addresses(
+    d: &Arc<Daemon>,
+    c: &GuestConfig,
+    p: &Progress,
+    journal: &mut Pending,
+) -> Result<super::sharednet::SharedNet, String> {
+    let name = c.name.as_str();
+    let cookie = crate::sys::bpf::netns_cookie()
+        .map_err(|e| format!("the host network namespace's cookie: {e}"))?;
+    let s = super::sharednet::plan(c, cookie)?;
+    let others: Vec<(String, super::sharednet::SharedNet)> = d
+        .guests
+        .running_names()
+        .into_iter()
+        .filter(|n| n != name)
+        .filter_map(|n| d.guests.running(&n))
+        .filter_map(|r| Some((r.state.name.clone(), r.state.shared_net.clone()?)))
+        .collect();
+    if let Some(e) = super::sharednet::clash(&s, others.iter().map(|(n, s)| (n.as_str(), s))) {
+        return Err(e);
+    }
+    let s2 = s.clone();
+    tokio::task::spawn_blocking(move || super::sharednet::check_free(&s2))
+        .await
+        .map_err(|e| e.to_string())??;
+    journal.shared_net = Some(s.clone());
+    pending::save(&d.opts.run_dir, name, journal)?;
+    let s2 = s.clone();
+    tokio::task::spawn_blocking(move || super::sharednet::add(&s2))
+        .await
+        .map_err(|e| e.to_string())??;
+    let what: Vec<String> = s
+        .addrs
+        .iter()
+        .map(|a| match &a.dev {
+            Some(dev) => format!("{}/{} on {dev}", a.ip, a.prefix),
+            None => format!("{}/{} (nodev)", a.ip, a.prefix),
+        })
+        .collect();
+    p.send(
+        name,
+        "network",
+        &format!(
+            "the host's stack (shared): {}; its 127.0.0.1 is {}",
+            what.join(", "),
+            s.lback
+        ),
+        GuestState::Starting,
+    );
+    Ok(s)
 }
 
 /// How long a reaper style's start command (sysv `rc 3`) may run before the start fails and

@@ -223,6 +223,11 @@ pub async fn teardown(d: &Arc<Daemon>, name: &str, run: &Arc<Running>, c: Option
     if let Some(n) = super::network::of_state(&run.state) {
         let _ = tokio::task::spawn_blocking(move || super::network::remove(&n)).await;
     }
+    // The programs go only with the guest's processes: a stop whose kill failed keeps them.
+    if let (Some(s), false) = (run.state.shared_net.clone(), keep_state) {
+        let (rd, n) = (d.opts.run_dir.clone(), name.to_string());
+        let _ = tokio::task::spawn_blocking(move || super::sharednet::remove(&rd, &n, &s)).await;
+    }
     let _ = crate::fault::point("stop.network");
     if !keep_state {
         runstate::remove(&d.opts.run_dir, name);

@@ -12,3 +12,4 @@ pub mod pidfd;
 pub mod process;
 pub mod rmtree;
 pub mod seccomp;
+pub mod sockbpf;

@@ -14,6 +14,7 @@
 //! `// SAFETY:` comment; an operation the caller must vouch for (fork, closing fds it may not
 //! own) is an `unsafe fn` with a `# Safety` section.
 
+pub mod bpf;
 pub mod fd;
 pub mod ns;
 pub mod process;

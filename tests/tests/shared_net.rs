@@ -1,0 +1,677 @@
+//! The shared-stack mode's socket programs on the real kernel: loaded through the verifier,
+//! linked to a cgroup in the unified hierarchy, pinned in a bpffs; a process in the cgroup,
+//! in a network namespace the test makes (standing in for the host's), is narrowed to its
+//! addresses. Probes run as Python scripts (tests/tests/sockbpf.py).
+
+use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use harness::require;
+use vserverd::bpf::progs::{default_lback, Hook, Policy};
+use vserverd::isolate::{cgroup::Layout, sockbpf};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sockbpf.py");
+
+fn sh(args: &[&str]) -> String {
+    let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    run: PathBuf,
+    ns: PathBuf,
+    cg: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Option<Fixture> {
+        if !(require(harness::is_root(), "root")
+            && require(Path::new("/usr/bin/python3").exists(), "python3")
+            && require(Path::new("/usr/bin/nsenter").exists(), "nsenter"))
+        {
+            return None;
+        }
+        let layout = Layout::detect().unwrap();
+        let Some(v2) = layout.v2() else {
+            let _ = require(false, "a cgroup v2 hierarchy");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        let ns = dir.path().join("net");
+        std::fs::File::create(&ns).unwrap();
+        sh(&["unshare", &format!("--net={}", ns.display()), "true"]);
+        let cg = v2
+            .mount
+            .join(&v2.own)
+            .join(format!("vsd-sockbpf-{}", std::process::id()));
+        std::fs::create_dir(&cg).unwrap();
+        let f = Fixture {
+            _dir: dir,
+            run,
+            ns,
+            cg,
+        };
+        for a in [
+            "ip link set lo up",
+            "ip addr add 10.88.0.2/32 dev lo",
+            "ip addr add 10.88.0.3/32 dev lo",
+            "ip addr add 10.88.0.9/32 dev lo",
+            "ip addr add fd88::2/128 dev lo nodad",
+            // Ping sockets for gid 0, as Debian's systemd sysctl.d has it for every group.
+            "sysctl -q -w net.ipv4.ping_group_range=0\t0",
+        ] {
+            f.in_net(&a.split(' ').collect::<Vec<_>>());
+        }
+        Some(f)
+    }
+
+    fn in_net(&self, args: &[&str]) -> String {
+        let mut v = vec!["nsenter", "--net"];
+        let n = format!("--net={}", self.ns.display());
+        v[1] = &n;
+        v.push("--");
+        v.extend(args);
+        sh(&v)
+    }
+
+    /// Runs `f` in a thread inside the test's network namespace (sockets made there stay in
+    /// it).
+    fn within<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let ns = std::fs::File::open(&self.ns).unwrap();
+                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
+    /// A probe run by a process in the guest's cgroup and the test's namespace, optionally
+    /// without any capability (a guest's root).
+    fn probe(&self, capless: bool, args: &[&str]) -> String {
+        let mut cmd = format!(
+            "echo $$ > {}/cgroup.procs && exec nsenter --net={} -- ",
+            self.cg.display(),
+            self.ns.display()
+        );
+        if capless {
+            cmd.push_str("setpriv --inh-caps=-all --bounding-set=-all ");
+        }
+        cmd.push_str(&format!("python3 {SCRIPT} {}", args.join(" ")));
+        sh(&["sh", "-c", &cmd]).trim().to_string()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = sockbpf::detach(&self.run, "g");
+        let _ = nix::mount::umount2(&sockbpf::bpffs(&self.run), nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(&self.cg);
+    }
+}
+
+fn policy(cookie: u64) -> Policy {
+    Policy {
+        netns_cookie: cookie,
+        v4: vec!["10.88.0.2".parse().unwrap(), "10.88.0.3".parse().unwrap()],
+        v6: vec!["fd88::2".parse().unwrap()],
+        lback: Ipv4Addr::new(127, 0, 2, 1),
+        raw_icmp: false,
+    }
+}
+
+#[test]
+fn programs_narrow_a_cgroup_to_its_addresses_until_detached() {
+    let Some(f) = Fixture::new() else { return };
+    let cookie = f.within(|| vserverd::sys::bpf::netns_cookie().unwrap());
+    assert_ne!(cookie, vserverd::sys::bpf::netns_cookie().unwrap());
+    // The host's own services in the namespace: a UDP receiver on the wildcard, a TCP one on
+    // the host's 127.0.0.1.
+    let (udp, host_lo) = f.within(|| {
+        (
+            UdpSocket::bind("0.0.0.0:0").unwrap(),
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+        )
+    });
+    udp.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let uport = udp.local_addr().unwrap().port().to_string();
+    let hport = host_lo.local_addr().unwrap().port().to_string();
+
+    // Before: nothing narrowed.
+    assert_eq!(f.probe(false, &["bind", "0.0.0.0"]), "ok 0.0.0.0");
+    assert_eq!(f.probe(false, &["ping-socket"]), "ok made");
+
+    let took = sockbpf::attach(&f.run, "g", &f.cg, &policy(cookie)).unwrap();
+    eprintln!("attach of {} programs: {took:?}", Hook::ALL.len());
+    assert!(sockbpf::complete(&f.run, "g"));
+    let cgfd = std::fs::File::open(&f.cg).unwrap();
+    for h in Hook::ALL {
+        let ids = vserverd::sys::bpf::prog_query_effective(&cgfd, h.attach_type()).unwrap();
+        assert_eq!(ids.len(), 1, "{h:?}: {ids:?}");
+    }
+
+    // bind: the wildcard narrowed to the first address, foreign addresses refused (10.88.0.9
+    // is the host's), ::1 refused, 127.0.0.1 the guest's own loopback, shown back as such.
+    assert_eq!(f.probe(false, &["bind", "0.0.0.0"]), "ok 10.88.0.2");
+    assert_eq!(f.probe(false, &["bind", "10.88.0.3"]), "ok 10.88.0.3");
+    assert_eq!(f.probe(false, &["bind", "10.88.0.9"]), "err EADDRNOTAVAIL");
+    assert_eq!(f.probe(false, &["bind", "::"]), "ok fd88::2");
+    assert_eq!(f.probe(false, &["bind", "::1"]), "err EADDRNOTAVAIL");
+    assert_eq!(f.probe(false, &["bind", "127.0.0.1"]), "ok 127.0.0.1");
+    assert_eq!(
+        f.probe(false, &["listen-connect", "127.0.0.1", "47080"]),
+        "ok 127.0.0.1 127.0.0.1"
+    );
+    // The host's 127.0.0.1 service is out of reach: 127.0.0.1 is the guest's own.
+    assert_eq!(
+        f.probe(false, &["connect", "127.0.0.1", &hport]),
+        "err ECONNREFUSED"
+    );
+    // Another guest's loopback, or the host's other loopback addresses: unreachable.
+    assert_eq!(
+        f.probe(false, &["connect", "127.0.3.1", &hport]),
+        "err ENETUNREACH"
+    );
+    // connect without bind: the source is the guest's first address.
+    let host_addr = f.within(|| TcpListener::bind("10.88.0.9:0").unwrap());
+    let haport = host_addr.local_addr().unwrap().port().to_string();
+    assert_eq!(
+        f.probe(false, &["connect", "10.88.0.9", &haport]),
+        "ok 10.88.0.2"
+    );
+    // Unbound UDP: the receiver sees the guest's address as the source.
+    assert_eq!(f.probe(false, &["sendto", "10.88.0.9", &uport]), "ok sent");
+    let mut b = [0u8; 8];
+    let (_, from) = udp.recv_from(&mut b).unwrap();
+    assert_eq!(from.ip().to_string(), "10.88.0.2");
+    // ICMP ping sockets (they bind past the bind hook) need ncaps raw_icmp.
+    assert_eq!(f.probe(false, &["ping-socket"]), "err EPERM");
+    // A namespace made inside the cgroup is left alone.
+    assert_eq!(f.probe(false, &["unshare-bind"]), "ok 0.0.0.0");
+
+    // A guest's root (uid 0, no capabilities) can neither detach nor list the programs, and
+    // they still act: BPF_PROG_DETACH through the cgroup finds no program it may remove (a
+    // link is detached only through the link), BPF_PROG_QUERY wants CAP_NET_ADMIN.
+    assert_eq!(
+        f.probe(true, &["detach", &f.cg.to_string_lossy()]),
+        "ok EINVAL EPERM"
+    );
+    assert_eq!(f.probe(true, &["bind", "0.0.0.0"]), "ok 10.88.0.2");
+
+    sockbpf::detach(&f.run, "g").unwrap();
+    assert!(sockbpf::pinned(&f.run, "g").is_empty());
+    for h in Hook::ALL {
+        let ids = vserverd::sys::bpf::prog_query_effective(&cgfd, h.attach_type()).unwrap();
+        assert!(ids.is_empty(), "{h:?}: {ids:?}");
+    }
+    assert_eq!(f.probe(false, &["bind", "0.0.0.0"]), "ok 0.0.0.0");
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A busybox guest in the shared stack with one address on the test host's `vh0`.
+fn shared_guest(d: &harness::TestDaemon, name: &str, ctx: u32, ip: &str) {
+    harness::GuestBuilder::busybox(name)
+        .context(ctx)
+        .file("apps/vserverd/netmode", "shared\n")
+        .file("interfaces/0/ip", &format!("{ip}\n"))
+        .file("interfaces/0/prefix", "24\n")
+        .file("interfaces/0/dev", "vh0\n")
+        .file("interfaces/0/name", "web\n")
+        .write(d);
+    let www = d.guest_root(name).join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), format!("this is {name}\n")).unwrap();
+}
+
+fn wget(d: &harness::TestDaemon, url: &str) -> String {
+    let o = d.in_host_net(&[
+        "/bin/busybox",
+        "timeout",
+        "10",
+        "/bin/busybox",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        url,
+    ]);
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The test's stand-in for the host network: a veth pair (this kernel has no dummy module)
+/// whose end `vh0` carries the guests' addresses, and a host address on lo.
+fn shared_host(d: &mut harness::TestDaemon) {
+    d.host_netns();
+    for a in [
+        "ip link add vh0 type veth peer name vh1",
+        "ip link set vh0 up",
+        "ip link set vh1 up",
+        "ip addr add 10.79.255.1/32 dev lo",
+    ] {
+        let o = d.in_host_net(&a.split(' ').collect::<Vec<_>>());
+        assert!(o.status.success(), "{a}: {}", text(&o));
+    }
+}
+
+fn prerequisites() -> bool {
+    harness::require_busybox_guests()
+        && require(Path::new("/usr/bin/nsenter").exists(), "nsenter")
+        && require(
+            Layout::detect().is_ok_and(|l| l.v2().is_some()),
+            "cgroup v2",
+        )
+}
+
+#[test]
+fn shared_stack_guests_serve_on_their_own_addresses_of_the_host() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = harness::TestDaemon::prepare();
+    shared_host(&mut d);
+    shared_guest(&d, "a", 46101, "10.79.0.2");
+    shared_guest(&d, "b", 46102, "10.79.0.3");
+    d.spawn();
+    let out = d.ctl_ok(&["start", "a"]);
+    assert!(out.contains("10.79.0.2/24 on vh0"), "{out}");
+    d.ctl_ok(&["start", "b"]);
+    // The addresses are the host's device's, labelled as util-vserver did.
+    let addrs = text(&d.in_host_net(&["ip", "-o", "addr"]));
+    assert!(
+        addrs.contains("10.79.0.2/24") && addrs.contains("vh0:web"),
+        "{addrs}"
+    );
+    // The guest is in the host's network namespace (the test's).
+    let pid = d.init_pid("a");
+    let host_ns = std::fs::metadata(d.netns.as_ref().unwrap()).unwrap();
+    let guest_ns = std::fs::metadata(format!("/proc/{pid}/ns/net")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(guest_ns.ino(), host_ns.ino());
+
+    // Both serve port 80 bound to the wildcard: narrowed to their own addresses.
+    for g in ["a", "b"] {
+        d.ctl_ok(&["exec", g, "--", "httpd", "-p", "80", "-h", "/www"]);
+        d.ctl_ok(&[
+            "exec",
+            g,
+            "--",
+            "httpd",
+            "-p",
+            "127.0.0.1:8081",
+            "-h",
+            "/www",
+        ]);
+    }
+    assert_eq!(wget(&d, "http://10.79.0.2/"), "this is a\n");
+    assert_eq!(wget(&d, "http://10.79.0.3/"), "this is b\n");
+    // (busybox httpd binds `[::]`: an IPv4-only guest's becomes `[::ffff:ADDRESS]`.)
+    let ss = text(&d.in_host_net(&["ss", "-Hltn"]));
+    assert!(
+        ss.contains("[::ffff:10.79.0.2]:80") && ss.contains("[::ffff:10.79.0.3]:80"),
+        "{ss}"
+    );
+    assert!(!ss.contains("0.0.0.0:80") && !ss.contains("*:80"), "{ss}");
+    // Their 127.0.0.1:8081 are their own loopback addresses (from the context), each reached
+    // as 127.0.0.1 from inside, never the other's.
+    let (la, lb) = (default_lback(46101), default_lback(46102));
+    assert!(
+        ss.contains(&format!("{la}:8081")) && ss.contains(&format!("{lb}:8081")),
+        "{ss}"
+    );
+    for g in ["a", "b"] {
+        let o = d.ctl_ok(&[
+            "exec",
+            g,
+            "--",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://127.0.0.1:8081/",
+        ]);
+        assert_eq!(o, format!("this is {g}\n"));
+    }
+    // A foreign address (the other guest's, the host's) and ::1 are refused.
+    for addr in ["10.79.0.3:8080", "10.79.255.1:8080", "[::1]:8080"] {
+        let o = d.ctl(&["exec", "a", "--", "httpd", "-f", "-p", addr, "-h", "/www"]);
+        assert!(
+            !o.status.success() && text(&o).contains("Cannot assign requested address"),
+            "{addr}: {}",
+            text(&o)
+        );
+    }
+    // A connection out has the guest's address as its source (ss shows it at the host).
+    let l = {
+        let ns = std::fs::File::open(d.netns.as_ref().unwrap()).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                TcpListener::bind("10.79.255.1:0").unwrap()
+            })
+            .join()
+            .unwrap()
+        })
+    };
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || l.accept().map(|(_, peer)| peer.ip().to_string()));
+    let _ = d.ctl(&[
+        "exec",
+        "a",
+        "--",
+        "sh",
+        "-c",
+        &format!("echo x | nc -w 1 10.79.255.1 {port}"),
+    ]);
+    assert_eq!(h.join().unwrap().unwrap(), "10.79.0.2");
+
+    // Guest root cannot remove its programs (the escape suite's case too).
+    assert!(sockbpf::complete(&d.run_dir, "a"));
+
+    // A daemon killed and restarted keeps every rule: the guest is adopted in its mode.
+    d.kill();
+    d.spawn();
+    assert_eq!(d.status("a")["state"], "running");
+    assert!(sockbpf::complete(&d.run_dir, "a"));
+    let o = d.ctl(&[
+        "exec",
+        "a",
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "10.79.0.3:8083",
+        "-h",
+        "/www",
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+
+    // Stop takes the addresses and the programs back; b is untouched.
+    d.ctl_ok(&["stop", "a"]);
+    let addrs = text(&d.in_host_net(&["ip", "-o", "addr"]));
+    assert!(!addrs.contains("10.79.0.2/"), "{addrs}");
+    assert!(!sockbpf::pin_dir(&d.run_dir, "a").exists());
+    assert_eq!(wget(&d, "http://10.79.0.3/"), "this is b\n");
+    d.ctl_ok(&["stop", "b"]);
+    let addrs = text(&d.in_host_net(&["ip", "-o", "addr"]));
+    assert!(!addrs.contains("10.79.0.3/"), "{addrs}");
+}
+
+#[test]
+fn shared_stack_refusals_change_nothing() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = harness::TestDaemon::prepare();
+    shared_host(&mut d);
+    shared_guest(&d, "a", 46111, "10.79.0.2");
+    // The host's own address.
+    shared_guest(&d, "h", 46112, "10.79.255.1");
+    // Another running guest's address.
+    shared_guest(&d, "twin", 46113, "10.79.0.2");
+    // No such device.
+    shared_guest(&d, "nodev", 46114, "10.79.0.4");
+    std::fs::write(d.guest_config("nodev").join("interfaces/0/dev"), "vh9\n").unwrap();
+    // NET_RAW over the host's stack.
+    shared_guest(&d, "raw", 46115, "10.79.0.5");
+    std::fs::write(d.guest_config("raw").join("bcapabilities"), "NET_RAW\n").unwrap();
+    d.spawn();
+    d.ctl_ok(&["start", "a"]);
+    let before = text(&d.in_host_net(&["ip", "-o", "addr"]));
+    for (g, want) in [
+        ("h", "already an address of this host"),
+        ("twin", "address of the running guest a"),
+        ("nodev", "vh9"),
+        ("raw", "NET_ADMIN and NET_RAW"),
+    ] {
+        let o = d.ctl(&["start", g]);
+        assert!(
+            !o.status.success() && text(&o).contains(want),
+            "{g}: {}",
+            text(&o)
+        );
+        assert_eq!(text(&d.in_host_net(&["ip", "-o", "addr"])), before, "{g}");
+        assert!(!sockbpf::pin_dir(&d.run_dir, g).exists(), "{g}");
+    }
+    // A nodev address the host does not have: `check` warns, as binds to it would fail.
+    shared_guest(&d, "nd", 46116, "10.79.0.8");
+    for (f, v) in [("ip", "10.79.9.9\n"), ("prefix", "32\n"), ("nodev", "")] {
+        let p = d.guest_config("nd").join("interfaces/1").join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, v).unwrap();
+    }
+    let o = d.ctl(&["check", "nd"]);
+    assert!(
+        text(&o).contains("interfaces/1/nodev") && text(&o).contains("not an address of this host"),
+        "{}",
+        text(&o)
+    );
+    let o = d.ctl(&["check", "raw"]);
+    assert!(text(&o).contains("bcapabilities"), "{}", text(&o));
+    d.ctl_ok(&["stop", "a"]);
+}
+
+/// The escape suite in a shared-stack guest: guest root cannot detach, list, reach or replace
+/// its socket programs, nor reach the host's 127.0.0.1 services (its 127.0.0.1 is its own).
+/// (The host's abstract unix sockets are not yet fenced off in the shared stack:
+/// docs/network.md says so; that attempt is left out here.)
+#[test]
+fn shared_stack_guest_root_cannot_remove_its_programs() {
+    if !prerequisites() || !require(Path::new("/usr/bin/ldd").exists(), "ldd") {
+        return;
+    }
+    let mut d = harness::TestDaemon::prepare();
+    shared_host(&mut d);
+    shared_guest(&d, "jail", 46121, "10.79.0.2");
+    // Its cgroup, as a systemd guest has it: the cgroup fd the detach attempts go through.
+    std::fs::write(
+        d.guest_config("jail").join("fstab"),
+        "none /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec 0 0\n",
+    )
+    .unwrap();
+    let root = d.guest_root("jail");
+    std::fs::create_dir_all(root.join("sys/fs/cgroup")).unwrap();
+    harness::guest::install_host_binary(
+        &root,
+        &harness::guest::workspace_binary("vserverd-escape"),
+        "/escape",
+    );
+    let host_only = d.dir.path().join("host-only-marker");
+    std::fs::write(&host_only, "host").unwrap();
+    let tcp = {
+        let ns = std::fs::File::open(d.netns.as_ref().unwrap()).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                TcpListener::bind("127.0.0.1:0").unwrap()
+            })
+            .join()
+            .unwrap()
+        })
+    };
+    let port = tcp.local_addr().unwrap().port().to_string();
+    d.spawn();
+    d.ctl_ok(&["start", "jail"]);
+    let out = d.ctl(&[
+        "exec",
+        "jail",
+        "--",
+        "/escape",
+        &host_only.display().to_string(),
+        &d.pid().unwrap().to_string(),
+        &d.socket.display().to_string(),
+        "/root/none",
+        &port,
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<serde_json::Value> = said
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for want in [
+        "detach cgroup program 8",
+        "open bpf links by id",
+        "load a cgroup socket program",
+        "reach a host-only 127.0.0.1 service",
+    ] {
+        assert!(
+            results
+                .iter()
+                .any(|r| r["name"].as_str().unwrap_or("").starts_with(want)),
+            "{want} did not run:\n{said}"
+        );
+    }
+    let escaped: Vec<&serde_json::Value> =
+        results.iter().filter(|r| r["escaped"] != false).collect();
+    assert!(escaped.is_empty(), "escapes: {escaped:#?}");
+    // The programs are all there and still act.
+    assert!(sockbpf::complete(&d.run_dir, "jail"));
+    let o = d.ctl(&[
+        "exec",
+        "jail",
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "10.79.255.1:8080",
+        "-h",
+        "/www",
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    d.ctl_ok(&["stop", "jail"]);
+}
+
+#[test]
+fn shared_stack_ipv6_guest_serves_on_its_own_address_and_refuses_loopback() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = harness::TestDaemon::prepare();
+    shared_host(&mut d);
+    harness::GuestBuilder::busybox("six")
+        .context(46131)
+        .file("apps/vserverd/netmode", "shared\n")
+        .file("interfaces/0/ip", "fd00:79::2\n")
+        .file("interfaces/0/prefix", "64\n")
+        .file("interfaces/0/dev", "vh0\n")
+        .write(&d);
+    let www = d.guest_root("six").join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "this is six\n").unwrap();
+    d.spawn();
+    d.ctl_ok(&["start", "six"]);
+    let addrs = text(&d.in_host_net(&["ip", "-o", "-6", "addr", "show", "dev", "vh0"]));
+    let line = addrs
+        .lines()
+        .find(|l| l.contains("fd00:79::2/64"))
+        .unwrap_or_else(|| panic!("{addrs}"));
+    // Added without duplicate address detection: usable at once.
+    assert!(
+        line.contains("nodad") && !line.contains("tentative"),
+        "{line}"
+    );
+    // `[::]:80` narrowed to the guest's address.
+    d.ctl_ok(&["exec", "six", "--", "httpd", "-p", "80", "-h", "/www"]);
+    let ss = text(&d.in_host_net(&["ss", "-Hltn"]));
+    assert!(ss.contains("[fd00:79::2]:80"), "{ss}");
+    assert!(!ss.contains("*:80") && !ss.contains("[::]:80"), "{ss}");
+    assert_eq!(wget(&d, "http://[fd00:79::2]/"), "this is six\n");
+    // ::1 has no per-guest meaning: refused for bind.
+    let o = d.ctl(&[
+        "exec",
+        "six",
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "[::1]:8080",
+        "-h",
+        "/www",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("Cannot assign requested address"),
+        "{}",
+        text(&o)
+    );
+    // A guest without IPv4 addresses cannot bind IPv4 at all.
+    let o = d.ctl(&[
+        "exec",
+        "six",
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "0.0.0.0:8080",
+        "-h",
+        "/www",
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    d.ctl_ok(&["stop", "six"]);
+    let addrs = text(&d.in_host_net(&["ip", "-o", "-6", "addr"]));
+    assert!(!addrs.contains("fd00:79::2"), "{addrs}");
+}
+
+/// Where cgroup BPF cannot be had (here: the probe failed by fault injection), a shared-stack
+/// guest gets a network namespace instead, and the start and `check` say so.
+#[test]
+fn without_cgroup_bpf_a_shared_guest_falls_back_to_a_namespace_with_a_warning() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = harness::TestDaemon::prepare();
+    shared_host(&mut d);
+    shared_guest(&d, "fb", 46141, "10.79.0.7");
+    d.env = vec![("VSERVERD_FAULT".into(), "sockbpf.probe=fail".into())];
+    d.spawn();
+    let said = text(&d.ctl(&["check", "fb"]));
+    assert!(
+        said.contains("netmode") && said.contains("network namespace"),
+        "{said}"
+    );
+    let st = d.status("fb");
+    assert!(
+        st["network_fallback"]
+            .as_str()
+            .is_some_and(|w| w.contains("network namespace")),
+        "{st}"
+    );
+    let out = d.ctl_ok(&["start", "fb"]);
+    assert!(
+        out.contains("warning: apps/vserverd/netmode is shared"),
+        "{out}"
+    );
+    assert!(d.log().contains("gets a network namespace"), "{}", d.log());
+    // The namespace form: the veth's host end, the address inside, not on the host's device.
+    let links = text(&d.in_host_net(&["ip", "-o", "link"]));
+    assert!(links.contains("vsd46141"), "{links}");
+    let addrs = text(&d.in_host_net(&["ip", "-o", "addr"]));
+    assert!(!addrs.contains("10.79.0.7/"), "{addrs}");
+    assert!(!sockbpf::pin_dir(&d.run_dir, "fb").exists());
+    let inside = d.ctl_ok(&["exec", "fb", "--", "ip", "-o", "addr"]);
+    assert!(inside.contains("10.79.0.7/24"), "{inside}");
+    d.ctl_ok(&["stop", "fb"]);
+}

@@ -1,0 +1,72 @@
+# Socket probes for tests/tests/shared_net.rs: one action per run, one line of output,
+# "ok ADDRESS" or "err ERRNO-NAME".
+import ctypes
+import errno
+import os
+import socket
+import struct
+import sys
+
+
+def fam(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def run(action, args):
+    if action == "bind":
+        # bind ADDR [PORT]: where the socket ended up (getsockname).
+        addr, port = args[0], int(args[1]) if len(args) > 1 else 0
+        s = socket.socket(fam(addr), socket.SOCK_STREAM)
+        s.bind((addr, port))
+        return s.getsockname()[0]
+    if action == "listen-connect":
+        # listen-connect ADDR PORT: listens, connects to it, reports the peer's view.
+        addr, port = args[0], int(args[1])
+        l = socket.socket(fam(addr), socket.SOCK_STREAM)
+        l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        l.bind((addr, port))
+        l.listen()
+        c = socket.create_connection((addr, port), timeout=5)
+        a, _ = l.accept()
+        return "%s %s" % (c.getpeername()[0], a.getpeername()[0])
+    if action == "connect":
+        addr, port = args[0], int(args[1])
+        c = socket.create_connection((addr, port), timeout=5)
+        return c.getsockname()[0]
+    if action == "sendto":
+        # sendto ADDR PORT: an unbound UDP datagram; the receiver reports its source.
+        s = socket.socket(fam(args[0]), socket.SOCK_DGRAM)
+        s.sendto(b"x", (args[0], int(args[1])))
+        return "sent"
+    if action == "ping-socket":
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+        return "made"
+    if action == "unshare-bind":
+        # A network namespace made inside the cgroup: the programs leave it alone.
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(0x40000000) != 0:
+            raise OSError(ctypes.get_errno(), "unshare")
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("0.0.0.0", 0))
+        return s.getsockname()[0]
+    if action == "detach":
+        # detach CGROUP_DIR: BPF_PROG_DETACH of bind4 (attach type 8) with no program,
+        # BPF_PROG_QUERY; both must fail for a process without capabilities.
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(args[0], os.O_RDONLY | os.O_DIRECTORY)
+        out = []
+        for cmd, attr in [
+            (9, struct.pack("IIII", fd, 0, 8, 0) + bytes(128)),
+            (16, struct.pack("IIIIQI", fd, 8, 0, 0, 0, 0) + bytes(112)),
+        ]:
+            buf = ctypes.create_string_buffer(attr, 144)
+            rc = libc.syscall(321, cmd, buf, 144)
+            out.append("ok" if rc == 0 else errno.errorcode[ctypes.get_errno()])
+        return " ".join(out)
+    raise SystemExit("unknown action " + action)
+
+
+try:
+    print("ok", run(sys.argv[1], sys.argv[2:]))
+except OSError as e:
+    print("err", errno.errorcode.get(e.errno, str(e.errno)))

@@ -1,0 +1,529 @@
+//! The shared-stack guest's socket programs (docs/network.md, "The shared stack"), one per
+//! cgroup sock_addr hook, built for one guest with its addresses, its loopback address and the
+//! host's network-namespace cookie as immediates.
+//!
+//! Every program first compares the socket's namespace cookie with the host's: sockets of
+//! namespaces made inside the guest's cgroup (a user-namespace guest's own, a systemd unit's
+//! PrivateNetwork=) pass untouched, since the hooks fire in every namespace.
+//!
+//! What each hook does, on the host's namespace (IPv4; IPv6 alike, and a v4-mapped IPv6
+//! address follows the IPv4 rules):
+//! - bind: 0.0.0.0 becomes the first address; 127.0.0.1 becomes the guest's loopback address
+//!   (lback); the guest's own addresses and lback pass; anything else fails EADDRNOTAVAIL.
+//!   `::` becomes the first IPv6 address (else `::ffff:` the first IPv4 one); `::1` fails.
+//! - connect: 127.0.0.1 and 0.0.0.0 become lback; any other 127/8 address (the host's or
+//!   another guest's loopback) fails ENETUNREACH, as do `::` and `::1`; the source is pinned
+//!   (bpf_bind, port 0) to lback for loopback and to the first address otherwise. A socket
+//!   the guest bound already keeps its address (the pin fails and is ignored).
+//! - sendmsg (unconnected UDP): the destination as for connect; a source left open becomes the
+//!   first address (lback towards lback); a source chosen with IP_PKTINFO must be the guest's
+//!   (else EPERM).
+//! - recvmsg, getsockname, getpeername: lback is shown as 127.0.0.1.
+//! - socket creation: ICMP "ping" sockets (datagram sockets of IPPROTO_ICMP/ICMPV6, which
+//!   bind through their own path, past the bind hook) fail EPERM unless the guest's ncaps
+//!   grant `raw_icmp`.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::asm::{Asm, AsmError, Insn, Label, R0, R1, R10, R2, R3, R4, R5, R6, R7, R8};
+
+/// What the programs of one guest enforce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The host network namespace's cookie (SO_NETNS_COOKIE).
+    pub netns_cookie: u64,
+    /// The guest's IPv4 addresses, the first one primary.
+    pub v4: Vec<Ipv4Addr>,
+    pub v6: Vec<Ipv6Addr>,
+    /// 127.0.0.1 inside the guest.
+    pub lback: Ipv4Addr,
+    /// ncaps `raw_icmp`: ICMP ping sockets allowed.
+    pub raw_icmp: bool,
+}
+
+/// A cgroup sock_addr hook (uapi `enum bpf_attach_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Bind4,
+    Bind6,
+    Connect4,
+    Connect6,
+    Sendmsg4,
+    Sendmsg6,
+    Recvmsg4,
+    Recvmsg6,
+    Getpeername4,
+    Getpeername6,
+    Getsockname4,
+    Getsockname6,
+    /// cgroup/sock_create (a `BPF_PROG_TYPE_CGROUP_SOCK` program).
+    SockCreate,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 13] = [
+        Hook::Bind4,
+        Hook::Bind6,
+        Hook::Connect4,
+        Hook::Connect6,
+        Hook::Sendmsg4,
+        Hook::Sendmsg6,
+        Hook::Recvmsg4,
+        Hook::Recvmsg6,
+        Hook::Getpeername4,
+        Hook::Getpeername6,
+        Hook::Getsockname4,
+        Hook::Getsockname6,
+        Hook::SockCreate,
+    ];
+
+    /// The kernel's attach type number.
+    pub fn attach_type(self) -> u32 {
+        match self {
+            Hook::Bind4 => 8,
+            Hook::Bind6 => 9,
+            Hook::Connect4 => 10,
+            Hook::Connect6 => 11,
+            Hook::Sendmsg4 => 14,
+            Hook::Sendmsg6 => 15,
+            Hook::Recvmsg4 => 19,
+            Hook::Recvmsg6 => 20,
+            Hook::Getpeername4 => 29,
+            Hook::Getpeername6 => 30,
+            Hook::Getsockname4 => 31,
+            Hook::Getsockname6 => 32,
+            Hook::SockCreate => 2,
+        }
+    }
+
+    /// The program type (uapi `enum bpf_prog_type`).
+    pub fn prog_type(self) -> u32 {
+        match self {
+            Hook::SockCreate => PROG_TYPE_CGROUP_SOCK,
+            _ => PROG_TYPE_CGROUP_SOCK_ADDR,
+        }
+    }
+
+    /// The name the program and its pin carry (what `bpftool prog` shows).
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Bind4 => "vs_bind4",
+            Hook::Bind6 => "vs_bind6",
+            Hook::Connect4 => "vs_connect4",
+            Hook::Connect6 => "vs_connect6",
+            Hook::Sendmsg4 => "vs_sendmsg4",
+            Hook::Sendmsg6 => "vs_sendmsg6",
+            Hook::Recvmsg4 => "vs_recvmsg4",
+            Hook::Recvmsg6 => "vs_recvmsg6",
+            Hook::Getpeername4 => "vs_getpeername4",
+            Hook::Getpeername6 => "vs_getpeername6",
+            Hook::Getsockname4 => "vs_getsockname4",
+            Hook::Getsockname6 => "vs_getsockname6",
+            Hook::SockCreate => "vs_sock_create",
+        }
+    }
+}
+
+/// `BPF_PROG_TYPE_CGROUP_SOCK_ADDR`.
+pub const PROG_TYPE_CGROUP_SOCK_ADDR: u32 = 18;
+/// `BPF_PROG_TYPE_CGROUP_SOCK`.
+pub const PROG_TYPE_CGROUP_SOCK: u32 = 9;
+
+// struct bpf_sock.
+const SK_TYPE: i16 = 8;
+const SK_PROTOCOL: i16 = 12;
+
+// Helpers (uapi `__BPF_FUNC_MAPPER`).
+const FN_BIND: i32 = 64;
+const FN_GET_NETNS_COOKIE: i32 = 122;
+const FN_SET_RETVAL: i32 = 187;
+
+// struct bpf_sock_addr.
+const USER_IP4: i16 = 4;
+const USER_IP6: i16 = 8;
+const MSG_SRC_IP4: i16 = 40;
+const MSG_SRC_IP6: i16 = 44;
+
+const EPERM: i32 = 1;
+const ENETUNREACH: i32 = 101;
+const EADDRNOTAVAIL: i32 = 99;
+
+const AF_INET: u32 = 2;
+const AF_INET6: u32 = 10;
+
+/// An IPv4 address as the 32-bit load of its network-order bytes reads it.
+fn w4(a: Ipv4Addr) -> u32 {
+    u32::from_le_bytes(a.octets())
+}
+
+fn w6(a: Ipv6Addr) -> [u32; 4] {
+    let o = a.octets();
+    std::array::from_fn(|i| {
+        u32::from_le_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+    })
+}
+
+const LOOP1: u32 = u32::from_le_bytes([127, 0, 0, 1]);
+/// The third word of a v4-mapped IPv6 address (`::ffff:0:0/96`).
+const MAPPED: u32 = u32::from_le_bytes([0, 0, 0xff, 0xff]);
+const V6_LOOPBACK: [u32; 4] = [0, 0, 0, u32::from_le_bytes([0, 0, 0, 1])];
+
+/// The program for one hook.
+pub fn program(h: Hook, p: &Policy) -> Result<Vec<Insn>, AsmError> {
+    let mut g = Gen::new();
+    g.prologue(p.netns_cookie);
+    match h {
+        Hook::Bind4 => g.bind4(p),
+        Hook::Bind6 => g.bind6(p),
+        Hook::Connect4 => g.connect4(p, false),
+        Hook::Sendmsg4 => g.connect4(p, true),
+        Hook::Connect6 => g.connect6(p, false),
+        Hook::Sendmsg6 => g.connect6(p, true),
+        Hook::Recvmsg4 | Hook::Getpeername4 | Hook::Getsockname4 => g.show4(p),
+        Hook::Recvmsg6 | Hook::Getpeername6 | Hook::Getsockname6 => g.show6(p),
+        Hook::SockCreate => g.sock_create(p),
+    }
+    g.finish()
+}
+
+/// The generator: the assembler plus the shared exits.
+struct Gen {
+    a: Asm,
+    allow: Label,
+    eaddrnotavail: Label,
+    enetunreach: Label,
+    eperm: Label,
+    result: Result<(), AsmError>,
+}
+
+impl Gen {
+    fn new() -> Gen {
+        let mut a = Asm::new();
+        let (allow, eaddrnotavail, enetunreach, eperm) =
+            (a.new_label(), a.new_label(), a.new_label(), a.new_label());
+        Gen {
+            a,
+            allow,
+            eaddrnotavail,
+            enetunreach,
+            eperm,
+            result: Ok(()),
+        }
+    }
+
+    fn place(&mut self, l: Label) {
+        if let Err(e) = self.a.label(l) {
+            self.result = Err(e);
+        }
+    }
+
+    /// R6 = ctx; a socket of any other namespace is allowed untouched.
+    fn prologue(&mut self, cookie: u64) {
+        self.a
+            .mov(R6, R1)
+            .call(FN_GET_NETNS_COOKIE)
+            .ld_imm64(R1, cookie)
+            .jne_reg(R0, R1, self.allow);
+    }
+
+    fn finish(mut self) -> Result<Vec<Insn>, AsmError> {
+        let allow = self.allow;
+        self.place(allow);
+        self.a.mov_imm(R0, 1).exit();
+        for (l, errno) in [
+            (self.eaddrnotavail, EADDRNOTAVAIL),
+            (self.enetunreach, ENETUNREACH),
+            (self.eperm, EPERM),
+        ] {
+            if !self.a.used(l) {
+                continue;
+            }
+            self.place(l);
+            self.a
+                .mov_imm(R1, -errno)
+                .call(FN_SET_RETVAL)
+                .mov_imm(R0, 0)
+                .exit();
+        }
+        self.result?;
+        self.a.finish()
+    }
+
+    /// Jumps to `to` when R2..R5 hold `w`; falls through otherwise.
+    fn match6(&mut self, w: [u32; 4], to: Label) {
+        let next = self.a.new_label();
+        self.a
+            .jne32(R2, w[0], next)
+            .jne32(R3, w[1], next)
+            .jne32(R4, w[2], next)
+            .jeq32(R5, w[3], to);
+        self.place(next);
+    }
+
+    /// Stores a constant into the context word at `off`.
+    fn store(&mut self, off: i16, v: u32) {
+        self.a.mov_imm(R1, v as i32).stx_w(R6, off, R1);
+    }
+
+    /// The IPv4 bind rules on the word in `r` (the user address's word at `off`).
+    fn bind4_word(&mut self, p: &Policy, r: super::asm::Reg, off: i16) {
+        let (wild, lback) = (self.a.new_label(), self.a.new_label());
+        self.a.jeq32(r, 0, wild).jeq32(r, LOOP1, lback);
+        self.a.jeq32(r, w4(p.lback), self.allow);
+        for ip in &p.v4 {
+            self.a.jeq32(r, w4(*ip), self.allow);
+        }
+        self.a.ja(self.eaddrnotavail);
+        self.place(wild);
+        match p.v4.first() {
+            Some(ip) => {
+                self.store(off, w4(*ip));
+                self.a.ja(self.allow);
+            }
+            None => {
+                self.a.ja(self.eaddrnotavail);
+            }
+        }
+        self.place(lback);
+        self.store(off, w4(p.lback));
+        self.a.ja(self.allow);
+    }
+
+    fn bind4(&mut self, p: &Policy) {
+        self.a.ldx_w(R7, R6, USER_IP4);
+        self.bind4_word(p, R7, USER_IP4);
+    }
+
+    fn load6(&mut self, base: i16) {
+        self.a
+            .ldx_w(R2, R6, base)
+            .ldx_w(R3, R6, base + 4)
+            .ldx_w(R4, R6, base + 8)
+            .ldx_w(R5, R6, base + 12);
+    }
+
+    /// Jumps to `to` when R2..R4 are the v4-mapped prefix.
+    fn if_mapped(&mut self, to: Label) {
+        let next = self.a.new_label();
+        self.a
+            .jne32(R2, 0, next)
+            .jne32(R3, 0, next)
+            .jeq32(R4, MAPPED, to);
+        self.place(next);
+    }
+
+    fn bind6(&mut self, p: &Policy) {
+        let (wild, mapped) = (self.a.new_label(), self.a.new_label());
+        self.load6(USER_IP6);
+        self.match6([0; 4], wild);
+        self.match6(V6_LOOPBACK, self.eaddrnotavail);
+        self.if_mapped(mapped);
+        for ip in &p.v6 {
+            self.match6(w6(*ip), self.allow);
+        }
+        self.a.ja(self.eaddrnotavail);
+        self.place(wild);
+        let to: Option<[u32; 4]> = match (p.v6.first(), p.v4.first()) {
+            (Some(ip), _) => Some(w6(*ip)),
+            (None, Some(ip)) => Some([0, 0, MAPPED, w4(*ip)]),
+            (None, None) => None,
+        };
+        match to {
+            Some(w) => {
+                for (i, v) in w.iter().enumerate() {
+                    self.store(USER_IP6 + 4 * i as i16, *v);
+                }
+                self.a.ja(self.allow);
+            }
+            None => {
+                self.a.ja(self.eaddrnotavail);
+            }
+        }
+        self.place(mapped);
+        self.bind4_word(p, R5, USER_IP6 + 12);
+    }
+
+    /// The destination rules on the IPv4 word in `r` (at `off` in the context): leaves the
+    /// source the socket should get in R7 and jumps to `src`; refusals jump to their exits.
+    fn dest4(&mut self, p: &Policy, r: super::asm::Reg, off: i16, src: Label) {
+        let (to_lback, from_lback) = (self.a.new_label(), self.a.new_label());
+        self.a
+            .jeq32(r, 0, to_lback)
+            .jeq32(r, LOOP1, to_lback)
+            .jeq32(r, w4(p.lback), from_lback)
+            .mov(R1, r)
+            .and_imm(R1, 0xff)
+            .jeq32(R1, 127, self.enetunreach);
+        match p.v4.first() {
+            Some(ip) => {
+                self.a.mov_imm(R7, w4(*ip) as i32).ja(src);
+            }
+            None => {
+                self.a.ja(self.enetunreach);
+            }
+        }
+        self.place(to_lback);
+        self.store(off, w4(p.lback));
+        self.place(from_lback);
+        self.a.mov_imm(R7, w4(p.lback) as i32).ja(src);
+    }
+
+    /// connect4 (`sendmsg` false) or sendmsg4.
+    fn connect4(&mut self, p: &Policy, sendmsg: bool) {
+        let src = self.a.new_label();
+        self.a.ldx_w(R8, R6, USER_IP4);
+        self.dest4(p, R8, USER_IP4, src);
+        self.place(src);
+        if sendmsg {
+            self.source4(p, MSG_SRC_IP4);
+        } else {
+            self.pin4(false);
+        }
+    }
+
+    /// sendmsg: the source the kernel would use (bound address or IP_PKTINFO) must be the
+    /// guest's; none yet becomes R7.
+    fn source4(&mut self, p: &Policy, off: i16) {
+        let set = self.a.new_label();
+        self.a.ldx_w(R8, R6, off).jeq32(R8, 0, set);
+        self.a.jeq32(R8, w4(p.lback), self.allow);
+        for ip in &p.v4 {
+            self.a.jeq32(R8, w4(*ip), self.allow);
+        }
+        self.a.ja(self.eperm);
+        self.place(set);
+        self.a.stx_w(R6, off, R7).ja(self.allow);
+    }
+
+    /// bpf_bind(ctx, {AF_INET or v4-mapped AF_INET6, R7, port 0}); its result is ignored (a
+    /// socket bound already keeps its address).
+    fn pin4(&mut self, mapped: bool) {
+        if mapped {
+            self.a
+                .st_w(R10, -32, AF_INET6)
+                .st_w(R10, -28, 0)
+                .st_w(R10, -24, 0)
+                .st_w(R10, -20, 0)
+                .st_w(R10, -16, MAPPED)
+                .stx_w(R10, -12, R7)
+                .st_w(R10, -8, 0)
+                .st_w(R10, -4, 0);
+            self.call_bind(-32, 28);
+        } else {
+            self.a
+                .st_w(R10, -16, AF_INET)
+                .stx_w(R10, -12, R7)
+                .st_w(R10, -8, 0)
+                .st_w(R10, -4, 0);
+            self.call_bind(-16, 16);
+        }
+    }
+
+    fn call_bind(&mut self, at: i32, len: i32) {
+        self.a
+            .mov(R1, R6)
+            .mov(R2, R10)
+            .add_imm(R2, at)
+            .mov_imm(R3, len)
+            .call(FN_BIND)
+            .ja(self.allow);
+    }
+
+    /// connect6 or sendmsg6. (A v4-mapped destination of an IPv6 UDP socket's sendmsg goes
+    /// through the IPv4 path and its sendmsg4 program; connect6 sees it and follows the IPv4
+    /// rules.)
+    fn connect6(&mut self, p: &Policy, sendmsg: bool) {
+        let mapped = self.a.new_label();
+        self.load6(USER_IP6);
+        self.match6([0; 4], self.enetunreach);
+        self.match6(V6_LOOPBACK, self.enetunreach);
+        self.if_mapped(mapped);
+        let Some(first) = p.v6.first() else {
+            self.a.ja(self.enetunreach);
+            self.place(mapped);
+            self.mapped_dest(p, sendmsg);
+            return;
+        };
+        if sendmsg {
+            let set = self.a.new_label();
+            self.load6(MSG_SRC_IP6);
+            self.match6([0; 4], set);
+            for ip in &p.v6 {
+                self.match6(w6(*ip), self.allow);
+            }
+            self.a.ja(self.eperm);
+            self.place(set);
+            for (i, v) in w6(*first).iter().enumerate() {
+                self.store(MSG_SRC_IP6 + 4 * i as i16, *v);
+            }
+            self.a.ja(self.allow);
+        } else {
+            let w = w6(*first);
+            self.a.st_w(R10, -32, AF_INET6).st_w(R10, -28, 0);
+            for (i, v) in w.iter().enumerate() {
+                self.a.st_w(R10, -24 + 4 * i as i16, *v);
+            }
+            self.a.st_w(R10, -8, 0).st_w(R10, -4, 0);
+            self.call_bind(-32, 28);
+        }
+        self.place(mapped);
+        self.mapped_dest(p, sendmsg);
+    }
+
+    fn mapped_dest(&mut self, p: &Policy, sendmsg: bool) {
+        if sendmsg {
+            // Not reached: the kernel hands v4-mapped datagrams to the IPv4 path.
+            self.a.ja(self.allow);
+            return;
+        }
+        let src = self.a.new_label();
+        self.dest4(p, R5, USER_IP6 + 12, src);
+        self.place(src);
+        self.pin4(true);
+    }
+
+    /// Refuses ICMP datagram sockets (plain return 0: EPERM) unless `raw_icmp`.
+    fn sock_create(&mut self, p: &Policy) {
+        if p.raw_icmp {
+            self.a.ja(self.allow);
+            return;
+        }
+        let deny = self.a.new_label();
+        self.a
+            .ldx_w(R2, R6, SK_TYPE)
+            .jne32(R2, 2, self.allow) // SOCK_DGRAM
+            .ldx_w(R2, R6, SK_PROTOCOL)
+            .jeq32(R2, 1, deny) // IPPROTO_ICMP
+            .jeq32(R2, 58, deny) // IPPROTO_ICMPV6
+            .ja(self.allow);
+        self.place(deny);
+        self.a.mov_imm(R0, 0).exit();
+    }
+
+    fn show4(&mut self, p: &Policy) {
+        self.a
+            .ldx_w(R2, R6, USER_IP4)
+            .jne32(R2, w4(p.lback), self.allow);
+        self.store(USER_IP4, LOOP1);
+        self.a.ja(self.allow);
+    }
+
+    fn show6(&mut self, p: &Policy) {
+        self.load6(USER_IP6);
+        let hit = self.a.new_label();
+        self.match6([0, 0, MAPPED, w4(p.lback)], hit);
+        self.a.ja(self.allow);
+        self.place(hit);
+        self.store(USER_IP6 + 12, LOOP1);
+        self.a.ja(self.allow);
+    }
+}
+
+/// The loopback address of a guest without `interfaces/lback`: 127.HI.LO.1 for context
+/// HI*256+LO, never 127.0.0.1 (contexts start at 2) and never another guest's.
+pub fn default_lback(context: u32) -> Ipv4Addr {
+    Ipv4Addr::new(127, (context >> 8) as u8, context as u8, 1)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,369 @@
+//! The programs run on a small interpreter of the instructions the assembler emits, with the
+//! three helpers modelled, so their decisions are tested without root; the kernel's verifier
+//! and real sockets are the integration tests' (tests/tests/shared_net.rs).
+
+use super::*;
+
+const CTX: u64 = 0x1_0000_0000;
+const FP: u64 = 0x2_0000_0000;
+const HOST: u64 = 4242;
+
+struct Out {
+    ret: u64,
+    ctx: [u8; 72],
+    retval: Option<i32>,
+    bound: Option<Vec<u8>>,
+}
+
+fn mem<'a>(ctx: &'a mut [u8; 72], stack: &'a mut [u8; 512], addr: u64, n: usize) -> &'a mut [u8] {
+    if (CTX..CTX + 72).contains(&addr) {
+        let o = (addr - CTX) as usize;
+        &mut ctx[o..o + n]
+    } else {
+        let o = (addr - (FP - 512)) as usize;
+        &mut stack[o..o + n]
+    }
+}
+
+fn run(prog: &[Insn], mut ctx: [u8; 72], cookie: u64) -> Out {
+    let mut r = [0u64; 11];
+    let mut stack = [0u8; 512];
+    let (mut retval, mut bound) = (None, None);
+    r[1] = CTX;
+    r[10] = FP;
+    let mut pc = 0usize;
+    for _ in 0..10_000 {
+        let i = prog[pc];
+        let (d, s) = ((i.regs & 0xf) as usize, (i.regs >> 4) as usize);
+        let imm = i.imm as i64 as u64;
+        let target = (pc as i64 + 1 + i.off as i64) as usize;
+        pc += 1;
+        match i.code {
+            0xbf => r[d] = r[s],
+            0xb7 => r[d] = imm,
+            0x07 => r[d] = r[d].wrapping_add(imm),
+            0x57 => r[d] &= imm,
+            0x18 => {
+                r[d] = (i.imm as u32 as u64) | ((prog[pc].imm as u32 as u64) << 32);
+                pc += 1;
+            }
+            0x61 => {
+                let b = mem(
+                    &mut ctx,
+                    &mut stack,
+                    r[s].wrapping_add(i.off as i64 as u64),
+                    4,
+                );
+                r[d] = u32::from_le_bytes(b.try_into().unwrap()) as u64;
+            }
+            0x63 => mem(
+                &mut ctx,
+                &mut stack,
+                r[d].wrapping_add(i.off as i64 as u64),
+                4,
+            )
+            .copy_from_slice(&(r[s] as u32).to_le_bytes()),
+            0x62 => mem(
+                &mut ctx,
+                &mut stack,
+                r[d].wrapping_add(i.off as i64 as u64),
+                4,
+            )
+            .copy_from_slice(&(i.imm as u32).to_le_bytes()),
+            0x05 => pc = target,
+            0x16 if r[d] as u32 == i.imm as u32 => pc = target,
+            0x56 if r[d] as u32 != i.imm as u32 => pc = target,
+            0x5d if r[d] != r[s] => pc = target,
+            0x16 | 0x56 | 0x5d => {}
+            0x85 => {
+                r[0] = match i.imm {
+                    122 => {
+                        assert_eq!(r[1], CTX);
+                        cookie
+                    }
+                    187 => {
+                        retval = Some(r[1] as i32);
+                        0
+                    }
+                    64 => {
+                        assert_eq!(r[1], CTX);
+                        let n = r[3] as usize;
+                        bound = Some(mem(&mut ctx, &mut stack, r[2], n).to_vec());
+                        0
+                    }
+                    other => panic!("helper {other}"),
+                };
+                // Calls clobber the argument registers.
+                r[1..6].fill(0xdead_beef);
+            }
+            0x95 => {
+                return Out {
+                    ret: r[0],
+                    ctx,
+                    retval,
+                    bound,
+                }
+            }
+            c => panic!("opcode {c:#x}"),
+        }
+    }
+    panic!("no exit");
+}
+
+fn policy() -> Policy {
+    Policy {
+        netns_cookie: HOST,
+        v4: vec!["10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap()],
+        v6: vec!["fd00::2".parse().unwrap()],
+        lback: "127.0.2.1".parse().unwrap(),
+        raw_icmp: false,
+    }
+}
+
+fn ctx4(ip: &str) -> [u8; 72] {
+    let mut c = [0u8; 72];
+    c[4..8].copy_from_slice(&ip.parse::<Ipv4Addr>().unwrap().octets());
+    c
+}
+
+fn ctx6(ip: &str) -> [u8; 72] {
+    let mut c = [0u8; 72];
+    c[8..24].copy_from_slice(&ip.parse::<Ipv6Addr>().unwrap().octets());
+    c
+}
+
+fn ip4(c: &[u8; 72], off: usize) -> Ipv4Addr {
+    Ipv4Addr::from(<[u8; 4]>::try_from(&c[off..off + 4]).unwrap())
+}
+
+fn ip6(c: &[u8; 72], off: usize) -> Ipv6Addr {
+    Ipv6Addr::from(<[u8; 16]>::try_from(&c[off..off + 16]).unwrap())
+}
+
+fn go(h: Hook, ctx: [u8; 72]) -> Out {
+    run(&program(h, &policy()).unwrap(), ctx, HOST)
+}
+
+fn refused(o: &Out, errno: i32) {
+    assert_eq!((o.ret, o.retval), (0, Some(-errno)));
+}
+
+#[test]
+fn bind4_narrows_the_wildcard_and_refuses_foreign_addresses() {
+    let o = go(Hook::Bind4, ctx4("0.0.0.0"));
+    assert_eq!((o.ret, ip4(&o.ctx, 4)), (1, "10.0.0.2".parse().unwrap()));
+    let o = go(Hook::Bind4, ctx4("10.0.0.3"));
+    assert_eq!((o.ret, ip4(&o.ctx, 4)), (1, "10.0.0.3".parse().unwrap()));
+    let o = go(Hook::Bind4, ctx4("127.0.0.1"));
+    assert_eq!((o.ret, ip4(&o.ctx, 4)), (1, "127.0.2.1".parse().unwrap()));
+    refused(&go(Hook::Bind4, ctx4("10.0.0.9")), 99);
+    refused(&go(Hook::Bind4, ctx4("127.0.3.1")), 99);
+    // High last octet: compared as 32 bits, no sign extension.
+    refused(&go(Hook::Bind4, ctx4("10.0.0.200")), 99);
+}
+
+#[test]
+fn other_namespaces_pass_untouched() {
+    let prog = program(Hook::Bind4, &policy()).unwrap();
+    let o = run(&prog, ctx4("10.9.9.9"), HOST + 1);
+    assert_eq!(
+        (o.ret, o.retval, ip4(&o.ctx, 4)),
+        (1, None, "10.9.9.9".parse().unwrap())
+    );
+}
+
+#[test]
+fn bind6_rules() {
+    let o = go(Hook::Bind6, ctx6("::"));
+    assert_eq!((o.ret, ip6(&o.ctx, 8)), (1, "fd00::2".parse().unwrap()));
+    refused(&go(Hook::Bind6, ctx6("::1")), 99);
+    refused(&go(Hook::Bind6, ctx6("fd00::9")), 99);
+    let o = go(Hook::Bind6, ctx6("::ffff:0.0.0.0"));
+    assert_eq!(
+        (o.ret, ip6(&o.ctx, 8)),
+        (1, "::ffff:10.0.0.2".parse().unwrap())
+    );
+    let o = go(Hook::Bind6, ctx6("::ffff:127.0.0.1"));
+    assert_eq!(
+        (o.ret, ip6(&o.ctx, 8)),
+        (1, "::ffff:127.0.2.1".parse().unwrap())
+    );
+    refused(&go(Hook::Bind6, ctx6("::ffff:10.0.0.9")), 99);
+    // A guest with IPv4 only: `::` becomes its v4-mapped address.
+    let mut p = policy();
+    p.v6.clear();
+    let o = run(&program(Hook::Bind6, &p).unwrap(), ctx6("::"), HOST);
+    assert_eq!(
+        (o.ret, ip6(&o.ctx, 8)),
+        (1, "::ffff:10.0.0.2".parse().unwrap())
+    );
+}
+
+fn sin(ip: &str) -> Vec<u8> {
+    let mut v = vec![2, 0, 0, 0];
+    v.extend(ip.parse::<Ipv4Addr>().unwrap().octets());
+    v.extend([0; 8]);
+    v
+}
+
+#[test]
+fn connect4_pins_the_source_and_remaps_loopback() {
+    let o = go(Hook::Connect4, ctx4("192.0.2.7"));
+    assert_eq!((o.ret, ip4(&o.ctx, 4)), (1, "192.0.2.7".parse().unwrap()));
+    assert_eq!(o.bound, Some(sin("10.0.0.2")));
+    for lo in ["127.0.0.1", "0.0.0.0"] {
+        let o = go(Hook::Connect4, ctx4(lo));
+        assert_eq!((o.ret, ip4(&o.ctx, 4)), (1, "127.0.2.1".parse().unwrap()));
+        assert_eq!(o.bound, Some(sin("127.0.2.1")));
+    }
+    refused(&go(Hook::Connect4, ctx4("127.0.0.53")), 101);
+}
+
+#[test]
+fn connect6_rules() {
+    let o = go(Hook::Connect6, ctx6("2001:db8::1"));
+    assert_eq!(o.ret, 1);
+    let b = o.bound.unwrap();
+    assert_eq!((b.len(), b[0]), (28, 10));
+    assert_eq!(
+        Ipv6Addr::from(<[u8; 16]>::try_from(&b[8..24]).unwrap()),
+        "fd00::2".parse::<Ipv6Addr>().unwrap()
+    );
+    refused(&go(Hook::Connect6, ctx6("::1")), 101);
+    let o = go(Hook::Connect6, ctx6("::ffff:127.0.0.1"));
+    assert_eq!(
+        (o.ret, ip6(&o.ctx, 8)),
+        (1, "::ffff:127.0.2.1".parse().unwrap())
+    );
+    let b = o.bound.unwrap();
+    assert_eq!(
+        Ipv6Addr::from(<[u8; 16]>::try_from(&b[8..24]).unwrap()),
+        "::ffff:127.0.2.1".parse::<Ipv6Addr>().unwrap()
+    );
+}
+
+#[test]
+fn sendmsg4_sources() {
+    let o = go(Hook::Sendmsg4, ctx4("192.0.2.7"));
+    assert_eq!((o.ret, ip4(&o.ctx, 40)), (1, "10.0.0.2".parse().unwrap()));
+    let mut c = ctx4("192.0.2.7");
+    c[40..44].copy_from_slice(&[10, 0, 0, 3]);
+    let o = go(Hook::Sendmsg4, c);
+    assert_eq!((o.ret, ip4(&o.ctx, 40)), (1, "10.0.0.3".parse().unwrap()));
+    c[40..44].copy_from_slice(&[10, 0, 0, 9]);
+    refused(&go(Hook::Sendmsg4, c), 1);
+    let o = go(Hook::Sendmsg4, ctx4("127.0.0.1"));
+    assert_eq!(
+        (o.ret, ip4(&o.ctx, 4), ip4(&o.ctx, 40)),
+        (
+            1,
+            "127.0.2.1".parse().unwrap(),
+            "127.0.2.1".parse().unwrap()
+        )
+    );
+}
+
+#[test]
+fn sendmsg6_sources() {
+    let o = go(Hook::Sendmsg6, ctx6("2001:db8::1"));
+    assert_eq!((o.ret, ip6(&o.ctx, 44)), (1, "fd00::2".parse().unwrap()));
+    let mut c = ctx6("2001:db8::1");
+    c[44..60].copy_from_slice(&"fd00::9".parse::<Ipv6Addr>().unwrap().octets());
+    refused(&go(Hook::Sendmsg6, c), 1);
+    refused(&go(Hook::Sendmsg6, ctx6("::1")), 101);
+}
+
+#[test]
+fn names_show_loopback_as_127_0_0_1() {
+    for h in [Hook::Getsockname4, Hook::Getpeername4, Hook::Recvmsg4] {
+        let o = go(h, ctx4("127.0.2.1"));
+        assert_eq!((o.ret, ip4(&o.ctx, 4)), (1, "127.0.0.1".parse().unwrap()));
+        let o = go(h, ctx4("10.0.0.2"));
+        assert_eq!((o.ret, ip4(&o.ctx, 4)), (1, "10.0.0.2".parse().unwrap()));
+    }
+    for h in [Hook::Getsockname6, Hook::Getpeername6, Hook::Recvmsg6] {
+        let o = go(h, ctx6("::ffff:127.0.2.1"));
+        assert_eq!(
+            (o.ret, ip6(&o.ctx, 8)),
+            (1, "::ffff:127.0.0.1".parse().unwrap())
+        );
+    }
+}
+
+/// Every instruction reachable from the first (the verifier refuses dead code), no jump out
+/// of the program, the last instruction an exit.
+fn check_flow(prog: &[Insn]) {
+    let mut seen = vec![false; prog.len()];
+    let mut todo = vec![0usize];
+    while let Some(pc) = todo.pop() {
+        if pc >= prog.len() {
+            panic!("falls or jumps out of the program at {pc}");
+        }
+        if std::mem::replace(&mut seen[pc], true) {
+            continue;
+        }
+        let i = prog[pc];
+        let target = (pc as i64 + 1 + i.off as i64) as usize;
+        match i.code {
+            0x95 => {}
+            0x05 => todo.push(target),
+            0x16 | 0x56 | 0x5d => todo.extend([pc + 1, target]),
+            0x18 => {
+                seen[pc + 1] = true;
+                todo.push(pc + 2)
+            }
+            _ => todo.push(pc + 1),
+        }
+    }
+    if let Some(dead) = seen.iter().position(|s| !s) {
+        panic!("unreachable instruction {dead}");
+    }
+    assert_eq!(prog.last().unwrap().code, 0x95);
+}
+
+#[test]
+fn every_program_assembles_for_every_address_set() {
+    let mut p = policy();
+    for _ in 0..3 {
+        for h in Hook::ALL {
+            check_flow(&program(h, &p).unwrap());
+        }
+        p.v6.clear();
+        p.v4.pop();
+    }
+}
+
+#[test]
+fn default_lback_is_per_context() {
+    assert_eq!(default_lback(2), Ipv4Addr::new(127, 0, 2, 1));
+    assert_eq!(default_lback(46001), Ipv4Addr::new(127, 179, 177, 1));
+    assert_ne!(default_lback(2), default_lback(3));
+}
+
+fn sock(ty: u32, proto: u32) -> [u8; 72] {
+    let mut c = [0u8; 72];
+    c[8..12].copy_from_slice(&ty.to_le_bytes());
+    c[12..16].copy_from_slice(&proto.to_le_bytes());
+    c
+}
+
+#[test]
+fn ping_sockets_need_raw_icmp() {
+    for proto in [1, 58] {
+        let o = go(Hook::SockCreate, sock(2, proto));
+        assert_eq!((o.ret, o.retval), (0, None));
+    }
+    assert_eq!(go(Hook::SockCreate, sock(2, 17)).ret, 1);
+    assert_eq!(go(Hook::SockCreate, sock(1, 6)).ret, 1);
+    let mut p = policy();
+    p.raw_icmp = true;
+    let o = run(&program(Hook::SockCreate, &p).unwrap(), sock(2, 1), HOST);
+    assert_eq!(o.ret, 1);
+    // Another namespace's sockets are not ours to refuse.
+    let o = run(
+        &program(Hook::SockCreate, &policy()).unwrap(),
+        sock(2, 1),
+        HOST + 1,
+    );
+    assert_eq!(o.ret, 1);
+}
