@@ -16,3 +16,4 @@ pub mod procfs;
 pub mod rpc;
 pub mod stage;
 pub mod sys;
+pub mod unify;

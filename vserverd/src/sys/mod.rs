@@ -15,6 +15,7 @@
 //! own) is an `unsafe fn` with a `# Safety` section.
 
 pub mod fd;
+pub mod fs;
 pub mod ns;
 pub mod process;
 
