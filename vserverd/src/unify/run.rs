@@ -174,6 +174,7 @@ pub fn run(req: &Request, report: Report<'_>) -> Result<proto::UnifyReport, Refu
     let roots = open_roots(req)?;
     let errors = Errors(Mutex::new(Vec::new()));
     let mut store = Store::load(&req.store);
+    let guests_before = store.guests.len();
     let gidx: Vec<u16> = req
         .guests
         .iter()
@@ -314,10 +315,14 @@ pub fn run(req: &Request, report: Report<'_>) -> Result<proto::UnifyReport, Refu
         );
     }
     let seen_ids: HashSet<(u64, u64)> = inodes.iter().map(Inode::id).collect();
-    store.prune(&gidx, &seen_ids, &req.alive);
-    // Saved before sharing: a crash from here on loses no hashing work.
-    if let Err(e) = store.save(&req.store) {
-        errors.push(format!("{}: {e}", req.store.display()));
+    let pruned = store.prune(&gidx, &seen_ids, &req.alive);
+    // Saved before sharing: a crash from here on loses no hashing work. Unchanged, it is not
+    // written (a run with nothing new costs the walk and little else).
+    let new_guest = store.guests.len() > guests_before;
+    if hashed_files > 0 || pruned > 0 || new_guest {
+        if let Err(e) = store.save(&req.store) {
+            errors.push(format!("{}: {e}", req.store.display()));
+        }
     }
     crate::fault::point("unify.hashed").map_err(Refused)?;
 
@@ -409,14 +414,18 @@ pub fn run(req: &Request, report: Report<'_>) -> Result<proto::UnifyReport, Refu
                 });
             }
         });
+        let mut dirty = false;
         for (id, set) in shared.into_inner().expect("not poisoned") {
             if let Some(e) = store.entries.get_mut(&id) {
+                dirty |= e.set != set;
                 e.set = set;
             }
         }
-        report("save", format!("{}", req.store.display()));
-        if let Err(e) = store.save(&req.store) {
-            errors.push(format!("{}: {e}", req.store.display()));
+        if dirty {
+            report("save", format!("{}", req.store.display()));
+            if let Err(e) = store.save(&req.store) {
+                errors.push(format!("{}: {e}", req.store.display()));
+            }
         }
         if let Some(e) = fatal.into_inner().expect("not poisoned") {
             return Err(Refused(e));

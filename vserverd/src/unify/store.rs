@@ -64,19 +64,22 @@ impl Store {
     }
 
     /// Drops the entries of the walked guests whose inodes the walk did not see (deleted,
-    /// replaced, or excluded now), and every entry of a guest not in `alive`.
+    /// replaced, or excluded now), and every entry of a guest not in `alive`; returns how many
+    /// went.
     pub fn prune(
         &mut self,
         walked: &[u16],
         seen: &std::collections::HashSet<(u64, u64)>,
         alive: &[String],
-    ) {
+    ) -> usize {
         let dead: Vec<u16> = (0..self.guests.len() as u16)
             .filter(|i| !alive.contains(&self.guests[*i as usize]))
             .collect();
+        let before = self.entries.len();
         self.entries.retain(|k, e| {
             !dead.contains(&e.guest) && (!walked.contains(&e.guest) || seen.contains(k))
         });
+        before - self.entries.len()
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -283,7 +286,7 @@ mod tests {
         let mut s = sample();
         let seen = std::collections::HashSet::new();
         // Only "db" (1) walked, its file unseen: gone. "web" not walked: kept.
-        s.prune(&[1], &seen, &["web".into(), "db".into()]);
+        assert_eq!(s.prune(&[1], &seen, &["web".into(), "db".into()]), 1);
         assert_eq!(s.entries.len(), 1);
         assert!(s.entries.contains_key(&(64769, 131)));
         // "web" no longer exists.
