@@ -28,6 +28,18 @@ pub struct Rule {
     pub pattern: String,
 }
 
+impl Rule {
+    /// The pattern's literal start, before any wildcard or escape: a path that does not
+    /// start with it cannot match (most paths fail here, without the glob).
+    pub fn literal(&self) -> &str {
+        let end = self
+            .pattern
+            .find(['*', '?', '[', '\\'])
+            .unwrap_or(self.pattern.len());
+        &self.pattern[..end]
+    }
+}
+
 /// An ordered exclude list and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rules {
@@ -84,9 +96,10 @@ impl Rules {
 
     /// The verdict for `path` (relative to the guest root, with a leading `/`).
     pub fn verdict(&self, path: &str) -> Verdict {
+        let p = path.as_bytes();
         self.rules
             .iter()
-            .find(|r| glob(r.pattern.as_bytes(), path.as_bytes()))
+            .find(|r| p.starts_with(r.literal().as_bytes()) && glob(r.pattern.as_bytes(), p))
             .map_or(Verdict::Include, |r| r.verdict)
     }
 }

@@ -1,7 +1,6 @@
 //! One unify run: walk, hash, share. Blocking; the daemon runs it on a blocking thread.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -18,10 +17,11 @@ use crate::sys::fs::{self as sysfs, DedupeStatus};
 
 /// The largest range one dedupe call shares (the kernel's own cap on btrfs and XFS).
 const CHUNK: u64 = 16 << 20;
-/// Threads that hash and share: the machine's cores, at most 4 (the disk is the limit then).
-fn threads() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4))
-}
+/// Threads that walk, read and hash, and share. Each spends most of its time waiting: on the
+/// disk (directory and inode blocks, file data; a disk or a loop device's backing file
+/// serves several reads at once) or, sharing, on the file system's journal, which commits
+/// many threads' remaps together. xxh3 itself is far faster than any disk.
+const THREADS: usize = 8;
 
 pub struct GuestRoot {
     pub name: String,
@@ -113,13 +113,16 @@ fn reopen(roots: &[OwnedFd], i: &Inode) -> Result<OwnedFd, String> {
 /// xxh3-128 of the whole file; None when it changed while being read.
 fn hash(fd: &OwnedFd, i: &Inode, buf: &mut [u8]) -> Result<Option<u128>, String> {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
-    let mut f = std::fs::File::from(fd.try_clone().map_err(|e| e.to_string())?);
+    if i.size > 256 << 10 {
+        // Read ahead further: the whole file is read once, start to end.
+        let _ = rustix::fs::fadvise(fd, 0, None, rustix::fs::Advice::Sequential);
+    }
     let mut total = 0u64;
     loop {
-        let n = match f.read(buf) {
+        let n = match rustix::io::read(fd, &mut *buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(format!("read: {e}")),
         };
         h.update(&buf[..n]);
@@ -187,7 +190,7 @@ pub fn run(req: &Request, report: Report<'_>) -> Result<proto::UnifyReport, Refu
     let excluded = AtomicU64::new(0);
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
-        for _ in 0..threads().min(req.guests.len()) {
+        for _ in 0..THREADS.min(req.guests.len()) {
             s.spawn(|| loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);
                 let Some(g) = req.guests.get(k) else { break };
@@ -208,12 +211,18 @@ pub fn run(req: &Request, report: Report<'_>) -> Result<proto::UnifyReport, Refu
     });
     let seen = seen.into_inner().expect("not poisoned");
     let files = seen.len() as u64;
-    // The smallest file worth sharing: one block (btrfs keeps smaller ones inline in its
-    // metadata, and a file under a block saves at most that block).
-    let min_size = roots
-        .first()
-        .and_then(|r| rustix::fs::fstatfs(r).ok())
-        .map_or(4096, |s| s.f_bsize as u64);
+    // The smallest file worth sharing. XFS gives every file of a byte or more a whole block,
+    // and the kernel shares a last partial block when both files end there: every file
+    // counts (most of a Debian tree's files are under a block). btrfs keeps small files
+    // inline in its metadata, with no block to share: from one block up there.
+    let min_size = match roots.first().map(sysfs::fs_type) {
+        Some(Ok(sysfs::XFS_SUPER_MAGIC)) => 1,
+        _ => roots
+            .first()
+            .and_then(|r| rustix::fs::fstatfs(r).ok())
+            .map_or(4096, |s| s.f_bsize as u64),
+    };
+    let t_walk = t0.elapsed();
     let inodes = plan::collapse(seen);
     let cands = plan::candidates(&inodes, min_size);
 
@@ -254,7 +263,7 @@ pub fn run(req: &Request, report: Report<'_>) -> Result<proto::UnifyReport, Refu
     let next = AtomicUsize::new(0);
     let throttle = Throttle::new();
     std::thread::scope(|s| {
-        for _ in 0..threads() {
+        for _ in 0..THREADS {
             s.spawn(|| {
                 let mut buf = vec![0u8; 1 << 20];
                 let mut mine = Vec::new();
@@ -326,6 +335,7 @@ pub fn run(req: &Request, report: Report<'_>) -> Result<proto::UnifyReport, Refu
     }
     crate::fault::point("unify.hashed").map_err(Refused)?;
 
+    let t_hash = t0.elapsed();
     let (groups, already) = plan::groups(&inodes, &known);
     let mut rep = proto::UnifyReport {
         dry_run: req.dry_run,
@@ -371,7 +381,7 @@ pub fn run(req: &Request, report: Report<'_>) -> Result<proto::UnifyReport, Refu
         let stop = AtomicBool::new(false);
         let next = AtomicUsize::new(0);
         std::thread::scope(|s| {
-            for _ in 0..threads() {
+            for _ in 0..THREADS {
                 s.spawn(|| {
                     let mut mine = Vec::new();
                     loop {
@@ -436,6 +446,15 @@ pub fn run(req: &Request, report: Report<'_>) -> Result<proto::UnifyReport, Refu
     rep.changed_files = changed.load(Ordering::Relaxed);
     rep.errors = errors.0.into_inner().expect("not poisoned");
     rep.seconds = t0.elapsed().as_secs_f64();
+    // Where the time went, for the benchmark (docs/unify.md).
+    tracing::info!(
+        "unify: phases: walk {:.2} s, hash {:.2} s ({} files), share {:.2} s ({} groups)",
+        t_walk.as_secs_f64(),
+        (t_hash - t_walk).as_secs_f64(),
+        hashed_files,
+        rep.seconds - t_hash.as_secs_f64(),
+        rep.groups
+    );
     Ok(rep)
 }
 
