@@ -20,7 +20,7 @@ pub fn usage(name: &str, vdir: &std::path::Path) -> Result<proto::GuestDiskUsage
     let mut u = proto::GuestDiskUsage {
         name: name.to_string(),
         vdir: vdir.display().to_string(),
-        files: inodes.len() as u64,
+        files: inodes.len() as u64 + counts.empty,
         apparent_bytes: 0,
         allocated_bytes: 0,
         shared_bytes: 0,

@@ -20,6 +20,11 @@ use crate::sys::fs as sysfs;
 /// the daemon's fds; real trees stay far below).
 pub const MAX_DEPTH: usize = 256;
 
+/// Files a walk records per guest at most: a guest can make millions of files cheaply, and
+/// each costs the daemon memory while a run lasts (~150 bytes). Beyond it the guest's walk
+/// stops with an error; real trees stay far below.
+pub const MAX_FILES: u64 = 2_000_000;
+
 /// A regular file as the walk saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
@@ -46,6 +51,12 @@ pub struct Counts {
     pub not_entered: u64,
     /// Symlinks, devices, FIFOs, sockets.
     pub special: u64,
+    /// Regular files recorded.
+    pub files: u64,
+    /// Empty regular files: nothing to share or count, so not recorded.
+    pub empty: u64,
+    /// The walk stopped at [`MAX_FILES`].
+    pub capped: bool,
     /// Errors met (the first few are kept in `errors`).
     pub errors: Vec<String>,
 }
@@ -105,6 +116,9 @@ fn dir(
     file: &mut dyn FnMut(Seen),
     counts: &mut Counts,
 ) {
+    if counts.capped {
+        return;
+    }
     let mut entries = match rustix::fs::Dir::read_from(fd) {
         Ok(d) => d,
         Err(e) => {
@@ -150,6 +164,19 @@ fn dir(
                     counts.not_entered += 1;
                     continue;
                 }
+                if st.st_size == 0 {
+                    counts.empty += 1;
+                    continue;
+                }
+                if counts.files >= MAX_FILES {
+                    counts.capped = true;
+                    note(
+                        counts,
+                        format!("more than {MAX_FILES} files: the rest of the tree was not walked"),
+                    );
+                    return;
+                }
+                counts.files += 1;
                 file(Seen {
                     guest,
                     rel: path,
@@ -194,5 +221,48 @@ fn dir(
             }
         }
         rel.pop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The walk on a tree a guest could have made: symlinks (to files, to folders, out of the
+    /// tree) are not followed, a FIFO is not opened (the walk would hang), excluded folders
+    /// are not entered, empty files are not recorded.
+    #[test]
+    fn a_hostile_tree_is_walked_without_following_or_opening_anything_but_folders() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("usr/bin")).unwrap();
+        std::fs::create_dir_all(r.join("var/log")).unwrap();
+        std::fs::write(r.join("usr/bin/tool"), b"binary").unwrap();
+        std::fs::write(r.join("usr/empty"), b"").unwrap();
+        std::fs::write(r.join("var/log/syslog"), b"log").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", r.join("usr/passwd")).unwrap();
+        std::os::unix::fs::symlink("/", r.join("usr/host")).unwrap();
+        std::os::unix::fs::symlink("bin", r.join("usr/bin2")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            r.join("usr/fifo"),
+            FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let rules = super::super::exclude::parse("/var\n", Path::new("x")).unwrap();
+        let root = open_root(r).unwrap();
+        let mut seen = Vec::new();
+        let c = walk(3, &root, &rules, &mut |f| seen.push(f)).unwrap();
+        let rels: Vec<String> = seen.iter().map(|s| s.rel.display().to_string()).collect();
+        assert_eq!(rels, ["usr/bin/tool"]);
+        assert_eq!(seen[0].guest, 3);
+        assert_eq!(seen[0].size, 6);
+        assert_eq!(c.excluded, 1, "/var");
+        assert_eq!(c.special, 4, "three symlinks and a FIFO");
+        assert_eq!(c.empty, 1);
+        assert_eq!(c.files, 1);
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
     }
 }
