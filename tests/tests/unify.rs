@@ -390,3 +390,55 @@ fn sigkill_of_the_daemon_mid_unify_loses_nothing() {
     }
     d.kill();
 }
+
+#[test]
+fn util_vserver_names_unify_and_say_what_they_did() {
+    if !harness::require_busybox_guests() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    let Some(_mnt) = mount_loop(&d, "xfs", 300) else {
+        return;
+    };
+    three_guests(&d);
+    d.spawn();
+    let bin = d.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let run = |name: &str, args: &[&str]| {
+        let p = bin.join(name);
+        if std::fs::symlink_metadata(&p).is_err() {
+            std::os::unix::fs::symlink(harness::bins::vserverctl(), &p).unwrap();
+        }
+        let o = Command::new(&p)
+            .args(args)
+            .env("VSERVERD_SOCKET", &d.socket)
+            .output()
+            .unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run("vhashify", &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("No directory/vserver given"), "{err}");
+    let (code, out, err) = run("vhashify", &["-n", "-v", "ua", "ub"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("would share") && out.contains("dry run"),
+        "{out}"
+    );
+    assert!(!shared(&d.guest_root("ua").join("opt/data.bin")));
+    let (code, out, err) = run("vunify", &["ua", "ub"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("shared"), "{out}");
+    assert!(shared(&d.guest_root("ub").join("opt/data.bin")));
+    // `vserver NAME hashify`: the guest alone (its own duplicates; here none new).
+    let (code, out, err) = run("vserver", &["uc", "hashify"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("unify: 1 guests"), "{out}");
+    let (code, _, err) = run("vserver", &["uc", "unify", "--bogus"]);
+    assert_eq!(code, 2, "{err}");
+    d.kill();
+}
