@@ -13,6 +13,11 @@ pub trait ManagerProxy {
     async fn list(&mut self) -> zlink::Result<Result<GuestList, ManagerError>>;
     async fn status(&mut self, name: &str) -> zlink::Result<Result<GuestStatus, ManagerError>>;
     async fn validate(&mut self, name: &str) -> zlink::Result<Result<Validation, ManagerError>>;
+    /// Every error and warning of one guest's tree, or of every guest's without `name`.
+    async fn check(
+        &mut self,
+        name: Option<&str>,
+    ) -> zlink::Result<Result<crate::CheckReport, ManagerError>>;
     async fn stat(&mut self) -> zlink::Result<Result<crate::StatList, ManagerError>>;
     /// `console`: the guest's console output while its start command runs, as steps named
     /// `console` (so Stop, Restart and CondRestart).

@@ -39,6 +39,28 @@ pub struct ConfigProblem {
     pub line: Option<u32>,
     /// What is wrong.
     pub message: String,
+    /// A stable name of the kind of problem (`context-missing`, `name-unknown`, …; docs/config.md
+    /// lists them): scripts match this, never the message. Never changes meaning.
+    #[serde(default)]
+    pub code: String,
+}
+
+/// One guest's tree as Check finds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, CustomType)]
+pub struct GuestCheck {
+    /// The guest's name.
+    pub name: String,
+    /// Every error: the tree is refused when there is any.
+    pub errors: Vec<ConfigProblem>,
+    /// Things that parse but are ignored, not applicable, or likely not what was meant.
+    pub warnings: Vec<ConfigProblem>,
+}
+
+/// The reply of Check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, CustomType)]
+pub struct CheckReport {
+    /// One entry per guest checked, sorted by name.
+    pub guests: Vec<GuestCheck>,
 }
 
 /// One guest as List shows it.
@@ -254,6 +276,8 @@ pub enum ManagerError {
         file: String,
         line: Option<u32>,
         message: String,
+        /// The problem's stable code (ConfigProblem.code).
+        code: Option<String>,
     },
     /// The guest is running already.
     AlreadyRunning { name: String },
@@ -283,6 +307,7 @@ impl std::fmt::Display for ManagerError {
                 file,
                 line,
                 message,
+                ..
             } => match line {
                 Some(l) => write!(f, "{file}:{l}: {message}"),
                 None => write!(f, "{file}: {message}"),

@@ -522,20 +522,6 @@ fn virt_mem_shows_the_guests_limit_in_proc_meminfo_and_survives_the_daemon() {
     );
 
     // The server dies: the daemon mounts a new one and binds it again inside the guest.
-    let kill_server = |d: &TestDaemon| -> i32 {
-        let pid: i32 =
-            std::fs::read_to_string(vserverd::procfs::mount_dir(&d.run_dir).with_extension("pid"))
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
-        pid
-    };
     let guest_total = |d: &TestDaemon| -> Option<u64> {
         let o = d.ctl(&["exec", "vm", "--", "cat", "/proc/meminfo"]);
         let text = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -717,4 +703,130 @@ fn a_console_flood_blocks_the_flooding_guest_at_the_keepers_rate() {
         "the flood reached the log"
     );
     d.ctl_ok(&["stop", "loud"]);
+}
+
+/// SIGKILLs daemon `d`'s /proc server; returns its pid.
+fn kill_server(d: &TestDaemon) -> i32 {
+    let pid: i32 =
+        std::fs::read_to_string(vserverd::procfs::mount_dir(&d.run_dir).with_extension("pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    pid
+}
+
+/// `processor` blocks of a cpuinfo text.
+fn processors(text: &str) -> usize {
+    text.lines().filter(|l| l.starts_with("processor")).count()
+}
+
+#[test]
+fn virt_cpu_and_virt_load_show_the_guests_cpus_and_its_own_load() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    let fstab = "none /proc proc defaults 0 0\nnone /sys sysfs ro 0 0\n\
+                 none /dev/pts devpts gid=5,mode=620 0 0\n";
+    // A quarter of one CPU: the guest sees one CPU (its quota rounded up).
+    GuestBuilder::busybox("vc")
+        .context(44021)
+        .file("cflags", "virt_cpu\nvirt_load\n")
+        .file("sched/fill-rate", "1\n")
+        .file("sched/interval", "4\n")
+        .file("fstab", fstab)
+        .write(&d);
+    // Same flags, no quota: every host CPU; idle, so no load.
+    GuestBuilder::busybox("idle")
+        .context(44022)
+        .file("cflags", "virt_cpu\nvirt_load\n")
+        .file("fstab", fstab)
+        .write(&d);
+    // No flags: the host's files.
+    GuestBuilder::busybox("plaincpu")
+        .context(44023)
+        .file("fstab", fstab)
+        .write(&d);
+    d.spawn();
+    for g in ["vc", "idle", "plaincpu"] {
+        d.ctl_ok(&["start", g]);
+    }
+    let host_cpus = processors(&std::fs::read_to_string("/proc/cpuinfo").unwrap());
+    let cat = |g: &str, f: &str| d.ctl_ok(&["exec", g, "--", "cat", f]);
+    let info = cat("vc", "/proc/cpuinfo");
+    assert_eq!(processors(&info), 1, "{info}");
+    assert!(info.contains("processor\t: 0\n"), "{info}");
+    assert_eq!(cat("vc", "/sys/devices/system/cpu/online"), "0\n");
+    assert_eq!(processors(&cat("idle", "/proc/cpuinfo")), host_cpus);
+    assert_eq!(processors(&cat("plaincpu", "/proc/cpuinfo")), host_cpus);
+    assert_eq!(
+        cat("plaincpu", "/sys/devices/system/cpu/online"),
+        std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap()
+    );
+
+    // Work in the guest, then /proc/stat's time is the guest's (cpuacct), on its one CPU.
+    let sh = |g: &str, script: &str| d.ctl_ok(&["exec", g, "--", "sh", "-c", script]);
+    sh("vc", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done");
+    let stat = cat("vc", "/proc/stat");
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(
+        stat.contains("\ncpu0 ") && !stat.contains("\ncpu1 "),
+        "{stat}"
+    );
+    let hz = 100.0;
+    let used_s = (cpu[0] + cpu[2]) as f64 / hz;
+    let cgroup_s = cg_read(&d, "vc", "cpuacct.usage").parse::<f64>().unwrap() / 1e9;
+    assert!(
+        used_s > 0.0 && (used_s - cgroup_s).abs() < 0.2 + cgroup_s * 0.1,
+        "/proc/stat says {used_s} s, cpuacct.usage {cgroup_s} s\n{stat}"
+    );
+
+    // Load: a busy loop makes the guest's load 1 or more; the idle guest's stays 0.
+    sh(
+        "vc",
+        "(while :; do :; done) >/dev/null 2>&1 & echo $! > /tmp/busy",
+    );
+    let load = |g: &str| -> (f64, String) {
+        let t = cat(g, "/proc/loadavg");
+        (t.split_whitespace().next().unwrap().parse().unwrap(), t)
+    };
+    // The averages move as the kernel's do (a minute's decay): after 3 s of one runnable
+    // task, 1 - e^(-3/60) ≈ 0.05 from the 0 seen when the file was bound at start.
+    let (first, _) = load("vc");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (busy, text) = load("vc");
+    assert!(busy > first && busy >= 0.03, "{first} then {text}");
+    let (quiet, text) = load("idle");
+    assert_eq!(quiet, 0.0, "{text}");
+    // Without the flag, the kernel's own file (its host-wide fields: a pid counter, threads).
+    let plain = cat("plaincpu", "/proc/loadavg");
+    assert_eq!(plain.split_whitespace().count(), 5, "{plain}");
+    sh("vc", "kill $(cat /tmp/busy)");
+
+    // The server dies: every file answers again, /sys's included.
+    kill_server(&d);
+    d.wait_until("virt_cpu's files served again", || {
+        let o = d.ctl(&["exec", "vc", "--", "cat", "/sys/devices/system/cpu/online"]);
+        let o2 = d.ctl(&["exec", "vc", "--", "cat", "/proc/cpuinfo"]);
+        o.status.success()
+            && o.stdout == b"0\n"
+            && o2.status.success()
+            && processors(&String::from_utf8_lossy(&o2.stdout)) == 1
+    });
+    for g in ["vc", "idle", "plaincpu"] {
+        d.ctl_ok(&["stop", g]);
+    }
 }

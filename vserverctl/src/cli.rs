@@ -79,9 +79,15 @@ pub enum Command {
         #[command(flatten)]
         out: Output,
     },
-    /// Check a guest's config tree; prints the file and line of the first error.
+    /// Check a guest's config tree (or with --all every guest's): every error and warning, each
+    /// as FILE:LINE: MESSAGE; exits 1 when any tree has an error. --json gives each problem's
+    /// stable code (docs/config.md lists them).
     Check {
-        name: String,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        name: Option<String>,
+        /// Check every guest under the config root.
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         out: Output,
     },

@@ -158,17 +158,32 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
                 1
             })
         }
-        Command::Check { name, out } => {
-            let v = conn.validate(&name).await??;
-            if out.json {
-                render::json(&v);
-            } else {
-                for w in &v.warnings {
-                    eprintln!("warning: {}", render::problem(w));
+        Command::Check { name, all, out } => {
+            let report = conn.check(name.as_deref()).await??;
+            let bad = report.guests.iter().any(|g| !g.errors.is_empty());
+            match (name, out.json) {
+                // One guest: its problems and, when it has no error, the parsed config.
+                (Some(_), true) => {
+                    let mut v = serde_json::to_value(report.guests.first()).unwrap_or_default();
+                    if let (Some(g), Some(obj)) = (report.guests.first(), v.as_object_mut()) {
+                        if g.errors.is_empty() {
+                            let val = conn.validate(&g.name).await??;
+                            obj.insert(
+                                "config".into(),
+                                serde_json::to_value(&val.config).unwrap_or_default(),
+                            );
+                        }
+                    }
+                    render::json(&v);
                 }
-                println!("{name}: configuration ok ({} warnings)", v.warnings.len());
+                (_, true) => render::json(&report),
+                (_, false) => {
+                    for g in &report.guests {
+                        render::check(g, all);
+                    }
+                }
             }
-            Ok(0)
+            Ok(if bad { 1 } else { 0 })
         }
         Command::Start {
             name,

@@ -17,6 +17,31 @@ pub fn problem(p: &ConfigProblem) -> String {
     }
 }
 
+/// A guest's check in the human form: errors, then warnings, one `FILE:LINE: MESSAGE` a line
+/// on stderr; a summary line on stdout (with `all`, also for a guest with errors).
+pub fn check(g: &proto::GuestCheck, all: bool) {
+    for e in &g.errors {
+        eprintln!("{}", problem(e));
+    }
+    for w in &g.warnings {
+        eprintln!("warning: {}", problem(w));
+    }
+    if g.errors.is_empty() {
+        println!(
+            "{}: configuration ok ({} warnings)",
+            g.name,
+            g.warnings.len()
+        );
+    } else if all {
+        println!(
+            "{}: {} errors ({} warnings)",
+            g.name,
+            g.errors.len(),
+            g.warnings.len()
+        );
+    }
+}
+
 pub fn list_table(list: &GuestList) -> String {
     let mut t = Table::new();
     t.load_preset(NOTHING);

@@ -113,6 +113,7 @@ fn problem(e: &ConfigError) -> ConfigProblem {
         file: e.file.display().to_string(),
         line: e.line,
         message: e.message.clone(),
+        code: e.code.as_str().into(),
     }
 }
 
@@ -121,7 +122,19 @@ fn invalid(e: &ConfigError) -> ManagerError {
         file: e.file.display().to_string(),
         line: e.line,
         message: e.message.clone(),
+        code: Some(e.code.as_str().into()),
     }
+}
+
+/// The first of a tree's errors, saying how many more there are and where to see them all.
+fn refused(name: &str, errors: &[ConfigError]) -> ManagerError {
+    let mut e = invalid(&errors[0]);
+    if let (ManagerError::InvalidConfig { message, .. }, more @ 1..) = (&mut e, errors.len() - 1) {
+        message.push_str(&format!(
+            " (and {more} more: `vserverctl check {name}` lists them all)"
+        ));
+    }
+    e
 }
 
 impl Daemon {
@@ -259,9 +272,64 @@ impl Daemon {
         if !self.exists(name) {
             return Err(ManagerError::NoSuchGuest { name: name.into() });
         }
-        let loaded = config::load_guest(&self.roots, name).map_err(|e| invalid(&e))?;
-        self.refuse_clash(name, loaded.config.context)?;
-        Ok(loaded)
+        let c = config::check_guest(&self.roots, name);
+        let Some(config) = c.config.filter(|_| c.errors.is_empty()) else {
+            return Err(if c.errors.is_empty() {
+                ManagerError::NoSuchGuest { name: name.into() }
+            } else {
+                refused(name, &c.errors)
+            });
+        };
+        self.refuse_clash(name, config.context)?;
+        Ok(Loaded {
+            config,
+            warnings: c.warnings,
+        })
+    }
+
+    /// Check: every error and warning of guest `name`'s tree (the context clash among them), or
+    /// of every guest's without a name. Fresh parses, not the catalog's: an admin checks what
+    /// is on disk now.
+    pub fn check(&self, name: Option<&str>) -> Result<proto::CheckReport, ManagerError> {
+        let names = match name {
+            Some(n) => {
+                self.check_name(n)?;
+                if !self.exists(n) {
+                    return Err(ManagerError::NoSuchGuest { name: n.into() });
+                }
+                vec![n.to_string()]
+            }
+            None => self.names(),
+        };
+        let guests = names
+            .into_iter()
+            .map(|n| {
+                let c = config::check_guest(&self.roots, &n);
+                let mut errors: Vec<ConfigProblem> = c.errors.iter().map(problem).collect();
+                if let Some(cfg) = &c.config {
+                    if let Err(ManagerError::InvalidConfig {
+                        file,
+                        line,
+                        message,
+                        code,
+                    }) = self.refuse_clash(&n, cfg.context)
+                    {
+                        errors.push(ConfigProblem {
+                            file,
+                            line,
+                            message,
+                            code: code.unwrap_or_default(),
+                        });
+                    }
+                }
+                proto::GuestCheck {
+                    name: n,
+                    errors,
+                    warnings: c.warnings.iter().map(problem).collect(),
+                }
+            })
+            .collect();
+        Ok(proto::CheckReport { guests })
     }
 
     /// [`Self::load`] for calls that only read (Status): the catalog's parse while the watcher
@@ -309,6 +377,7 @@ impl Daemon {
                     file: p.file,
                     line: p.line,
                     message: p.message,
+                    code: Some(p.code),
                 });
             }
         }
@@ -336,6 +405,7 @@ impl Daemon {
                 "context id {ctx} is already used by {holder}: this guest is refused until its \
                  context changes"
             ),
+            code: config::Code::ContextClash.as_str().into(),
         })
     }
 
@@ -379,6 +449,7 @@ impl Daemon {
         for n in self.guests.running_names() {
             loaded.entry(n.clone()).or_insert_with(|| {
                 Arc::new(Err(ConfigError::file(
+                    config::Code::ConfigGone,
                     &self.roots.config_root.join(&n),
                     "the config tree is gone; the guest still runs",
                 )))
@@ -440,7 +511,7 @@ impl Daemon {
         let (context, vdir, config_error) = match self.load_for_read(name) {
             Ok(l) => {
                 unbounded = config::unbounded(&l.config);
-                no_route_out = config::no_route_out(&l.config).map(|(_, m)| m);
+                no_route_out = config::no_route_out(&l.config).map(|(_, _, m)| m);
                 (
                     Some(l.config.context),
                     l.config.vdir.display().to_string(),
@@ -451,6 +522,7 @@ impl Daemon {
                 file,
                 line,
                 message,
+                code,
             }) => (
                 None,
                 String::new(),
@@ -458,6 +530,7 @@ impl Daemon {
                     file,
                     line,
                     message,
+                    code: code.unwrap_or_default(),
                 }),
             ),
             Err(ManagerError::NoSuchGuest { .. }) if self.guests.running(name).is_some() => (
@@ -467,6 +540,7 @@ impl Daemon {
                     file: self.roots.config_root.join(name).display().to_string(),
                     line: None,
                     message: "the config tree is gone; the guest still runs".into(),
+                    code: config::Code::ConfigGone.as_str().into(),
                 }),
             ),
             Err(e) => return Err(e),
@@ -514,15 +588,7 @@ impl Daemon {
         let loaded = self.load(name)?;
         Ok(Validation {
             config: proto::GuestConfig::from(&loaded.config),
-            warnings: loaded
-                .warnings
-                .iter()
-                .map(|w| ConfigProblem {
-                    file: w.file.display().to_string(),
-                    line: w.line,
-                    message: w.message.clone(),
-                })
-                .collect(),
+            warnings: loaded.warnings.iter().map(problem).collect(),
         })
     }
 }

@@ -118,7 +118,9 @@ pub fn pid_of(name: &str, path: &Path) -> Option<i32> {
 /// returns once the helper is ready. `what` names the helper in errors.
 pub fn start(name: &str, arg: &str, path: &Path, what: &str) -> Result<(), String> {
     use std::os::unix::process::CommandExt;
-    let out = Command::new("/proc/self/exe")
+    let mut cmd = Command::new("/proc/self/exe");
+    sys::fd::no_inherited_fds(&mut cmd);
+    let out = cmd
         .arg0(name)
         .arg(arg)
         .arg(path)

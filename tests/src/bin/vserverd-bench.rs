@@ -12,6 +12,15 @@
 //! 10 and with 1000 configured guests side by side (interleaved daemons): a per-guest call
 //! must cost the same whatever the guest count.
 //!
+//! `density [--guests N]` (root): N busybox guests (one shared root, each with a memory and a
+//! pids limit, the default network: loopback only) started and stopped all at once with the
+//! default parallelism; prints one table: start and stop times, host memory per guest beyond
+//! the guests' own (the drop in MemAvailable less the guests' proportional set size, over N),
+//! host processes per guest beyond the guest's own, the daemon's RSS and the idle wake-ups of
+//! the daemon and its helpers with all running, the kernel limits a host of that many guests
+//! meets (pids, ptys, memory cgroups, network namespaces, inotify) with their use, and what is
+//! left after the stop.
+//!
 //! `many [--guests N] [--depth D] [--configured M]` (root): N busybox guests (one shared root)
 //! in a depends graph D layers deep, all marked `default`: start and stop all via --mark,
 //! parallel and serial; then the daemon's RSS and idle wake-ups with M configured guests, and
@@ -377,8 +386,24 @@ fn proc_field(pid: u32, key: &str) -> u64 {
     total
 }
 
+/// Runs vserverctl on daemon `d`; returns the seconds it took.
+fn timed_ctl(d: &TestDaemon, args: &[&str]) -> f64 {
+    let t = Instant::now();
+    run(std::process::Command::new(harness::bins::vserverctl())
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(args));
+    t.elapsed().as_secs_f64()
+}
+
+/// Writes guest `g` (named `name`) with its vdir a link to the one busybox `root`.
+fn on_shared_root(d: &TestDaemon, g: GuestBuilder, name: &str, root: &std::path::Path) {
+    let cfg = g.write(d);
+    let _ = std::fs::remove_dir(d.vdir_base.join(name));
+    std::os::unix::fs::symlink(root, cfg.join("vdir")).unwrap();
+}
+
 fn bench_many(args: &[String]) {
-    use std::process::Command;
     let n = arg(args, "--guests", 200);
     let depth = arg(args, "--depth", 5).max(1);
     let configured = arg(args, "--configured", 1000);
@@ -398,17 +423,10 @@ fn bench_many(args: &[String]) {
             let dep = (layer - 1) * per_layer + (i % per_layer);
             g = g.file("apps/init/depends", &format!("g{dep:04}\n"));
         }
-        let cfg = g.write(&d);
-        let _ = std::fs::remove_dir(d.vdir_base.join(format!("g{i:04}")));
-        std::os::unix::fs::symlink(&root, cfg.join("vdir")).unwrap();
+        on_shared_root(&d, g, &format!("g{i:04}"), &root);
     }
     d.spawn();
-    let ctl = harness::bins::vserverctl();
-    let run_ctl = |a: &[&str]| {
-        let t = Instant::now();
-        run(Command::new(&ctl).arg("--socket").arg(&d.socket).args(a));
-        t.elapsed().as_secs_f64()
-    };
+    let run_ctl = |a: &[&str]| timed_ctl(&d, a);
     println!("{n} busybox guests, depends graph {depth} layers deep, all marked default:");
     for par in ["6", "16", "1"] {
         // List keeps answering while guests start: its worst latency during the mass start.
@@ -468,6 +486,185 @@ fn bench_many(args: &[String]) {
         "{configured} configured guests: daemon RSS {:.1} MB, idle wake-ups {:.1}/s, List: {list}",
         proc_field(pid, "VmRSS") as f64 / 1024.0,
         (after - before) as f64 / 10.0,
+    );
+}
+
+fn mem_available_kb() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn read_num(p: &str) -> u64 {
+    std::fs::read_to_string(p)
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Every pid on the host, with its cgroup (v1 `pids` line or the v2 line).
+fn host_processes() -> Vec<(u32, String)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+            Some((pid, cg))
+        })
+        .collect()
+}
+
+/// Proportional set size of `pid` in kB (smaps_rollup).
+fn pss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Voluntary + involuntary context switches of every thread of `pids`.
+fn wakeups(pids: &[u32]) -> u64 {
+    pids.iter()
+        .map(|pid| {
+            proc_field(*pid, "voluntary_ctxt_switches")
+                + proc_field(*pid, "nonvoluntary_ctxt_switches")
+        })
+        .sum()
+}
+
+fn bench_density(args: &[String]) {
+    let n = arg(args, "--guests", 1000);
+    std::env::set_var("VSERVERD_TEST_LOG", "warn");
+    let mut d = TestDaemon::prepare();
+    let root = d.vdir_base.join("shared");
+    harness::guest::busybox_root(&root);
+    for i in 0..n {
+        let g = GuestBuilder::new(&format!("d{i:04}"))
+            .context(20000 + i as u32)
+            .file("apps/init/style", "plain\n")
+            .file("apps/init/mark", "dense\n")
+            .file("cgroup/memory.limit_in_bytes", "67108864\n")
+            .file("cgroup/pids.max", "64\n");
+        on_shared_root(&d, g, &format!("d{i:04}"), &root);
+    }
+    d.spawn();
+    let run_ctl = |a: &[&str]| timed_ctl(&d, a);
+    let ours = |cg: &str| cg.contains(&format!("/{}/", d.cgroup_prefix));
+    // Settle, then the baseline.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let procs_before = host_processes().len();
+    let avail_before = mem_available_kb();
+    let ptys_before = read_num("/proc/sys/kernel/pty/nr");
+    let up = run_ctl(&["start", "--mark", "dense"]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let all = host_processes();
+    let guest_pids: Vec<u32> = all
+        .iter()
+        .filter(|(_, cg)| ours(cg) && !cg.contains("/.vserverd-"))
+        .map(|(p, _)| *p)
+        .collect();
+    let guests_pss: u64 = guest_pids.iter().map(|p| pss_kb(*p)).sum();
+    let avail_after = mem_available_kb();
+    let extra_procs = all.len() as i64 - procs_before as i64 - guest_pids.len() as i64;
+    let per_guest_kb =
+        (avail_before.saturating_sub(avail_after)).saturating_sub(guests_pss) as f64 / n as f64;
+    let daemon_rss = proc_field(d.pid().unwrap(), "VmRSS") as f64 / 1024.0;
+    // The daemon and its helpers (in the prefix's .vserverd-* cgroups).
+    let mut helpers: Vec<u32> = all
+        .iter()
+        .filter(|(_, cg)| ours(cg) && cg.contains("/.vserverd-"))
+        .map(|(p, _)| *p)
+        .collect();
+    helpers.push(d.pid().unwrap());
+    let w0 = wakeups(&helpers);
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let idle = wakeups(&helpers).saturating_sub(w0) as f64 / 10.0;
+    let limits = [
+        (
+            "pids in use / kernel.pid_max",
+            all.len() as u64,
+            read_num("/proc/sys/kernel/pid_max"),
+        ),
+        (
+            "ptys / kernel.pty.max",
+            read_num("/proc/sys/kernel/pty/nr"),
+            read_num("/proc/sys/kernel/pty/max"),
+        ),
+        (
+            "memory cgroups / 65535 ids",
+            std::fs::read_to_string("/proc/cgroups")
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.starts_with("memory"))
+                .and_then(|l| l.split_whitespace().nth(2)?.parse().ok())
+                .unwrap_or(0),
+            65535,
+        ),
+        (
+            "network namespaces / user.max_net_namespaces",
+            {
+                let mut seen = std::collections::HashSet::new();
+                for (pid, _) in &all {
+                    if let Ok(l) = std::fs::read_link(format!("/proc/{pid}/ns/net")) {
+                        seen.insert(l);
+                    }
+                }
+                seen.len() as u64
+            },
+            read_num("/proc/sys/user/max_net_namespaces"),
+        ),
+        (
+            "inotify instances (all users) / fs.inotify.max_user_instances",
+            all.iter()
+                .map(|(pid, _)| {
+                    std::fs::read_dir(format!("/proc/{pid}/fd"))
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .filter(|e| {
+                            std::fs::read_link(e.path())
+                                .is_ok_and(|l| l.to_string_lossy() == "anon_inode:inotify")
+                        })
+                        .count() as u64
+                })
+                .sum(),
+            read_num("/proc/sys/fs/inotify/max_user_instances"),
+        ),
+    ];
+    let down = run_ctl(&["stop", "--mark", "dense"]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let left_procs = host_processes()
+        .iter()
+        .filter(|(_, cg)| ours(cg) && !cg.contains("/.vserverd-"))
+        .count();
+    let left_cgroups = (0..n)
+        .filter(|i| {
+            d.cgroup_dirs(&format!("d{i:04}"))
+                .iter()
+                .any(|p| p.exists())
+        })
+        .count();
+    let left_ptys = read_num("/proc/sys/kernel/pty/nr").saturating_sub(ptys_before);
+    println!("density: {n} busybox guests (64 MiB, 64 pids each; loopback-only network), default parallelism");
+    println!("  start all                         {up:8.2} s");
+    println!("  stop all                          {down:8.2} s");
+    println!("  host memory per guest (beyond its own PSS) {per_guest_kb:8.0} kB   (MemAvailable drop {} MB, guests' PSS {} MB)",
+        avail_before.saturating_sub(avail_after) / 1024, guests_pss / 1024);
+    println!("  host processes beyond the guests' {extra_procs:8}");
+    println!("  daemon RSS, all running           {daemon_rss:8.1} MB");
+    println!("  idle wake-ups of daemon + helpers {idle:8.1} /s");
+    for (what, used, max) in limits {
+        println!("  {what:<62} {used:>7} / {max}");
+    }
+    println!(
+        "  left after stop: {left_procs} processes, {left_cgroups} guest cgroups, {left_ptys} ptys"
     );
 }
 
@@ -675,11 +872,13 @@ fn main() {
         Some("many") => bench_many(&args[1..]),
         Some("calls") => bench_calls(&args[1..]),
         Some("watch") => bench_watch(&args[1..]),
+        Some("density") => bench_density(&args[1..]),
         Some("unify") => bench_unify(&args[1..]),
         _ => {
             eprintln!(
                 "usage: vserverd-bench list [--guests N] [--calls N] | calls [--calls N] | \
-                 lifecycle [--iterations N] | many … | watch … | unify [--guests N]"
+                 lifecycle [--iterations N] | many … | watch … | density [--guests N] | \
+                 unify [--guests N]"
             );
             std::process::exit(2);
         }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::error::{ConfigError, Result};
+use super::error::{Code, ConfigError, Result};
 use super::read;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +31,7 @@ pub fn parse(file: &Path) -> Result<Option<Vec<MountEntry>>> {
         let f: Vec<&str> = l.text.split_whitespace().collect();
         if f.len() < 3 {
             return Err(ConfigError::at(
+                Code::FstabSyntax,
                 file,
                 l.no,
                 format!(
@@ -41,6 +42,7 @@ pub fn parse(file: &Path) -> Result<Option<Vec<MountEntry>>> {
         }
         if !f[1].starts_with('/') {
             return Err(ConfigError::at(
+                Code::FstabTargetRelative,
                 file,
                 l.no,
                 format!("mount point {:?} is not absolute", f[1]),
@@ -48,6 +50,7 @@ pub fn parse(file: &Path) -> Result<Option<Vec<MountEntry>>> {
         }
         if f[1].split('/').any(|c| c == "..") {
             return Err(ConfigError::at(
+                Code::FstabTargetEscapes,
                 file,
                 l.no,
                 format!("mount point {:?} leaves the guest root", f[1]),

@@ -2,11 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::error::{ConfigError, Result};
+use super::error::{Code, ConfigError, Result};
 use super::read;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Style {
+    #[default]
     Sysv,
     Plain,
     Minit,
@@ -40,7 +41,8 @@ pub struct KillStep {
     pub wait: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The default stands in for a wrong apps/init/ while the rest of the tree is checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Init {
     pub style: Style,
     pub runlevel_start: Option<String>,
@@ -106,11 +108,22 @@ pub fn parse_killseq(file: &Path, lines: &[read::Line]) -> Result<Vec<KillStep>>
     let mut i = 0;
     while i < tokens.len() {
         let (no, sig) = tokens[i];
-        let signal = signal_number(sig)
-            .ok_or_else(|| ConfigError::at(file, no, format!("expected a signal, got {sig:?}")))?;
+        let signal = signal_number(sig).ok_or_else(|| {
+            ConfigError::at(
+                Code::KillseqInvalid,
+                file,
+                no,
+                format!("expected a signal, got {sig:?}"),
+            )
+        })?;
         let wait = match tokens.get(i + 1) {
             Some((no, w)) => Some(w.parse::<u32>().map_err(|_| {
-                ConfigError::at(file, *no, format!("expected a wait in seconds, got {w:?}"))
+                ConfigError::at(
+                    Code::KillseqInvalid,
+                    file,
+                    *no,
+                    format!("expected a wait in seconds, got {w:?}"),
+                )
             })?),
             None => None,
         };
@@ -118,7 +131,11 @@ pub fn parse_killseq(file: &Path, lines: &[read::Line]) -> Result<Vec<KillStep>>
         i += 2;
     }
     if steps.is_empty() {
-        return Err(ConfigError::file(file, "empty kill sequence"));
+        return Err(ConfigError::file(
+            Code::KillseqInvalid,
+            file,
+            "empty kill sequence",
+        ));
     }
     Ok(steps)
 }
@@ -151,7 +168,7 @@ pub fn load(cfg: &Path, def: &Path) -> Result<Init> {
             "" => Style::Empty,
             other => {
                 return Err(ConfigError::at(
-                    &d.join("style"),
+                    Code::InitStyleUnknown, &d.join("style"),
                     1,
                     format!("Unknown init-style '{other}'; expected sysv, plain, minit, gentoo, openrc, arch or rescue"),
                 ))
@@ -172,6 +189,7 @@ pub fn load(cfg: &Path, def: &Path) -> Result<Init> {
             for l in &ls {
                 if !l.text.contains('=') || l.text.starts_with('=') {
                     return Err(ConfigError::at(
+                        Code::InitEnvironmentSyntax,
                         &f,
                         l.no,
                         format!("expected VAR=VALUE, got {:?}", l.text),
@@ -206,6 +224,7 @@ pub fn load(cfg: &Path, def: &Path) -> Result<Init> {
         .find(|n| n.contains('/') || n.starts_with('.'))
     {
         return Err(ConfigError::file(
+            Code::DependsInvalid,
             &d.join("depends"),
             format!("{bad:?} is not a guest name"),
         ));

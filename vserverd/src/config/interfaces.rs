@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use super::error::{ConfigError, Result};
+use super::error::{Code, ConfigError, Errors, Result};
 use super::read;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,12 +38,18 @@ pub struct Interfaces {
 }
 
 fn mask_to_prefix(file: &Path, mask: &str) -> Result<u8> {
-    let m: std::net::Ipv4Addr = mask
-        .parse()
-        .map_err(|_| ConfigError::at(file, 1, format!("expected a netmask, got {mask:?}")))?;
+    let m: std::net::Ipv4Addr = mask.parse().map_err(|_| {
+        ConfigError::at(
+            Code::InterfaceMaskInvalid,
+            file,
+            1,
+            format!("expected a netmask, got {mask:?}"),
+        )
+    })?;
     let bits = u32::from(m);
     if bits.leading_ones() + bits.trailing_zeros() != 32 {
         return Err(ConfigError::at(
+            Code::InterfaceMaskInvalid,
             file,
             1,
             format!("{mask} is not a contiguous netmask"),
@@ -62,124 +68,212 @@ fn vlan(dir: &Path) -> Option<bool> {
     }
 }
 
-/// interfaces/ of a guest; `def` is .defaults, whose interfaces/vlandev is the fallback.
+/// The guest's side of its veth pair, whose addresses carry the labels.
+pub const GUEST_IF: &str = "eth0";
+
+/// Whether `eth0:NAME` fits the kernel's label size (IFNAMSIZ less its NUL: 15 bytes).
+pub fn label_fits(name: &str) -> bool {
+    GUEST_IF.len() + 1 + name.len() <= 15
+}
+
+/// interfaces/ of a guest; `def` is .defaults, whose interfaces/vlandev is the fallback. The
+/// first error stops it ([`load_each`] goes on).
 pub fn load(cfg: &Path, def: &Path, warnings: &mut Vec<ConfigError>) -> Result<Interfaces> {
+    let mut errors = Errors::default();
+    let out = load_each(cfg, def, warnings, &mut errors);
+    match errors.0.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// [`load`], recording an error per interface folder that is wrong and going on with the next.
+pub fn load_each(
+    cfg: &Path,
+    def: &Path,
+    warnings: &mut Vec<ConfigError>,
+    errors: &mut Errors,
+) -> Interfaces {
     let top = cfg.join("interfaces");
     let mut out = Interfaces::default();
     if !top.is_dir() {
-        return Ok(out);
+        return out;
     }
-    out.lback = read::scalar(&top.join("lback"))?;
+    out.lback = errors.keep(read::scalar(&top.join("lback")));
     out.vlandev = vlan(&top).or(vlan(&def.join("interfaces")));
-    let inherit = |f: &str, dir: &Path| -> Result<Option<String>> {
-        Ok(read::scalar(&dir.join(f))?.or(read::scalar(&top.join(f))?))
+    let rd = match std::fs::read_dir(&top) {
+        Ok(rd) => rd,
+        Err(e) => {
+            errors.0.push(ConfigError::file(
+                Code::FileUnreadable,
+                &top,
+                format!("cannot read: {e}"),
+            ));
+            return out;
+        }
     };
-    let mut dirs: Vec<_> = std::fs::read_dir(&top)
-        .map_err(|e| ConfigError::file(&top, format!("cannot read: {e}")))?
-        .flatten()
-        .filter(|e| e.path().is_dir())
+    let mut dirs: Vec<_> = rd
+        .flatten() // util-vserver's start walks interfaces/* with a shell glob, which skips dot names (a
+        // .svn folder of a tree kept in version control).
+        .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
         .collect();
     dirs.sort_by_key(|e| e.file_name());
     for e in dirs {
-        let dir = e.path();
         let id = e.file_name().to_string_lossy().into_owned();
-        if read::flag(&dir.join("disabled")) {
-            continue;
+        if let Some(i) = errors.keep(one(&top, &e.path(), id, warnings)) {
+            out.list.push(i);
         }
-        let ipf = dir.join("ip");
-        // Stricter than util-vserver, which printed "Can not read ip" and went on.
-        let raw = read::scalar(&ipf)?
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| ConfigError::file(&dir, "interface without an ip file"))?;
-        let (addr, len) = match raw.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (raw.as_str(), None),
-        };
-        let ip: IpAddr = addr.parse().map_err(|_| {
-            ConfigError::at(&ipf, 1, format!("expected an IP address, got {addr:?}"))
-        })?;
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        let prefix = if let Some(l) = len {
-            Some(l.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
-                ConfigError::at(
-                    &ipf,
-                    1,
-                    format!("expected a prefix length 0-{max}, got {l:?}"),
-                )
-            })?)
-        } else if let Some(p) = inherit("prefix", &dir)? {
-            let pf = if read::flag(&dir.join("prefix")) {
-                dir.join("prefix")
-            } else {
-                top.join("prefix")
-            };
-            Some(p.parse::<u8>().ok().filter(|x| *x <= max).ok_or_else(|| {
-                ConfigError::at(
-                    &pf,
-                    1,
-                    format!("expected a prefix length 0-{max}, got {p:?}"),
-                )
-            })?)
-        } else if let Some(m) = inherit("mask", &dir)? {
-            let mf = if read::flag(&dir.join("mask")) {
-                dir.join("mask")
-            } else {
-                top.join("mask")
-            };
-            Some(mask_to_prefix(&mf, &m)?)
-        } else {
-            None
-        };
-        let nodev = read::flag(&dir.join("nodev")) || read::flag(&dir.join("only_ip"));
-        if read::flag(&dir.join("only_ip")) {
-            warnings.push(ConfigError::file(
-                &dir.join("only_ip"),
-                "deprecated: use nodev",
-            ));
-        }
-        let dev = inherit("dev", &dir)?;
-        if dev.is_none() && !nodev {
-            return Err(ConfigError::file(
-                &dir,
-                "No device specified: add a dev file or nodev",
-            ));
-        }
-        for f in [
-            "tun", "tap", "peer", "mac", "down", "indirect", "shared", "nocsum", "linktype", "uid",
-            "gid",
-        ] {
-            if read::flag(&dir.join(f)) {
-                warnings.push(ConfigError::file(
-                    &dir.join(f),
-                    "not supported by vserverd, ignored",
-                ));
-            }
-        }
-        if read::flag(&dir.join("scope")) {
-            warnings.push(ConfigError::file(
-                &dir.join("scope"),
-                "scope is read but never used (as in util-vserver)",
-            ));
-        }
-        out.list.push(Interface {
-            id,
-            ip,
-            prefix: prefix.unwrap_or(max),
-            dev,
-            name: read::scalar(&dir.join("name"))?,
-            bcast: inherit("bcast", &dir)?,
-            scope: inherit("scope", &dir)?,
-            peer: read::scalar(&dir.join("peer"))?,
-            mac: read::scalar(&dir.join("mac"))?,
-            extip: inherit("extip", &dir)?,
-            nodev,
-            down: read::flag(&dir.join("down")),
-            vlandev: vlan(&dir),
-            tun: read::flag(&dir.join("tun")),
-            tap: read::flag(&dir.join("tap")),
-        });
     }
-    Ok(out)
+    out
+}
+
+/// One interface folder `dir` under `top` (interfaces/); None when it is disabled.
+fn one(
+    top: &Path,
+    dir: &Path,
+    id: String,
+    warnings: &mut Vec<ConfigError>,
+) -> Result<Option<Interface>> {
+    let inherit = |f: &str, dir: &Path| -> Result<Option<String>> {
+        Ok(read::scalar(&dir.join(f))?.or(read::scalar(&top.join(f))?))
+    };
+    if read::flag(&dir.join("disabled")) {
+        return Ok(None);
+    }
+    let ipf = dir.join("ip");
+    // util-vserver's start stopped here too ("Can not read ip", under set -e).
+    let raw = read::scalar(&ipf)?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            ConfigError::file(
+                Code::InterfaceIpMissing,
+                dir,
+                "interface without an ip file",
+            )
+        })?;
+    let (addr, len) = match raw.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (raw.as_str(), None),
+    };
+    let ip: IpAddr = addr.parse().map_err(|_| {
+        ConfigError::at(
+            Code::InterfaceIpInvalid,
+            &ipf,
+            1,
+            format!("expected an IP address, got {addr:?}"),
+        )
+    })?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix = if let Some(l) = len {
+        Some(l.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
+            ConfigError::at(
+                Code::InterfacePrefixInvalid,
+                &ipf,
+                1,
+                format!("expected a prefix length 0-{max}, got {l:?}"),
+            )
+        })?)
+    } else if let Some(p) = inherit("prefix", dir)? {
+        let pf = if read::flag(&dir.join("prefix")) {
+            dir.join("prefix")
+        } else {
+            top.join("prefix")
+        };
+        Some(p.parse::<u8>().ok().filter(|x| *x <= max).ok_or_else(|| {
+            ConfigError::at(
+                Code::InterfacePrefixInvalid,
+                &pf,
+                1,
+                format!("expected a prefix length 0-{max}, got {p:?}"),
+            )
+        })?)
+    } else if let Some(m) = inherit("mask", dir)? {
+        let mf = if read::flag(&dir.join("mask")) {
+            dir.join("mask")
+        } else {
+            top.join("mask")
+        };
+        Some(mask_to_prefix(&mf, &m)?)
+    } else {
+        None
+    };
+    let nodev = read::flag(&dir.join("nodev")) || read::flag(&dir.join("only_ip"));
+    if read::flag(&dir.join("only_ip")) {
+        warnings.push(ConfigError::file(
+            Code::LegacyFile,
+            &dir.join("only_ip"),
+            "deprecated: use nodev",
+        ));
+    }
+    let dev = inherit("dev", dir)?;
+    // Only `nodev` stands for a device: util-vserver's start refused `only_ip` without a dev.
+    if dev.is_none() && !read::flag(&dir.join("nodev")) {
+        return Err(ConfigError::file(
+            Code::InterfaceDevMissing,
+            dir,
+            "No device specified: add a dev file or nodev",
+        ));
+    }
+    for f in [
+        "tun", "tap", "peer", "mac", "down", "indirect", "shared", "nocsum", "linktype", "uid",
+        "gid",
+    ] {
+        if read::flag(&dir.join(f)) {
+            warnings.push(ConfigError::file(
+                Code::NotApplicable,
+                &dir.join(f),
+                "not supported by vserverd, ignored",
+            ));
+        }
+    }
+    if ip.is_unspecified() {
+        warnings.push(ConfigError::at(
+            Code::AnyAddress,
+            &ipf,
+            1,
+            format!(
+                "{ip} stood for every address of the host under util-vserver (chbind); in the \
+                 guest's own network namespace it reaches nothing: write nonetns for the host's \
+                 network stack, or give the guest an address of its own"
+            ),
+        ));
+    }
+    if let Some(n) = read::scalar(&dir.join("name"))?.filter(|n| !label_fits(n)) {
+        warnings.push(ConfigError::at(
+            Code::LabelTooLong,
+            &dir.join("name"),
+            1,
+            format!(
+                "the label {GUEST_IF}:{n} is longer than the kernel's 15 bytes: the address is \
+                 added without it (util-vserver's ip addr add failed, and the guest ran without \
+                 the address)"
+            ),
+        ));
+    }
+    if read::flag(&dir.join("scope")) {
+        warnings.push(ConfigError::file(
+            Code::ScopeUnused,
+            &dir.join("scope"),
+            "scope is read but never used (as in util-vserver)",
+        ));
+    }
+    Ok(Some(Interface {
+        id,
+        ip,
+        prefix: prefix.unwrap_or(max),
+        dev,
+        name: read::scalar(&dir.join("name"))?,
+        bcast: inherit("bcast", dir)?,
+        scope: inherit("scope", dir)?,
+        peer: read::scalar(&dir.join("peer"))?,
+        mac: read::scalar(&dir.join("mac"))?,
+        extip: inherit("extip", dir)?,
+        nodev,
+        down: read::flag(&dir.join("down")),
+        vlandev: vlan(dir),
+        tun: read::flag(&dir.join("tun")),
+        tap: read::flag(&dir.join("tap")),
+    }))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::error::{ConfigError, Result};
+use super::error::{Code, ConfigError, Errors, Result};
 use super::read;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +45,18 @@ pub fn parse_limit(s: &str) -> std::result::Result<Limit, String> {
         Some('m') => (&t[..t.len() - 1], 1_000_000),
         _ => (t, 1),
     };
+    // util-vserver's parsers (vlimit's strtoll, exec-ulimit's strtol) read -1 as all ones, their
+    // infinity; other negatives are refused here (they were huge values there).
+    if t == "-1" {
+        return Ok(Limit::Unlimited);
+    }
     if num.is_empty() || num.starts_with('-') {
         return Err(bad());
+    }
+    // strtoll saturates a decimal beyond 2^63-1 (PlanetLab writes the kernel's 2^64-1 in
+    // full): no limit in practice.
+    if num.len() > 18 && num.bytes().all(|b| b.is_ascii_digit()) && num.parse::<i64>().is_err() {
+        return Ok(Limit::Unlimited);
     }
     let v = read::parse_int(num).ok_or_else(bad)?;
     (v as u64)
@@ -97,7 +107,7 @@ fn value(path: &Path) -> Result<Option<Limit>> {
         None => Ok(None),
         Some(s) => parse_limit(&s)
             .map(Some)
-            .map_err(|m| ConfigError::at(path, 1, m)),
+            .map_err(|m| ConfigError::at(Code::LimitInvalid, path, 1, m)),
     }
 }
 
@@ -116,24 +126,47 @@ fn unknown(dir: &Path, known: &[&str], suffixes: &[&str], warnings: &mut Vec<Con
             .find_map(|s| n.strip_suffix(s))
             .unwrap_or(&n);
         if !known.contains(&base) {
-            warnings.push(ConfigError::file(&dir.join(&n), "unknown limit, ignored"));
+            warnings.push(ConfigError::file(
+                Code::LimitUnknown,
+                &dir.join(&n),
+                "unknown limit, ignored",
+            ));
         }
+    }
+}
+
+fn first<T>(out: T, errors: Errors) -> Result<T> {
+    match errors.0.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(out),
     }
 }
 
 /// rlimits/: a plain file sets min, soft and hard; `.min`/`.soft`/`.hard` override.
 pub fn rlimits(dir: &Path, warnings: &mut Vec<ConfigError>) -> Result<Vec<Rlimit>> {
+    let mut errors = Errors::default();
+    let out = rlimits_each(dir, warnings, &mut errors);
+    first(out, errors)
+}
+
+/// [`rlimits`], recording an error per file that is wrong and going on.
+pub fn rlimits_each(
+    dir: &Path,
+    warnings: &mut Vec<ConfigError>,
+    errors: &mut Errors,
+) -> Vec<Rlimit> {
     let mut out = Vec::new();
     if !dir.is_dir() {
-        return Ok(out);
+        return out;
     }
     unknown(dir, RLIMITS, &[".min", ".soft", ".hard"], warnings);
     for name in RLIMITS {
-        let all = value(&dir.join(name))?;
+        let all = errors.keep(value(&dir.join(name)));
+        let mut one = |suffix: &str| errors.keep(value(&dir.join(format!("{name}{suffix}"))));
         let t = Triple {
-            min: value(&dir.join(format!("{name}.min")))?.or(all),
-            soft: value(&dir.join(format!("{name}.soft")))?.or(all),
-            hard: value(&dir.join(format!("{name}.hard")))?.or(all),
+            min: one(".min").or(all),
+            soft: one(".soft").or(all),
+            hard: one(".hard").or(all),
         };
         if t != Triple::default() {
             out.push(Rlimit {
@@ -143,21 +176,52 @@ pub fn rlimits(dir: &Path, warnings: &mut Vec<ConfigError>) -> Result<Vec<Rlimit
             });
         }
     }
-    Ok(out)
+    out
 }
 
 /// ulimits/: a plain file sets soft and hard; soft above a finite hard is clamped to it.
 pub fn ulimits(dir: &Path, warnings: &mut Vec<ConfigError>) -> Result<Vec<Ulimit>> {
+    let mut errors = Errors::default();
+    let out = ulimits_each(dir, warnings, &mut errors);
+    first(out, errors)
+}
+
+/// [`ulimits`], recording an error per file that is wrong and going on.
+pub fn ulimits_each(
+    dir: &Path,
+    warnings: &mut Vec<ConfigError>,
+    errors: &mut Errors,
+) -> Vec<Ulimit> {
     let mut out = Vec::new();
     if !dir.is_dir() {
-        return Ok(out);
+        return out;
     }
     unknown(dir, ULIMITS, &[".soft", ".hard"], warnings);
     for name in ULIMITS {
-        let both = value(&dir.join(name))?;
-        let soft = value(&dir.join(format!("{name}.soft")))?.or(both);
-        let hard = value(&dir.join(format!("{name}.hard")))?.or(both);
+        let both = errors.keep(value(&dir.join(name)));
+        let soft = errors
+            .keep(value(&dir.join(format!("{name}.soft"))))
+            .or(both);
+        let hard = errors
+            .keep(value(&dir.join(format!("{name}.hard"))))
+            .or(both);
         if soft.is_none() && hard.is_none() {
+            continue;
+        }
+        if *name == "nofile" && hard == Some(Limit::Unlimited) {
+            // The kernel refuses an unlimited RLIMIT_NOFILE (it caps it at fs.nr_open), so
+            // util-vserver's exec-ulimit failed the start on it; say so before the start.
+            let f = if read::flag(&dir.join("nofile.hard")) {
+                dir.join("nofile.hard")
+            } else {
+                dir.join("nofile")
+            };
+            errors.0.push(ConfigError::at(
+                Code::LimitInvalid,
+                &f,
+                1,
+                "nofile cannot be unlimited: the kernel caps it at fs.nr_open; give a number",
+            ));
             continue;
         }
         let hard = hard.unwrap_or(Limit::Unlimited);
@@ -175,7 +239,7 @@ pub fn ulimits(dir: &Path, warnings: &mut Vec<ConfigError>) -> Result<Vec<Ulimit
             hard,
         });
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
@@ -194,12 +258,20 @@ mod tests {
         assert_eq!(parse_limit("2M"), Ok(Limit::Value(2 << 20)));
         assert_eq!(parse_limit("2k"), Ok(Limit::Value(2000)));
         assert_eq!(parse_limit("2m"), Ok(Limit::Value(2_000_000)));
+        assert_eq!(parse_limit("-1"), Ok(Limit::Unlimited));
+        assert!(parse_limit("-2").is_err());
+        assert!(parse_limit("unlimited").is_err());
+        assert!(parse_limit("12G").is_err());
+        assert_eq!(
+            parse_limit("18446744073709551615"),
+            Ok(Limit::Unlimited),
+            "saturates as strtoll"
+        );
         assert_eq!(
             parse_limit("lots"),
             Err("expected a number or 'inf', got \"lots\"".into())
         );
         assert!(parse_limit("2G").is_err());
-        assert!(parse_limit("-1").is_err());
         assert!(parse_limit("").is_err());
     }
 

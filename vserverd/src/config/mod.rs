@@ -1,8 +1,10 @@
 //! The /etc/vservers model: a guest's config tree plus `.defaults` parsed into typed values.
 //!
 //! Pure code: it reads files and nothing else. Every error names the file and, where there is
-//! one, the line; the first error stops the load. Things that parse but are ignored or cannot
-//! be applied on a mainline kernel become warnings. Submodules each read one part of the tree.
+//! one, the line, and carries a stable code ([`Code`]). [`check_guest`] goes on past a wrong
+//! part of the tree (its default stands in) so that one pass reports every wrong file;
+//! [`load_guest`] gives the first. Things that parse but are ignored or cannot be applied on a
+//! mainline kernel become warnings. Submodules each read one part of the tree.
 
 mod error;
 pub mod exposure;
@@ -22,7 +24,7 @@ mod wire;
 use std::path::{Path, PathBuf};
 
 use error::Result;
-pub use error::{ConfigError, Diagnostic};
+pub use error::{Code, ConfigError, Diagnostic, Errors};
 
 /// Where guests are configured and where their roots live.
 #[derive(Debug, Clone)]
@@ -45,7 +47,7 @@ impl Roots {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Vshelper {
     /// `action`: the method for events without their own handler (default restart).
     pub action: String,
@@ -221,6 +223,7 @@ const KNOWN: &[&str] = &[
 fn context_id(file: &Path, required: bool, cfg: &Path) -> Result<Option<u32>> {
     match read::scalar(file)? {
         None if required => Err(ConfigError::file(
+            Code::ContextMissing,
             file,
             format!(
                 "Dynamic Context IDs are not supported, you must set Context ID in {}/context",
@@ -230,10 +233,16 @@ fn context_id(file: &Path, required: bool, cfg: &Path) -> Result<Option<u32>> {
         None => Ok(None),
         Some(s) => {
             let v = read::parse_int(&s).ok_or_else(|| {
-                ConfigError::at(file, 1, format!("expected a context id, got {s:?}"))
+                ConfigError::at(
+                    Code::ContextInvalid,
+                    file,
+                    1,
+                    format!("expected a context id, got {s:?}"),
+                )
             })?;
             if !(2..=65535).contains(&v) {
                 return Err(ConfigError::at(
+                    Code::ContextRange,
                     file,
                     1,
                     format!("context id {v} is out of range (2-65535)"),
@@ -267,6 +276,7 @@ fn vshelper(cfg: &Path, def: &Path) -> Result<Vshelper> {
         Some(t) if (0..=86400).contains(&t) => t as u32,
         Some(t) => {
             return Err(ConfigError::at(
+                Code::VshelperTimeout,
                 &timeout_file,
                 1,
                 format!("sync-timeout {t} is out of range"),
@@ -296,7 +306,6 @@ fn vshelper(cfg: &Path, def: &Path) -> Result<Vshelper> {
     })
 }
 
-/// Loads one guest's tree (`roots.config_root/name`) with `.defaults`.
 /// Only a guest's context id (for the cross-guest uniqueness check, which must not parse
 /// every other guest's whole tree); None when it has no valid one.
 pub fn context_of(roots: &Roots, name: &str) -> Option<u32> {
@@ -304,17 +313,59 @@ pub fn context_of(roots: &Roots, name: &str) -> Option<u32> {
     context_id(&cfg.join("context"), true, &cfg).ok().flatten()
 }
 
+/// Loads one guest's tree (`roots.config_root/name`) with `.defaults`; the first error stops
+/// it ([`check_guest`] has them all).
 pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, ConfigError> {
+    let c = check_guest(roots, name);
+    match (c.config, c.errors.into_iter().next()) {
+        (Some(config), None) => Ok(Loaded {
+            config,
+            warnings: c.warnings,
+        }),
+        (_, Some(e)) => Err(e),
+        // check_guest gives a config whenever it found no error.
+        (None, None) => Err(ConfigError::file(
+            Code::GuestMissing,
+            &roots.config_root.join(name),
+            "Can not find a vserver-setup here",
+        )),
+    }
+}
+
+/// A guest's tree checked whole: every error (one per file or part of the tree that is wrong)
+/// and every warning; the config when there is no error.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub config: Option<GuestConfig>,
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Checks one guest's tree (`roots.config_root/name`) with `.defaults`, going on past a part
+/// that is wrong (its default stands in) so that every wrong file is reported at once.
+pub fn check_guest(roots: &Roots, name: &str) -> Checked {
     let cfg = roots.config_root.join(name);
     let def = roots.defaults();
+    let stop = |e: ConfigError| Checked {
+        config: None,
+        errors: vec![e],
+        warnings: vec![],
+    };
     if !cfg.is_dir() {
-        return Err(ConfigError::file(&cfg, "Can not find a vserver-setup here"));
+        return stop(ConfigError::file(
+            Code::GuestMissing,
+            &cfg,
+            "Can not find a vserver-setup here",
+        ));
     }
-    // Only root may write what is applied and run as root (config/owner.rs).
+    // Only root may write what is applied and run as root (config/owner.rs): a tree someone
+    // else can write is not read further.
     let me = nix::unistd::geteuid().as_raw();
-    owner::check_tree(&cfg, me)?;
-    owner::check_tree(&def, me)?;
+    if let Err(e) = owner::check_tree(&cfg, me).and_then(|()| owner::check_tree(&def, me)) {
+        return stop(e);
+    }
     let mut w: Vec<Diagnostic> = Vec::new();
+    let mut e = Errors::default();
 
     if let Ok(rd) = std::fs::read_dir(&cfg) {
         let mut unknown: Vec<String> = rd
@@ -324,11 +375,17 @@ pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, Conf
             .collect();
         unknown.sort();
         for n in unknown {
-            w.push(ConfigError::file(&cfg.join(n), "unknown file, ignored"));
+            w.push(ConfigError::file(
+                Code::FileUnknown,
+                &cfg.join(n),
+                "unknown file, ignored",
+            ));
         }
     }
 
-    let context = context_id(&cfg.join("context"), true, &cfg)?.unwrap_or_default();
+    let context = e
+        .keep(context_id(&cfg.join("context"), true, &cfg))
+        .unwrap_or_default();
     let vdir = read::link_target(&cfg.join("vdir")).unwrap_or_else(|| roots.vdir_base().join(name));
     if let Some(msg) = exposure::root_warning(&vdir) {
         let at = if cfg.join("vdir").exists() {
@@ -336,49 +393,67 @@ pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, Conf
         } else {
             vdir.clone()
         };
-        w.push(ConfigError::file(&at, msg));
+        w.push(ConfigError::file(Code::RootExposed, &at, msg));
     }
     let cflags_file = if read::flag(&cfg.join("cflags")) {
         cfg.join("cflags")
     } else {
         cfg.join("flags")
     };
-    for (f, msg) in [
-        ("fstab.local", "deprecated: merge it into fstab"),
+    for (f, code, msg) in [
+        (
+            "fstab.local",
+            Code::LegacyFile,
+            "deprecated: merge it into fstab",
+        ),
         (
             "nonamespace",
+            Code::NonamespaceIgnored,
             "ignored: vserverd always gives a guest its own mount namespace",
         ),
         (
             "capabilities",
+            Code::LegacyFile,
             "kernel 2.4 legacy, ignored: use bcapabilities",
         ),
-        ("legacy", "the pre-0.30 legacy config is not supported"),
+        (
+            "legacy",
+            Code::LegacyFile,
+            "the pre-0.30 legacy config is not supported",
+        ),
     ] {
         if read::flag(&cfg.join(f)) {
-            w.push(ConfigError::file(&cfg.join(f), msg));
+            w.push(ConfigError::file(code, &cfg.join(f), msg));
         }
     }
-    let bcaps = mask(
-        &cfg.join("bcapabilities"),
-        &names::BCAPS,
+    let bcaps = e.keep_or(
+        mask(
+            &cfg.join("bcapabilities"),
+            &names::BCAPS,
+            names::BCAPS_SECURE,
+        ),
         names::BCAPS_SECURE,
-    )?;
+    );
     if bcaps & (1 << names::CAP_SYS_PTRACE) != 0 {
         w.push(ConfigError::file(
+            Code::PtraceGranted,
             &cfg.join("bcapabilities"),
             "SYS_PTRACE lets guest root trace vserverd's helpers as they enter the guest \
              (docs/security.md); grant it only to guests you trust",
         ));
     }
-    let ccaps = mask(
-        &cfg.join("ccapabilities"),
-        &names::CCAPS,
+    let ccaps = e.keep_or(
+        mask(
+            &cfg.join("ccapabilities"),
+            &names::CCAPS,
+            names::CCAPS_SECURE,
+        ),
         names::CCAPS_SECURE,
-    )?;
+    );
     let unsupported_ccaps = ccaps & !names::CCAPS_SECURE & !0x2;
     if unsupported_ccaps != 0 {
         w.push(ConfigError::file(
+            Code::NotApplicable,
             &cfg.join("ccapabilities"),
             format!(
                 "not applicable on mainline: {}",
@@ -386,13 +461,15 @@ pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, Conf
             ),
         ));
     }
-    let uts = system::uts(&cfg, &mut w)?;
-    let shell = read::scalar(&cfg.join("shell"))?
-        .or(read::scalar(&def.join("shell"))?)
+    let uts = e.keep(system::uts(&cfg, &mut w));
+    let shell = e
+        .keep(read::scalar(&cfg.join("shell")))
+        .or(e.keep(read::scalar(&def.join("shell"))))
         .map(|s| s.split_whitespace().map(String::from).collect());
-    let dlimits = resources::dlimits(&cfg, &mut w)?;
+    let dlimits = e.keep(resources::dlimits(&cfg, &mut w));
     if dlimits.is_empty() && cfg.join("dlimits").is_dir() && !read::flag(&cfg.join("cache")) {
         w.push(ConfigError::file(
+            Code::DlimitsNoCache,
             &cfg.join("dlimits"),
             "dlimits/ without a cache symlink",
         ));
@@ -400,44 +477,55 @@ pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, Conf
     if let Ok(rd) = std::fs::read_dir(cfg.join("apps/vdevmap")) {
         if rd.count() > 0 {
             w.push(ConfigError::file(
+                Code::NotApplicable,
                 &cfg.join("apps/vdevmap"),
                 "device maps need the vserver kernel; not applied",
             ));
         }
     }
+    let init = e.keep(init::load(&cfg, &def));
+    let vshelper = e.keep(vshelper(&cfg, &def));
     let config = GuestConfig {
         name: name.to_string(),
         cfg_dir: cfg.clone(),
         context,
-        ncontext: context_id(&cfg.join("ncontext"), false, &cfg)?,
+        ncontext: e.keep(context_id(&cfg.join("ncontext"), false, &cfg)),
         noncontext: read::flag(&cfg.join("noncontext")),
-        tag: context_id(&cfg.join("tag"), false, &cfg)?,
-        display_name: read::scalar(&cfg.join("name"))?,
+        tag: e.keep(context_id(&cfg.join("tag"), false, &cfg)),
+        display_name: e.keep(read::scalar(&cfg.join("name"))),
         vdir,
         run_file: std::fs::read_link(cfg.join("run")).ok(),
         cache: read::link_target(&cfg.join("cache")),
-        nice: system::nice(&cfg)?,
-        ionice: system::ionice(&cfg)?,
+        nice: e.keep(system::nice(&cfg)),
+        ionice: e.keep(system::ionice(&cfg)),
         bcaps,
         ccaps,
-        cflags: mask(&cflags_file, &names::CFLAGS, names::CFLAGS_DEFAULT)?,
-        nflags: mask(&cfg.join("nflags"), &names::NFLAGS, names::NFLAGS_DEFAULT)?,
-        ncaps: mask(
-            &cfg.join("ncapabilities"),
-            &names::NCAPS,
+        cflags: e.keep(mask(&cflags_file, &names::CFLAGS, names::CFLAGS_DEFAULT)),
+        nflags: e.keep(mask(
+            &cfg.join("nflags"),
+            &names::NFLAGS,
+            names::NFLAGS_DEFAULT,
+        )),
+        ncaps: e.keep_or(
+            mask(
+                &cfg.join("ncapabilities"),
+                &names::NCAPS,
+                names::NCAPS_DEFAULT,
+            ),
             names::NCAPS_DEFAULT,
-        )?,
-        umask: mask(&cfg.join("umask"), &names::UMASK, 0)?,
-        personality: system::personality(&cfg)?,
-        badness: read::int(&cfg.join("badness"))?,
+        ),
+        umask: e.keep(mask(&cfg.join("umask"), &names::UMASK, 0)),
+        personality: e.keep(system::personality(&cfg)),
+        badness: e.keep(read::int(&cfg.join("badness"))),
         shell,
-        fstab: fstab::parse(&cfg.join("fstab"))?,
-        fstab_remote: fstab::parse(&cfg.join("fstab.remote"))?,
-        fstab_local: fstab::parse(&cfg.join("fstab.local"))?,
+        fstab: e.keep(fstab::parse(&cfg.join("fstab"))),
+        fstab_remote: e.keep(fstab::parse(&cfg.join("fstab.remote"))),
+        fstab_local: e.keep(fstab::parse(&cfg.join("fstab.local"))),
         namespace_cleanup: !read::flag(&cfg.join("nonamespace-cleanup"))
             && !read::flag(&def.join("nonamespace-cleanup")),
-        namespace_cleanup_skip: read::list(&cfg.join("namespace-cleanup-skip"))?
-            .or(read::list(&def.join("namespace-cleanup-skip"))?)
+        namespace_cleanup_skip: e
+            .keep(read::list(&cfg.join("namespace-cleanup-skip")))
+            .or(e.keep(read::list(&def.join("namespace-cleanup-skip"))))
             .unwrap_or_default()
             .into_iter()
             .map(|l| l.text)
@@ -447,23 +535,32 @@ pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, Conf
         disabled: read::flag(&cfg.join("disabled")),
         nocgroup: read::flag(&cfg.join("nocgroup")),
         nonetns: read::flag(&cfg.join("nonetns")),
-        interfaces: interfaces::load(&cfg, &def, &mut w)?,
-        ulimits: limits::ulimits(&cfg.join("ulimits"), &mut w)?,
-        rlimits: limits::rlimits(&cfg.join("rlimits"), &mut w)?,
+        interfaces: interfaces::load_each(&cfg, &def, &mut w, &mut e),
+        ulimits: limits::ulimits_each(&cfg.join("ulimits"), &mut w, &mut e),
+        rlimits: limits::rlimits_each(&cfg.join("rlimits"), &mut w, &mut e),
         uts,
-        init: init::load(&cfg, &def)?,
-        vshelper: vshelper(&cfg, &def)?,
+        init,
+        vshelper,
         hooks: scripts::hooks(&cfg, &def),
-        cgroup: resources::cgroup(&cfg, &def)?,
-        sched: resources::sched(&cfg)?,
-        cpuset: resources::cpuset(&cfg)?,
+        cgroup: e.keep(resources::cgroup(&cfg, &def)),
+        sched: e.keep(resources::sched(&cfg)),
+        cpuset: e.keep(resources::cpuset(&cfg)),
         dlimits,
-        sysctl: resources::sysctl(&cfg)?,
-        spaces: spaces::spaces(&cfg, &mut w)?,
-        netns: spaces::netns(&cfg, &def)?,
+        sysctl: e.keep(resources::sysctl(&cfg)),
+        spaces: e.keep(spaces::spaces(&cfg, &mut w)),
+        netns: e.keep(spaces::netns(&cfg, &def)),
     };
+    if !e.0.is_empty() {
+        // What is said about the whole guest (its limits, its network) would describe the
+        // defaults standing in for the wrong parts, not the tree.
+        return Checked {
+            config: None,
+            errors: e.0,
+            warnings: w,
+        };
+    }
     if let Some(msg) = unbounded(&config) {
-        w.push(ConfigError::file(&cfg.join("cgroup"), msg));
+        w.push(ConfigError::file(Code::Unbounded, &cfg.join("cgroup"), msg));
     }
     for (file, entries) in [
         ("fstab", &config.fstab),
@@ -473,6 +570,7 @@ pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, Conf
             let has = |o: &str| m.options.iter().any(|x| x == o);
             if (has("bind") || has("rbind")) && has("suid") {
                 w.push(ConfigError::at(
+                    Code::SuidBind,
                     &cfg.join(file),
                     m.line,
                     "a `suid` bind: guest root can plant setuid files there that host users \
@@ -483,6 +581,7 @@ pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, Conf
     }
     if cfg.join("cpuset/cpus_exclusive").exists() {
         w.push(ConfigError::file(
+            Code::CpusExclusive,
             &cfg.join("cpuset/cpus_exclusive"),
             "read by nothing (util-vserver's build writes it; its start, and vserverd, read \
              cpuset/cpu_exclusive)",
@@ -500,24 +599,26 @@ pub fn load_guest(roots: &Roots, name: &str) -> std::result::Result<Loaded, Conf
             .any(|(f, _)| f == "memory.limit_in_bytes")
     {
         w.push(ConfigError::file(
+            Code::RssOverridesMemory,
             &cfg.join("rlimits/rss"),
             "rlimits/rss and cgroup/memory.limit_in_bytes both set the memory limit: rlimits/rss \
              wins (it is applied after cgroup/)",
         ));
     }
-    if let Some((at, msg)) = no_route_out(&config) {
-        w.push(ConfigError::file(&cfg.join(at), msg));
+    if let Some((at, code, msg)) = no_route_out(&config) {
+        w.push(ConfigError::file(code, &cfg.join(at), msg));
     }
-    Ok(Loaded {
-        config,
+    Checked {
+        config: Some(config),
+        errors: vec![],
         warnings: w,
-    })
+    }
 }
 
 /// What `check` says about a guest that cannot reach other machines (apt spends half a minute
 /// on DNS timeouts in one): loopback only, or host-only addresses. None when it has an uplink
 /// (`dev`), the host's stack, or a network namespace of another guest or of its own pairs.
-pub fn no_route_out(c: &GuestConfig) -> Option<(&'static str, String)> {
+pub fn no_route_out(c: &GuestConfig) -> Option<(&'static str, Code, String)> {
     if c.noncontext || c.nonetns || c.spaces.net.is_some() || !c.netns.interfaces.is_empty() {
         return None;
     }
@@ -525,6 +626,7 @@ pub fn no_route_out(c: &GuestConfig) -> Option<(&'static str, String)> {
     if ifs.is_empty() {
         return Some((
             "interfaces",
+            Code::LoopbackOnly,
             "the guest has loopback only (no interfaces/): no route out, no DNS; give it an \
              address (docs/network.md has the recipes)"
                 .into(),
@@ -533,6 +635,7 @@ pub fn no_route_out(c: &GuestConfig) -> Option<(&'static str, String)> {
     if ifs.iter().all(|i| i.nodev || i.dev.is_none()) {
         return Some((
             "interfaces",
+            Code::HostOnly,
             "every address of the guest is host-only (nodev): it reaches the host, not other \
              machines, unless the host routes or NATs for it (docs/network.md)"
                 .into(),

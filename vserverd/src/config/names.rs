@@ -6,7 +6,7 @@
 //! raw mask (strtoll base 0) and `^N` is bit N. A negated element still marks its bits, so it
 //! overrides a default: the result is `(default & !mask) | (value & mask)`.
 
-use super::error::{ConfigError, Result};
+use super::error::{Code, ConfigError, Result};
 use super::read::{parse_int, Line};
 
 /// One table: names and their bit values, the optional prefix, and the word used in errors.
@@ -134,6 +134,8 @@ pub const CCAPS_SECURE: u64 = 0x1 | 0x100 | 0x4000;
 pub const FLAG_FAKEINIT: u64 = 0x10;
 pub const FLAG_VIRT_MEM: u64 = 0x10000;
 pub const FLAG_VIRT_UPTIME: u64 = 0x20000;
+pub const FLAG_VIRT_CPU: u64 = 0x40000;
+pub const FLAG_VIRT_LOAD: u64 = 0x80000;
 pub const FLAG_HIDE_NETIF: u64 = 0x200_0000;
 pub const FLAG_SC_HELPER: u64 = 1 << 36;
 
@@ -151,8 +153,8 @@ pub static CFLAGS: Table = Table {
         ("sched_pause", 0x400),
         ("virt_mem", FLAG_VIRT_MEM),
         ("virt_uptime", FLAG_VIRT_UPTIME),
-        ("virt_cpu", 0x40000),
-        ("virt_load", 0x80000),
+        ("virt_cpu", FLAG_VIRT_CPU),
+        ("virt_load", FLAG_VIRT_LOAD),
         ("virt_time", 0x100000),
         ("hide_mount", 0x100_0000),
         ("hide_netif", FLAG_HIDE_NETIF),
@@ -322,7 +324,12 @@ impl Table {
         for l in lines {
             for el in l.text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
                 let (bits, neg) = self.element(el).ok_or_else(|| {
-                    ConfigError::at(file, l.no, format!("Unknown {} '{el}'", self.what))
+                    ConfigError::at(
+                        Code::NameUnknown,
+                        file,
+                        l.no,
+                        format!("Unknown {} '{el}'", self.what),
+                    )
                 })?;
                 m.mask |= bits;
                 if neg {

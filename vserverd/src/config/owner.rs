@@ -7,7 +7,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::error::ConfigError;
+use super::error::{Code, ConfigError};
 
 /// Links of a guest's tree whose targets are not config (the guest root, run file, cache).
 const NOT_CONFIG: &[&str] = &["vdir", "run", "cache"];
@@ -44,7 +44,7 @@ fn problem(m: &std::fs::Metadata, owner: u32, is_link: bool) -> Option<String> {
 /// symlinks to config elsewhere (a shared interface folder), not those in NOT_CONFIG at its
 /// top. `owner` is the daemon's uid (root; tests run as themselves).
 pub fn check_tree(dir: &Path, owner: u32) -> Result<(), ConfigError> {
-    let refuse = |p: &Path, msg: String| Err(ConfigError::file(p, msg));
+    let refuse = |p: &Path, msg: String| Err(ConfigError::file(Code::TreeUnsafe, p, msg));
     let Ok(top) = std::fs::metadata(dir) else {
         return Ok(());
     };

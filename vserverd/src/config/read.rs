@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::error::{ConfigError, Result};
+use super::error::{Code, ConfigError, Result};
 
 /// A line of a file with its 1-based number.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,10 +19,15 @@ fn read(path: &Path) -> Result<Option<String>> {
         Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) if e.raw_os_error() == Some(libc::EISDIR) => Err(ConfigError::file(
+            Code::FileIsDirectory,
             path,
             "expected a file, found a directory",
         )),
-        Err(e) => Err(ConfigError::file(path, format!("cannot read: {e}"))),
+        Err(e) => Err(ConfigError::file(
+            Code::FileUnreadable,
+            path,
+            format!("cannot read: {e}"),
+        )),
     }
 }
 
@@ -62,9 +67,14 @@ fn numbered(s: &str) -> impl Iterator<Item = Line> + '_ {
 pub fn int(path: &Path) -> Result<Option<i64>> {
     match scalar(path)? {
         None => Ok(None),
-        Some(s) => parse_int(&s)
-            .map(Some)
-            .ok_or_else(|| ConfigError::at(path, 1, format!("expected an integer, got {s:?}"))),
+        Some(s) => parse_int(&s).map(Some).ok_or_else(|| {
+            ConfigError::at(
+                Code::IntegerInvalid,
+                path,
+                1,
+                format!("expected an integer, got {s:?}"),
+            )
+        }),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::error::{ConfigError, Result};
+use super::error::{Code, ConfigError, Result};
 use super::read;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,7 +24,7 @@ fn cgroup_dir(dir: &Path) -> Result<Option<Cgroup>> {
         settings: vec![],
     };
     let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| ConfigError::file(dir, format!("cannot read: {e}")))?
+        .map_err(|e| ConfigError::file(Code::FileUnreadable, dir, format!("cannot read: {e}")))?
         .flatten()
         .filter(|e| e.path().is_file())
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -34,6 +34,7 @@ fn cgroup_dir(dir: &Path) -> Result<Option<Cgroup>> {
     for f in files {
         if !f.contains('.') {
             return Err(ConfigError::file(
+                Code::CgroupNameInvalid,
                 &dir.join(&f),
                 "expected a controller.knob file name (e.g. memory.limit_in_bytes)",
             ));
@@ -74,7 +75,7 @@ fn sched_int(f: &Path) -> Result<Option<i64>> {
         Some(s) => s
             .parse::<i64>()
             .map(Some)
-            .map_err(|_| ConfigError::at(f, 1, "is not an integer")),
+            .map_err(|_| ConfigError::at(Code::UintInvalid, f, 1, "is not an integer")),
     }
 }
 
@@ -90,7 +91,12 @@ fn dlimit_value(f: &Path) -> Result<Option<u64>> {
 
 fn uint(f: &Path) -> Result<Option<u64>> {
     match sched_int(f)? {
-        Some(v) if v < 0 => Err(ConfigError::at(f, 1, "must not be negative")),
+        Some(v) if v < 0 => Err(ConfigError::at(
+            Code::UintInvalid,
+            f,
+            1,
+            "must not be negative",
+        )),
         v => Ok(v.map(|v| v as u64)),
     }
 }
@@ -118,7 +124,7 @@ pub fn sched(cfg: &Path) -> Result<Vec<Bucket>> {
     if d.is_dir() {
         let mut out = vec![bucket(&d, None)?];
         let mut subs: Vec<_> = std::fs::read_dir(&d)
-            .map_err(|e| ConfigError::file(&d, format!("cannot read: {e}")))?
+            .map_err(|e| ConfigError::file(Code::FileUnreadable, &d, format!("cannot read: {e}")))?
             .flatten()
             .filter(|e| e.path().is_dir())
             .collect();
@@ -148,6 +154,7 @@ pub fn sched(cfg: &Path) -> Result<Vec<Bucket>> {
         .filter(|v: &Vec<i64>| v.len() == 6)
         .ok_or_else(|| {
             ConfigError::file(
+                Code::ScheduleShort,
                 &f,
                 format!("Bad content in '{}'; expected 6 integers", f.display()),
             )
@@ -179,7 +186,12 @@ pub fn dlimits(cfg: &Path, warnings: &mut Vec<ConfigError>) -> Result<Vec<Dlimit
     let Ok(rd) = std::fs::read_dir(&d) else {
         return Ok(out);
     };
-    let mut subs: Vec<_> = rd.flatten().filter(|e| e.path().is_dir()).collect();
+    // A shell glob (util-vserver's start) and vsysctl skip dot names: a .svn or .git folder
+    // of a tree kept in version control is no entry.
+    let mut subs: Vec<_> = rd
+        .flatten()
+        .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
     subs.sort_by_key(|e| e.file_name());
     for s in subs {
         let p = s.path();
@@ -202,6 +214,7 @@ pub fn dlimits(cfg: &Path, warnings: &mut Vec<ConfigError>) -> Result<Vec<Dlimit
                 })
             }
             _ => warnings.push(ConfigError::file(
+                Code::DlimitIncomplete,
                 &p,
                 "skipped: directory, space_total, inodes_total and reserved are all required",
             )),
@@ -209,6 +222,7 @@ pub fn dlimits(cfg: &Path, warnings: &mut Vec<ConfigError>) -> Result<Vec<Dlimit
     }
     if !out.is_empty() {
         warnings.push(ConfigError::file(
+            Code::NotApplicable,
             &d,
             "disk limits need the vserver kernel's dlimits; not applied on mainline",
         ));
@@ -228,21 +242,29 @@ pub fn sysctl(cfg: &Path) -> Result<Vec<Sysctl>> {
     let Ok(rd) = std::fs::read_dir(&d) else {
         return Ok(out);
     };
-    let mut subs: Vec<_> = rd.flatten().filter(|e| e.path().is_dir()).collect();
+    // A shell glob (util-vserver's start) and vsysctl skip dot names: a .svn or .git folder
+    // of a tree kept in version control is no entry.
+    let mut subs: Vec<_> = rd
+        .flatten()
+        .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
     subs.sort_by_key(|e| e.file_name());
     for s in subs {
         let p = s.path();
-        let setting = read::scalar(&p.join("setting"))?
-            .ok_or_else(|| ConfigError::file(&p, "missing the setting file"))?;
+        let setting = read::scalar(&p.join("setting"))?.ok_or_else(|| {
+            ConfigError::file(Code::SysctlIncomplete, &p, "missing the setting file")
+        })?;
         if setting.contains("..") || setting.contains('/') {
             return Err(ConfigError::at(
+                Code::SysctlSettingInvalid,
                 &p.join("setting"),
                 1,
                 format!("{setting:?} is not a dotted sysctl name"),
             ));
         }
-        let value = read::scalar(&p.join("value"))?
-            .ok_or_else(|| ConfigError::file(&p, "missing the value file"))?;
+        let value = read::scalar(&p.join("value"))?.ok_or_else(|| {
+            ConfigError::file(Code::SysctlIncomplete, &p, "missing the value file")
+        })?;
         out.push(Sysctl { setting, value });
     }
     Ok(out)

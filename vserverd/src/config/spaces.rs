@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::error::{ConfigError, Result};
+use super::error::{Code, ConfigError, Result};
 use super::read;
 
 /// What a spaces/ file asks for.
@@ -30,6 +30,7 @@ fn space(f: &Path) -> Result<Option<Space>> {
             .map(|x| Some(Space::Share(x)))
             .map_err(|_| {
                 ConfigError::at(
+                    Code::SpaceInvalid,
                     f,
                     1,
                     format!("expected nothing (new namespace) or a context id, got {s:?}"),
@@ -43,6 +44,7 @@ pub fn spaces(cfg: &Path, warnings: &mut Vec<ConfigError>) -> Result<Spaces> {
     for f in ["mask", "mnt", "uts", "ipc", "user"] {
         if read::flag(&d.join(f)) {
             warnings.push(ConfigError::file(
+                Code::SpaceIgnored,
                 &d.join(f),
                 "ignored: only spaces/pid and spaces/net are read (as in util-vserver)",
             ));
@@ -86,11 +88,16 @@ pub fn netns(cfg: &Path, def: &Path) -> Result<Netns> {
     for (i, s) in subs.iter().enumerate() {
         let p = s.path();
         let host = read::scalar(&p.join("host"))?.ok_or_else(|| {
-            ConfigError::file(&p, "missing the host file (host-side interface name)")
+            ConfigError::file(
+                Code::NetnsInvalid,
+                &p,
+                "missing the host file (host-side interface name)",
+            )
         })?;
         for (f, v) in [("host", &host)] {
             if v.is_empty() || v.len() > 15 || v.contains('/') || v.contains(char::is_whitespace) {
                 return Err(ConfigError::at(
+                    Code::NetnsInvalid,
                     &p.join(f),
                     1,
                     format!("{v:?} is not a valid interface name"),
@@ -100,6 +107,7 @@ pub fn netns(cfg: &Path, def: &Path) -> Result<Netns> {
         let kind = read::scalar(&p.join("type"))?.unwrap_or_else(|| "veth".into());
         if kind != "veth" {
             return Err(ConfigError::at(
+                Code::NetnsInvalid,
                 &p.join("type"),
                 1,
                 format!("interface type {kind:?} is not supported (veth only)"),

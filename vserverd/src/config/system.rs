@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::error::{ConfigError, Result};
+use super::error::{Code, ConfigError, Result};
 use super::read;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,6 +31,7 @@ pub fn uts(cfg: &Path, warnings: &mut Vec<ConfigError>) -> Result<Uts> {
     ] {
         if let Some(v) = read::scalar(&cfg.join(legacy))? {
             warnings.push(ConfigError::file(
+                Code::LegacyFile,
                 &cfg.join(legacy),
                 format!(
                     "legacy file: use uts/{}",
@@ -47,6 +48,7 @@ pub fn uts(cfg: &Path, warnings: &mut Vec<ConfigError>) -> Result<Uts> {
     for f in ["sysname", "release", "version"] {
         if read::flag(&d.join(f)) {
             warnings.push(ConfigError::file(
+                Code::NotApplicable,
                 &d.join(f),
                 "a mainline kernel cannot fake this uts field; ignored",
             ));
@@ -55,6 +57,7 @@ pub fn uts(cfg: &Path, warnings: &mut Vec<ConfigError>) -> Result<Uts> {
     if let Some(n) = &u.nodename {
         if n.len() > 64 {
             return Err(ConfigError::at(
+                Code::UtsTooLong,
                 &d.join("nodename"),
                 1,
                 "longer than 64 bytes",
@@ -101,9 +104,27 @@ const PERSONALITY_FLAGS: &[(&str, u32)] = &[
 /// The personality(2) value: type (line 1) or'ed with flags (further lines or commas).
 pub fn personality(cfg: &Path) -> Result<Option<u32>> {
     let f = cfg.join("personality");
-    let Some(lines) = read::list(&f)? else {
+    // util-vserver reads the first line as the type as it is (a comment there is a type
+    // vpersonality refuses) and skips empty and `#` lines among the flags after it.
+    let Some(all) = read::lines_keep_hash(&f)? else {
         return Ok(None);
     };
+    if let Some(l) = all.first().filter(|l| l.no == 1 && l.text.starts_with('#')) {
+        return Err(ConfigError::at(
+            Code::PersonalityUnknown,
+            &f,
+            1,
+            format!(
+                "the first line is the personality type, and {:?} is none (write \
+                 linux, or remove the file)",
+                l.text
+            ),
+        ));
+    }
+    let lines: Vec<_> = all
+        .into_iter()
+        .filter(|l| !l.text.starts_with('#'))
+        .collect();
     let mut value = 0u32;
     for (i, l) in lines.iter().enumerate() {
         for word in l.text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
@@ -126,7 +147,12 @@ pub fn personality(cfg: &Path) -> Result<Option<u32>> {
                 .find(|(n, _)| *n == w)
                 .map(|(_, v)| *v)
                 .ok_or_else(|| {
-                    ConfigError::at(&f, l.no, format!("unknown personality {word:?}"))
+                    ConfigError::at(
+                        Code::PersonalityUnknown,
+                        &f,
+                        l.no,
+                        format!("unknown personality {word:?}"),
+                    )
                 })?;
             value |= v;
         }
@@ -144,6 +170,7 @@ pub fn ionice(cfg: &Path) -> Result<Option<(u8, Option<u8>)>> {
         (Some(c @ 0..=3), _) => c as u8,
         (Some(c), _) => {
             return Err(ConfigError::at(
+                Code::IoniceRange,
                 &d.join("class"),
                 1,
                 format!("ionice class {c} is not 0-3"),
@@ -156,6 +183,7 @@ pub fn ionice(cfg: &Path) -> Result<Option<(u8, Option<u8>)>> {
         Some(p @ 0..=7) => Some(p as u8),
         Some(p) => {
             return Err(ConfigError::at(
+                Code::IoniceRange,
                 &d.join("priority"),
                 1,
                 format!("ionice priority {p} is not 0-7"),
@@ -171,6 +199,7 @@ pub fn nice(cfg: &Path) -> Result<Option<i32>> {
         None => Ok(None),
         Some(n @ -20..=19) => Ok(Some(n as i32)),
         Some(n) => Err(ConfigError::at(
+            Code::NiceRange,
             &cfg.join("nice"),
             1,
             format!("nice {n} is not in -20..19"),

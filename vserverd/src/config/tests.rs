@@ -235,6 +235,70 @@ proptest! {
         }
         let _ = t.load("g");
     }
+
+    /// check reports, in one pass, every error each file would give alone (one per part of the
+    /// tree: an interface folder, apps/init/, sched/ with schedule), and agrees with load_guest.
+    #[test]
+    fn check_reports_every_wrong_file_in_one_pass(
+        files in proptest::collection::btree_map(
+            prop::sample::select(vec![
+                "bcapabilities", "ccapabilities", "cflags", "nflags", "umask", "nice",
+                "personality", "fstab", "rlimits/nproc", "ulimits/nofile", "interfaces/00/ip",
+                "interfaces/01/ip", "apps/init/style", "apps/init/killseq", "sched/fill-rate",
+                "schedule", "spaces/pid", "uts/nodename", "ionice/class", "sysctl/0/setting",
+            ]),
+            prop::sample::select(vec![
+                "", "1\n", "frob\n", "-7\n", "#x\n", "0x10\n", "a b c\n", "none\n", "300\n",
+            ]),
+            0..8,
+        )
+    ) {
+        let unit = |f: &str| -> String {
+            match f {
+                "schedule" => "sched".into(),
+                f if f.starts_with("apps/init/") => "apps/init".into(),
+                f => f.rsplit_once('/').filter(|(d, _)| d.starts_with("interfaces/"))
+                    .map(|(d, _)| d.to_string())
+                    .unwrap_or_else(|| f.split('/').next().unwrap().to_string()),
+            }
+        };
+        let write = |t: &Tree, only: Option<&str>| {
+            t.put("g/context", "40000\n");
+            for (f, c) in &files {
+                if only.is_none_or(|o| o == *f) {
+                    t.put(&format!("g/{f}"), c);
+                }
+            }
+        };
+        let whole = Tree::new();
+        write(&whole, None);
+        let c = check_guest(&whole.roots(), "g");
+        match whole.load("g") {
+            Ok(_) => prop_assert!(c.errors.is_empty(), "{:?}", c.errors),
+            Err(e) => prop_assert_eq!(&c.errors[0], &e),
+        }
+        prop_assert_eq!(c.config.is_some(), c.errors.is_empty());
+        let cfg = whole.0.path().join("etc/g");
+        let got: Vec<(Code, std::path::PathBuf)> = c
+            .errors
+            .iter()
+            .filter_map(|e| Some((e.code, e.file.strip_prefix(&cfg).ok()?.to_path_buf())))
+            .collect();
+        for f in files.keys() {
+            if files.keys().filter(|g| unit(g) == unit(f)).count() > 1 {
+                continue;
+            }
+            let alone = Tree::new();
+            write(&alone, Some(f));
+            if let Err(e) = alone.load("g") {
+                let rel = e.file.strip_prefix(alone.0.path().join("etc/g")).unwrap().to_path_buf();
+                prop_assert!(
+                    got.contains(&(e.code, rel.clone())),
+                    "{f}: alone {:?} {:?}; together {:?}", e.code, rel, got
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -368,4 +432,105 @@ fn a_folder_without_vdir_context_or_apps_is_not_a_guest() {
     t.put("h/apps/init/style", "plain\n");
     let names = guest_names(&t.roots().config_root).unwrap();
     assert_eq!(names, ["g", "h"]);
+}
+
+#[test]
+fn check_reports_every_wrong_file_with_its_code() {
+    let t = Tree::new();
+    t.put("web/cflags", "virt_memory\n")
+        .put("web/bcapabilities", "CAP_NET_RAWIO\n")
+        .put("web/rlimits/nproc", "lots\n")
+        .put("web/apps/init/style", "upstart\n")
+        .put("web/interfaces/0/ip", "10.0.0.1\n")
+        .put("web/interfaces/1/ip", "10.0.0.300\n")
+        .put("web/interfaces/1/dev", "eth0\n")
+        .put("web/frobnicate", "1\n");
+    let c = check_guest(&t.roots(), "web");
+    assert!(c.config.is_none());
+    let got: Vec<(Code, String)> = c
+        .errors
+        .iter()
+        .map(|e| {
+            let f = e.file.strip_prefix(t.0.path().join("etc/web")).unwrap();
+            (e.code, f.display().to_string())
+        })
+        .collect();
+    for want in [
+        (Code::ContextMissing, "context"),
+        (Code::NameUnknown, "cflags"),
+        (Code::NameUnknown, "bcapabilities"),
+        (Code::LimitInvalid, "rlimits/nproc"),
+        (Code::InitStyleUnknown, "apps/init/style"),
+        (Code::InterfaceDevMissing, "interfaces/0"),
+        (Code::InterfaceIpInvalid, "interfaces/1/ip"),
+    ] {
+        assert!(
+            got.contains(&(want.0, want.1.to_string())),
+            "{want:?} missing from {got:?}"
+        );
+    }
+    assert_eq!(got.len(), 7, "{got:?}");
+    // Warnings about the tree's own files stay; those about the whole guest (which would
+    // describe the stand-in defaults) do not.
+    let codes: Vec<Code> = c.warnings.iter().map(|w| w.code).collect();
+    assert!(codes.contains(&Code::FileUnknown), "{codes:?}");
+    assert!(!codes.contains(&Code::Unbounded), "{codes:?}");
+    // load_guest stops at the first of them.
+    assert_eq!(t.load("web").unwrap_err(), c.errors[0]);
+}
+
+#[test]
+fn codes_are_unique_kebab_case_and_documented() {
+    let doc = include_str!("../../../docs/config.md");
+    let mut seen = std::collections::HashSet::new();
+    for c in Code::ALL {
+        let s = c.as_str();
+        assert!(seen.insert(s), "code {s} used twice");
+        assert!(
+            !s.is_empty()
+                && s.split('-')
+                    .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase())),
+            "{s} is not kebab-case"
+        );
+        assert!(!c.meaning().is_empty());
+        let row = format!("| `{s}` |");
+        assert!(doc.contains(&row), "docs/config.md lacks a row for {s}");
+    }
+    // And the docs list no code that is not one.
+    for l in doc.lines().filter(|l| l.starts_with("| `")) {
+        let Some(code) = l.split('`').nth(1) else {
+            continue;
+        };
+        if l.contains("| error |") || l.contains("| warning |") {
+            assert!(
+                Code::ALL.iter().any(|c| c.as_str() == code),
+                "docs/config.md lists {code}, which is no code"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_label_the_kernel_cannot_hold_is_warned_and_left_off() {
+    let t = Tree::new();
+    t.put("web/context", "40000\n")
+        .put("web/interfaces/0/ip", "10.0.0.2\n")
+        .put("web/interfaces/0/nodev", "")
+        .put("web/interfaces/0/name", "a-long-label-name\n")
+        .put("web/interfaces/1/ip", "10.0.0.3\n")
+        .put("web/interfaces/1/nodev", "")
+        .put("web/interfaces/1/name", "webfront01\n");
+    let l = t.load("web").unwrap();
+    let long: Vec<_> = l
+        .warnings
+        .iter()
+        .filter(|w| w.code == Code::LabelTooLong)
+        .collect();
+    assert_eq!(long.len(), 1, "{:?}", l.warnings);
+    assert!(long[0].file.ends_with("interfaces/0/name"));
+    assert!(!interfaces::label_fits("a-long-label-name"));
+    assert!(
+        interfaces::label_fits("webfront01"),
+        "eth0:webfront01 is 15 bytes"
+    );
 }

@@ -133,8 +133,10 @@ fn answer(s: &mut UnixStream) -> Result<(), String> {
 /// A new console for guest `name`, logged to `log` (emptied): the pty slave (init's stdio),
 /// and its path (/dev/pts/N, bound on the guest's /dev/console).
 pub fn open(run_dir: &Path, name: &str, log: &Path) -> Result<(OwnedFd, PathBuf), String> {
-    let pty = nix::pty::openpty(None, None).map_err(|e| format!("openpty: {e}"))?;
-    let path = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd()))
+    let (master, slave) = crate::sys::fd::open_ptmx()
+        .and_then(crate::sys::fd::new_pty)
+        .map_err(|e| format!("a pty for the console: {e}"))?;
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd()))
         .map_err(|e| format!("the console pty's name: {e}"))?;
     let mut s = keeper(run_dir)?;
     let mut req = serde_json::to_vec(&Request::Watch {
@@ -143,7 +145,7 @@ pub fn open(run_dir: &Path, name: &str, log: &Path) -> Result<(OwnedFd, PathBuf)
     })
     .map_err(|e| e.to_string())?;
     req.push(b'\n');
-    let fds = [pty.master.as_raw_fd(), pty.slave.as_raw_fd()];
+    let fds = [master.as_raw_fd(), slave.as_raw_fd()];
     nix::sys::socket::sendmsg::<()>(
         s.as_raw_fd(),
         &[std::io::IoSlice::new(&req)],
@@ -153,7 +155,7 @@ pub fn open(run_dir: &Path, name: &str, log: &Path) -> Result<(OwnedFd, PathBuf)
     )
     .map_err(|e| format!("console keeper: {e}"))?;
     answer(&mut s)?;
-    Ok((pty.slave, path))
+    Ok((slave, path))
 }
 
 /// Tells the keeper that guest `name` has stopped: its console goes. Best effort and not

@@ -126,16 +126,11 @@ fn open_in_guest(init_pid: i32, rel: &str, flags: rustix::fs::OFlags) -> std::io
 fn guest_pty(init_pid: i32) -> std::io::Result<(OwnedFd, OwnedFd)> {
     use rustix::fs::{Mode, OFlags};
     let flags = OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC;
-    let master = match open_in_guest(init_pid, "dev/pts/ptmx", flags) {
+    let ptmx = match open_in_guest(init_pid, "dev/pts/ptmx", flags) {
         Ok(m) => m,
         Err(_) => rustix::fs::open("/dev/ptmx", flags, Mode::empty())?,
     };
-    rustix::pty::unlockpt(&master)?;
-    let slave = rustix::pty::ioctl_tiocgptpeer(
-        &master,
-        rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY,
-    )?;
-    Ok((master, slave))
+    crate::sys::fd::new_pty(ptmx)
 }
 
 /// The guest's /dev/console (its console pty, logged by the keeper) opened for writing

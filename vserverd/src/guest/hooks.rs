@@ -53,6 +53,7 @@ pub async fn run(
         DRIVER.to_string()
     };
     let mut cmd = tokio::process::Command::new("/bin/sh");
+    crate::sys::fd::no_inherited_fds(cmd.as_std_mut());
     cmd.arg("-c")
         .arg(script)
         .arg("vserverd-hook")

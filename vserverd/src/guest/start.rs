@@ -187,6 +187,17 @@ async fn steps(
     }
     let t = std::time::Instant::now();
     let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
+    // Host-wide limits many guests run into: said before one bites, on this start's progress
+    // and (at most once a minute) in the log.
+    for w in crate::isolate::capacity::warnings(&crate::isolate::capacity::read()) {
+        p.send(name, "capacity", &w, GuestState::Starting);
+        static SAID: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+        let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+        if said.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+            tracing::warn!("{w}");
+            *said = Some(std::time::Instant::now());
+        }
+    }
     let cg = d.cgroup_in(name, c.cgroup.name.as_deref())?;
     p.send(name, "cgroup", &cg_summary(&cg), GuestState::Starting);
     undo.cgroup = Some(cg.clone());
@@ -217,6 +228,29 @@ async fn steps(
             GuestState::Starting,
         );
     }
+    if c.cflags & crate::config::names::FLAG_VIRT_LOAD != 0 {
+        // The kernel's per-cgroup load averages (kernel-patch/) live in the cpu controller's
+        // files; without them the /proc server approximates (docs/resources.md).
+        if let Err(e) = cg.enable_controllers(vec!["cpu"]) {
+            tracing::warn!(guest = name, "virt_load: enabling the cpu controller: {e}");
+        }
+        let kernel = cg
+            .controller_dir("cpu")
+            .is_some_and(|d| d.join("cpu.loadavg").exists());
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            if kernel {
+                tracing::info!(
+                    "virt_load: the kernel keeps per-cgroup load averages (cpu.loadavg)"
+                );
+            } else {
+                tracing::warn!(
+                    "virt_load: this kernel keeps no per-cgroup load averages (kernel-patch/, \
+                     CONFIG_CGROUP_LOADAVG): guests' /proc/loadavg is approximated at each read"
+                );
+            }
+        });
+    }
     fault::point("start.limits")?;
     run_hook(c, "pre-start", true).await?;
     fault::point("start.pre-start")?;
@@ -224,10 +258,7 @@ async fn steps(
     let mut sp = plan::start_plan(c, &cg)?;
     sp.netns = net.as_ref().map(|n| n.ns.clone());
     sp.loopback_netns = net.is_none() && super::network::loopback_only(c);
-    if c.cflags & crate::config::names::FLAG_VIRT_MEM != 0 {
-        let meminfo = super::virtmem::meminfo(d, &c.name).await?;
-        sp.proc_files.push(("meminfo".into(), meminfo));
-    }
+    sp.proc_files = super::virtmem::files(d, c).await?;
     let proc_files = sp.proc_files.clone();
     let image = d.image()?;
     let (stdio, log) = console(d, c).await?;

@@ -10,24 +10,50 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::GuestConfig;
 use crate::daemon::Daemon;
 use crate::isolate::pidfd;
 use crate::procfs;
 use crate::stage::plan::{Plan, RebindPlan};
 use crate::stage::spawn::{self, StageStdio};
 
-/// The host path of the meminfo virt_mem guest `name` binds — a file of its own folder in the
-/// server (procfs/server.rs: no page cache shared with another guest) — starting the server
-/// (and its supervisor) if needed.
-pub async fn meminfo(d: &Arc<Daemon>, name: &str) -> Result<PathBuf, String> {
+/// The files guest `c` gets from the server, as (where in the guest, host path): virt_mem's
+/// meminfo, virt_cpu's cpuinfo, stat and CPU online list, virt_load's loadavg — files of its
+/// own folder in the server (procfs/server.rs: no page cache shared with another guest). A
+/// name without a leading `/` is under /proc. Starts the server (and its supervisor) if any.
+pub async fn files(d: &Arc<Daemon>, c: &GuestConfig) -> Result<Vec<(String, PathBuf)>, String> {
+    use crate::config::names::{FLAG_VIRT_CPU, FLAG_VIRT_LOAD, FLAG_VIRT_MEM};
+    let mut want: Vec<(&str, &str)> = Vec::new();
+    if c.cflags & FLAG_VIRT_MEM != 0 {
+        want.push(("meminfo", "meminfo"));
+    }
+    if c.cflags & FLAG_VIRT_CPU != 0 {
+        want.push(("cpuinfo", "cpuinfo"));
+        want.push(("stat", "stat"));
+        want.push((ONLINE, "online"));
+    }
+    if c.cflags & FLAG_VIRT_LOAD != 0 {
+        want.push(("loadavg", "loadavg"));
+    }
+    if want.is_empty() {
+        return Ok(Vec::new());
+    }
     let run_dir = d.opts.run_dir.clone();
     let path = tokio::task::spawn_blocking(move || procfs::ensure(&run_dir))
         .await
         .map_err(|e| e.to_string())??;
     supervise(d);
     let dir = path.parent().map(PathBuf::from).unwrap_or_default();
-    Ok(dir.join(name).join("meminfo"))
+    let folder = dir.join(&c.name);
+    Ok(want
+        .into_iter()
+        .map(|(at, file)| (at.to_string(), folder.join(file)))
+        .collect())
 }
+
+/// Where virt_cpu's CPU list goes in the guest (glibc's sysconf(_SC_NPROCESSORS_ONLN) reads
+/// it).
+pub const ONLINE: &str = "/sys/devices/system/cpu/online";
 
 /// Starts the supervisor once. Called at start-up when adopted guests use the server.
 pub fn supervise(d: &Arc<Daemon>) {

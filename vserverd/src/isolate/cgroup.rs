@@ -362,22 +362,41 @@ impl GuestCgroup {
     /// On v2, a controller works in a cgroup only when every ancestor below the daemon's own
     /// cgroup enables it in cgroup.subtree_control.
     fn enable_v2(&self, knobs: &[Knob]) -> Result<()> {
-        let Some(d) = self.dirs.iter().find(|d| d.v2) else {
-            return Ok(());
-        };
-        let mut needed: Vec<&str> = knobs
+        let needed: Vec<&str> = knobs
             .iter()
             .filter(|k| self.flavor_of(&k.controller) == Some(Flavor::V2))
             .map(|k| k.controller.as_str())
             .collect();
+        self.enable_controllers(needed)
+    }
+
+    /// The guest's own cgroup directory for `controller` (v1 hierarchy or the v2 one).
+    pub fn controller_dir(&self, controller: &str) -> Option<&Path> {
+        match self.flavor_of(controller)? {
+            Flavor::V1 => self
+                .dirs
+                .iter()
+                .find(|d| !d.v2 && d.controllers.iter().any(|c| c == controller)),
+            Flavor::V2 => self.dirs.iter().find(|d| d.v2),
+        }
+        .map(|d| d.path.as_path())
+    }
+
+    /// Enables the v2 `controllers` for the guest's cgroup (every parent below the daemon's
+    /// own), whether or not a limit of theirs is set: virt_load reads the cpu controller's
+    /// cpu.loadavg, which only a cgroup with the controller has.
+    pub fn enable_controllers(&self, mut needed: Vec<&str>) -> Result<()> {
+        let Some(d) = self.dirs.iter().find(|d| d.v2) else {
+            return Ok(());
+        };
+        needed.retain(|c| self.flavor_of(c) == Some(Flavor::V2));
         needed.sort_unstable();
         needed.dedup();
         if needed.is_empty() {
             return Ok(());
         }
-        // The daemon's cgroup (OWN) and OWN/PREFIX, parents of the guest's.
-        // OWN, OWN/PREFIX and (shared) OWN/PREFIX/GROUP: every parent of the guest's cgroup
-        // below the daemon's own.
+        // Every parent of the guest's cgroup from the daemon's own down: OWN, OWN/PREFIX and,
+        // for a shared group, OWN/PREFIX/GROUP.
         let levels = if self.shared { 3 } else { 2 };
         let mut parents: Vec<&Path> = d.path.ancestors().skip(1).take(levels).collect();
         parents.reverse();

@@ -49,8 +49,8 @@ fn num(origin: &str, v: &str) -> Result<i64, String> {
 }
 
 /// A v1 setting (file name and value as util-vserver writes them) in the flavor its controller
-/// has. Several v1 files map to one v2 file (the CFS pair to cpu.max): `pending` carries the
-/// half already seen.
+/// has. `limit_bytes` is the guest's memory limit, which v2's memory.swap.max needs (v1's memsw
+/// counts memory and swap together, v2 swap alone).
 fn translate(
     file: &str,
     value: &str,

@@ -2,6 +2,7 @@
 //! capabilities, seccomp, per-process settings, pidfds. Only the daemon's stage process and
 //! the guest supervisor call these.
 
+pub mod capacity;
 pub mod caps;
 pub mod cgroup;
 pub mod limits;

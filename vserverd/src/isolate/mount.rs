@@ -404,28 +404,42 @@ fn mount_proc(root: &Root, inner: &str, target: &Path, flags: MsFlags) -> std::i
     Ok(())
 }
 
-/// Binds host files (read-only) over files of the guest's /proc, once its fstab has mounted
-/// /proc: virt_mem's meminfo. A guest without /proc gets nothing to bind over.
+/// Where a served file named `name` goes in a guest: a name with a leading `/` is a path
+/// (virt_cpu's /sys/devices/system/cpu/online), any other a file of /proc.
+pub fn served_target(name: &str) -> String {
+    if name.starts_with('/') {
+        name.to_string()
+    } else {
+        format!("/proc/{name}")
+    }
+}
+
+/// Binds host files (read-only) over files of the guest's /proc (and /sys), once its fstab has
+/// mounted them: virt_mem's meminfo, virt_cpu's and virt_load's files. A guest without /proc
+/// (or /sys) gets nothing bound there.
 pub fn bind_proc_files(root: &Root, files: &[(String, PathBuf)]) -> Result<()> {
     const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-    let on_proc = |p: &Path| {
-        nix::sys::statfs::statfs(p).is_ok_and(|s| s.filesystem_type().0 == PROC_SUPER_MAGIC)
+    const SYSFS_MAGIC: i64 = 0x6265_6572;
+    let on_kernel_fs = |p: &Path| {
+        nix::sys::statfs::statfs(p).is_ok_and(|s| {
+            let t = s.filesystem_type().0;
+            t == PROC_SUPER_MAGIC || t == SYSFS_MAGIC
+        })
     };
     for (name, source) in files {
-        let what = || format!("binding {} over the guest's /proc/{name}", source.display());
-        let Ok(target) = root.resolve(&format!("/proc/{name}")) else {
+        let at = served_target(name);
+        let what = || format!("binding {} over the guest's {at}", source.display());
+        let Ok(target) = root.resolve(&at) else {
             continue;
         };
         let target = fd_path(&target);
-        if !on_proc(&target) {
+        if !on_kernel_fs(&target) {
             continue;
         }
         let src = source.to_string_lossy();
         do_mount(Some(&src), &target, None, MsFlags::MS_BIND, None).map_err(err(what()))?;
         // The fd names the file under the new mount; a remount needs the mount itself.
-        let top = root
-            .resolve(&format!("/proc/{name}"))
-            .map_err(err(what()))?;
+        let top = root.resolve(&at).map_err(err(what()))?;
         do_mount(
             None,
             &fd_path(&top),

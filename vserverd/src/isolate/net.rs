@@ -7,14 +7,14 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::config::interfaces::Interface;
+use crate::config::interfaces::{label_fits, Interface};
 use crate::config::spaces::VethPair;
 
 /// The host end's IPv6 link-local address: the guest's IPv6 next hop.
 pub const HOST_LL: &str = "fe80::1";
 
 /// The guest-side interface.
-pub const GUEST_IF: &str = "eth0";
+pub use crate::config::interfaces::GUEST_IF;
 
 /// The host end of a guest's veth pair (IFNAMSIZ allows 15 bytes).
 /// Sets `lo` up in the calling thread's network namespace (a fresh one has it down): two
@@ -107,7 +107,8 @@ pub fn setup_commands(
     for i in ifs {
         let addr = format!("{}/{}", i.ip, i.prefix);
         let mut add = s(&["ip", "addr", "add", &addr]);
-        if let (IpAddr::V4(_), Some(label)) = (i.ip, &i.name) {
+        // A label the kernel cannot hold is left off (check warns); the address still counts.
+        if let (IpAddr::V4(_), Some(label)) = (i.ip, i.name.as_ref().filter(|n| label_fits(n))) {
             // Labels must start with the device name.
             add.extend(s(&["label", &format!("{GUEST_IF}:{label}")]));
         }

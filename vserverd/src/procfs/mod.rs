@@ -10,6 +10,8 @@
 //! cgroup), so it outlives any number of daemon restarts; a daemon finds a live one and uses
 //! it, or starts one.
 
+mod cpu;
+pub mod cpuview;
 mod fair;
 pub mod meminfo;
 pub mod memory;

@@ -1,5 +1,6 @@
-//! The FUSE file system: a root directory with a folder per guest (ROOT/NAME/meminfo, made on
-//! first lookup) and, for guests started before those, ROOT/meminfo. Each open gets the text
+//! The FUSE file system: a root directory with a folder per guest (ROOT/NAME/{meminfo, cpuinfo,
+//! stat, loadavg, online}, made on first lookup) and, for guests started before those,
+//! ROOT/meminfo. Each open gets the text
 //! rendered for the opening process (FUSE tells us its pid), shared by the openers of one
 //! cgroup for RENDER_TTL, and keeps it for the handle, so a reader going through it in several
 //! reads sees one consistent snapshot.
@@ -22,13 +23,18 @@ use fuser::{
 };
 
 use super::fair::{Fair, Pop};
-use super::{meminfo, memory};
+use super::{cpu, cpuview, meminfo, memory};
 
 const ROOT: u64 = 1;
 /// ROOT/meminfo: what guests started before per-guest folders bind (kept for adopted ones).
 const MEMINFO: u64 = 2;
-/// Per-guest folders ROOT/NAME get inodes FIRST, FIRST+2, …; their meminfo is the next one.
+/// Per-guest folders ROOT/NAME get inodes FIRST, FIRST+STRIDE, …; their files the next ones,
+/// in the order of FILES.
 const FIRST: u64 = 16;
+const STRIDE: u64 = 8;
+/// The files of a guest's folder: meminfo (virt_mem), cpuinfo, stat and online (virt_cpu;
+/// online is bound over /sys/devices/system/cpu/online), loadavg (virt_load).
+pub const FILES: [&str; 5] = ["meminfo", "cpuinfo", "stat", "loadavg", "online"];
 /// Folders the server will make; lookups past it fail (ENOSPC).
 const MAX_FOLDERS: usize = 65_536;
 /// Handles one folder (one guest) may hold open at once; past it, EMFILE.
@@ -60,11 +66,16 @@ struct State {
     open: HashMap<u64, (u64, Arc<Vec<u8>>)>,
     next: u64,
     folders: HashMap<String, u64>,
-    /// Per file inode: how many handles are open.
+    /// Per folder inode: how many handles are open.
     open_count: HashMap<u64, usize>,
-    /// Rendered text by the opener's cgroup line, and when.
-    rendered: HashMap<String, (Instant, Arc<Vec<u8>>)>,
+    /// Rendered text by file and the opener's cgroup lines, and when.
+    rendered: HashMap<(usize, String), Rendered>,
+    /// Load averages by the readers' cgroup lines (virt_load), brought up to date on read.
+    loads: HashMap<String, cpuview::Load>,
 }
+
+/// A text and when it was rendered.
+type Rendered = (Instant, Arc<Vec<u8>>);
 
 /// A request a worker answers.
 enum Job {
@@ -103,7 +114,7 @@ impl ProcFs {
     /// Hands `job` to the workers, in the lane of the folder the file inode `ino` is in.
     fn queue(&self, ino: u64, job: Job) {
         let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-        match q.push(ino, job, Instant::now()) {
+        match q.push(folder_of(ino), job, Instant::now()) {
             Ok(()) => self.shared.ready.notify_one(),
             Err(job) => {
                 drop(q);
@@ -177,11 +188,29 @@ fn attr(ino: u64, size: u64) -> FileAttr {
 }
 
 fn is_dir(ino: u64) -> bool {
-    ino == ROOT || (ino >= FIRST && (ino - FIRST).is_multiple_of(2))
+    ino == ROOT || (ino >= FIRST && (ino - FIRST).is_multiple_of(STRIDE))
 }
 
 fn is_file(ino: u64) -> bool {
-    ino == MEMINFO || (ino > FIRST && !(ino - FIRST).is_multiple_of(2))
+    ino == MEMINFO || (ino > FIRST && (1..=FILES.len() as u64).contains(&((ino - FIRST) % STRIDE)))
+}
+
+/// Which of FILES a file inode is.
+fn kind(ino: u64) -> usize {
+    if ino == MEMINFO {
+        0
+    } else {
+        ((ino - FIRST) % STRIDE - 1) as usize
+    }
+}
+
+/// The folder a file inode is in (the legacy ROOT/meminfo counts as a folder of its own).
+fn folder_of(ino: u64) -> u64 {
+    if ino < FIRST {
+        ino
+    } else {
+        ino - (ino - FIRST) % STRIDE
+    }
 }
 
 /// A folder name the server makes: a guest name (never empty, `.`-led or with a `/`).
@@ -199,22 +228,61 @@ fn meminfo_for(cgroup: &str) -> Vec<u8> {
     }
 }
 
+/// Seconds since the server started, for the load averages.
+fn now() -> f64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
 impl Shared {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The text for `pid`, rendered at most once per RENDER_TTL for every opener in the same
+    /// File `kind` of FILES as a process in the cgroups `cgroup` should see it.
+    fn render(&self, kind: usize, cgroup: &str) -> Vec<u8> {
+        let host = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        match FILES[kind] {
+            "meminfo" => meminfo_for(cgroup),
+            "cpuinfo" => {
+                cpuview::cpuinfo(&host("/proc/cpuinfo"), &cpu::of_cgroup(cgroup).cpus).into()
+            }
+            "stat" => cpuview::stat(&host("/proc/stat"), &cpu::of_cgroup(cgroup)).into(),
+            "online" => cpuview::online(cpu::of_cgroup(cgroup).cpus.len()).into(),
+            _ => {
+                let f = cpu::of_cgroup(cgroup);
+                let host_load = host("/proc/loadavg");
+                let last_pid = host_load.split_whitespace().nth(4).unwrap_or("0");
+                // The kernel's own per-cgroup averages where it keeps them (kernel-patch/).
+                if let Some(avg) = f.kernel_load {
+                    let load = cpuview::Load { avg, at: None };
+                    return cpuview::loadavg(&load, &f, last_pid).into();
+                }
+                let mut st = self.state();
+                if st.loads.len() > MAX_FOLDERS {
+                    st.loads.clear();
+                }
+                let load = st.loads.entry(cgroup.to_string()).or_default();
+                load.update(now(), f.running);
+                let load = *load;
+                drop(st);
+                cpuview::loadavg(&load, &f, last_pid).into()
+            }
+        }
+    }
+
+    /// File `kind` for `pid`, rendered at most once per RENDER_TTL for every opener in the same
     /// cgroups (a guest opening it in a loop costs one render per interval, not one per open).
     /// Rendered without the lock held: the other worker goes on meanwhile.
-    fn text_for(&self, pid: u32) -> Arc<Vec<u8>> {
-        let key = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    fn text_for(&self, pid: u32, kind: usize) -> Arc<Vec<u8>> {
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let key = (kind, cgroup);
         if let Some((at, t)) = self.state().rendered.get(&key) {
             if at.elapsed() < RENDER_TTL {
                 return t.clone();
             }
         }
-        let t = Arc::new(meminfo_for(&key));
+        let t = Arc::new(self.render(kind, &key.1));
         let mut st = self.state();
         if st.rendered.len() > MAX_FOLDERS {
             st.rendered.retain(|_, (at, _)| at.elapsed() < RENDER_TTL);
@@ -226,17 +294,17 @@ impl Shared {
     fn answer(&self, job: Job) {
         match job {
             Job::Lookup(pid, ino, reply) => {
-                let size = self.text_for(pid).len() as u64;
+                let size = self.text_for(pid, kind(ino)).len() as u64;
                 reply.entry(&FILE_TTL, &attr(ino, size), 0);
             }
             Job::Getattr(pid, ino, reply) => {
-                let size = self.text_for(pid).len() as u64;
+                let size = self.text_for(pid, kind(ino)).len() as u64;
                 reply.attr(&FILE_TTL, &attr(ino, size));
             }
             Job::Open(pid, ino, reply) => {
-                let text = self.text_for(pid);
+                let text = self.text_for(pid, kind(ino));
                 let mut st = self.state();
-                let n = st.open_count.entry(ino).or_default();
+                let n = st.open_count.entry(folder_of(ino)).or_default();
                 if *n >= MAX_OPEN_PER_FOLDER {
                     return reply.error(libc::EMFILE);
                 }
@@ -260,8 +328,14 @@ impl Shared {
 
 impl Filesystem for ProcFs {
     fn lookup(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
-        if name == "meminfo" && is_dir(parent) {
-            let ino = if parent == ROOT { MEMINFO } else { parent + 1 };
+        if name == "meminfo" && parent == ROOT {
+            return self.queue(MEMINFO, Job::Lookup(req.pid(), MEMINFO, reply));
+        }
+        if parent != ROOT && is_dir(parent) {
+            let Some(k) = FILES.iter().position(|f| name == *f) else {
+                return reply.error(libc::ENOENT);
+            };
+            let ino = parent + 1 + k as u64;
             return self.queue(ino, Job::Lookup(req.pid(), ino, reply));
         }
         if parent != ROOT {
@@ -275,7 +349,7 @@ impl Filesystem for ProcFs {
             Some(i) => *i,
             None if st.folders.len() >= MAX_FOLDERS => return reply.error(libc::ENOSPC),
             None => {
-                let i = FIRST + 2 * st.folders.len() as u64;
+                let i = FIRST + STRIDE * st.folders.len() as u64;
                 st.folders.insert(n.to_string(), i);
                 i
             }
@@ -331,7 +405,7 @@ impl Filesystem for ProcFs {
     ) {
         let mut st = self.shared.state();
         if let Some((ino, _)) = st.open.remove(&fh) {
-            if let Some(n) = st.open_count.get_mut(&ino) {
+            if let Some(n) = st.open_count.get_mut(&folder_of(ino)) {
                 *n = n.saturating_sub(1);
             }
         }
@@ -350,12 +424,17 @@ impl Filesystem for ProcFs {
             return reply.error(libc::ENOTDIR);
         }
         // The root lists no guest folders: a name is made when it is looked up.
-        let file = if ino == ROOT { MEMINFO } else { ino + 1 };
-        let entries = [
+        let mut entries = vec![
             (ino, FileType::Directory, "."),
             (ROOT, FileType::Directory, ".."),
-            (file, FileType::RegularFile, "meminfo"),
         ];
+        if ino == ROOT {
+            entries.push((MEMINFO, FileType::RegularFile, "meminfo"));
+        } else {
+            for (k, f) in FILES.iter().enumerate() {
+                entries.push((ino + 1 + k as u64, FileType::RegularFile, f));
+            }
+        }
         for (i, (ino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
             if reply.add(*ino, (i + 1) as i64, *kind, name) {
                 break;

@@ -13,7 +13,7 @@ use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 /// What a call needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// List, Status, Stat, Validate, Events, Processes, introspection.
+    /// List, Status, Stat, Validate, Check, Events, Processes, introspection.
     Read,
     /// Everything that changes a guest.
     Write,

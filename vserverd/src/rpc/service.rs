@@ -56,7 +56,7 @@ impl Manager {
         Self { daemon, peer }
     }
 
-    fn check(&self, access: Access) -> Result<(), ManagerError> {
+    fn allow(&self, access: Access) -> Result<(), ManagerError> {
         self.peer
             .allows(access, self.daemon.opts.read_gid)
             .map_err(|reason| ManagerError::PermissionDenied { reason })
@@ -89,7 +89,7 @@ impl Manager {
         F: FnOnce(Arc<Daemon>, String, Steps) -> Fut,
         Fut: std::future::Future<Output = Result<(), ManagerError>> + Send + 'static,
     {
-        if let Err(e) = self.check(Access::Write) {
+        if let Err(e) = self.allow(Access::Write) {
             return Self::refuse(e);
         }
         let (steps, rx) = Steps::channel();
@@ -151,7 +151,7 @@ impl Manager {
         dry_run: bool,
         excludes: bool,
     ) -> Stream<proto::UnifyReply> {
-        if let Err(e) = self.check(Access::Write) {
+        if let Err(e) = self.allow(Access::Write) {
             return Self::refuse(e);
         }
         let d = self.daemon.clone();
@@ -220,7 +220,7 @@ impl Manager {
     ) -> FdStream<ExecReply> {
         let refuse =
             |e: ManagerError| -> FdStream<ExecReply> { stream::iter([(Err(e), vec![])]).boxed() };
-        if let Err(e) = self.check(Access::Write) {
+        if let Err(e) = self.allow(Access::Write) {
             return refuse(e);
         }
         if !more {
@@ -302,26 +302,27 @@ impl Manager {
         GuestList, proto::GuestSummary, proto::ConfigProblem, GuestStatus, Validation, GuestConfig,
         Progress, proto::Event, Limits, proto::StatList, proto::GuestStat, ExecReply, BuildOptions, proto::AddressConfig,
         proto::MountConfig, proto::LimitConfig, proto::Setting, proto::ConsoleReply,
-        proto::GuestProcess, proto::ProcessList, proto::KillReply, proto::UnifyReply,
-        proto::UnifyReport, proto::GuestDiskUsage, proto::DiskUsageList
+        proto::GuestProcess, proto::ProcessList, proto::KillReply, proto::GuestCheck,
+        proto::CheckReport, proto::UnifyReply, proto::UnifyReport, proto::GuestDiskUsage,
+        proto::DiskUsageList
     ]
 )]
 impl Manager {
     /// List every configured guest with its state.
     async fn list(&self) -> Result<GuestList, ManagerError> {
-        self.check(Access::Read)?;
+        self.allow(Access::Read)?;
         Ok(self.daemon.list())
     }
 
     /// The state of one guest.
     async fn status(&self, name: String) -> Result<GuestStatus, ManagerError> {
-        self.check(Access::Read)?;
+        self.allow(Access::Read)?;
         self.daemon.status(&name)
     }
 
     /// Resource use of every running guest (what vserver-stat shows).
     async fn stat(&self) -> Result<proto::StatList, ManagerError> {
-        self.check(Access::Read)?;
+        self.allow(Access::Read)?;
         // It reads /proc for every guest process: on a blocking thread, two at a time, so a
         // caller spamming it never stalls the thread that serves every connection.
         static STATS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
@@ -341,7 +342,7 @@ impl Manager {
     /// Parse a guest's config tree: the typed config and its warnings, or InvalidConfig naming the
     /// file and line.
     async fn validate(&self, name: String) -> Result<Validation, ManagerError> {
-        self.check(Access::Read)?;
+        self.allow(Access::Read)?;
         let mut v = self.daemon.validate(&name)?;
         // init's environment holds what admins put there (passwords, tokens): root's alone.
         if self.peer.uid != 0 {
@@ -352,6 +353,20 @@ impl Manager {
             }
         }
         Ok(v)
+    }
+
+    /// Every error and warning of a guest's tree (with a stable code each), or of every guest's
+    /// when `name` is absent: what `vserverctl check [--all]` shows.
+    async fn check(&self, name: Option<String>) -> Result<proto::CheckReport, ManagerError> {
+        self.allow(Access::Read)?;
+        let d = self.daemon.clone();
+        // Every guest's tree is read: on a blocking thread, not the one serving connections.
+        tokio::task::spawn_blocking(move || d.check(name.as_deref()))
+            .await
+            .map_err(|e| ManagerError::Failed {
+                name: String::new(),
+                message: format!("check: {e}"),
+            })?
     }
 
     /// Start a guest (and the dependencies that are not running); with `more`, report progress;
@@ -483,7 +498,7 @@ impl Manager {
         &self,
         name: String,
     ) -> (Result<proto::ConsoleReply, ManagerError>, Vec<OwnedFd>) {
-        if let Err(e) = self.check(Access::Write) {
+        if let Err(e) = self.allow(Access::Write) {
             return (Err(e), vec![]);
         }
         let d = self.daemon.clone();
@@ -538,14 +553,14 @@ impl Manager {
         limits: Limits,
         persist: bool,
     ) -> Result<Limits, ManagerError> {
-        self.check(Access::Write)?;
+        self.allow(Access::Write)?;
         let d = self.daemon.clone();
         in_task(async move { guest::limits::set(&d, &name, limits, persist).await }).await
     }
 
     /// Every process of every running guest, by host pid (what vps shows).
     async fn processes(&self) -> Result<proto::ProcessList, ManagerError> {
-        self.check(Access::Read)?;
+        self.allow(Access::Read)?;
         // Reads every guest's cgroup.procs: like Stat, two at a time on blocking threads.
         static PROCS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
         let _permit = PROCS.acquire().await.map_err(|e| ManagerError::Failed {
@@ -571,7 +586,7 @@ impl Manager {
         pids: Vec<i64>,
         signal: i64,
     ) -> Result<proto::KillReply, ManagerError> {
-        self.check(Access::Write)?;
+        self.allow(Access::Write)?;
         let d = self.daemon.clone();
         in_task(async move {
             tokio::task::spawn_blocking(move || guest::procs::kill(&d, &name, &pids, signal))
@@ -592,7 +607,7 @@ impl Manager {
         nodename: Option<String>,
         domainname: Option<String>,
     ) -> Result<(), ManagerError> {
-        self.check(Access::Write)?;
+        self.allow(Access::Write)?;
         let d = self.daemon.clone();
         in_task(async move { guest::procs::set_uts(&d, &name, nodename, domainname).await }).await
     }
@@ -614,7 +629,7 @@ impl Manager {
 
     /// Delete a guest's root and config tree; a running guest is refused unless `stop` is set.
     async fn delete(&self, name: String, stop: bool) -> Result<(), ManagerError> {
-        self.check(Access::Write)?;
+        self.allow(Access::Write)?;
         let d = self.daemon.clone();
         in_task(async move { guest::delete::delete(&d, &name, stop).await }).await
     }
@@ -641,7 +656,7 @@ impl Manager {
     /// Each guest's disk use, split into its own blocks and blocks it shares (FIEMAP's shared
     /// flag): what unification saved shows as shared (util-vserver's vdu).
     async fn du(&self, names: Vec<String>) -> Result<proto::DiskUsageList, ManagerError> {
-        self.check(Access::Write)?;
+        self.allow(Access::Write)?;
         let d = self.daemon.clone();
         in_task(async move { crate::unify::du(&d, names).await }).await
     }
@@ -652,7 +667,7 @@ impl Manager {
         &self,
         more: bool,
     ) -> impl futures_util::Stream<Item = Result<Reply<proto::Event>, ManagerError>> + Unpin {
-        if let Err(e) = self.check(Access::Read) {
+        if let Err(e) = self.allow(Access::Read) {
             return Self::refuse(e);
         }
         if !more {

@@ -455,7 +455,14 @@ fn rebind(p: &plan::RebindPlan, out: &mut Reporter) -> Result<()> {
     sys::ns::setns_pidfd(&fd, libc::CLONE_NEWNS)
         .map_err(|e| format!("entering the mount namespace of guest {}: {e}", p.name))?;
     for (name, tree) in &trees {
-        mount::attach_detached(tree, &format!("/proc/{name}")).map_err(|e| e.to_string())?;
+        let at = mount::served_target(name);
+        // A guest without /sys had nothing bound there at start (a dead FUSE bind answers
+        // ENOTCONN, not ENOENT: that one is replaced).
+        let absent = matches!(std::fs::symlink_metadata(&at),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        if !absent {
+            mount::attach_detached(tree, &at).map_err(|e| e.to_string())?;
+        }
     }
     out.send(&Report::Returned(0));
     Ok(())

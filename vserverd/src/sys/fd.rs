@@ -36,6 +36,43 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// A new pty: `master` is a fresh open of a multiplexer (the host's /dev/ptmx, or a guest's
+/// devpts instance's), opened close-on-exec; returns (master, slave), the slave close-on-exec
+/// too and neither our controlling terminal. A pty fd without close-on-exec would reach every
+/// process the daemon spawns meanwhile (a helper started then kept a guest's console alive
+/// for good).
+pub fn new_pty(master: OwnedFd) -> io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::pty::OpenptFlags;
+    rustix::pty::unlockpt(&master)?;
+    let slave = rustix::pty::ioctl_tiocgptpeer(
+        &master,
+        OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC,
+    )?;
+    Ok((master, slave))
+}
+
+/// Opens the host's /dev/ptmx for [`new_pty`].
+pub fn open_ptmx() -> io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    Ok(rustix::fs::open(
+        "/dev/ptmx",
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Makes `cmd`'s process start with no fd but its stdio: every fd from 3 up is close-on-exec
+/// in the child before it execs (an fd the daemon opened without the flag, or that another
+/// thread is handing over right then, never reaches a helper or a hook).
+pub fn no_inherited_fds(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure makes one system call (close_range), which is async-signal-safe, as
+    // code between fork and exec must be.
+    unsafe {
+        cmd.pre_exec(|| cloexec_from(3));
+    }
+}
+
 /// A close-on-exec pipe: (read end, write end).
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use crate::config::ConfigError;
+use crate::config::{Code, ConfigError};
 
 /// What a pattern says about a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,10 +123,16 @@ pub fn parse(text: &str, file: &Path) -> Result<Rules, ConfigError> {
             _ => (Verdict::Exclude, line),
         };
         if pattern.is_empty() {
-            return Err(ConfigError::at(file, n, "a prefix without a pattern"));
+            return Err(ConfigError::at(
+                Code::ExcludeSyntax,
+                file,
+                n,
+                "a prefix without a pattern",
+            ));
         }
         if !pattern.starts_with('/') && !pattern.starts_with('*') {
             return Err(ConfigError::at(
+                Code::ExcludeSyntax,
                 file,
                 n,
                 format!(
@@ -136,7 +142,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Rules, ConfigError> {
             ));
         }
         if let Err(m) = check_classes(pattern.as_bytes()) {
-            return Err(ConfigError::at(file, n, m));
+            return Err(ConfigError::at(Code::ExcludeSyntax, file, n, m));
         }
         rules.push(Rule {
             verdict,

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use proto::ManagerError;
 
-use crate::config::ConfigError;
+use crate::config::{Code, ConfigError};
 use crate::daemon::Daemon;
 
 /// The exclude list of a guest: its own `apps/vunify/exclude`, else the one in `.defaults`,
@@ -29,12 +29,12 @@ pub fn rules_for(config_dir: &Path, defaults: &Path) -> Result<exclude::Rules, C
     ] {
         match std::fs::read(&f) {
             Ok(b) => {
-                let text =
-                    String::from_utf8(b).map_err(|_| ConfigError::file(&f, "not UTF-8 text"))?;
+                let text = String::from_utf8(b)
+                    .map_err(|_| ConfigError::file(Code::ExcludeSyntax, &f, "not UTF-8 text"))?;
                 return exclude::parse(&text, &f);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(ConfigError::file(&f, e.to_string())),
+            Err(e) => return Err(ConfigError::file(Code::FileUnreadable, &f, e.to_string())),
         }
     }
     Ok(exclude::Rules::builtin())
@@ -98,6 +98,7 @@ pub async fn unify(
                     file: e.file.display().to_string(),
                     line: e.line,
                     message: e.message,
+                    code: Some(e.code.as_str().into()),
                 }
             })?
         } else {
