@@ -31,6 +31,9 @@ _vserverctl() {
             vserverctl,delete)
                 cmd="vserverctl__subcmd__delete"
                 ;;
+            vserverctl,du)
+                cmd="vserverctl__subcmd__du"
+                ;;
             vserverctl,enter)
                 cmd="vserverctl__subcmd__enter"
                 ;;
@@ -42,6 +45,9 @@ _vserverctl() {
                 ;;
             vserverctl,generate-docs)
                 cmd="vserverctl__subcmd__generate__subcmd__docs"
+                ;;
+            vserverctl,hashify)
+                cmd="vserverctl__subcmd__unify"
                 ;;
             vserverctl,help)
                 cmd="vserverctl__subcmd__help"
@@ -70,6 +76,9 @@ _vserverctl() {
             vserverctl,stop)
                 cmd="vserverctl__subcmd__stop"
                 ;;
+            vserverctl,unify)
+                cmd="vserverctl__subcmd__unify"
+                ;;
             vserverctl,vserver-stat)
                 cmd="vserverctl__subcmd__stat"
                 ;;
@@ -87,6 +96,9 @@ _vserverctl() {
                 ;;
             vserverctl__subcmd__help,delete)
                 cmd="vserverctl__subcmd__help__subcmd__delete"
+                ;;
+            vserverctl__subcmd__help,du)
+                cmd="vserverctl__subcmd__help__subcmd__du"
                 ;;
             vserverctl__subcmd__help,enter)
                 cmd="vserverctl__subcmd__help__subcmd__enter"
@@ -127,6 +139,9 @@ _vserverctl() {
             vserverctl__subcmd__help,stop)
                 cmd="vserverctl__subcmd__help__subcmd__stop"
                 ;;
+            vserverctl__subcmd__help,unify)
+                cmd="vserverctl__subcmd__help__subcmd__unify"
+                ;;
             *)
                 ;;
         esac
@@ -134,7 +149,7 @@ _vserverctl() {
 
     case "${cmd}" in
         vserverctl)
-            opts="-h -V --socket --help --version list status check start stop restart condrestart set stat vserver-stat build delete running exec enter console events generate-docs help"
+            opts="-h -V --socket --help --version list status check start stop restart condrestart set stat vserver-stat build delete running exec enter console events unify hashify du generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -265,6 +280,24 @@ _vserverctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        vserverctl__subcmd__du)
+            opts="-h -V --json --socket --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         vserverctl__subcmd__enter)
             opts="-e -h -V --env --socket --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -362,7 +395,7 @@ _vserverctl() {
             return 0
             ;;
         vserverctl__subcmd__help)
-            opts="list status check start stop restart condrestart set stat build delete running exec enter console events generate-docs help"
+            opts="list status check start stop restart condrestart set stat build delete running exec enter console events unify du generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -432,6 +465,20 @@ _vserverctl() {
             return 0
             ;;
         vserverctl__subcmd__help__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vserverctl__subcmd__help__subcmd__du)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -627,6 +674,20 @@ _vserverctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        vserverctl__subcmd__help__subcmd__unify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         vserverctl__subcmd__list)
             opts="-h -V --json --socket --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -788,6 +849,24 @@ _vserverctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vserverctl__subcmd__unify)
+            opts="-n -h -V --all --dry-run --no-excludes --json --socket --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -108,6 +108,19 @@ pub trait ManagerProxy {
         pids: &[i64],
         signal: i64,
     ) -> zlink::Result<Result<crate::KillReply, ManagerError>>;
+    /// Progress steps, then `done` with the report.
+    #[zlink(more)]
+    async fn unify(
+        &mut self,
+        names: &[String],
+        all: bool,
+        dry_run: bool,
+        excludes: Option<bool>,
+    ) -> zlink::Result<impl Stream<Item = zlink::Result<Result<crate::UnifyReply, ManagerError>>>>;
+    async fn du(
+        &mut self,
+        names: &[String],
+    ) -> zlink::Result<Result<crate::DiskUsageList, ManagerError>>;
     async fn set_uts(
         &mut self,
         name: &str,

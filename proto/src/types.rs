@@ -335,6 +335,78 @@ impl std::fmt::Display for ManagerError {
 
 impl std::error::Error for ManagerError {}
 
+/// A reply of Unify: a progress step while it runs; the last one carries the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomType)]
+pub struct UnifyReply {
+    /// walk, hash, share, save, or done.
+    pub step: String,
+    pub message: String,
+    /// In the last reply.
+    pub report: Option<UnifyReport>,
+}
+
+/// What a Unify run found and did (with `dry_run`: what it would do).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomType)]
+pub struct UnifyReport {
+    pub dry_run: bool,
+    /// The guests walked.
+    pub guests: Vec<String>,
+    /// Each guest's exclude list, as "NAME: FILE" (or "built-in", "none").
+    pub excludes: Vec<String>,
+    /// Regular files walked (paths; hard links counted per path).
+    pub files: u64,
+    /// Distinct inodes among them.
+    pub inodes: u64,
+    /// Files and folders an exclude rule kept out.
+    pub excluded: u64,
+    /// Inodes with a same-sized twin: the ones whose content matters.
+    pub candidates: u64,
+    /// Inodes read and hashed in this run.
+    pub hashed_files: u64,
+    pub hashed_bytes: u64,
+    /// Inodes whose hash came from the store (unchanged since an earlier run).
+    pub cached_files: u64,
+    /// Groups of identical inodes that had something to share.
+    pub groups: u64,
+    /// Inodes shared onto their group's source in this run (dry run: would be).
+    pub unified_files: u64,
+    /// Bytes of those inodes now using the source's blocks (dry run: would be).
+    pub unified_bytes: u64,
+    /// Inodes in a group shared by an earlier run already.
+    pub already_shared_files: u64,
+    /// Inodes that changed between the hash and the share (left alone, next run retries).
+    pub changed_files: u64,
+    /// Problems met (the first few), each naming the guest and path.
+    pub errors: Vec<String>,
+    pub seconds: f64,
+}
+
+/// One guest's disk usage (Du).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomType)]
+pub struct GuestDiskUsage {
+    pub name: String,
+    pub vdir: String,
+    /// Regular files (inodes; hard links once).
+    pub files: u64,
+    /// Sum of file sizes.
+    pub apparent_bytes: u64,
+    /// Bytes in the files' extents (FIEMAP).
+    pub allocated_bytes: u64,
+    /// Of those, bytes in extents the file system marks shared (with another file, another
+    /// guest, or a snapshot).
+    pub shared_bytes: u64,
+    /// allocated − shared: what only this guest uses.
+    pub own_bytes: u64,
+    /// Problems met (the first few).
+    pub errors: Vec<String>,
+}
+
+/// The reply of Du.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomType)]
+pub struct DiskUsageList {
+    pub guests: Vec<GuestDiskUsage>,
+}
+
 /// The reply of Console; its fd is a connection to the guest's console: what the guest writes
 /// to /dev/console comes out of it, what is written to it is typed on the console.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomType)]

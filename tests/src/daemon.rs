@@ -12,6 +12,7 @@ pub struct TestDaemon {
     pub config_root: PathBuf,
     pub vdir_base: PathBuf,
     pub run_dir: PathBuf,
+    pub state_dir: PathBuf,
     pub socket: PathBuf,
     /// This daemon's guests' cgroups: OWN/PREFIX/NAME in every hierarchy, unique per daemon
     /// so parallel tests never share one.
@@ -37,7 +38,8 @@ impl TestDaemon {
         let config_root = dir.path().join("etc");
         let vdir_base = dir.path().join("vservers");
         let run_dir = dir.path().join("run");
-        for d in [&config_root, &vdir_base, &run_dir] {
+        let state_dir = dir.path().join("state");
+        for d in [&config_root, &vdir_base, &run_dir, &state_dir] {
             std::fs::create_dir_all(d).expect("mkdir");
         }
         let socket = run_dir.join("control");
@@ -52,6 +54,7 @@ impl TestDaemon {
             config_root,
             vdir_base,
             run_dir,
+            state_dir,
             socket,
             cgroup_prefix,
             child: None,
@@ -81,6 +84,7 @@ impl TestDaemon {
             ("--config-root", self.config_root.as_os_str()),
             ("--vdir-base", self.vdir_base.as_os_str()),
             ("--run-dir", self.run_dir.as_os_str()),
+            ("--state-dir", self.state_dir.as_os_str()),
             ("--socket", self.socket.as_os_str()),
             ("--cgroup-prefix", std::ffi::OsStr::new(&self.cgroup_prefix)),
         ] {

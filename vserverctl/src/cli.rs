@@ -238,6 +238,35 @@ pub enum Command {
         #[command(flatten)]
         out: Output,
     },
+    /// Share the blocks of identical files of guests copy-on-write (XFS with reflinks, btrfs),
+    /// util-vserver's vunify/vhashify. Each guest's apps/vunify/exclude (else .defaults',
+    /// else util-vserver's built-in list: /etc, /var, … stay per guest) says what is left
+    /// alone. Running guests may be unified. A second run reads only new or changed files.
+    #[command(visible_alias = "hashify")]
+    Unify {
+        /// The guests (at least two share anything, but one guest's own duplicates count too).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        names: Vec<String>,
+        /// Every configured guest.
+        #[arg(long)]
+        all: bool,
+        /// Read and hash, print what would be shared, share nothing.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+        /// Ignore the exclude lists: consider every regular file.
+        #[arg(long)]
+        no_excludes: bool,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Disk use of guests, split into blocks only the guest uses and blocks it shares (with
+    /// other guests after `unify`, or snapshots), from the file system's extent map (vdu).
+    Du {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        out: Output,
+    },
     /// Write man pages and shell completions into a folder.
     #[command(hide = true)]
     GenerateDocs { dir: PathBuf },

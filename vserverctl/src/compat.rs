@@ -103,6 +103,11 @@ pub fn parse(args: &[String]) -> Parsed {
             Ok(c) => c,
             Err(u) => return Parsed::Usage(u),
         },
+        // util-vserver ran vunify / vhashify here; both are `unify` now (docs/unify.md).
+        "unify" | "hashify" => match unify_args("vserver", vec![name], &args) {
+            Ok(c) => c,
+            Err(u) => return Parsed::Usage(u),
+        },
         "delete" => Command::Delete {
             name,
             stop: true,
@@ -181,5 +186,43 @@ pub fn parse_stat(args: &[String]) -> Parsed {
             },
         },
         silent: false,
+    }
+}
+
+/// `vhashify`/`vunify`'s options and `vserver NAME hashify|unify`'s: -n (dry run); -v and
+/// util-vserver's tuning options are accepted and ignored.
+fn unify_args(prog: &str, mut names: Vec<String>, args: &[String]) -> Result<Command, String> {
+    let mut dry_run = false;
+    for a in args {
+        match a.as_str() {
+            "-n" | "--dry-run" => dry_run = true,
+            "-v" | "--verbose" | "-R" | "--refresh" | "--insecure" | "--sledgehammer" => {}
+            o if o.starts_with('-') => return Err(format!("{prog}: unknown option '{o}'")),
+            n => names.push(n.to_string()),
+        }
+    }
+    if names.is_empty() {
+        return Err(format!("{prog}: No directory/vserver given"));
+    }
+    Ok(Command::Unify {
+        names,
+        all: false,
+        dry_run,
+        no_excludes: false,
+        out: Output { json: false },
+    })
+}
+
+/// `vhashify [-n] [-v] VSERVER…` (and `vunify`): unify the named guests.
+pub fn parse_hashify(prog: &str, args: &[String]) -> Parsed {
+    match unify_args(prog, vec![], args) {
+        Ok(command) => Parsed::Run {
+            cli: Cli {
+                socket: socket(),
+                command,
+            },
+            silent: false,
+        },
+        Err(u) => Parsed::Usage(u),
     }
 }

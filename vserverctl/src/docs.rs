@@ -31,9 +31,21 @@ pub fn generate(dir: &Path) -> std::io::Result<()> {
 const COMPAT: &[(&str, &str, &str, &str)] = &[
     (
         "vserver",
-        "vserver [--silent] NAME {start|stop|restart|condrestart|status|running|exec CMD...|suexec USER CMD...|enter|chkconfig ...|build -m METHOD ...|delete}",
+        "vserver [--silent] NAME {start|stop|restart|condrestart|status|running|exec CMD...|suexec USER CMD...|enter|chkconfig ...|build -m METHOD ...|unify [-n]|hashify [-n]|delete}",
         "util-vserver's command line for one guest",
-        "Acts on guest NAME through vserverd. status prints `Vserver 'NAME' is running at context 'CTX'` or `is stopped` and exits 0 or 3; running exits 0 or 1. exec and suexec run the command in the guest on a pty when stdin and stdout are terminals, on pipes otherwise, and exit with its exit code. suexec USER takes a name or uid of the guest, looked up in the guest's own /etc/passwd from inside the guest; the command gets the user's groups (the guest's /etc/group), HOME, USER and LOGNAME; a user other than root keeps no capabilities. A usage error exits 2.",
+        "Acts on guest NAME through vserverd. status prints `Vserver 'NAME' is running at context 'CTX'` or `is stopped` and exits 0 or 3; running exits 0 or 1. exec and suexec run the command in the guest on a pty when stdin and stdout are terminals, on pipes otherwise, and exit with its exit code. suexec USER takes a name or uid of the guest, looked up in the guest's own /etc/passwd from inside the guest; the command gets the user's groups (the guest's /etc/group), HOME, USER and LOGNAME; a user other than root keeps no capabilities. unify and hashify share the blocks of the guest's files that are identical to other files of the guest copy-on-write, as `vserverctl unify NAME` (XFS with reflinks or btrfs; -n: a dry run). A usage error exits 2.",
+    ),
+    (
+        "vhashify",
+        "vhashify [-n] [-v] VSERVER...",
+        "share identical files' blocks between guests",
+        "Finds the regular files of the guests that are identical and makes them share their blocks copy-on-write through the kernel's dedupe ioctl, as `vserverctl unify VSERVER...` does: XFS with reflinks and btrfs only (other file systems are refused, saying why); each guest's apps/vunify/exclude, else .defaults', else util-vserver's built-in list, says what stays per guest. -n reads and hashes but shares nothing and prints what would be shared; -v and util-vserver's tuning options (--refresh, --insecure, ...) are accepted and ignored. No hash directory is made: the hashes live in vserverd's state folder. Exits 0, 1 on an error from the daemon, 2 on a usage error. Root only.",
+    ),
+    (
+        "vunify",
+        "vunify [-n] [-v] VSERVER...",
+        "share identical files' blocks between guests",
+        "The same as vhashify(1): util-vserver's vunify made hard links, which on a mainline kernel would let one guest's write change every guest's file, so both names share blocks copy-on-write instead.",
     ),
     (
         "vserver-stat",
@@ -131,9 +143,10 @@ mod tests {
     #[test]
     fn every_util_vserver_name_has_a_page() {
         let pages: Vec<&str> = super::COMPAT.iter().map(|c| c.0).collect();
-        for n in crate::tools::NAMES
-            .iter()
-            .chain(&["vserver", "vserver-stat"])
+        for n in
+            crate::tools::NAMES
+                .iter()
+                .chain(&["vserver", "vserver-stat", "vhashify", "vunify"])
         {
             assert!(pages.contains(n), "no man page for {n}");
         }

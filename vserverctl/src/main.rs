@@ -44,11 +44,11 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(code);
     }
     let (cli, quiet) = match called.as_str() {
-        "vserver" | "vserver-stat" => {
-            let parsed = if called == "vserver" {
-                compat::parse(&argv[1..])
-            } else {
-                compat::parse_stat(&argv[1..])
+        "vserver" | "vserver-stat" | "vhashify" | "vunify" => {
+            let parsed = match called.as_str() {
+                "vserver" => compat::parse(&argv[1..]),
+                "vserver-stat" => compat::parse_stat(&argv[1..]),
+                prog => compat::parse_hashify(prog, &argv[1..]),
             };
             match parsed {
                 compat::Parsed::Run { cli, silent } => (
@@ -381,8 +381,86 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             }
             Ok(0)
         }
+        Command::Unify {
+            names,
+            all,
+            dry_run,
+            no_excludes,
+            out,
+        } => {
+            let excludes = no_excludes.then_some(false);
+            let s = conn.unify(&names, all, dry_run, excludes).await?;
+            unify_progress(s, out.json, quiet.silent).await
+        }
+        Command::Du { names, out } => {
+            let du = conn.du(&names).await??;
+            if out.json {
+                render::json(&du);
+            } else {
+                print!("{}", render::du(&du));
+                for g in &du.guests {
+                    for e in &g.errors {
+                        eprintln!("warning: {}: {e}", g.name);
+                    }
+                }
+            }
+            Ok(0)
+        }
         Command::GenerateDocs { .. } => unreachable!("handled before connecting"),
     }
+}
+
+/// Unify's steps on a spinner line (a terminal) or not at all (piped), then the report: as
+/// text, or with --json the report alone.
+async fn unify_progress(
+    s: impl futures_util::Stream<Item = zlink::Result<Result<proto::UnifyReply, ManagerError>>>,
+    json: bool,
+    silent: bool,
+) -> Result<u8, Failure> {
+    pin_mut!(s);
+    let bar =
+        (!json && !silent && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            b.enable_steady_tick(std::time::Duration::from_millis(100));
+            b
+        });
+    let mut report = None;
+    let result = async {
+        while let Some(r) = s.next().await {
+            let r = r??;
+            if let Some(b) = &bar {
+                b.set_message(format!("{}: {}", r.step, r.message));
+            }
+            if r.report.is_some() {
+                report = r.report;
+            }
+        }
+        Ok::<(), Failure>(())
+    }
+    .await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    result?;
+    let Some(report) = report else {
+        return Err(Failure::Daemon(ManagerError::Failed {
+            name: String::new(),
+            message: "unify ended without a report".into(),
+        }));
+    };
+    if json {
+        render::json(&report);
+    } else if !silent {
+        print!("{}", render::unify(&report));
+        for e in &report.errors {
+            eprintln!("warning: {e}");
+        }
+    }
+    Ok(0)
 }
 
 async fn progress(

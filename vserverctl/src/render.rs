@@ -169,6 +169,77 @@ pub fn stat(st: &proto::StatList) -> String {
     out
 }
 
+/// A byte count for people: `1.5 GiB`.
+fn size(bytes: u64) -> String {
+    let mut v = bytes as f64;
+    for unit in ["B", "KiB", "MiB", "GiB", "TiB"] {
+        if v < 1024.0 || unit == "TiB" {
+            return if unit == "B" {
+                format!("{bytes} B")
+            } else {
+                format!("{v:.1} {unit}")
+            };
+        }
+        v /= 1024.0;
+    }
+    unreachable!()
+}
+
+/// Unify's report as a few lines.
+pub fn unify(r: &proto::UnifyReport) -> String {
+    let verb = if r.dry_run { "would share" } else { "shared" };
+    format!(
+        "unify: {} guests, {} files ({} inodes), {} excluded by the exclude lists\n\
+         hashed {} files ({}); {} known from earlier runs\n\
+         {verb} {} files in {} groups: {}\n\
+         already shared: {} files; changed meanwhile (left alone): {}\n\
+         took {:.1} s{}\n",
+        r.guests.len(),
+        r.files,
+        r.inodes,
+        r.excluded,
+        r.hashed_files,
+        size(r.hashed_bytes),
+        r.cached_files,
+        r.unified_files,
+        r.groups,
+        size(r.unified_bytes),
+        r.already_shared_files,
+        r.changed_files,
+        r.seconds,
+        if r.dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Du's table: a row per guest.
+pub fn du(list: &proto::DiskUsageList) -> String {
+    let mut t = Table::new();
+    t.load_preset(NOTHING);
+    t.set_header(["NAME", "FILES", "SIZE", "ALLOCATED", "SHARED", "OWN"]);
+    for g in &list.guests {
+        t.add_row([
+            g.name.clone(),
+            g.files.to_string(),
+            size(g.apparent_bytes),
+            size(g.allocated_bytes),
+            size(g.shared_bytes),
+            size(g.own_bytes),
+        ]);
+    }
+    let mut s: String = t
+        .to_string()
+        .lines()
+        .map(|l| l.trim_end())
+        .collect::<Vec<_>>()
+        .join("\n");
+    s.push('\n');
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,8 @@ pub struct Options {
     pub config_root: PathBuf,
     pub vdir_base: Option<PathBuf>,
     pub run_dir: PathBuf,
+    /// State kept across reboots (unify's hash store).
+    pub state_dir: PathBuf,
     pub socket: PathBuf,
     /// Group whose members may make read-only calls.
     pub read_gid: Option<u32>,

@@ -17,3 +17,4 @@ pub mod procfs;
 pub mod rpc;
 pub mod stage;
 pub mod sys;
+pub mod unify;

@@ -23,6 +23,9 @@ struct Args {
     /// Runtime state.
     #[arg(long, default_value = "/run/vserverd")]
     run_dir: PathBuf,
+    /// State kept across reboots (unify's content-hash store).
+    #[arg(long, default_value = "/var/lib/vserverd")]
+    state_dir: PathBuf,
     /// The control socket [default: RUN_DIR/control].
     #[arg(long)]
     socket: Option<PathBuf>,
@@ -145,6 +148,7 @@ async fn run(args: Args, activated_fd: Option<OwnedFd>) -> Result<(), String> {
         config_root: args.config_root,
         vdir_base: args.vdir_base,
         run_dir: args.run_dir,
+        state_dir: args.state_dir,
         socket: socket.clone(),
         read_gid,
         cgroup_prefix: args.cgroup_prefix,

@@ -32,6 +32,13 @@
 //! in a depends graph D layers deep, all marked `default`: start and stop all via --mark,
 //! parallel and serial; then the daemon's RSS and idle wake-ups with M configured guests, and
 //! List latency.
+//!
+//! `unify [--guests N]` (root): N copies (`cp -a --reflink=never`) of the cached Debian 12 tree
+//! (scripts/debian-guest.sh) on a fresh XFS loop image, three times over: (A) `vserverctl
+//! unify` with the default exclude lists, cold caches, then again with nothing changed (caches
+//! warm), then `--no-excludes` on top; (B) `duperemove -dr --hashfile` on fresh copies; (C)
+//! `unify --no-excludes` on fresh copies, cold. Prints df's Used minus the empty file
+//! system's after each, against one guest, and the wall times.
 
 use std::time::Instant;
 
@@ -697,6 +704,173 @@ fn bench_watch(args: &[String]) {
     );
 }
 
+/// df's Used of the file system at `p`, after a sync.
+fn used(p: &std::path::Path) -> u64 {
+    nix::unistd::sync();
+    let s = nix::sys::statvfs::statvfs(p).expect("statvfs");
+    (s.blocks() - s.blocks_free()) as u64 * s.fragment_size() as u64
+}
+
+fn drop_caches() {
+    nix::unistd::sync();
+    std::fs::write("/proc/sys/vm/drop_caches", "3\n").expect("drop caches");
+}
+
+/// A daemon whose vdir base is a fresh XFS loop image holding `n` guests, each a full copy
+/// of `tree`; returns it with df's Used of the empty file system and with one guest.
+fn unify_set(tree: &str, n: usize) -> (TestDaemon, u64, u64) {
+    use std::process::Command;
+    let d = TestDaemon::prepare();
+    let img = d.dir.path().join("xfs.img");
+    std::fs::File::create(&img)
+        .expect("image")
+        .set_len(6 << 30)
+        .expect("size");
+    run(Command::new("mkfs.xfs")
+        .args(["-q", "-f", "-m", "reflink=1"])
+        .arg(&img));
+    run(Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&img)
+        .arg(&d.vdir_base));
+    let empty = used(&d.vdir_base);
+    let mut one = 0;
+    for i in 0..n {
+        let name = format!("u{i}");
+        GuestBuilder::new(&name).context(49100 + i as u32).write(&d);
+        let root = d.guest_root(&name);
+        std::fs::remove_dir(&root).expect("rmdir");
+        run(Command::new("cp")
+            .args(["-a", "--reflink=never", tree])
+            .arg(&root));
+        if i == 0 {
+            one = used(&d.vdir_base) - empty;
+        }
+    }
+    (d, empty, one)
+}
+
+fn unmount_set(d: &mut TestDaemon) {
+    d.kill();
+    run(std::process::Command::new("umount").arg(&d.vdir_base));
+}
+
+fn bench_unify(args: &[String]) {
+    use std::process::Command;
+    let n = arg(args, "--guests", 10);
+    let Some(tree) = harness::guest::debian_tree(&[]) else {
+        eprintln!("the Debian tree cannot be built (scripts/debian-guest.sh)");
+        std::process::exit(1);
+    };
+    std::env::set_var("VSERVERD_TEST_LOG", "info");
+    let ctl = harness::bins::vserverctl();
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let unify = |d: &TestDaemon, extra: &[&str]| -> (f64, serde_json::Value) {
+        let t = Instant::now();
+        let o = Command::new(&ctl)
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(["unify", "--all", "--json"])
+            .args(extra)
+            .output()
+            .expect("vserverctl");
+        let secs = t.elapsed().as_secs_f64();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        if let Some(l) = d.log().lines().rev().find(|l| l.contains("unify: phases")) {
+            eprintln!("{}", l.trim());
+        }
+        (secs, serde_json::from_slice(&o.stdout).expect("report"))
+    };
+    let line = |what: &str, secs: Option<f64>, u: u64, one: u64| {
+        println!(
+            "{what:<44} {:>8} used {:>8.1} MiB = {:.2}x one guest",
+            secs.map_or(String::new(), |s| format!("{s:.1} s")),
+            mib(u),
+            u as f64 / one as f64
+        );
+    };
+
+    // A: default excludes, then a re-run, then no excludes.
+    let (mut d, empty, one) = unify_set(&tree, n);
+    d.spawn();
+    println!(
+        "one guest: {:.1} MiB (df Used minus the empty file system's)",
+        mib(one)
+    );
+    line(
+        &format!("{n} copies"),
+        None,
+        used(&d.vdir_base) - empty,
+        one,
+    );
+    drop_caches();
+    let (t_a, r) = unify(&d, &[]);
+    line(
+        "unify, default excludes (cold)",
+        Some(t_a),
+        used(&d.vdir_base) - empty,
+        one,
+    );
+    eprintln!("report: {r}");
+    let (t_a2, r) = unify(&d, &[]);
+    println!(
+        "{:<44} {:>6.2} s = {:.1}% of the first (hashed {} files, {} from the store)",
+        "unify again, nothing changed (warm)",
+        t_a2,
+        100.0 * t_a2 / t_a,
+        r["hashed_files"],
+        r["cached_files"]
+    );
+    let (t, _) = unify(&d, &["--no-excludes"]);
+    line(
+        "then unify --no-excludes",
+        Some(t),
+        used(&d.vdir_base) - empty,
+        one,
+    );
+    unmount_set(&mut d);
+    drop(d);
+
+    // B: duperemove on fresh copies, cold.
+    let (mut d, empty, one) = unify_set(&tree, n);
+    let roots: Vec<_> = (0..n).map(|i| d.guest_root(&format!("u{i}"))).collect();
+    drop_caches();
+    let t = Instant::now();
+    let o = Command::new("duperemove")
+        .args(["-dr", "-q", "--hashfile"])
+        .arg(d.dir.path().join("duperemove.hash"))
+        .args(&roots)
+        .output()
+        .expect("duperemove (apt-get install duperemove)");
+    let t_dup = t.elapsed().as_secs_f64();
+    if !o.status.success() {
+        eprintln!("duperemove: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    line(
+        "duperemove -dr --hashfile (cold)",
+        Some(t_dup),
+        used(&d.vdir_base) - empty,
+        one,
+    );
+    unmount_set(&mut d);
+    drop(d);
+
+    // C: unify --no-excludes on fresh copies, cold: the same scope as duperemove's.
+    let (mut d, empty, one) = unify_set(&tree, n);
+    d.spawn();
+    drop_caches();
+    let (t_c, r) = unify(&d, &["--no-excludes"]);
+    line(
+        "unify --no-excludes (cold)",
+        Some(t_c),
+        used(&d.vdir_base) - empty,
+        one,
+    );
+    eprintln!("report: {r}");
+    println!("unify / duperemove wall time: {:.2}", t_c / t_dup);
+    unmount_set(&mut d);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -708,10 +882,12 @@ fn main() {
         Some("density") => bench_density(&args[1..]),
         Some("net") => bench_net(&args[1..]),
         Some("serve") => serve(&args[1..]),
+        Some("unify") => bench_unify(&args[1..]),
         _ => {
             eprintln!(
                 "usage: vserverd-bench list [--guests N] [--calls N] | calls [--calls N] | \
-                 lifecycle [--iterations N] | many … | watch … | net … | density [--guests N]"
+                 lifecycle [--iterations N] | many … | watch … | net … | density [--guests N] | \
+                 unify [--guests N]"
             );
             std::process::exit(2);
         }

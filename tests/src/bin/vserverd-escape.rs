@@ -238,6 +238,49 @@ fn main() {
                 0,
             ),
         );
+        // Disk limits by project quota hold only if a guest cannot re-tag its own files'
+        // project id, which the owner may do without any capability: set a file's attributes
+        // to the values it has (no change, so it would succeed on any file system that has
+        // them) through the ioctl and through file_setattr(2).
+        let f = libc::open(
+            c("/escape.attr").as_ptr(),
+            libc::O_CREAT | libc::O_RDWR,
+            0o600,
+        );
+        let mut fsx = [0u8; 28];
+        let got = libc::ioctl(
+            f,
+            0x801c_581f, /* FS_IOC_FSGETXATTR */
+            fsx.as_mut_ptr(),
+        );
+        if got < 0 {
+            report(
+                "FS_IOC_FSSETXATTR (re-tag the project id)",
+                false,
+                format!("FS_IOC_FSGETXATTR: {}", errno()),
+            );
+        } else {
+            must_fail(
+                "FS_IOC_FSSETXATTR (re-tag the project id)",
+                libc::ioctl(
+                    f,
+                    0x401c_5820, /* FS_IOC_FSSETXATTR */
+                    fsx.as_mut_ptr(),
+                ) as _,
+            );
+        }
+        let fa = [0u8; 24];
+        must_fail(
+            "file_setattr (re-tag the project id)",
+            libc::syscall(
+                469, /* file_setattr */
+                f,
+                c("").as_ptr(),
+                fa.as_ptr(),
+                fa.len(),
+                libc::AT_EMPTY_PATH,
+            ),
+        );
         if let Some(dev) = &device {
             let fd = libc::open(c(dev).as_ptr(), libc::O_RDONLY);
             must_fail("open a device node in the guest tree", fd as _);

@@ -67,6 +67,7 @@ codes! {
     NetnsInvalid = "netns-invalid": "a netns/ interface without a valid host name, or of a type other than veth",
     NetmodeInvalid = "netmode-invalid": "apps/vserverd/netmode is neither shared nor netns",
     NetmodeHostCaps = "netmode-host-caps": "a shared-stack guest whose bcapabilities grant NET_ADMIN or NET_RAW (the host's own stack)",
+    ExcludeSyntax = "exclude-syntax": "an apps/vunify/exclude line that can never match (not starting with / or *, a prefix alone, a [ without ]), or a list that is not text; unify refuses the call",
 
     // Warnings: the tree is accepted.
     FileUnknown = "file-unknown": "a file or folder vserverd does not know; ignored",

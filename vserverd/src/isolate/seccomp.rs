@@ -6,7 +6,11 @@
 //!   needs no capability at all);
 //! - clone3 answers ENOSYS, since its flags live in memory a filter cannot read; libc then
 //!   falls back to clone, which is checked;
-//! - the keyring calls answer ENOSYS: keyrings are per uid, and guest root is host uid 0.
+//! - the keyring calls answer ENOSYS: keyrings are per uid, and guest root is host uid 0;
+//! - the ioctl FS_IOC_FSSETXATTR (EPERM) and file_setattr (ENOSYS, so tools fall back to the
+//!   ioctl): the owner of a file may change its project id without any capability, so a guest
+//!   could move its files out of its disk-limit project (docs/security.md). Other xflags go
+//!   with it; chattr's +i, +a … (FS_IOC_SETFLAGS) stay.
 //!
 //! One policy, every ABI a guest's programs may use (docs/security.md): on x86-64 both the
 //! native ABI and i386 (32-bit guests, `personality` linux32), each with its own syscall
@@ -39,7 +43,15 @@ pub enum Sys {
     Keyctl,
     AddKey,
     RequestKey,
+    Ioctl,
+    FileSetattr,
 }
+
+/// _IOW('X', 32, struct fsxattr): struct fsxattr is 28 bytes on every ABI (all fields fixed
+/// width), so i386 uses the same request number.
+pub const FS_IOC_FSSETXATTR: u32 = 0x401c_5820;
+/// file_setattr(2) (Linux 6.17): one number on every architecture, as every call since 424.
+const NR_FILE_SETATTR: u32 = 469;
 
 /// What a matching call gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +116,18 @@ pub fn policy(umask: u64) -> Vec<Rule> {
             });
         }
     }
-    for sys in [Sys::Clone3, Sys::Keyctl, Sys::AddKey, Sys::RequestKey] {
+    rules.push(Rule {
+        sys: Sys::Ioctl,
+        when: When::Equals(1, FS_IOC_FSSETXATTR),
+        action: eperm,
+    });
+    for sys in [
+        Sys::Clone3,
+        Sys::Keyctl,
+        Sys::AddKey,
+        Sys::RequestKey,
+        Sys::FileSetattr,
+    ] {
         rules.push(Rule {
             sys,
             when: When::Always,
@@ -144,6 +167,8 @@ fn native(s: Sys) -> Option<u32> {
         Sys::Keyctl => libc::SYS_keyctl,
         Sys::AddKey => libc::SYS_add_key,
         Sys::RequestKey => libc::SYS_request_key,
+        Sys::Ioctl => libc::SYS_ioctl,
+        Sys::FileSetattr => return Some(NR_FILE_SETATTR),
     };
     Some(n as u32)
 }
@@ -164,6 +189,8 @@ fn i386(s: Sys) -> Option<u32> {
         Sys::Keyctl => 288,
         Sys::AddKey => 286,
         Sys::RequestKey => 287,
+        Sys::Ioctl => 54,
+        Sys::FileSetattr => NR_FILE_SETATTR,
     })
 }
 
@@ -357,6 +384,14 @@ mod tests {
             assert_eq!(call(Sys::Clone, libc::SIGCHLD as u64), RET_ALLOW);
             assert_eq!(call(Sys::Clone3, 0), ENOSYS);
             assert_eq!(call(Sys::Keyctl, 0), ENOSYS);
+            assert_eq!(call(Sys::FileSetattr, 0), ENOSYS);
+            let ioctl = |req: u64| run(&prog, nr(Sys::Ioctl), abi.arch, [3, req, 0, 0, 0, 0]);
+            assert_eq!(ioctl(FS_IOC_FSSETXATTR as u64), EPERM);
+            // The kernel takes the request as 32 bits: high bits do not get past.
+            assert_eq!(ioctl(FS_IOC_FSSETXATTR as u64 | 1 << 32), EPERM);
+            // FS_IOC_FSGETXATTR, TCGETS: allowed.
+            assert_eq!(ioctl(0x801c_581f), RET_ALLOW);
+            assert_eq!(ioctl(0x5401), RET_ALLOW);
             // Unlisted calls pass: getpid is 39 on x86-64, 20 on i386.
             assert_eq!(run(&prog, 20, abi.arch, [0; 6]), RET_ALLOW);
             assert_eq!(run(&prog, 39, abi.arch, [0; 6]), RET_ALLOW);

@@ -100,6 +100,7 @@ const AUDITED: &[&str] = &[
     "Delete",
     "Kill",
     "SetUts",
+    "Unify",
 ];
 
 /// One audited call: logged when dropped, with the outcome set last (a connection that goes
@@ -143,6 +144,17 @@ impl<'a> Audit<'a> {
                 }
             }
             "Build" => s("method").unwrap_or_default().to_string(),
+            "Unify" => p
+                .map(|p| {
+                    format!(
+                        "names {} all {} dry_run {} excludes {}",
+                        p.get("names").map(|v| v.to_string()).unwrap_or_default(),
+                        p.get("all").map(|v| v.to_string()).unwrap_or_default(),
+                        p.get("dry_run").map(|v| v.to_string()).unwrap_or_default(),
+                        p.get("excludes").map(|v| v.to_string()).unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default(),
             "Kill" => p
                 .map(|p| {
                     format!(

@@ -19,6 +19,7 @@ pub async fn generate() -> Result<String, String> {
         config_root: "/nonexistent".into(),
         vdir_base: None,
         run_dir: "/nonexistent".into(),
+        state_dir: "/nonexistent".into(),
         socket: "/nonexistent".into(),
         read_gid: None,
         cgroup_prefix: "vserverd".into(),

@@ -140,6 +140,73 @@ impl Manager {
         .boxed()
     }
 
+    /// Unify's reply stream: progress steps (with `more`), then the step `done` with the
+    /// report. The run is a task of its own: it finishes (and saves its hash store) even if
+    /// the caller goes away.
+    fn unify_stream(
+        &self,
+        more: bool,
+        names: Vec<String>,
+        all: bool,
+        dry_run: bool,
+        excludes: bool,
+    ) -> Stream<proto::UnifyReply> {
+        if let Err(e) = self.allow(Access::Write) {
+            return Self::refuse(e);
+        }
+        let d = self.daemon.clone();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            crate::unify::unify(&d, names, all, dry_run, excludes, tx).await
+        });
+        type St = Option<(
+            tokio::sync::mpsc::UnboundedReceiver<proto::UnifyReply>,
+            tokio::task::JoinHandle<Result<proto::UnifyReport, ManagerError>>,
+        )>;
+        let init: St = Some((rx, task));
+        stream::unfold(init, move |st| async move {
+            let (mut rx, task) = st?;
+            loop {
+                match rx.recv().await {
+                    Some(p) if more => {
+                        let r = Reply::new(Some(p)).set_continues(Some(true));
+                        return Some((Ok(r), Some((rx, task))));
+                    }
+                    Some(_) => continue,
+                    None => {
+                        let done = task.await.unwrap_or_else(|e| {
+                            Err(ManagerError::Failed {
+                                name: String::new(),
+                                message: format!("internal error: {e}"),
+                            })
+                        });
+                        let item = done.map(|report| {
+                            let msg = if report.dry_run {
+                                format!(
+                                    "would share {} files, {} bytes",
+                                    report.unified_files, report.unified_bytes
+                                )
+                            } else {
+                                format!(
+                                    "shared {} files, {} bytes",
+                                    report.unified_files, report.unified_bytes
+                                )
+                            };
+                            Reply::new(Some(proto::UnifyReply {
+                                step: "done".into(),
+                                message: msg,
+                                report: Some(report),
+                            }))
+                            .set_continues(Some(false))
+                        });
+                        return Some((item, None));
+                    }
+                }
+            }
+        })
+        .boxed()
+    }
+
     /// Exec and Enter: start the process, reply with its pid and the client's fds, then with
     /// how it ended. `command` None is Enter (the guest's shell).
     fn session(
@@ -236,7 +303,8 @@ impl Manager {
         Progress, proto::Event, Limits, proto::StatList, proto::GuestStat, ExecReply, BuildOptions, proto::AddressConfig,
         proto::MountConfig, proto::LimitConfig, proto::Setting, proto::ConsoleReply,
         proto::GuestProcess, proto::ProcessList, proto::KillReply, proto::GuestCheck,
-        proto::CheckReport
+        proto::CheckReport, proto::UnifyReply, proto::UnifyReport, proto::GuestDiskUsage,
+        proto::DiskUsageList
     ]
 )]
 impl Manager {
@@ -564,6 +632,33 @@ impl Manager {
         self.allow(Access::Write)?;
         let d = self.daemon.clone();
         in_task(async move { guest::delete::delete(&d, &name, stop).await }).await
+    }
+
+    /// Share the blocks of identical regular files of the named guests (or all of them) copy
+    /// on write, through the kernel's dedupe ioctl (util-vserver's vunify/vhashify): XFS with
+    /// reflinks and btrfs only; other file systems are refused, saying why. `excludes` false
+    /// ignores the exclude lists (default: each guest's apps/vunify/exclude, else the one in
+    /// .defaults, else util-vserver's built-in list). With `more`, progress steps; the last
+    /// reply carries the report. `dry_run` reads and hashes but shares nothing.
+    #[zlink(more)]
+    async fn unify(
+        &self,
+        more: bool,
+        names: Vec<String>,
+        all: bool,
+        dry_run: bool,
+        excludes: Option<bool>,
+    ) -> impl futures_util::Stream<Item = Result<Reply<proto::UnifyReply>, ManagerError>> + Unpin
+    {
+        self.unify_stream(more, names, all, dry_run, excludes.unwrap_or(true))
+    }
+
+    /// Each guest's disk use, split into its own blocks and blocks it shares (FIEMAP's shared
+    /// flag): what unification saved shows as shared (util-vserver's vdu).
+    async fn du(&self, names: Vec<String>) -> Result<proto::DiskUsageList, ManagerError> {
+        self.allow(Access::Write)?;
+        let d = self.daemon.clone();
+        in_task(async move { crate::unify::du(&d, names).await }).await
     }
 
     /// Stream guest state changes: starting, running, stopping, stopped, failed, config-changed.

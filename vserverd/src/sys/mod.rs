@@ -16,6 +16,7 @@
 
 pub mod bpf;
 pub mod fd;
+pub mod fs;
 pub mod ns;
 pub mod process;
 

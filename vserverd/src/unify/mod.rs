@@ -1,0 +1,154 @@
+//! Unification (util-vserver's vunify and vhashify) on mainline file systems: identical
+//! regular files of the guests share their blocks copy-on-write through the kernel's dedupe
+//! ioctl, and `du` shows each guest's own and shared space (docs/unify.md).
+//!
+//! `exclude` (the lists) and `plan` (what to hash and share) are pure; `walk` reads the
+//! hostile trees, `store` keeps the hashes between runs, `run` does one run, `du` measures.
+
+pub mod du;
+pub mod exclude;
+pub mod plan;
+pub mod run;
+pub mod store;
+pub mod walk;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use proto::ManagerError;
+
+use crate::config::{Code, ConfigError};
+use crate::daemon::Daemon;
+
+/// The exclude list of a guest: its own `apps/vunify/exclude`, else the one in `.defaults`,
+/// else util-vserver's built-in list (as util-vserver looked them up).
+pub fn rules_for(config_dir: &Path, defaults: &Path) -> Result<exclude::Rules, ConfigError> {
+    for f in [
+        config_dir.join("apps/vunify/exclude"),
+        defaults.join("apps/vunify/exclude"),
+    ] {
+        match std::fs::read(&f) {
+            Ok(b) => {
+                let text = String::from_utf8(b)
+                    .map_err(|_| ConfigError::file(Code::ExcludeSyntax, &f, "not UTF-8 text"))?;
+                return exclude::parse(&text, &f);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(ConfigError::file(Code::FileUnreadable, &f, e.to_string())),
+        }
+    }
+    Ok(exclude::Rules::builtin())
+}
+
+fn failed(name: &str, m: impl Into<String>) -> ManagerError {
+    ManagerError::Failed {
+        name: name.to_string(),
+        message: m.into(),
+    }
+}
+
+/// Which guests a call names: `names`, or every guest with `all`.
+fn selection(d: &Daemon, names: Vec<String>, all: bool) -> Result<Vec<String>, ManagerError> {
+    if all {
+        if !names.is_empty() {
+            return Err(failed("", "give guest names or all, not both"));
+        }
+        return Ok(d.guest_names());
+    }
+    if names.is_empty() {
+        return Err(failed("", "name at least one guest (or all)"));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        d.check_name(&n)?;
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
+/// One run at a time: they share the hash store.
+static RUNNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The Unify call: resolves the guests and their exclude lists, then runs on a blocking
+/// thread, sending progress through `tx`.
+pub async fn unify(
+    d: &Arc<Daemon>,
+    names: Vec<String>,
+    all: bool,
+    dry_run: bool,
+    excludes: bool,
+    tx: tokio::sync::mpsc::UnboundedSender<proto::UnifyReply>,
+) -> Result<proto::UnifyReport, ManagerError> {
+    let names = selection(d, names, all)?;
+    let Ok(_one) = RUNNING.try_lock() else {
+        return Err(failed(
+            "",
+            "a unify runs already; try again when it has finished",
+        ));
+    };
+    let roots = d.roots();
+    let mut guests = Vec::new();
+    for n in &names {
+        let c = d.load(n)?.config;
+        let rules = if excludes {
+            rules_for(&roots.config_root.join(n), &roots.defaults()).map_err(|e| {
+                ManagerError::InvalidConfig {
+                    file: e.file.display().to_string(),
+                    line: e.line,
+                    message: e.message,
+                    code: Some(e.code.as_str().into()),
+                }
+            })?
+        } else {
+            exclude::Rules::none()
+        };
+        guests.push(run::GuestRoot {
+            name: n.clone(),
+            vdir: c.vdir.clone(),
+            rules,
+        });
+    }
+    let req = run::Request {
+        guests,
+        dry_run,
+        store: store::Store::path(&d.opts.state_dir),
+        alive: d.guest_names(),
+    };
+    let t = tx.clone();
+    tokio::task::spawn_blocking(move || {
+        let report = move |step: &str, message: String| {
+            tracing::debug!(step, "unify: {message}");
+            let _ = t.send(proto::UnifyReply {
+                step: step.into(),
+                message,
+                report: None,
+            });
+        };
+        run::run(&req, &report)
+    })
+    .await
+    .map_err(|e| failed("", format!("unify: {e}")))?
+    .map_err(|e| failed("", e.0))
+}
+
+/// The Du call: each guest's usage, measured on blocking threads.
+pub async fn du(d: &Arc<Daemon>, names: Vec<String>) -> Result<proto::DiskUsageList, ManagerError> {
+    let names = selection(d, names, false)?;
+    let mut roots: Vec<(String, PathBuf)> = Vec::new();
+    for n in names {
+        let c = d.load(&n)?.config;
+        roots.push((n, c.vdir));
+    }
+    let mut out = Vec::new();
+    for (n, vdir) in roots {
+        let name = n.clone();
+        let u = tokio::task::spawn_blocking(move || du::usage(&name, &vdir))
+            .await
+            .map_err(|e| failed(&n, format!("du: {e}")))?
+            .map_err(|e| failed(&n, e))?;
+        out.push(u);
+    }
+    Ok(proto::DiskUsageList { guests: out })
+}
