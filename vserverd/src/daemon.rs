@@ -322,10 +322,14 @@ impl Daemon {
                         });
                     }
                 }
+                let mut warnings: Vec<ConfigProblem> = c.warnings.iter().map(problem).collect();
+                if let Some(cfg) = &c.config {
+                    warnings.extend(self.host_warnings(cfg));
+                }
                 proto::GuestCheck {
                     name: n,
                     errors,
-                    warnings: c.warnings.iter().map(problem).collect(),
+                    warnings,
                 }
             })
             .collect();
@@ -589,39 +593,48 @@ impl Daemon {
         proto::StatList { guests }
     }
 
+    /// What the host can give, which the pure config load cannot know: a shared-stack guest's
+    /// nodev addresses the host lacks, and a fallback to a namespace where the host lacks
+    /// cgroup BPF. Said by check, validate and the start alike.
+    fn host_warnings(&self, config: &config::GuestConfig) -> Vec<ConfigProblem> {
+        let mut warnings = Vec::new();
+        if !crate::config::netmode::shared_stack(config) {
+            return warnings;
+        }
+        let planned = crate::guest::sharednet::plan(config, 0).ok();
+        let listing = crate::guest::sharednet::host_addresses().unwrap_or_default();
+        for (rel, message) in planned
+            .iter()
+            .flat_map(|s| crate::guest::sharednet::nodev_warnings(s, &listing))
+        {
+            warnings.push(ConfigProblem {
+                file: config.cfg_dir.join(rel).display().to_string(),
+                line: None,
+                message,
+                code: crate::config::Code::NodevNotLocal.as_str().into(),
+            });
+        }
+        if let Some(why) = crate::guest::sharednet::unusable(self) {
+            let own = config.cfg_dir.join("apps/vserverd/netmode");
+            let file = if own.exists() {
+                own
+            } else {
+                self.roots().defaults().join("apps/vserverd/netmode")
+            };
+            warnings.push(ConfigProblem {
+                file: file.display().to_string(),
+                line: None,
+                message: crate::guest::sharednet::fallback_warning(&why),
+                code: crate::config::Code::NetworkFallback.as_str().into(),
+            });
+        }
+        warnings
+    }
+
     pub fn validate(&self, name: &str) -> Result<Validation, ManagerError> {
         let loaded = self.load(name)?;
         let mut warnings: Vec<ConfigProblem> = loaded.warnings.iter().map(problem).collect();
-        // What the host can give, which the pure config load cannot know.
-        if crate::config::netmode::shared_stack(&loaded.config) {
-            let planned = crate::guest::sharednet::plan(&loaded.config, 0).ok();
-            let listing = crate::guest::sharednet::host_addresses().unwrap_or_default();
-            for (rel, message) in planned
-                .iter()
-                .flat_map(|s| crate::guest::sharednet::nodev_warnings(s, &listing))
-            {
-                warnings.push(ConfigProblem {
-                    file: loaded.config.cfg_dir.join(rel).display().to_string(),
-                    line: None,
-                    message,
-                    code: crate::config::Code::NodevNotLocal.as_str().into(),
-                });
-            }
-            if let Some(why) = crate::guest::sharednet::unusable(self) {
-                let own = loaded.config.cfg_dir.join("apps/vserverd/netmode");
-                let file = if own.exists() {
-                    own
-                } else {
-                    self.roots().defaults().join("apps/vserverd/netmode")
-                };
-                warnings.push(ConfigProblem {
-                    file: file.display().to_string(),
-                    line: None,
-                    message: crate::guest::sharednet::fallback_warning(&why),
-                    code: crate::config::Code::NetworkFallback.as_str().into(),
-                });
-            }
-        }
+        warnings.extend(self.host_warnings(&loaded.config));
         Ok(Validation {
             config: proto::GuestConfig::from(&loaded.config),
             warnings,
