@@ -99,6 +99,15 @@ if [ -f "$DEST/bzImage" ]; then
   echo "$DEST/bzImage"
   exit 0
 fi
+# One build per key at a time (the suite and a test may both ask): the second waits and finds
+# the first's image.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/kernel-$KEY.lock"
+flock 9
+if [ -f "$DEST/bzImage" ]; then
+  echo "$DEST/bzImage"
+  exit 0
+fi
 
 # Build tools (a fresh Debian 12 has gcc and make from scripts/setup.sh).
 need=()

@@ -63,7 +63,10 @@ echo +cpu > $R/cgroup.subtree_control
 mkdir -p $R/lbusy $R/lidle
 if [ "$PATCHED" = yes ]; then
   case $(uname -r) in *-vserverd) ;; *) fail "not the patched kernel: $(uname -r)" ;; esac
-  zcat /proc/config.gz | grep -qx CONFIG_CGROUP_LOADAVG=y || fail "CONFIG_CGROUP_LOADAVG not set"
+  # (grep -q would end the pipe early: zcat's SIGPIPE fails it under pipefail.)
+  for o in CGROUP_LOADAVG COWLINK; do
+    [ "$(zcat /proc/config.gz | grep -cx "CONFIG_$o=y")" = 1 ] || fail "CONFIG_$o not set"
+  done
   [ -f $R/lbusy/cpu.loadavg ] || fail "no cpu.loadavg in a cgroup with the cpu controller"
   [ ! -f $R/cpu.loadavg ] || fail "cpu.loadavg on the root cgroup"
   for i in 1 2; do sh -c "echo \$\$ > $R/lbusy/cgroup.procs; exec sh -c 'while :; do :; done'" & done
