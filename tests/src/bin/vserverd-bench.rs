@@ -12,7 +12,7 @@
 //! 10 and with 1000 configured guests side by side (interleaved daemons): a per-guest call
 //! must cost the same whatever the guest count.
 //!
-//! `density [--guests N]` (root): N busybox guests (one shared root, each with a memory and a
+//! `density [--guests N] [--host-net]` (root): N busybox guests (one shared root, each with a memory and a
 //! pids limit, the default network: loopback only) started and stopped all at once with the
 //! default parallelism; prints one table: start and stop times, host memory per guest beyond
 //! the guests' own (the drop in MemAvailable less the guests' proportional set size, over N),
@@ -548,6 +548,9 @@ fn wakeups(pids: &[u32]) -> u64 {
 
 fn bench_density(args: &[String]) {
     let n = arg(args, "--guests", 1000);
+    // --host-net: the guests on the host's network stack (nonetns), to see what the default
+    // loopback-only namespace costs.
+    let host_net = args.iter().any(|a| a == "--host-net");
     std::env::set_var("VSERVERD_TEST_LOG", "warn");
     let mut d = TestDaemon::prepare();
     let root = d.vdir_base.join("shared");
@@ -559,6 +562,7 @@ fn bench_density(args: &[String]) {
             .file("apps/init/mark", "dense\n")
             .file("cgroup/memory.limit_in_bytes", "67108864\n")
             .file("cgroup/pids.max", "64\n");
+        let g = if host_net { g.file("nonetns", "") } else { g };
         on_shared_root(&d, g, &format!("d{i:04}"), &root);
     }
     d.spawn();
@@ -659,7 +663,14 @@ fn bench_density(args: &[String]) {
         })
         .count();
     let left_ptys = read_num("/proc/sys/kernel/pty/nr").saturating_sub(ptys_before);
-    println!("density: {n} busybox guests (64 MiB, 64 pids each; loopback-only network), default parallelism");
+    println!(
+        "density: {n} busybox guests (64 MiB, 64 pids each; {}), default parallelism",
+        if host_net {
+            "the host's network stack"
+        } else {
+            "loopback-only network"
+        }
+    );
     println!("  start all                         {up:8.2} s");
     println!("  stop all                          {down:8.2} s");
     println!("  host memory per guest (beyond its own PSS) {per_guest_kb:8.0} kB   (MemAvailable drop {} MB, guests' PSS {} MB)",
