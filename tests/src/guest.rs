@@ -246,3 +246,32 @@ pub fn http_get(d: &TestDaemon, name: &str) -> String {
         "exec 3<>/dev/tcp/127.0.0.1/80; printf 'GET / HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3; cat <&3",
     ])
 }
+
+/// `n` guests named `prefix000`… with context ids from `first_context`, each limited as a
+/// hosting provider would (64 MiB, 64 pids), plain init, marked `mark`, all on the one busybox
+/// `root` (their vdir a link to it): what the density benchmark and the scale test start.
+pub fn limited_guests_on_one_root(
+    d: &crate::TestDaemon,
+    prefix: &str,
+    n: usize,
+    first_context: u32,
+    mark: &str,
+    root: &Path,
+    extra: &[(&str, &str)],
+) {
+    for i in 0..n {
+        let name = format!("{prefix}{i:03}");
+        let mut g = GuestBuilder::new(&name)
+            .context(first_context + i as u32)
+            .file("apps/init/style", "plain\n")
+            .file("apps/init/mark", &format!("{mark}\n"))
+            .file("cgroup/memory.limit_in_bytes", "67108864\n")
+            .file("cgroup/pids.max", "64\n");
+        for (f, c) in extra {
+            g = g.file(f, c);
+        }
+        let cfg = g.write(d);
+        let _ = std::fs::remove_dir(d.vdir_base.join(&name));
+        std::os::unix::fs::symlink(root, cfg.join("vdir")).unwrap();
+    }
+}

@@ -132,17 +132,7 @@ fn two_hundred_running_guests_cost_nothing_per_call_and_leave_nothing_behind() {
     let mut d = TestDaemon::prepare();
     let root = d.vdir_base.join("shared");
     harness::guest::busybox_root(&root);
-    for i in 0..N {
-        let cfg = GuestBuilder::new(&format!("r{i:03}"))
-            .context(49000 + i as u32)
-            .file("apps/init/style", "plain\n")
-            .file("apps/init/mark", "dense\n")
-            .file("cgroup/memory.limit_in_bytes", "67108864\n")
-            .file("cgroup/pids.max", "64\n")
-            .write(&d);
-        let _ = std::fs::remove_dir(d.vdir_base.join(format!("r{i:03}")));
-        std::os::unix::fs::symlink(&root, cfg.join("vdir")).unwrap();
-    }
+    harness::guest::limited_guests_on_one_root(&d, "r", N, 49000, "dense", &root, &[]);
     d.spawn();
     let netns_before = net_namespaces().len();
     let ptys_before = read_num("/proc/sys/kernel/pty/nr");

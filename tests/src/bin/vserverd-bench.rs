@@ -555,16 +555,8 @@ fn bench_density(args: &[String]) {
     let mut d = TestDaemon::prepare();
     let root = d.vdir_base.join("shared");
     harness::guest::busybox_root(&root);
-    for i in 0..n {
-        let g = GuestBuilder::new(&format!("d{i:04}"))
-            .context(20000 + i as u32)
-            .file("apps/init/style", "plain\n")
-            .file("apps/init/mark", "dense\n")
-            .file("cgroup/memory.limit_in_bytes", "67108864\n")
-            .file("cgroup/pids.max", "64\n");
-        let g = if host_net { g.file("nonetns", "") } else { g };
-        on_shared_root(&d, g, &format!("d{i:04}"), &root);
-    }
+    let extra: &[(&str, &str)] = if host_net { &[("nonetns", "")] } else { &[] };
+    harness::guest::limited_guests_on_one_root(&d, "d", n, 20000, "dense", &root, extra);
     d.spawn();
     let run_ctl = |a: &[&str]| timed_ctl(&d, a);
     let ours = |cg: &str| cg.contains(&format!("/{}/", d.cgroup_prefix));
