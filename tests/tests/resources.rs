@@ -772,7 +772,7 @@ fn virt_cpu_and_virt_load_show_the_guests_cpus_and_its_own_load() {
 
     // Work in the guest, then /proc/stat's time is the guest's (cpuacct), on its one CPU.
     let sh = |g: &str, script: &str| d.ctl_ok(&["exec", g, "--", "sh", "-c", script]);
-    sh("vc", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done");
+    sh("vc", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done");
     let stat = cat("vc", "/proc/stat");
     let cpu: Vec<u64> = stat
         .lines()

@@ -76,8 +76,11 @@ fn ticks(ns: u64) -> u64 {
     ns / (1_000_000_000 / hz)
 }
 
-/// The CPU time used per visible CPU, (user, system) ticks.
-fn used(layout: &Layout, cpus: &[usize]) -> Vec<(u64, u64)> {
+/// The CPU time used per visible CPU, (user, system) ticks. Per CPU on v1 when the guest sees
+/// every CPU it may run on; when a quota narrowed what it sees (it still runs on any CPU of
+/// its cpuset) or on v2 (no per-CPU usage), its total spread evenly over the visible CPUs, so
+/// no time it used is lost.
+fn used(layout: &Layout, cpus: &[usize], runs_on: usize) -> Vec<(u64, u64)> {
     let Some((h, dir)) = dir_of(layout, "cpuacct") else {
         return vec![(0, 0); cpus.len()];
     };
@@ -94,6 +97,15 @@ fn used(layout: &Layout, cpus: &[usize]) -> Vec<(u64, u64)> {
             per("cpuacct.usage_percpu_sys"),
         );
         let all = per("cpuacct.usage_percpu");
+        if runs_on > cpus.len() {
+            let n = cpus.len().max(1) as u64;
+            let (u, s) = if user.is_empty() {
+                (all.iter().sum::<u64>(), 0)
+            } else {
+                (user.iter().sum::<u64>(), sys.iter().sum::<u64>())
+            };
+            return vec![(ticks(u / n), ticks(s / n)); cpus.len()];
+        }
         return cpus
             .iter()
             .map(|&c| match (user.get(c), sys.get(c)) {
@@ -163,7 +175,7 @@ pub fn of_cgroup(cgroup: &str) -> CpuFigures {
         .and_then(|(_, dir)| read(&dir.join("cpu.loadavg")))
         .and_then(|s| cpuview::parse_loadavg(&s));
     let cpus = cpuview::visible(&cpuset, q);
-    let used = used(&layout, &cpus);
+    let used = used(&layout, &cpus, cpuset.len());
     let (running, threads) = dir_of(&layout, "pids")
         .or_else(|| dir_of(&layout, "cpu"))
         .map_or((0, 0), |(h, dir)| threads(h, &dir));
