@@ -447,10 +447,10 @@ async fn unify_progress(
     }
     result?;
     let Some(report) = report else {
-        return Err(Failure::Daemon(ManagerError::Failed {
-            name: String::new(),
-            message: "unify ended without a report".into(),
-        }));
+        return Err(Failure::Daemon(ManagerError::failed(
+            String::new(),
+            "unify ended without a report",
+        )));
     };
     if json {
         render::json(&report);

@@ -1,13 +1,14 @@
 //! vserverd: Linux-VServer guests on a mainline kernel.
 //!
 //! `config` parses /etc/vservers trees (pure), `rpc` serves the varlink interface, `daemon`
-//! holds the shared state.
+//! holds the shared state, `error` the typed error of a failed lifecycle step.
 
 pub mod bpf;
 pub mod config;
 pub mod console;
 pub mod daemon;
 pub mod detached;
+pub mod error;
 pub mod fault;
 pub mod guest;
 pub mod instance;

@@ -127,7 +127,7 @@ pub fn forget_reboot(run_dir: &std::path::Path, name: &str) {
 }
 
 async fn restart_after_reboot(d: &Arc<Daemon>, name: &str) {
-    let p = crate::daemon::Progress::none();
+    let p = crate::guest::progress::Progress::none();
     if let Err(e) = super::start::start(d, name, &p).await {
         tracing::warn!(guest = name, "restart after reboot failed: {e}");
     }

@@ -12,8 +12,9 @@ use proto::{GuestState, ManagerError};
 use tokio::sync::Semaphore;
 
 use super::depends::{self, Graph};
-use crate::daemon::{Daemon, Progress};
+use crate::daemon::Daemon;
 use crate::guest;
+use crate::guest::progress::Progress;
 
 /// How one guest's job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,18 +257,11 @@ pub async fn start(
                     _ => "not started".into(),
                 },
             }),
-            Some(Outcome::Failed(e)) => Err(ManagerError::Failed {
-                name,
-                message: e.clone(),
-            }),
+            Some(Outcome::Failed(e)) => Err(ManagerError::failed(name, e.clone())),
             _ => Ok(()),
         },
-        Selection::Mark(m) => {
-            summary("started", set.len(), &out).map_err(|message| ManagerError::Failed {
-                name: format!("mark {m}"),
-                message,
-            })
-        }
+        Selection::Mark(m) => summary("started", set.len(), &out)
+            .map_err(|message| ManagerError::failed(format!("mark {m}"), message)),
     }
 }
 
@@ -296,10 +290,8 @@ pub async fn stop_mark(
         async move { guest::stop::stop(&d, &n, &p).await.map_err(without_name) }
     };
     let out = run_dag(&set, &dependents, parallel, false, job).await;
-    summary("stopped", set.len(), &out).map_err(|message| ManagerError::Failed {
-        name: format!("mark {mark}"),
-        message,
-    })
+    summary("stopped", set.len(), &out)
+        .map_err(|message| ManagerError::failed(format!("mark {mark}"), message))
 }
 
 #[cfg(test)]

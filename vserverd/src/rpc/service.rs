@@ -15,8 +15,9 @@ use proto::{
 use zlink::Reply;
 
 use super::auth::{Access, Peer};
-use crate::daemon::{Daemon, Progress as Steps};
+use crate::daemon::Daemon;
 use crate::guest;
+use crate::guest::progress::Progress as Steps;
 use crate::orchestrate::many::{self, Selection};
 
 /// Guests started or stopped at once by the marked calls, unless the caller says otherwise.
@@ -33,10 +34,10 @@ async fn in_task<T: Send + 'static>(
     f: impl std::future::Future<Output = Result<T, ManagerError>> + Send + 'static,
 ) -> Result<T, ManagerError> {
     tokio::spawn(f).await.unwrap_or_else(|e| {
-        Err(ManagerError::Failed {
-            name: String::new(),
-            message: format!("internal error: {e}"),
-        })
+        Err(ManagerError::failed(
+            String::new(),
+            format!("internal error: {e}"),
+        ))
     })
 }
 
@@ -117,10 +118,10 @@ impl Manager {
                         }
                         None => {
                             let done = task.await.unwrap_or_else(|e| {
-                                Err(ManagerError::Failed {
-                                    name: name.clone(),
-                                    message: format!("internal error: {e}"),
-                                })
+                                Err(ManagerError::failed(
+                                    name.clone(),
+                                    format!("internal error: {e}"),
+                                ))
                             });
                             let item = done.map(|()| {
                                 let last = pending.unwrap_or(Progress {
@@ -175,10 +176,10 @@ impl Manager {
                     Some(_) => continue,
                     None => {
                         let done = task.await.unwrap_or_else(|e| {
-                            Err(ManagerError::Failed {
-                                name: String::new(),
-                                message: format!("internal error: {e}"),
-                            })
+                            Err(ManagerError::failed(
+                                String::new(),
+                                format!("internal error: {e}"),
+                            ))
                         });
                         let item = done.map(|report| {
                             let msg = if report.dry_run {
@@ -224,12 +225,11 @@ impl Manager {
             return refuse(e);
         }
         if !more {
-            return refuse(ManagerError::Failed {
+            return refuse(ManagerError::failed(
                 name,
-                message: "Exec and Enter reply twice (the fds, then the exit status): call \
-                          them with more"
-                    .into(),
-            });
+                "Exec and Enter reply twice (the fds, then the exit status): call \
+                          them with more",
+            ));
         }
         let d = self.daemon.clone();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -271,10 +271,10 @@ impl Manager {
                         },
                         Err(e) => {
                             let _ = tx.send((
-                                Err(ManagerError::Failed {
-                                    name: name.clone(),
-                                    message: format!("waiting for the command: {e}"),
-                                }),
+                                Err(ManagerError::failed(
+                                    name.clone(),
+                                    format!("waiting for the command: {e}"),
+                                )),
                                 vec![],
                             ));
                             return;
@@ -326,17 +326,14 @@ impl Manager {
         // It reads /proc for every guest process: on a blocking thread, two at a time, so a
         // caller spamming it never stalls the thread that serves every connection.
         static STATS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-        let _permit = STATS.acquire().await.map_err(|e| ManagerError::Failed {
-            name: String::new(),
-            message: e.to_string(),
-        })?;
+        let _permit = STATS
+            .acquire()
+            .await
+            .map_err(|e| ManagerError::failed(String::new(), e.to_string()))?;
         let d = self.daemon.clone();
         tokio::task::spawn_blocking(move || d.stat())
             .await
-            .map_err(|e| ManagerError::Failed {
-                name: String::new(),
-                message: format!("stat: {e}"),
-            })
+            .map_err(|e| ManagerError::failed(String::new(), format!("stat: {e}")))
     }
 
     /// Parse a guest's config tree: the typed config and its warnings, or InvalidConfig naming the
@@ -363,10 +360,7 @@ impl Manager {
         // Every guest's tree is read: on a blocking thread, not the one serving connections.
         tokio::task::spawn_blocking(move || d.check(name.as_deref()))
             .await
-            .map_err(|e| ManagerError::Failed {
-                name: String::new(),
-                message: format!("check: {e}"),
-            })?
+            .map_err(|e| ManagerError::failed(String::new(), format!("check: {e}")))?
     }
 
     /// Start a guest (and the dependencies that are not running); with `more`, report progress;
@@ -510,14 +504,8 @@ impl Manager {
             let n = name.clone();
             let fd = tokio::task::spawn_blocking(move || crate::console::attach(&run_dir, &n))
                 .await
-                .map_err(|e| ManagerError::Failed {
-                    name: name.clone(),
-                    message: e.to_string(),
-                })?
-                .map_err(|message| ManagerError::Failed {
-                    name: name.clone(),
-                    message,
-                })?;
+                .map_err(|e| ManagerError::failed(name.clone(), e.to_string()))?
+                .map_err(|message| ManagerError::failed(name.clone(), message))?;
             let log = crate::console::log_path(&d.opts.run_dir, &name);
             Ok((
                 proto::ConsoleReply {
@@ -563,19 +551,16 @@ impl Manager {
         self.allow(Access::Read)?;
         // Reads every guest's cgroup.procs: like Stat, two at a time on blocking threads.
         static PROCS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-        let _permit = PROCS.acquire().await.map_err(|e| ManagerError::Failed {
-            name: String::new(),
-            message: e.to_string(),
-        })?;
+        let _permit = PROCS
+            .acquire()
+            .await
+            .map_err(|e| ManagerError::failed(String::new(), e.to_string()))?;
         let d = self.daemon.clone();
         tokio::task::spawn_blocking(move || proto::ProcessList {
             processes: guest::procs::processes(&d),
         })
         .await
-        .map_err(|e| ManagerError::Failed {
-            name: String::new(),
-            message: format!("processes: {e}"),
-        })
+        .map_err(|e| ManagerError::failed(String::new(), format!("processes: {e}")))
     }
 
     /// Send `signal` to host pids of a running guest, each checked to be the guest's (vkill);
@@ -591,10 +576,7 @@ impl Manager {
         in_task(async move {
             tokio::task::spawn_blocking(move || guest::procs::kill(&d, &name, &pids, signal))
                 .await
-                .map_err(|e| ManagerError::Failed {
-                    name: String::new(),
-                    message: format!("kill: {e}"),
-                })?
+                .map_err(|e| ManagerError::failed(String::new(), format!("kill: {e}")))?
                 .map(|signalled| proto::KillReply { signalled })
         })
         .await
@@ -672,10 +654,10 @@ impl Manager {
         }
         if !more {
             // A stream of events has no last reply: without `more` there is nothing to say.
-            return Self::refuse(ManagerError::Failed {
-                name: String::new(),
-                message: "Events needs a call with more".into(),
-            });
+            return Self::refuse(ManagerError::failed(
+                String::new(),
+                "Events needs a call with more",
+            ));
         }
         let rx = self.daemon.guests.subscribe();
         stream::unfold(rx, |mut rx| async move {

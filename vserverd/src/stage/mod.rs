@@ -24,6 +24,7 @@ use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 
+use crate::error::{StepError, StepResult};
 use crate::isolate::{caps, mount, pidfd, process, seccomp};
 use crate::sys;
 use plan::{CgroupJoin, Confinement, JoinPlan, Plan, Prepare, Report, StartPlan};
@@ -92,7 +93,7 @@ impl Channels {
     }
 }
 
-type Result<T> = std::result::Result<T, String>;
+type Result<T> = std::result::Result<T, StepError>;
 
 /// Entry point of `vserverd __stage`.
 pub fn main() -> std::process::ExitCode {
@@ -146,13 +147,12 @@ pub fn main() -> std::process::ExitCode {
     use std::io::Read;
     let parsed = std::fs::File::from(plan_fd)
         .read_to_end(&mut raw)
-        .map_err(|e| e.to_string())
-        .and_then(|_| serde_json::from_slice::<Plan>(&raw).map_err(|e| e.to_string()));
+        .step("stage.plan")
+        .and_then(|_| serde_json::from_slice::<Plan>(&raw).step("stage.plan"));
     let plan: Plan = match parsed {
         Ok(p) => p,
         Err(e) => {
-            ch.trusted
-                .send(&Report::Error(format!("stage: bad plan: {e}")));
+            ch.trusted.send(&Report::Error(e.doing("stage: bad plan")));
             return std::process::ExitCode::FAILURE;
         }
     };
@@ -183,8 +183,9 @@ fn enter_cgroups(joins: &[CgroupJoin]) -> Result<Option<OwnedFd>> {
     let mut v2 = None;
     for j in joins {
         if j.v2 {
-            let f = std::fs::File::open(&j.dir)
-                .map_err(|e| format!("opening cgroup {}: {e}", j.dir.display()))?;
+            let f = std::fs::File::open(&j.dir).step_doing("stage.cgroups", || {
+                format!("opening cgroup {}", j.dir.display())
+            })?;
             v2 = Some(OwnedFd::from(f));
         } else {
             join_v1(j)?;
@@ -199,7 +200,9 @@ fn enter_cgroups(joins: &[CgroupJoin]) -> Result<Option<OwnedFd>> {
 /// (measured: ten v1 joins 0.55 ms through `tasks`, 6 ms through cgroup.procs).
 fn join_v1(j: &CgroupJoin) -> Result<()> {
     let f = j.dir.join("tasks");
-    std::fs::write(&f, "0").map_err(|e| format!("joining cgroup {}: {e}", f.display()))
+    std::fs::write(&f, "0").step_doing("stage.cgroups", || {
+        format!("joining cgroup {}", f.display())
+    })
 }
 
 /// clone(CLONE_PARENT): a fork whose parent is the daemon, born in the v2 cgroup `into` if
@@ -219,8 +222,9 @@ fn clone_parent(into: Option<&OwnedFd>) -> Result<i32> {
 
 /// A failed clone, said in terms of its likely cause: EAGAIN is the guest's process limit
 /// (its cgroup's pids.max, or RLIMIT_NPROC), ENOSYS or EINVAL a kernel older than 5.7.
-fn clone_error(what: &str, e: std::io::Error) -> String {
-    match e.raw_os_error() {
+fn clone_error(what: &str, e: std::io::Error) -> StepError {
+    let errno = e.raw_os_error();
+    let text = match errno {
         Some(libc::EAGAIN) => format!(
             "no new process in the guest: its process limit is reached (cgroup pids.max or \
              rlimits/nproc; {what}: {e})"
@@ -229,6 +233,10 @@ fn clone_error(what: &str, e: std::io::Error) -> String {
             format!("{what} (needs Linux 5.7 or later): {e}")
         }
         _ => format!("{what}: {e}"),
+    };
+    StepError {
+        errno,
+        ..StepError::refused("stage.clone", text)
     }
 }
 
@@ -241,7 +249,7 @@ fn start(p: &StartPlan, ch: &mut Channels) -> Result<()> {
     ch.trusted.mark("cgroups joined");
     crate::fault::point("stage.cgroups")?;
     if p.time_ns {
-        process::unshare_time().map_err(|e| e.0)?;
+        process::unshare_time().step("stage.namespaces")?;
     }
     // The cgroup namespace is made by PID 1, once it is in every cgroup of the guest.
     let mut flags =
@@ -251,16 +259,20 @@ fn start(p: &StartPlan, ch: &mut Channels) -> Result<()> {
         flags |= libc::CLONE_NEWNET;
     }
     if let Some(ns) = &p.netns {
-        let f = std::fs::File::open(ns)
-            .map_err(|e| format!("network namespace {}: {e}", ns.display()))?;
+        let f = std::fs::File::open(ns).step_doing("stage.namespaces", || {
+            format!("network namespace {}", ns.display())
+        })?;
         nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("joining network namespace {}: {e}", ns.display()))?;
+            .step_doing("stage.namespaces", || {
+                format!("joining network namespace {}", ns.display())
+            })?;
     }
     nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(flags))
-        .map_err(|e| format!("unshare namespaces: {e}"))?;
+        .step_doing("stage.namespaces", || "unshare namespaces".into())?;
     if loopback {
-        crate::isolate::net::loopback_up()
-            .map_err(|e| format!("loopback in the guest's network namespace: {e}"))?;
+        crate::isolate::net::loopback_up().step_doing("stage.namespaces", || {
+            "loopback in the guest's network namespace".into()
+        })?;
     }
     ch.trusted.mark("namespaces made");
     crate::fault::point("stage.namespaces")?;
@@ -286,23 +298,23 @@ fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infalli
     // that died on the way by this name, since both close the guest's channel.
     let _ = sys::process::set_name(GUEST_INIT_NAME);
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-        .map_err(|e| format!("unshare cgroup namespace: {e}"))?;
-    mount::make_private().map_err(|e| e.to_string())?;
-    mount::bind_root(&p.vdir).map_err(|e| e.to_string())?;
-    let root = mount::Root::open(&p.vdir).map_err(|e| e.to_string())?;
-    mount::setup_dev(&root, p.console.as_deref()).map_err(|e| e.to_string())?;
+        .step_doing("stage.namespaces", || "unshare cgroup namespace".into())?;
+    mount::make_private().step("stage.mounts")?;
+    mount::bind_root(&p.vdir).step("stage.mounts")?;
+    let root = mount::Root::open(&p.vdir).step("stage.mounts")?;
+    mount::setup_dev(&root, p.console.as_deref()).step("stage.mounts")?;
     out.mark("/dev made");
     for m in &p.mounts {
-        mount::mount_entry(&root, m).map_err(|e| e.to_string())?;
+        mount::mount_entry(&root, m).step("stage.mounts")?;
     }
     out.mark("fstab mounted");
     crate::fault::point("stage.mounts")?;
-    mount::bind_proc_files(&root, &p.proc_files).map_err(|e| e.to_string())?;
+    mount::bind_proc_files(&root, &p.proc_files).step("stage.mounts")?;
     if let Some(cg) = p.systemd_cgroup {
-        mount::systemd_api(&root, cg == plan::SystemdCgroup::Unified).map_err(|e| e.to_string())?;
+        mount::systemd_api(&root, cg == plan::SystemdCgroup::Unified).step("stage.mounts")?;
     }
     drop(root);
-    mount::pivot(&p.vdir).map_err(|e| e.to_string())?;
+    mount::pivot(&p.vdir).step("stage.pivoted")?;
     out.mark("pivoted");
     crate::fault::point("stage.pivoted")?;
     // From here on every path is inside the guest: its symlinks can only point into it.
@@ -314,13 +326,13 @@ fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infalli
         // Best effort, as fakerunlevel was: a guest without utmp support still starts.
         let _ = process::write_runlevel("/var/run/utmp", rl);
     }
-    process::set_uts(p.nodename.as_deref(), p.domainname.as_deref()).map_err(|e| e.0)?;
+    process::set_uts(p.nodename.as_deref(), p.domainname.as_deref()).step("stage.names")?;
     confine(&p.cfg_dir, &p.confinement, p.reaper)?;
     out.mark("confined");
     crate::fault::point("stage.confined")?;
     let env = cstrings(&p.env)?;
     if p.reaper {
-        reaper::run(&p.argv, &env, out)
+        reaper::run(&p.argv, &env, out).step("stage.reaper")
     } else {
         Err(exec(&p.argv, &env, false))
     }
@@ -384,34 +396,37 @@ fn confine(cfg_dir: &std::path::Path, c: &Confinement, drop_permitted: bool) -> 
             }
         })
         .collect();
-    process::apply_ulimits(cfg_dir, &ulimits).map_err(|e| e.0)?;
+    process::apply_ulimits(cfg_dir, &ulimits).step("stage.confined")?;
     if let Some(n) = c.nice {
-        process::set_nice(n).map_err(|e| e.0)?;
+        process::set_nice(n).step("stage.confined")?;
     }
     if let Some((class, prio)) = c.ionice {
-        process::set_ionice(class, prio).map_err(|e| e.0)?;
+        process::set_ionice(class, prio).step("stage.confined")?;
     }
     if let Some(pers) = c.personality {
-        process::set_personality(pers).map_err(|e| e.0)?;
+        process::set_personality(pers).step("stage.confined")?;
     }
     sys::process::umask(0o022);
     // seccomp first: without no_new_privs it needs CAP_SYS_ADMIN, which the next step drops.
-    let filter = seccomp::filter(c.umask).map_err(|e| e.to_string())?;
-    seccomp::install(&filter).map_err(|e| e.to_string())?;
-    caps::restrict(c.bcaps, drop_permitted).map_err(|e| e.to_string())?;
+    let filter = seccomp::filter(c.umask).step("stage.confined")?;
+    seccomp::install(&filter).step("stage.confined")?;
+    caps::restrict(c.bcaps, drop_permitted).step("stage.confined")?;
     Ok(())
 }
 
 fn cstrings(v: &[String]) -> Result<Vec<CString>> {
     v.iter()
-        .map(|s| CString::new(s.as_str()).map_err(|_| format!("NUL byte in {s:?}")))
+        .map(|s| {
+            CString::new(s.as_str())
+                .map_err(|_| StepError::refused("stage.exec", format!("NUL byte in {s:?}")))
+        })
         .collect()
 }
 
 /// execs argv[0] (searched in PATH of `env` when `search`); returns the error.
-fn exec(argv: &[String], env: &[CString], search: bool) -> String {
+fn exec(argv: &[String], env: &[CString], search: bool) -> StepError {
     let Some(prog) = argv.first() else {
-        return "no command to run".into();
+        return StepError::refused("stage.exec", "no command to run");
     };
     let args = match cstrings(argv) {
         Ok(a) => a,
@@ -433,27 +448,39 @@ fn exec(argv: &[String], env: &[CString], search: bool) -> String {
         prog.clone()
     };
     let Ok(cpath) = CString::new(path.as_str()) else {
-        return format!("NUL byte in {path:?}");
+        return StepError::refused("stage.exec", format!("NUL byte in {path:?}"));
     };
     let e = nix::unistd::execve(&cpath, &args, env).unwrap_err();
-    format!("cannot execute {path} in the guest: {}", e.desc())
+    StepError {
+        errno: Some(e as i32),
+        path: Some(path.clone().into()),
+        ..StepError::refused(
+            "stage.exec",
+            format!("cannot execute {path} in the guest: {}", e.desc()),
+        )
+    }
 }
 
 /// Mount injection: the detached binds are made here, in the host's mount namespace (where
 /// the sources are), then placed in the guest's after setns. Single-threaded, as setns into a
 /// mount namespace requires.
 fn rebind(p: &plan::RebindPlan, out: &mut Reporter) -> Result<()> {
-    let fd = pidfd::open(p.init_pid).map_err(|e| format!("guest init {}: {e}", p.init_pid))?;
+    let fd = pidfd::open(p.init_pid)
+        .step_doing("rebind.enter", || format!("guest init {}", p.init_pid))?;
     if pidfd::start_time(p.init_pid) != Some(p.init_start_time) {
-        return Err(format!("guest {} is no longer running", p.name));
+        return Err(StepError::refused(
+            "rebind.enter",
+            format!("guest {} is no longer running", p.name),
+        ));
     }
     let trees = p
         .proc_files
         .iter()
-        .map(|(name, src)| Ok((name, mount::detached_bind(src).map_err(|e| e.to_string())?)))
+        .map(|(name, src)| Ok((name, mount::detached_bind(src).step("rebind.bind")?)))
         .collect::<Result<Vec<_>>>()?;
-    sys::ns::setns_pidfd(&fd, libc::CLONE_NEWNS)
-        .map_err(|e| format!("entering the mount namespace of guest {}: {e}", p.name))?;
+    sys::ns::setns_pidfd(&fd, libc::CLONE_NEWNS).step_doing("rebind.enter", || {
+        format!("entering the mount namespace of guest {}", p.name)
+    })?;
     for (name, tree) in &trees {
         let at = mount::served_target(name);
         // A guest without /sys had nothing bound there at start (a dead FUSE bind answers
@@ -461,7 +488,7 @@ fn rebind(p: &plan::RebindPlan, out: &mut Reporter) -> Result<()> {
         let absent = matches!(std::fs::symlink_metadata(&at),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound);
         if !absent {
-            mount::attach_detached(tree, &at).map_err(|e| e.to_string())?;
+            mount::attach_detached(tree, &at).step("rebind.bind")?;
         }
     }
     out.send(&Report::Returned(0));
@@ -469,9 +496,13 @@ fn rebind(p: &plan::RebindPlan, out: &mut Reporter) -> Result<()> {
 }
 
 fn join(p: &JoinPlan, ch: &mut Channels) -> Result<()> {
-    let fd = pidfd::open(p.init_pid).map_err(|e| format!("guest init {}: {e}", p.init_pid))?;
+    let fd = pidfd::open(p.init_pid)
+        .step_doing("join.enter", || format!("guest init {}", p.init_pid))?;
     if pidfd::start_time(p.init_pid) != Some(p.init_start_time) {
-        return Err(format!("guest {} is no longer running", p.name));
+        return Err(StepError::refused(
+            "join.enter",
+            format!("guest {} is no longer running", p.name),
+        ));
     }
     // The v2 cgroup without a migration (see join_v1): a helper is born in it, in the host's
     // cgroup namespace still (with nsdelegate, a clone into a cgroup outside the caller's
@@ -493,8 +524,9 @@ fn join(p: &JoinPlan, ch: &mut Channels) -> Result<()> {
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWTIME;
     // One setns with a pidfd enters all these namespaces of the target at once.
-    sys::ns::setns_pidfd(&fd, flags)
-        .map_err(|e| format!("entering the namespaces of guest {}: {e}", p.name))?;
+    sys::ns::setns_pidfd(&fd, flags).step_doing("join.enter", || {
+        format!("entering the namespaces of guest {}", p.name)
+    })?;
     drop(fd);
     // Confined before the process exists in the guest: guest root may ptrace what it sees.
     confine(std::path::Path::new("/"), &p.confinement, true)?;
@@ -518,7 +550,7 @@ fn join(p: &JoinPlan, ch: &mut Channels) -> Result<()> {
             };
             let e = match env {
                 Ok(env) => exec(&p.argv, &env, true),
-                Err(e) => format!("suexec: {e}"),
+                Err(e) => e.doing("suexec"),
             };
             out.send(&Report::Error(e));
             // Leave without the parent's destructors; 127 as a shell would.

@@ -139,8 +139,8 @@ pub struct JoinPlan {
 pub enum Report {
     /// The new process, as the host sees it; the daemon is its parent.
     Pid(i32),
-    /// What failed; nothing after it.
-    Error(String),
+    /// What failed, with its step and errno; nothing after it.
+    Error(crate::error::StepError),
     /// A reaper's start command returned with this wait status; a rebind's success is
     /// Returned(0).
     Returned(i32),
