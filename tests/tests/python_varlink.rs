@@ -16,8 +16,8 @@ fn python_varlink_client_reads_info_description_list_status_events_and_typed_err
         .context(40100)
         .file("apps/init/mark", "default\n")
         .write(&d);
-    // A guest whose start fails in the stage, on a system call: its fstab binds a source that
-    // does not exist. The error must arrive typed, with the step and the errno.
+    // A guest whose start fails in the stage, on a system call: its fstab mounts on a mount
+    // point its root lacks (ENOENT). The error must arrive typed, with the step and the errno.
     GuestBuilder::busybox("zbroken")
         .context(40101)
         .file("fstab", "/nonexistent-source /mnt none bind 0 0\n")

@@ -226,13 +226,24 @@ pub async fn start(
     };
     let roots = roots(d, &sel, &marks)?;
     let set = depends::closure(&g, &roots).map_err(graph_error)?;
+    // Each guest's own error, kept whole: the one asked for is answered with it (its step
+    // and errno), not with the text the graph's outcome keeps.
+    let errors: Arc<std::sync::Mutex<BTreeMap<String, ManagerError>>> = Arc::default();
     let job = |n: String| {
         let d = d.clone();
         let p = p.clone();
+        let errors = errors.clone();
         async move {
             match guest::start::start(&d, &n, &p).await {
                 Ok(()) | Err(ManagerError::AlreadyRunning { .. }) => Ok(()),
-                Err(e) => Err(without_name(e)),
+                Err(e) => {
+                    let text = without_name(e.clone());
+                    errors
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(n, e);
+                    Err(text)
+                }
             }
         }
     };
@@ -257,7 +268,11 @@ pub async fn start(
                     _ => "not started".into(),
                 },
             }),
-            Some(Outcome::Failed(e)) => Err(ManagerError::failed(name, e.clone())),
+            Some(Outcome::Failed(e)) => Err(errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&name)
+                .unwrap_or_else(|| ManagerError::failed(name, e.clone()))),
             _ => Ok(()),
         },
         Selection::Mark(m) => summary("started", set.len(), &out)
