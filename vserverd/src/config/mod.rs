@@ -714,6 +714,18 @@ pub fn unbounded(c: &GuestConfig) -> Option<String> {
 #[cfg(test)]
 mod tests;
 
+/// A temp folder with `(path, content)` files in it, for the parsers' unit tests.
+#[cfg(test)]
+pub fn test_tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for (f, c) in files {
+        let p = d.path().join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, c).unwrap();
+    }
+    d
+}
+
 /// A guest `g` (context 42) written from `(file, content)` pairs into a temp tree and loaded;
 /// a file named `vdir:PATH` goes into the guest's root instead. For unit tests elsewhere.
 #[cfg(test)]

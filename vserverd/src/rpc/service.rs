@@ -48,6 +48,23 @@ pub struct Manager {
 }
 
 /// The boxed reply stream of a `more` method.
+/// `f` on a blocking thread once `limit` lets it: a read that walks every guest's /proc or
+/// cgroup files never stalls the thread that serves every connection, however often it is
+/// called.
+async fn bounded_blocking<T: Send + 'static>(
+    limit: &'static tokio::sync::Semaphore,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ManagerError> {
+    let _permit = limit
+        .acquire()
+        .await
+        .map_err(|e| ManagerError::failed(String::new(), e.to_string()))?;
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ManagerError::failed(String::new(), format!("{what}: {e}")))
+}
+
 type Stream<T> = BoxStream<'static, Result<Reply<T>, ManagerError>>;
 /// The same, each reply with file descriptors.
 type FdStream<T> = BoxStream<'static, (Result<Reply<T>, ManagerError>, Vec<OwnedFd>)>;
@@ -326,14 +343,8 @@ impl Manager {
         // It reads /proc for every guest process: on a blocking thread, two at a time, so a
         // caller spamming it never stalls the thread that serves every connection.
         static STATS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-        let _permit = STATS
-            .acquire()
-            .await
-            .map_err(|e| ManagerError::failed(String::new(), e.to_string()))?;
         let d = self.daemon.clone();
-        tokio::task::spawn_blocking(move || d.stat())
-            .await
-            .map_err(|e| ManagerError::failed(String::new(), format!("stat: {e}")))
+        bounded_blocking(&STATS, "stat", move || d.stat()).await
     }
 
     /// Parse a guest's config tree: the typed config and its warnings, or InvalidConfig naming the
@@ -551,16 +562,11 @@ impl Manager {
         self.allow(Access::Read)?;
         // Reads every guest's cgroup.procs: like Stat, two at a time on blocking threads.
         static PROCS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-        let _permit = PROCS
-            .acquire()
-            .await
-            .map_err(|e| ManagerError::failed(String::new(), e.to_string()))?;
         let d = self.daemon.clone();
-        tokio::task::spawn_blocking(move || proto::ProcessList {
+        bounded_blocking(&PROCS, "processes", move || proto::ProcessList {
             processes: guest::procs::processes(&d),
         })
         .await
-        .map_err(|e| ManagerError::failed(String::new(), format!("processes: {e}")))
     }
 
     /// Send `signal` to host pids of a running guest, each checked to be the guest's (vkill);
