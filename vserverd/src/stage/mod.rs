@@ -251,13 +251,8 @@ fn start(p: &StartPlan, ch: &mut Channels) -> Result<()> {
     if p.time_ns {
         process::unshare_time().step("stage.namespaces")?;
     }
-    // The cgroup namespace is made by PID 1, once it is in every cgroup of the guest.
-    let mut flags =
-        libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
-    let loopback = p.netns.is_none() && p.loopback_netns;
-    if loopback {
-        flags |= libc::CLONE_NEWNET;
-    }
+    let flags = start_namespaces(p);
+    let loopback = flags & libc::CLONE_NEWNET != 0;
     if let Some(ns) = &p.netns {
         let f = std::fs::File::open(ns).step_doing("stage.namespaces", || {
             format!("network namespace {}", ns.display())
@@ -432,18 +427,8 @@ fn exec(argv: &[String], env: &[CString], search: bool) -> StepError {
         Ok(a) => a,
         Err(e) => return e,
     };
-    let path = if search && !prog.contains('/') {
-        let path_var = env
-            .iter()
-            .filter_map(|e| e.to_str().ok())
-            .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-            .to_string();
-        path_var
-            .split(':')
-            .map(|d| format!("{d}/{prog}"))
-            .find(|c| std::path::Path::new(c).is_file())
-            .unwrap_or_else(|| prog.clone())
+    let path = if search {
+        search_path(prog, env, |c| std::path::Path::new(c).is_file())
     } else {
         prog.clone()
     };
@@ -459,6 +444,36 @@ fn exec(argv: &[String], env: &[CString], search: bool) -> StepError {
             format!("cannot execute {path} in the guest: {}", e.desc()),
         )
     }
+}
+
+/// Where `prog` is run from: as given when it names a path, else the first folder of the
+/// environment's PATH (util-vserver's default when it has none) where `is_file` finds it, else
+/// as given (execve then says it does not exist).
+fn search_path(prog: &str, env: &[CString], is_file: impl Fn(&str) -> bool) -> String {
+    if prog.contains('/') {
+        return prog.to_string();
+    }
+    env.iter()
+        .filter_map(|e| e.to_str().ok())
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .split(':')
+        .map(|d| format!("{d}/{prog}"))
+        .find(|c| is_file(c))
+        .unwrap_or_else(|| prog.to_string())
+}
+
+/// The namespaces the stage unshares for a start: mount, uts, ipc and pid always; a network
+/// namespace of its own only for a loopback-only guest (one with its own or another guest's
+/// namespace joins that instead; one on the host's stack makes none). The cgroup namespace is
+/// PID 1's, made once it is in every cgroup.
+fn start_namespaces(p: &StartPlan) -> libc::c_int {
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
+    if p.netns.is_none() && p.loopback_netns {
+        flags |= libc::CLONE_NEWNET;
+    }
+    flags
 }
 
 /// Mount injection: the detached binds are made here, in the host's mount namespace (where
@@ -560,5 +575,62 @@ fn join(p: &JoinPlan, ch: &mut Channels) -> Result<()> {
             ch.trusted.send(&Report::Pid(pid));
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[&str]) -> Vec<CString> {
+        vars.iter().map(|v| CString::new(*v).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_command_is_searched_in_the_guests_path_only_without_a_slash() {
+        let here = |c: &str| c == "/opt/bin/tool" || c == "/bin/tool";
+        assert_eq!(
+            search_path("tool", &env(&["PATH=/opt/bin:/bin"]), here),
+            "/opt/bin/tool"
+        );
+        assert_eq!(search_path("tool", &env(&["HOME=/"]), here), "/bin/tool");
+        assert_eq!(
+            search_path("./tool", &env(&["PATH=/opt/bin"]), here),
+            "./tool"
+        );
+        assert_eq!(
+            search_path("nosuch", &env(&["PATH=/opt/bin"]), here),
+            "nosuch"
+        );
+    }
+
+    #[test]
+    fn a_clone_that_fails_says_why_in_the_guests_terms() {
+        let e = clone_error("clone", std::io::Error::from_raw_os_error(libc::EAGAIN));
+        assert_eq!(
+            (e.step.as_str(), e.errno),
+            ("stage.clone", Some(libc::EAGAIN))
+        );
+        assert!(e.to_string().contains("process limit is reached"), "{e}");
+        let e = clone_error("clone3", std::io::Error::from_raw_os_error(libc::ENOSYS));
+        assert!(e.to_string().contains("needs Linux 5.7"), "{e}");
+    }
+
+    #[test]
+    fn only_a_loopback_only_guest_gets_a_network_namespace_of_its_own() {
+        let (_t, c) = crate::config::test_guest(&[("apps/init/style", "plain\n")]);
+        let layout = crate::isolate::cgroup::Layout::parse(
+            "30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+            "0::/\n",
+        );
+        let cg = layout.guest("vservers", "g");
+        let mut p = crate::guest::plan::start_plan(&c, &cg).unwrap();
+        let base = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
+        p.loopback_netns = false;
+        assert_eq!(start_namespaces(&p), base);
+        p.loopback_netns = true;
+        assert_eq!(start_namespaces(&p), base | libc::CLONE_NEWNET);
+        p.netns = Some("/run/vserverd/netns/g".into());
+        assert_eq!(start_namespaces(&p), base);
     }
 }
