@@ -830,3 +830,95 @@ fn virt_cpu_and_virt_load_show_the_guests_cpus_and_its_own_load() {
         d.ctl_ok(&["stop", g]);
     }
 }
+
+/// busybox `free`'s total (KiB) on its `Mem:` line.
+fn free_total(text: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with("Mem:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or_else(|| panic!("no Mem: line in {text:?}"))
+}
+
+/// The seccomp listeners process `pid` holds (fds on `anon_inode:seccomp notify`).
+fn listeners_of(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|t| t.to_string_lossy().contains("seccomp notify"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn sysinfo_shows_the_guests_memory_and_uptime_and_outlives_the_proc_server() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("si")
+        .context(44031)
+        .file("cflags", "virt_mem\nvirt_uptime\n")
+        .file("rlimits/rss", "32768\n")
+        .write(&d);
+    GuestBuilder::busybox("siplain")
+        .context(44032)
+        .file("rlimits/rss", "32768\n")
+        .write(&d);
+    d.spawn();
+    d.ctl_ok(&["start", "si"]);
+    d.ctl_ok(&["start", "siplain"]);
+    let limit_kb = 32768 * harness::page_size() / 1024;
+    let (host_kb, _) = meminfo(&std::fs::read_to_string("/proc/meminfo").unwrap());
+
+    // busybox free and uptime ask sysinfo(2): the guest's limit, the guest's uptime.
+    let seen = d.ctl_ok(&["exec", "si", "--", "free"]);
+    assert_eq!(free_total(&seen), limit_kb, "{seen}");
+    let up = d.ctl_ok(&["exec", "si", "--", "uptime"]);
+    assert!(up.contains(" up 0 min") || up.contains(" up 1 min"), "{up}");
+    // A guest without the flags: the host's, through the real call.
+    let seen = d.ctl_ok(&["exec", "siplain", "--", "free"]);
+    assert_eq!(free_total(&seen), host_kb, "{seen}");
+    // The kernel's view: the guest's init, its children and the joined processes are under a
+    // filter with a listener, held by the /proc server and by the holder.
+    let init = d.init_pid("si");
+    let status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+    let dir = vserverd::procfs::mount_dir(&d.run_dir);
+    let holder: i32 =
+        std::fs::read_to_string(vserverd::procfs::sysinfo::hold_base(&dir).with_extension("pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+    assert!(listeners_of(holder) >= 1, "the holder keeps the listeners");
+
+    // The server dies while a guest process is about to call sysinfo: the call waits and is
+    // answered by the repaired server, which took the listeners back from the holder.
+    let late = d.ctl_spawn(&["exec", "si", "--", "sh", "-c", "sleep 2; free"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    kill_server(&d);
+    let out = late.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(free_total(&text), limit_kb, "{text}");
+    assert_eq!(
+        free_total(&d.ctl_ok(&["exec", "si", "--", "free"])),
+        limit_kb
+    );
+
+    // Stopped, its listeners are gone from both holders.
+    d.ctl_ok(&["stop", "si"]);
+    d.ctl_ok(&["stop", "siplain"]);
+    let server: i32 = std::fs::read_to_string(dir.with_extension("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    d.wait_until("the listeners dropped", || {
+        listeners_of(server) == 0 && listeners_of(holder) == 0
+    });
+}

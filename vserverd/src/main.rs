@@ -57,6 +57,12 @@ fn main() -> std::process::ExitCode {
     }
     if std::env::args_os()
         .nth(1)
+        .is_some_and(|a| a == vserverd::procfs::sysinfo::HOLD_ARG)
+    {
+        return vserverd::procfs::sysinfo::hold_main();
+    }
+    if std::env::args_os()
+        .nth(1)
         .is_some_and(|a| a == vserverd::console::ARG)
     {
         return vserverd::console::main();

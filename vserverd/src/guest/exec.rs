@@ -52,6 +52,7 @@ pub async fn spawn_in_guest(
         cmd.tty,
         cmd.user,
     );
+    jp.confinement.sysinfo = super::virtmem::sysinfo_notify(&d.opts.run_dir, c);
     let init_v2 = std::fs::read_to_string(format!("/proc/{}/cgroup", run.state.init_pid))
         .ok()
         .and_then(|s| {

@@ -248,6 +248,8 @@ pub fn confinement(c: &GuestConfig) -> Confinement {
         nice: c.nice,
         ionice: c.ionice,
         personality: personality(c),
+        // Filled in by the caller, which knows where the /proc server is (virtmem.rs).
+        sysinfo: None,
     }
 }
 

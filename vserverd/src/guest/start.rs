@@ -444,6 +444,7 @@ async fn spawn_init(
     sp.netns = net.map(|n| n.ns.clone());
     sp.loopback_netns = net.is_none() && !shared && super::network::loopback_only(c);
     sp.proc_files = super::virtmem::files(d, c).await.step("start.proc-files")?;
+    sp.confinement.sysinfo = super::virtmem::sysinfo_notify(&d.opts.run_dir, c);
     let proc_files = sp.proc_files.clone();
     let image = d.image().step(STEP)?;
     let (stdio, log) = console(d, c).await?;

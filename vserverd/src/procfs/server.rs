@@ -234,6 +234,13 @@ fn now() -> f64 {
     START.get_or_init(Instant::now).elapsed().as_secs_f64()
 }
 
+/// A cgroup's load averages as its /proc/loadavg shows them (virt_load), for sysinfo(2).
+pub fn loads(shared: &Shared, cgroup: &str) -> Option<[f64; 3]> {
+    let kind = FILES.iter().position(|f| *f == "loadavg")?;
+    let text = shared.render(kind, cgroup);
+    cpuview::parse_loadavg(&String::from_utf8_lossy(&text))
+}
+
 impl Shared {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())

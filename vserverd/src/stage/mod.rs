@@ -292,6 +292,8 @@ fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infalli
     // Named until it execs (which renames it): the daemon tells a process that exec'd from one
     // that died on the way by this name, since both close the guest's channel.
     let _ = sys::process::set_name(GUEST_INIT_NAME);
+    // While the host's paths are still in view: the way to the /proc server.
+    let sysinfo = sysinfo_channel(&p.confinement)?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .step_doing("stage.namespaces", || "unshare cgroup namespace".into())?;
     mount::make_private().step("stage.mounts")?;
@@ -322,7 +324,8 @@ fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infalli
         let _ = process::write_runlevel("/var/run/utmp", rl);
     }
     process::set_uts(p.nodename.as_deref(), p.domainname.as_deref()).step("stage.names")?;
-    confine(&p.cfg_dir, &p.confinement, p.reaper)?;
+    let listener = confine(&p.cfg_dir, &p.confinement, p.reaper)?;
+    hand_over(sysinfo, listener, &p.confinement)?;
     out.mark("confined");
     crate::fault::point("stage.confined")?;
     let env = cstrings(&p.env)?;
@@ -370,10 +373,39 @@ fn prepare(what: Prepare) {
     }
 }
 
+/// A socket connected to the /proc server's, when the guest's sysinfo goes there: made before
+/// the process leaves the host's mount namespace.
+fn sysinfo_channel(c: &Confinement) -> Result<Option<OwnedFd>> {
+    c.sysinfo
+        .as_ref()
+        .map(|s| {
+            crate::procfs::sysinfo::connect(&s.socket).step_doing("stage.sysinfo", || {
+                format!("the /proc server's socket {}", s.socket.display())
+            })
+        })
+        .transpose()
+}
+
+/// The filter's listener to the /proc server, before guest code can run (a guest whose
+/// sysinfo had no listener would get ENOSYS).
+fn hand_over(channel: Option<OwnedFd>, listener: Option<OwnedFd>, c: &Confinement) -> Result<()> {
+    use std::os::fd::AsFd;
+    if let (Some(ch), Some(l), Some(s)) = (channel, listener, &c.sysinfo) {
+        crate::procfs::sysinfo::hand_over(ch.as_fd(), l.as_fd(), s.flags)
+            .step_doing("stage.sysinfo", || "sending the sysinfo listener".into())?;
+    }
+    Ok(())
+}
+
 /// Limits, scheduling, seccomp and capabilities: the last steps before guest code runs.
 /// `drop_permitted` for a process that will not exec (the reaper): exec would otherwise
-/// recompute root's capabilities from the bounding set.
-fn confine(cfg_dir: &std::path::Path, c: &Confinement, drop_permitted: bool) -> Result<()> {
+/// recompute root's capabilities from the bounding set. Returns the seccomp filter's
+/// listener when sysinfo is answered by the /proc server.
+fn confine(
+    cfg_dir: &std::path::Path,
+    c: &Confinement,
+    drop_permitted: bool,
+) -> Result<Option<OwnedFd>> {
     let ulimits: Vec<crate::config::limits::Ulimit> = c
         .ulimits
         .iter()
@@ -403,10 +435,10 @@ fn confine(cfg_dir: &std::path::Path, c: &Confinement, drop_permitted: bool) -> 
     }
     sys::process::umask(0o022);
     // seccomp first: without no_new_privs it needs CAP_SYS_ADMIN, which the next step drops.
-    let filter = seccomp::filter(c.umask).step("stage.confined")?;
-    seccomp::install(&filter).step("stage.confined")?;
+    let filter = seccomp::filter(c.umask, c.sysinfo.is_some()).step("stage.confined")?;
+    let listener = seccomp::install(&filter).step("stage.confined")?;
     caps::restrict(c.bcaps, drop_permitted).step("stage.confined")?;
-    Ok(())
+    Ok(listener)
 }
 
 fn cstrings(v: &[String]) -> Result<Vec<CString>> {
@@ -538,13 +570,21 @@ fn join(p: &JoinPlan, ch: &mut Channels) -> Result<()> {
         | libc::CLONE_NEWCGROUP
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWTIME;
+    // A command run in a guest whose /proc server cannot be reached runs all the same, with
+    // the host's sysinfo: an admin's exec is never refused for it.
+    let sysinfo = sysinfo_channel(&p.confinement).ok().flatten();
+    let confinement = Confinement {
+        sysinfo: p.confinement.sysinfo.clone().filter(|_| sysinfo.is_some()),
+        ..p.confinement.clone()
+    };
     // One setns with a pidfd enters all these namespaces of the target at once.
     sys::ns::setns_pidfd(&fd, flags).step_doing("join.enter", || {
         format!("entering the namespaces of guest {}", p.name)
     })?;
     drop(fd);
     // Confined before the process exists in the guest: guest root may ptrace what it sees.
-    confine(std::path::Path::new("/"), &p.confinement, true)?;
+    let listener = confine(std::path::Path::new("/"), &confinement, true)?;
+    hand_over(sysinfo, listener, &confinement)?;
     let env = cstrings(&p.env)?;
     match clone_parent(None)? {
         0 => {

@@ -55,6 +55,19 @@ pub struct Confinement {
     pub nice: Option<i32>,
     pub ionice: Option<(u8, Option<u8>)>,
     pub personality: Option<u32>,
+    /// sysinfo(2) answered by the /proc server (virt_mem, virt_uptime): where to send the
+    /// filter's listener, and what the guest asked for (procfs/sysinfo.rs).
+    #[serde(default)]
+    pub sysinfo: Option<SysinfoNotify>,
+}
+
+/// Where a guest's sysinfo listener goes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SysinfoNotify {
+    /// The /proc server's socket (procfs::sysinfo::socket_path).
+    pub socket: PathBuf,
+    /// procfs::sysinfo::{MEM, UPTIME, LOAD}.
+    pub flags: u32,
 }
 
 /// The cgroup tree a systemd guest gets at /sys/fs/cgroup.
