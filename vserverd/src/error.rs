@@ -188,7 +188,9 @@ impl From<crate::isolate::cgroup::CgroupError> for Cause {
         let path = match &e {
             crate::isolate::cgroup::CgroupError::Io { path, .. } => Some(path.clone()),
             crate::isolate::cgroup::CgroupError::Busy(p) => Some(p.clone()),
-            crate::isolate::cgroup::CgroupError::NoHierarchy => None,
+            crate::isolate::cgroup::CgroupError::Knob { path, .. } => Some(path.clone()),
+            crate::isolate::cgroup::CgroupError::NoHierarchy
+            | crate::isolate::cgroup::CgroupError::Refused(_) => None,
         };
         Cause::of(&e, path)
     }

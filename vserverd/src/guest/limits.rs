@@ -80,8 +80,11 @@ pub async fn set(
                 Some(limits::Knob { value, ..k.clone() })
             })
             .collect();
-        cg.apply(&knobs)
-            .map_err(|e| ManagerError::failed(name, e))?;
+        cg.apply(&knobs).map_err(|e| {
+            crate::error::Cause::from(e)
+                .at("set.limits")
+                .into_manager(name)
+        })?;
         before = Some((cg, old));
     }
     if persist_too {
@@ -131,5 +134,5 @@ pub fn apply_live(run: &super::Running, c: &GuestConfig) -> Result<(), String> {
     let page = crate::sys::process::page_size().max(4096) as u64;
     let cg = &run.state.cgroup;
     let knobs = limits::plan(c, page, &|ctl| cg.flavor_of(ctl))?;
-    cg.apply(&knobs)
+    cg.apply(&knobs).map_err(|e| e.to_string())
 }

@@ -19,7 +19,7 @@ use crate::stage::plan::{Plan, RebindPlan};
 use crate::stage::spawn::{self, StageStdio};
 
 /// The files guest `c` gets from the server, as (where in the guest, host path): virt_mem's
-/// meminfo, virt_cpu's cpuinfo, stat and CPU online list, virt_load's loadavg — files of its
+/// meminfo, swaps and diskstats, virt_cpu's cpuinfo, stat and CPU online list, virt_load's loadavg — files of its
 /// own folder in the server (procfs/server.rs: no page cache shared with another guest). A
 /// name without a leading `/` is under /proc. Starts the server (and its supervisor) if any.
 pub async fn files(d: &Arc<Daemon>, c: &GuestConfig) -> Result<Vec<(String, PathBuf)>, String> {
@@ -27,6 +27,8 @@ pub async fn files(d: &Arc<Daemon>, c: &GuestConfig) -> Result<Vec<(String, Path
     let mut want: Vec<(&str, &str)> = Vec::new();
     if c.cflags & FLAG_VIRT_MEM != 0 {
         want.push(("meminfo", "meminfo"));
+        want.push(("swaps", "swaps"));
+        want.push(("diskstats", "diskstats"));
     }
     if c.cflags & FLAG_VIRT_CPU != 0 {
         want.push(("cpuinfo", "cpuinfo"));
@@ -57,7 +59,9 @@ fn sysinfo_flags(c: &GuestConfig) -> u32 {
     use crate::config::names::{FLAG_VIRT_LOAD, FLAG_VIRT_MEM, FLAG_VIRT_UPTIME};
     use crate::procfs::sysinfo::{LOAD, MEM, UPTIME};
     let has = |f: u64| c.cflags & f != 0;
-    if !has(FLAG_VIRT_MEM) && !has(FLAG_VIRT_UPTIME) {
+    // The kernel's own sysinfo already shows a time namespace's uptime (virt_uptime, on by
+    // default): only the memory and the load need the server.
+    if !has(FLAG_VIRT_MEM) && !has(FLAG_VIRT_LOAD) {
         return 0;
     }
     [
@@ -71,7 +75,7 @@ fn sysinfo_flags(c: &GuestConfig) -> u32 {
 }
 
 /// Where guest `c`'s sysinfo listener goes, if its sysinfo(2) is answered by the /proc server
-/// (virt_mem, virt_uptime; with virt_load its load averages too). Call after [`files`], which
+/// (virt_mem, virt_load). Call after [`files`], which
 /// starts the server.
 pub fn sysinfo_notify(run_dir: &std::path::Path, c: &GuestConfig) -> Option<SysinfoNotify> {
     let flags = sysinfo_flags(c);

@@ -22,7 +22,7 @@
 //! The program is classic BPF built here (seccompiler knows one architecture per filter and no
 //! i386); [`tests`] run it through an interpreter without root.
 //!
-//! For a guest whose /proc shows its own memory or uptime (virt_mem, virt_uptime), sysinfo(2)
+//! For a guest whose /proc shows its own memory or load (virt_mem, virt_load), sysinfo(2)
 //! is handed to the /proc server through a user notification (RET_USER_NOTIF), which answers
 //! with the guest's figures (procfs/sysinfo.rs); the filter's listener goes to that server.
 //!

@@ -12,6 +12,7 @@
 
 mod cpu;
 pub mod cpuview;
+pub mod diskview;
 mod fair;
 pub mod meminfo;
 pub mod memory;

@@ -1,4 +1,5 @@
-//! sysinfo(2) as a guest should see it (virt_mem, virt_uptime, virt_load): the guest's seccomp
+//! sysinfo(2) as a guest should see it (virt_mem, virt_load; the kernel itself counts uptime in
+//! the caller's time namespace): the guest's seccomp
 //! filter hands the call to a user-notification listener (isolate/seccomp.rs), the guest's
 //! PID 1 (and each process a join makes) sends the listener to this server over a datagram
 //! socket before it runs guest code, and the server answers: the caller's memory cgroup as
@@ -221,12 +222,14 @@ fn respond(
         return Reply::Proceed;
     };
     let figures = super::memory::of_cgroup(&cgroup);
-    let threads = super::cpu::of_cgroup(&cgroup).threads;
+    let cpu = super::cpu::of_cgroup(&cgroup);
+    // The kernel's per-cgroup averages (kernel-patch/) where it keeps them.
     let lo = if flags & LOAD != 0 {
-        loads(&cgroup)
+        cpu.kernel_load.or_else(|| loads(&cgroup))
     } else {
         None
     };
+    let threads = cpu.threads;
     let info = guest_view(&host, flags, figures.as_ref(), threads, lo, offset);
     let bytes = encode(&info, compat32);
     let at = if compat32 {

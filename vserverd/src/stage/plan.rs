@@ -55,7 +55,7 @@ pub struct Confinement {
     pub nice: Option<i32>,
     pub ionice: Option<(u8, Option<u8>)>,
     pub personality: Option<u32>,
-    /// sysinfo(2) answered by the /proc server (virt_mem, virt_uptime): where to send the
+    /// sysinfo(2) answered by the /proc server (virt_mem, virt_load): where to send the
     /// filter's listener, and what the guest asked for (procfs/sysinfo.rs).
     #[serde(default)]
     pub sysinfo: Option<SysinfoNotify>,
