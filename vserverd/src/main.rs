@@ -112,6 +112,7 @@ async fn run(args: Args, activated_fd: Option<OwnedFd>) -> Result<(), String> {
         return Ok(());
     }
     init_logging();
+    vserverd::metrics::mark_start();
     // Handlers first: a SIGTERM while the daemon sets up (adoption can take a while) must end
     // it cleanly, not by the signal's default action with the socket left behind.
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;

@@ -28,17 +28,10 @@ fn vsize(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
-pub fn of(run: &Running, now: f64) -> GuestStat {
-    let cg = &run.state.cgroup;
-    let pids = cg.pids();
-    let mem = cg.read("memory.stat").unwrap_or_default();
-    // v1 (hierarchical totals) or v2 names.
-    let rss = match (field(&mem, "total_rss"), field(&mem, "anon")) {
-        (Some(rss), _) => rss + field(&mem, "total_mapped_file").unwrap_or(0),
-        (None, Some(anon)) => anon + field(&mem, "file_mapped").unwrap_or(0),
-        (None, None) => 0,
-    };
-    let (user, system) = if let Some(s) = cg.read("cpuacct.stat") {
+/// User and system CPU seconds of every process of the guest (v1 cpuacct.stat, else v2
+/// cpu.stat, which v2 keeps whether or not the cpu controller is enabled).
+pub fn cpu_seconds(cg: &crate::isolate::cgroup::GuestCgroup) -> (f64, f64) {
+    if let Some(s) = cg.read("cpuacct.stat") {
         (
             field(&s, "user").unwrap_or(0) as f64 / hz(),
             field(&s, "system").unwrap_or(0) as f64 / hz(),
@@ -49,7 +42,20 @@ pub fn of(run: &Running, now: f64) -> GuestStat {
             field(&s, "user_usec").unwrap_or(0) as f64 / 1e6,
             field(&s, "system_usec").unwrap_or(0) as f64 / 1e6,
         )
+    }
+}
+
+pub fn of(run: &Running, now: f64) -> GuestStat {
+    let cg = &run.state.cgroup;
+    let pids = cg.pids();
+    let mem = cg.read("memory.stat").unwrap_or_default();
+    // v1 (hierarchical totals) or v2 names.
+    let rss = match (field(&mem, "total_rss"), field(&mem, "anon")) {
+        (Some(rss), _) => rss + field(&mem, "total_mapped_file").unwrap_or(0),
+        (None, Some(anon)) => anon + field(&mem, "file_mapped").unwrap_or(0),
+        (None, None) => 0,
     };
+    let (user, system) = cpu_seconds(cg);
     GuestStat {
         name: run.state.name.clone(),
         context: run.state.context,

@@ -304,7 +304,8 @@ impl Manager {
         proto::MountConfig, proto::LimitConfig, proto::Setting, proto::ConsoleReply,
         proto::GuestProcess, proto::ProcessList, proto::KillReply, proto::GuestCheck,
         proto::CheckReport, proto::UnifyReply, proto::UnifyReport, proto::GuestDiskUsage,
-        proto::DiskUsageList
+        proto::DiskUsageList, proto::MetricsReply, proto::GuestMetrics,
+        proto::InterfaceCounters, proto::RpcMetrics
     ]
 )]
 impl Manager {
@@ -336,6 +337,27 @@ impl Manager {
             .map_err(|e| ManagerError::Failed {
                 name: String::new(),
                 message: format!("stat: {e}"),
+            })
+    }
+
+    /// Every guest's state, resource use (CPU, memory, processes, network) and lifecycle
+    /// counters, and the daemon's call counts and latencies: what monitoring scrapes
+    /// (`vserverd-metrics`, `vserverctl metrics`).
+    async fn metrics(&self) -> Result<proto::MetricsReply, ManagerError> {
+        self.allow(Access::Read)?;
+        // A few cgroup and sysfs reads per running guest: on a blocking thread, two calls at a
+        // time, as Stat.
+        static METRICS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+        let _permit = METRICS.acquire().await.map_err(|e| ManagerError::Failed {
+            name: String::new(),
+            message: e.to_string(),
+        })?;
+        let d = self.daemon.clone();
+        tokio::task::spawn_blocking(move || crate::metrics::collect(&d))
+            .await
+            .map_err(|e| ManagerError::Failed {
+                name: String::new(),
+                message: format!("metrics: {e}"),
             })
     }
 
