@@ -12,6 +12,7 @@ pub mod fault;
 pub mod guest;
 pub mod instance;
 pub mod isolate;
+pub mod journal;
 pub mod metrics;
 pub mod orchestrate;
 pub mod procfs;

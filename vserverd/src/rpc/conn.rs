@@ -110,6 +110,9 @@ struct Audit<'a> {
     peer: &'a Peer,
     method: String,
     target: String,
+    /// The guest or the mark the call names (one of them, or neither): separate journal fields.
+    guest: String,
+    mark: String,
     detail: String,
     outcome: Option<String>,
 }
@@ -122,10 +125,15 @@ impl<'a> Audit<'a> {
         }
         let p = raw.parameters.as_ref();
         let s = |k: &str| p.and_then(|p| p.get(k)).and_then(Value::as_str);
-        let target = s("name")
-            .map(String::from)
-            .or_else(|| s("mark").map(|m| format!("mark {m}")))
-            .unwrap_or_default();
+        let guest = s("name").unwrap_or_default().to_string();
+        let mark = s("mark").unwrap_or_default().to_string();
+        let target = if !guest.is_empty() {
+            guest.clone()
+        } else if !mark.is_empty() {
+            format!("mark {mark}")
+        } else {
+            String::new()
+        };
         let detail = match m {
             "Exec" => {
                 let cmd = p
@@ -186,6 +194,8 @@ impl<'a> Audit<'a> {
             peer,
             method: m.to_string(),
             target,
+            guest: super::super::stage::report::clean(&guest),
+            mark: super::super::stage::report::clean(&mark),
             detail: super::super::stage::report::clean(&detail),
             outcome: None,
         })
@@ -200,7 +210,8 @@ impl Drop for Audit<'_> {
             caller_uid = self.peer.uid,
             caller_pid = self.peer.pid,
             method = %self.method,
-            guest = %self.target,
+            guest = %self.guest,
+            mark = %self.mark,
             detail = %self.detail,
             outcome = %outcome,
             "{} {} by uid {}: {outcome}",
