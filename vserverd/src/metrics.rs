@@ -85,19 +85,16 @@ fn parse_count(s: &str) -> Option<u64> {
     s.trim().parse().ok()
 }
 
-/// A limit of the guest: in its own cgroup, or its shared group's (cgroup/name), where the
-/// daemon writes limits for guests in one.
-fn limit(cg: &GuestCgroup, file: &str) -> Option<u64> {
-    cg.dirs.iter().find_map(|d| {
-        let dir = if cg.shared {
-            d.path.parent().unwrap_or(&d.path)
-        } else {
-            &d.path
-        };
-        std::fs::read_to_string(dir.join(file))
-            .ok()
-            .and_then(|s| parse_limit(&s).map(Some).or(Some(None)))
-    })?
+/// A limit of the guest (`controller`'s `file`): in its own cgroup, or its shared group's
+/// (cgroup/name), where the daemon writes limits for guests in one.
+fn limit(cg: &GuestCgroup, controller: &str, file: &str) -> Option<u64> {
+    let own = cg.controller_dir(controller)?;
+    let dir = if cg.shared {
+        own.parent().unwrap_or(own)
+    } else {
+        own
+    };
+    parse_limit(&std::fs::read_to_string(dir.join(file)).ok()?)
 }
 
 /// One interface's counters from /sys/class/net/DEV/statistics, turned to the guest's side
@@ -131,6 +128,34 @@ fn veths(run: &Running) -> Vec<String> {
     v
 }
 
+/// A file of the guest's cgroup for `controller` (its own directory in that hierarchy): one
+/// open, where GuestCgroup::read tries every hierarchy in turn.
+fn read_in(cg: &GuestCgroup, controller: &str, file: &str) -> Option<String> {
+    std::fs::read_to_string(cg.controller_dir(controller)?.join(file)).ok()
+}
+
+/// Processes of the guest, counted in one hierarchy (a process is in every hierarchy, so one
+/// says all): the unified one, else the first; with the cgroups a systemd guest made below.
+fn processes(cg: &GuestCgroup) -> Option<u32> {
+    fn count(dir: &Path) -> u32 {
+        let own = std::fs::read_to_string(dir.join("cgroup.procs"))
+            .map(|s| s.lines().count() as u32)
+            .unwrap_or(0);
+        let below: u32 = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| count(&e.path()))
+            .sum();
+        own + below
+    }
+    let dir = cg
+        .v2_dir()
+        .or_else(|| cg.dirs.first().map(|d| d.path.as_path()))?;
+    Some(count(dir))
+}
+
 /// A running guest's resource figures, into `m`.
 fn resources(run: &Running, now: f64, m: &mut GuestMetrics) {
     let cg = &run.state.cgroup;
@@ -139,19 +164,19 @@ fn resources(run: &Running, now: f64, m: &mut GuestMetrics) {
     let (user, system) = crate::guest::stat::cpu_seconds(cg);
     m.cpu_user_seconds = Some(user);
     m.cpu_system_seconds = Some(system);
-    m.memory_bytes = cg
-        .read("memory.current")
-        .or_else(|| cg.read("memory.usage_in_bytes"))
+    m.memory_bytes = read_in(cg, "memory", "memory.current")
+        .or_else(|| read_in(cg, "memory", "memory.usage_in_bytes"))
         .and_then(|s| parse_count(&s));
-    let stat = cg.read("memory.stat").unwrap_or_default();
+    let stat = read_in(cg, "memory", "memory.stat").unwrap_or_default();
     let inactive = field(&stat, "total_inactive_file").or_else(|| field(&stat, "inactive_file"));
     m.memory_working_set_bytes = m
         .memory_bytes
         .map(|used| used.saturating_sub(inactive.unwrap_or(0)));
-    m.memory_limit_bytes = limit(cg, "memory.max").or_else(|| limit(cg, "memory.limit_in_bytes"));
-    m.processes = Some(cg.pids().len() as u32);
-    m.pids = cg.read("pids.current").and_then(|s| parse_count(&s));
-    m.pids_limit = limit(cg, "pids.max");
+    m.memory_limit_bytes =
+        limit(cg, "memory", "memory.max").or_else(|| limit(cg, "memory", "memory.limit_in_bytes"));
+    m.processes = processes(cg);
+    m.pids = read_in(cg, "pids", "pids.current").and_then(|s| parse_count(&s));
+    m.pids_limit = limit(cg, "pids", "pids.max");
     m.network = veths(run).iter().filter_map(|d| interface(d)).collect();
 }
 
