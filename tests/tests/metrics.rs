@@ -342,3 +342,97 @@ fn prometheus_scrapes_the_exporter_and_finds_the_guests_memory() {
     drop(exporter);
     d.ctl_ok(&["stop", "web"]);
 }
+
+/// A guest in its own namespace with a veth pair: its traffic, counted on the host end, is in
+/// the metrics from the guest's side (the host end's transmit is the guest's receive).
+#[test]
+fn a_namespaced_guests_veth_traffic_is_counted() {
+    if !harness::require_busybox_guests()
+        || !harness::require(
+            Path::new("/usr/bin/nsenter").exists(),
+            "nsenter (util-linux)",
+        )
+    {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    // The daemon in a namespace standing in for the host's network.
+    d.host_netns();
+    // The host's own address: its source address towards the guest.
+    let o = d.in_host_net(&["ip", "addr", "add", "10.78.255.1/32", "dev", "lo"]);
+    assert!(o.status.success(), "{o:?}");
+    GuestBuilder::busybox("net")
+        .context(44510)
+        .file("interfaces/0/ip", "10.78.0.2\n")
+        .file("interfaces/0/prefix", "24\n")
+        .file("interfaces/0/nodev", "")
+        .write(&d);
+    d.spawn();
+    d.ctl_ok(&["start", "net"]);
+    std::fs::create_dir_all(d.guest_root("net").join("www")).unwrap();
+    std::fs::write(d.guest_root("net").join("www/big"), vec![b'x'; 300_000]).unwrap();
+    d.ctl_ok(&["exec", "net", "--", "httpd", "-p", "80", "-h", "/www"]);
+    let o = d.in_host_net(&[
+        "/bin/busybox",
+        "timeout",
+        "10",
+        "/bin/busybox",
+        "wget",
+        "-q",
+        "-O",
+        "/dev/null",
+        "http://10.78.0.2/big",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let text = d.ctl_ok(&["metrics"]);
+    let sample = |name: &str| -> (String, f64) {
+        let l = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{guest=\"net\",")))
+            .unwrap_or_else(|| panic!("no {name} of net in\n{text}"));
+        let device = l
+            .split("device=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        (
+            device.to_string(),
+            l.rsplit(' ').next().unwrap().parse().unwrap(),
+        )
+    };
+    let (device, sent) = sample("vserverd_guest_network_transmit_bytes_total");
+    // The kernel's own count on the host end, read in the daemon's namespace.
+    let dev =
+        String::from_utf8_lossy(&d.in_host_net(&["cat", "/proc/net/dev"]).stdout).into_owned();
+    let line = dev
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{device}:")))
+        .unwrap_or_else(|| panic!("no {device} in\n{dev}"));
+    let f: Vec<f64> = line
+        .split_once(':')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    // The guest sent the 300 kB file: its transmit is the host end's receive, nearly exactly
+    // (a stray neighbour probe between the two reads at most).
+    assert!(
+        sent >= 300_000.0,
+        "the guest sent {sent} bytes by the metrics"
+    );
+    assert!(
+        (f[0] - sent).abs() < 2000.0,
+        "host end received {}, metrics say {sent}",
+        f[0]
+    );
+    let (_, received) = sample("vserverd_guest_network_receive_bytes_total");
+    assert!(
+        (f[8] - received).abs() < 2000.0,
+        "host end sent {}, metrics say {received}",
+        f[8]
+    );
+    d.ctl_ok(&["stop", "net"]);
+}
