@@ -36,8 +36,11 @@ struct Args {
 /// How long a client may take to send its request, and the daemon to answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 const DAEMON_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more wait in the listen backlog. Scrapers are few.
-const CONCURRENT: usize = 4;
+/// Connections served at once; more wait in the listen backlog. Scrapers are few, but anyone
+/// who reaches the port may hold connections open without sending: each costs a task and at
+/// most MAX_HEAD bytes for CLIENT_TIMEOUT, and so many idle ones still leave room for scrapes.
+/// The daemon runs two Metrics calls at a time whatever this says.
+const CONCURRENT: usize = 64;
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();

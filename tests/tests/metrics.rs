@@ -436,3 +436,73 @@ fn a_namespaced_guests_veth_traffic_is_counted() {
     );
     d.ctl_ok(&["stop", "net"]);
 }
+
+/// Whoever reaches the exporter's port is a stranger: connections that send nothing, a head
+/// too large, other methods and paths are answered or dropped, and a scrape still gets through
+/// at once. With no daemon behind it, the exporter says `vserverd_up 0`.
+#[test]
+fn the_exporter_holds_up_to_strangers() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let _exporter = Killed(
+        Command::new(harness::guest::workspace_binary("vserverd-metrics"))
+            .arg("--socket")
+            .arg(dir.path().join("no-daemon-here"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the exporter does not listen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Twenty silent connections, held open.
+    let idle: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let t = Instant::now();
+    let (status, body) = http_get(port, "/metrics").unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "a scrape waited {:?} behind idle connections",
+        t.elapsed()
+    );
+    assert!(status.contains(" 200 "), "{status}");
+    assert_eq!(
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>(),
+        ["vserverd_up 0"],
+        "{body}"
+    );
+    // A head over 8 KiB is refused, not buffered.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let big = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+    let _ = s.write_all(big.as_bytes());
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+    // Other methods and paths.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"POST /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 405 "), "{out}");
+    let (status, _) = http_get(port, "/../../etc/passwd").unwrap();
+    assert!(status.contains(" 404 "), "{status}");
+    // The silent ones are dropped after the client timeout (5 s).
+    let mut first = idle.into_iter().next().unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = String::new();
+    let _ = first.read_to_string(&mut out);
+    assert!(out.is_empty() || out.starts_with("HTTP/1.1 400 "), "{out}");
+}
