@@ -280,13 +280,14 @@ impl Vm {
         self.file(dest, content, mode)
     }
 
-    /// vserverd and vserverctl in /test/bin (on the script's PATH; debug info stripped) and
+    /// vserverd, vserverctl and vserverd-metrics in /test/bin (on the script's PATH; debug info stripped) and
     /// scripts/busybox-guest.sh as /test/busybox-guest.sh.
     pub fn project_binaries(mut self) -> Self {
         for (name, env) in [
             ("vserverd", "VSERVERD_BIN"),
             ("vserverd-stage", "VSERVERD_STAGE_BIN"),
             ("vserverctl", "VSERVERCTL_BIN"),
+            ("vserverd-metrics", "VSERVERD_METRICS_BIN"),
         ] {
             let src = project_binary(name, env).unwrap_or_else(|| {
                 panic!("{name} not built: run cargo build --workspace (or set {env})")

@@ -279,6 +279,15 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             }
             Ok(0)
         }
+        Command::Metrics { out } => {
+            let m = conn.metrics().await??;
+            if out.json {
+                render::json(&m);
+            } else {
+                print!("{}", proto::exposition::render(Some(&m)));
+            }
+            Ok(0)
+        }
         Command::Condrestart { name, show, out } => {
             let s = conn.cond_restart(&name, show.ask()).await?;
             progress(s, out.json, quiet.progress).await

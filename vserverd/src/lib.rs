@@ -13,6 +13,8 @@ pub mod fault;
 pub mod guest;
 pub mod instance;
 pub mod isolate;
+pub mod journal;
+pub mod metrics;
 pub mod orchestrate;
 pub mod procfs;
 pub mod rpc;

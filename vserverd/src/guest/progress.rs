@@ -47,6 +47,9 @@ impl Progress {
     }
 
     pub fn send(&self, name: &str, step: &str, message: &str, state: GuestState) {
+        // The lifecycle's span (start, stop) is at this step now: the journal's STEP of every
+        // line until the next one (crate::journal).
+        tracing::Span::current().record("step", step);
         tracing::debug!(guest = name, step, "{message}");
         self.output(name, step, message, state);
     }

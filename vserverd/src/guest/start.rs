@@ -98,6 +98,8 @@ pub async fn run_hook(c: &GuestConfig, hook: &str, strict: bool) -> Result<(), S
     let Some(h) = c.hooks.iter().find(|h| h.name == hook) else {
         return Ok(());
     };
+    // The lifecycle's journal STEP while the hook runs (a failing hook is the failing step).
+    tracing::Span::current().record("step", hook);
     // Always the config folder: a relative path in a hook must never resolve inside the guest
     // root, where guest root's symlinks lead to host files. VSERVER_DIR names the root.
     hooks::run(h, &c.name, &c.cfg_dir, &hook_env(c), strict)
@@ -107,9 +109,12 @@ pub async fn run_hook(c: &GuestConfig, hook: &str, strict: bool) -> Result<(), S
 
 /// Starts `name`. Returns once init runs (plain styles) or the start command returned
 /// (reaper styles), and the post-start hooks ran.
+// The span's fields are every line's journal fields while the start runs (crate::journal).
+#[tracing::instrument(name = "start", skip_all, fields(guest = name, context, step))]
 pub async fn start(d: &Arc<Daemon>, name: &str, p: &Progress) -> Result<(), ManagerError> {
     let t0 = std::time::Instant::now();
     let loaded = d.load(name)?;
+    tracing::Span::current().record("context", loaded.config.context);
     let lock = d.guests.lock(name);
     let _held = lock.lock().await;
     if d.guests.running(name).is_some() {
@@ -144,9 +149,10 @@ pub async fn start(d: &Arc<Daemon>, name: &str, p: &Progress) -> Result<(), Mana
             undo.unwind(d, name).await;
             pending::remove(&d.opts.run_dir, name);
             let msg = e.to_string();
-            tracing::info!(
+            // Warned: a start that fails is what an admin looks for (journal: GUEST, STEP).
+            tracing::warn!(
                 guest = name,
-                step = e.step,
+                failed_step = e.step,
                 errno = e.errno_name(),
                 "start failed: {msg}"
             );

@@ -16,6 +16,7 @@ use crate::guest::progress::Progress;
 use crate::isolate::pidfd;
 use crate::stage::spawn::StageStdio;
 
+#[tracing::instrument(name = "stop", skip_all, fields(guest = name, context, step))]
 pub async fn stop(d: &Arc<Daemon>, name: &str, p: &Progress) -> Result<(), ManagerError> {
     d.check_name(name)?;
     let t0 = std::time::Instant::now();
@@ -30,6 +31,7 @@ pub async fn stop(d: &Arc<Daemon>, name: &str, p: &Progress) -> Result<(), Manag
         );
         return Ok(());
     };
+    tracing::Span::current().record("context", run.state.context);
     run.disarm();
     d.guests.set_transition(name, Some(GuestState::Stopping));
     d.guests.emit(name, "stopping", None);

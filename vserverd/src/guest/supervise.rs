@@ -79,6 +79,7 @@ pub fn meaning(e: Exit) -> Meaning {
     }
 }
 
+#[tracing::instrument(name = "exit", skip_all, fields(guest = %name, context = run.state.context))]
 async fn handle_exit(d: Arc<Daemon>, name: String, run: Arc<Running>, exit: Exit) {
     let lock = d.guests.lock(&name);
     let held = lock.lock().await;

@@ -321,7 +321,8 @@ impl Manager {
         proto::MountConfig, proto::LimitConfig, proto::Setting, proto::ConsoleReply,
         proto::GuestProcess, proto::ProcessList, proto::KillReply, proto::GuestCheck,
         proto::CheckReport, proto::UnifyReply, proto::UnifyReport, proto::GuestDiskUsage,
-        proto::DiskUsageList
+        proto::DiskUsageList, proto::MetricsReply, proto::GuestMetrics,
+        proto::InterfaceCounters, proto::RpcMetrics
     ]
 )]
 impl Manager {
@@ -345,6 +346,18 @@ impl Manager {
         static STATS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
         let d = self.daemon.clone();
         bounded_blocking(&STATS, "stat", move || d.stat()).await
+    }
+
+    /// Every guest's state, resource use (CPU, memory, processes, network) and lifecycle
+    /// counters, and the daemon's call counts and latencies: what monitoring scrapes
+    /// (`vserverd-metrics`, `vserverctl metrics`).
+    async fn metrics(&self) -> Result<proto::MetricsReply, ManagerError> {
+        self.allow(Access::Read)?;
+        // A few cgroup and sysfs reads per running guest: on a blocking thread, two calls at a
+        // time, as Stat.
+        static METRICS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+        let d = self.daemon.clone();
+        bounded_blocking(&METRICS, "metrics", move || crate::metrics::collect(&d)).await
     }
 
     /// Parse a guest's config tree: the typed config and its warnings, or InvalidConfig naming the
