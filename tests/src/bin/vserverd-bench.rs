@@ -892,11 +892,14 @@ fn main() {
         Some("serve") => serve(&args[1..]),
         Some("unify") => bench_unify(&args[1..]),
         Some("metrics") => bench_metrics(&args[1..]),
+        Some("procview") => bench_procview(&args[1..]),
+        Some("procview-read") => procview_read(&args[1..]),
+        Some("sysinfo-loop") => sysinfo_loop(&args[1..]),
         _ => {
             eprintln!(
                 "usage: vserverd-bench list [--guests N] [--calls N] | calls [--calls N] | \
                  lifecycle [--iterations N] | many … | watch … | net … | density [--guests N] | \
-                 unify [--guests N] | metrics [--guests N] [--scrapes N]"
+                 unify [--guests N] | metrics [--guests N] [--scrapes N] | procview [--reads N]"
             );
             std::process::exit(2);
         }
@@ -1221,5 +1224,160 @@ fn bench_net(args: &[String]) {
         median(t_shared),
         median(t_veth),
         median(attach)
+    );
+}
+
+/// The files both lxcfs and vserverd's /proc server give a guest, side by side with the
+/// kernel's own (docs/resources.md has the table).
+const PROCVIEW_FILES: [&str; 6] = [
+    "meminfo",
+    "cpuinfo",
+    "stat",
+    "loadavg",
+    "swaps",
+    "diskstats",
+];
+
+/// Per-guest /proc files, read by a process in a limited guest's cgroups: the kernel's own,
+/// lxcfs's (Debian's package, its own mount) and vserverd's server's, interleaved in one run;
+/// and sysinfo(2)'s cost in a guest whose calls the server answers and in one whose go to the
+/// kernel.
+fn bench_procview(args: &[String]) {
+    let n = arg(args, "--reads", 2000);
+    let Some(lxcfs) = ["/usr/bin/lxcfs", "/bin/lxcfs"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        eprintln!("lxcfs is not installed (apt-get install lxcfs)");
+        std::process::exit(1);
+    };
+    std::env::set_var("VSERVERD_TEST_LOG", "info");
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("pv")
+        .context(49100)
+        .file("cflags", "virt_mem\nvirt_cpu\nvirt_load\n")
+        .file("rlimits/rss", "65536\n")
+        .write(&d);
+    GuestBuilder::busybox("pvplain").context(49101).write(&d);
+    for g in ["pv", "pvplain"] {
+        harness::guest::install_host_binary(
+            &d.guest_root(g),
+            &std::env::current_exe().expect("current_exe"),
+            "/vb",
+        );
+    }
+    d.spawn();
+    d.ctl_ok(&["start", "pv"]);
+    d.ctl_ok(&["start", "pvplain"]);
+    // lxcfs on a mount of its own, with its load averages on (-l).
+    let lx = tempfile::tempdir().expect("tempdir");
+    let mut lxcfs_proc = std::process::Command::new(lxcfs)
+        .arg("-f")
+        .arg("-l")
+        .arg(lx.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("lxcfs");
+    let t0 = Instant::now();
+    while !lx.path().join("proc/meminfo").exists() && t0.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The reader, moved into every cgroup of the guest before it begins.
+    let ours = vserverd::procfs::mount_dir(&d.run_dir).join("pv");
+    let mut reader = std::process::Command::new(std::env::current_exe().expect("current_exe"))
+        .arg("procview-read")
+        .arg(&ours)
+        .arg(lx.path())
+        .arg(n.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("reader");
+    for dir in d.cgroup_dirs("pv") {
+        let _ = std::fs::write(dir.join("cgroup.procs"), reader.id().to_string());
+    }
+    {
+        use std::io::Write;
+        let _ = reader.stdin.take().expect("stdin").write_all(b"go\n");
+    }
+    let out = reader.wait_with_output().expect("reader");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    // sysinfo(2): answered by the server (pv: virt_mem) and by the kernel (pvplain), from
+    // inside each guest.
+    let calls = (n * 5).to_string();
+    for g in ["pv", "pvplain"] {
+        let o = d.ctl_ok(&["exec", g, "--", "/vb", "sysinfo-loop", &calls]);
+        print!("sysinfo in {g}: {o}");
+    }
+    let host = std::process::Command::new(std::env::current_exe().expect("current_exe"))
+        .args(["sysinfo-loop", &calls])
+        .output()
+        .expect("sysinfo-loop");
+    print!(
+        "sysinfo on the host: {}",
+        String::from_utf8_lossy(&host.stdout)
+    );
+    let _ = lxcfs_proc.kill();
+    let _ = lxcfs_proc.wait();
+    let _ = nix::mount::umount2(lx.path(), nix::mount::MntFlags::MNT_DETACH);
+    d.ctl_ok(&["stop", "pv"]);
+    d.ctl_ok(&["stop", "pvplain"]);
+}
+
+/// `procview-read OURS LXCFS N`: waits for a line on stdin (its cgroups are set by then), then
+/// reads each file N times from the kernel, lxcfs and vserverd in turn (open, read all,
+/// close: what `cat` does) and prints the median time of each.
+fn procview_read(args: &[String]) {
+    let (ours, lx, n) = (
+        std::path::PathBuf::from(&args[0]),
+        std::path::PathBuf::from(&args[1]),
+        args[2].parse::<usize>().unwrap_or(1000),
+    );
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    println!(
+        "{:<10} {:>12} {:>12} {:>12} {:>14}",
+        "file", "kernel µs", "lxcfs µs", "vserverd µs", "vserverd/lxcfs"
+    );
+    for f in PROCVIEW_FILES {
+        let paths = [
+            std::path::PathBuf::from("/proc").join(f),
+            lx.join("proc").join(f),
+            ours.join(f),
+        ];
+        let mut t: [Vec<f64>; 3] = Default::default();
+        for _ in 0..n {
+            // Spaced: each source serves at most a few hundred reads a second here, below
+            // the server's per-guest rate (1000 requests/s, a read being three or four), so
+            // this is each read's own latency, not the flood limit's.
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            for (i, p) in paths.iter().enumerate() {
+                let s = Instant::now();
+                let _ = std::fs::read(p);
+                t[i].push(s.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        let [k, l, o] = t.map(median);
+        println!("{f:<10} {k:>12.1} {l:>12.1} {o:>12.1} {:>14.2}", o / l);
+    }
+}
+
+/// `sysinfo-loop N`: N sysinfo(2) calls; prints the mean cost of one and the total RAM seen.
+fn sysinfo_loop(args: &[String]) {
+    let n = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000usize);
+    let mut total = 0u64;
+    let t = Instant::now();
+    for _ in 0..n {
+        let s = vserverd::sys::notify::sysinfo().expect("sysinfo");
+        total = s.totalram * s.mem_unit as u64;
+    }
+    println!(
+        "{:.2} µs per call, totalram {} MiB",
+        t.elapsed().as_secs_f64() * 1e6 / n as f64,
+        total >> 20
     );
 }

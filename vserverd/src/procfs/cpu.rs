@@ -154,6 +154,22 @@ fn threads(h: &Hierarchy, dir: &Path) -> (u32, u32) {
     (running, all as u32)
 }
 
+/// The number of tasks in the cgroups of a process whose /proc/PID/cgroup text is `cgroup`
+/// (`pids.current`: one read, for sysinfo's `procs`), and its kernel load averages if the
+/// kernel keeps them (kernel-patch/).
+pub fn tasks_and_kernel_load(cgroup: &str) -> (u32, Option<[f64; 3]>) {
+    let mountinfo = read(Path::new("/proc/self/mountinfo")).unwrap_or_default();
+    let layout = Layout::parse(&mountinfo, cgroup);
+    let tasks = dir_of(&layout, "pids")
+        .and_then(|(_, dir)| read(&dir.join("pids.current")))
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let load = dir_of(&layout, "cpu")
+        .and_then(|(_, dir)| read(&dir.join("cpu.loadavg")))
+        .and_then(|s| cpuview::parse_loadavg(&s));
+    (tasks, load)
+}
+
 /// The figures of a process whose /proc/PID/cgroup text is `cgroup`.
 pub fn of_cgroup(cgroup: &str) -> CpuFigures {
     let mountinfo = read(Path::new("/proc/self/mountinfo")).unwrap_or_default();

@@ -222,14 +222,14 @@ fn respond(
         return Reply::Proceed;
     };
     let figures = super::memory::of_cgroup(&cgroup);
-    let cpu = super::cpu::of_cgroup(&cgroup);
+    // One read each (not virt_cpu's walk of every thread): a sysinfo call must stay cheap.
+    let (threads, kernel_load) = super::cpu::tasks_and_kernel_load(&cgroup);
     // The kernel's per-cgroup averages (kernel-patch/) where it keeps them.
     let lo = if flags & LOAD != 0 {
-        cpu.kernel_load.or_else(|| loads(&cgroup))
+        kernel_load.or_else(|| loads(&cgroup))
     } else {
         None
     };
-    let threads = cpu.threads;
     let info = guest_view(&host, flags, figures.as_ref(), threads, lo, offset);
     let bytes = encode(&info, compat32);
     let at = if compat32 {
@@ -362,7 +362,10 @@ pub fn serve(dir: &Path, loads: impl Fn(&str) -> Option<[f64; 3]>) {
                         flags,
                         fd: Some(fd),
                         ..
-                    }) => listeners.push((fd, flags)),
+                    }) => {
+                        let _ = notify::sync_wakeups(fd.as_fd());
+                        listeners.push((fd, flags))
+                    }
                     Some(Message { tag: END, .. }) => break,
                     _ => {}
                 }
@@ -397,6 +400,7 @@ pub fn serve(dir: &Path, loads: impl Fn(&str) -> Option<[f64; 3]>) {
                 if let Some(h) = &hold {
                     let _ = send(sock.as_fd(), Some(h), KEEP, flags, Some(fd.as_fd()));
                 }
+                let _ = notify::sync_wakeups(fd.as_fd());
                 listeners.push((fd, flags));
             }
         }
