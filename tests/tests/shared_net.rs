@@ -24,6 +24,9 @@ fn sh(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Tests of one process run in parallel: each fixture its own cgroup.
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 struct Fixture {
     _dir: tempfile::TempDir,
     run: PathBuf,
@@ -50,10 +53,11 @@ impl Fixture {
         let ns = dir.path().join("net");
         std::fs::File::create(&ns).unwrap();
         sh(&["unshare", &format!("--net={}", ns.display()), "true"]);
-        let cg = v2
-            .mount
-            .join(&v2.own)
-            .join(format!("vsd-sockbpf-{}", std::process::id()));
+        let cg = v2.mount.join(&v2.own).join(format!(
+            "vsd-sockbpf-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         std::fs::create_dir(&cg).unwrap();
         let f = Fixture {
             _dir: dir,
@@ -129,6 +133,7 @@ fn policy(cookie: u64) -> Policy {
         v6: vec!["fd88::2".parse().unwrap()],
         lback: Ipv4Addr::new(127, 0, 2, 1),
         raw_icmp: false,
+        maps: None,
     }
 }
 
@@ -154,7 +159,10 @@ fn programs_narrow_a_cgroup_to_its_addresses_until_detached() {
     assert_eq!(f.probe(false, &["bind", "0.0.0.0"]), "ok 0.0.0.0");
     assert_eq!(f.probe(false, &["ping-socket"]), "ok made");
 
-    let took = sockbpf::attach(&f.run, "g", &f.cg, &policy(cookie)).unwrap();
+    // Within the test's namespace: the host-wide lookup program links to the caller's.
+    let took = f
+        .within(|| sockbpf::attach(&f.run, "g", &f.cg, &policy(cookie)))
+        .unwrap();
     eprintln!("attach of {} programs: {took:?}", Hook::ALL.len());
     assert!(sockbpf::complete(&f.run, "g"));
     let cgfd = std::fs::File::open(&f.cg).unwrap();
@@ -211,6 +219,7 @@ fn programs_narrow_a_cgroup_to_its_addresses_until_detached() {
     );
     assert_eq!(f.probe(true, &["bind", "0.0.0.0"]), "ok 10.88.0.2");
 
+    sockbpf::forget(&f.run, &policy(cookie)).unwrap();
     sockbpf::detach(&f.run, "g").unwrap();
     assert!(sockbpf::pinned(&f.run, "g").is_empty());
     for h in Hook::ALL {
@@ -218,6 +227,114 @@ fn programs_narrow_a_cgroup_to_its_addresses_until_detached() {
         assert!(ids.is_empty(), "{h:?}: {ids:?}");
     }
     assert_eq!(f.probe(false, &["bind", "0.0.0.0"]), "ok 0.0.0.0");
+}
+
+/// A server probe in the guest's cgroup, started in the background: its port once it listens,
+/// and the process to collect its report from.
+fn serve(f: &Fixture, addr: &str, port: u16, n: u32) -> (u16, std::process::Child) {
+    use std::io::BufRead;
+    let cmd = format!(
+        "echo $$ > {}/cgroup.procs && exec nsenter --net={} -- python3 {SCRIPT} serve {addr} \
+         {port} {n}",
+        f.cg.display(),
+        f.ns.display()
+    );
+    let mut c = Command::new("sh")
+        .args(["-c", &cmd])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(c.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .strip_prefix("ready ")
+        .unwrap_or_else(|| panic!("serve: {line:?}"))
+        .trim()
+        .parse()
+        .unwrap();
+    (port, c)
+}
+
+fn report(c: std::process::Child) -> String {
+    let o = c.wait_with_output().unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A connection from the host (the test's namespace): "ok" or the error's kind.
+fn host_connect(f: &Fixture, addr: &str, port: u16) -> String {
+    let a: std::net::SocketAddr = if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    }
+    .parse()
+    .unwrap();
+    f.within(
+        || match std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(3)) {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("{:?}", e.kind()),
+        },
+    )
+}
+
+#[test]
+fn wildcard_listeners_receive_on_every_guest_address_and_only_there() {
+    let Some(f) = Fixture::new() else { return };
+    let cookie = f.within(|| vserverd::sys::bpf::netns_cookie().unwrap());
+    // A host service on the wildcard.
+    let host = f.within(|| TcpListener::bind("0.0.0.0:0").unwrap());
+    let hport = host.local_addr().unwrap().port();
+    assert_eq!(host_connect(&f, "10.88.0.2", hport), "ok");
+
+    f.within(|| sockbpf::attach(&f.run, "g", &f.cg, &policy(cookie)))
+        .unwrap();
+    // The lookup program is pinned with its maps, for a restarted daemon.
+    let hd = sockbpf::host_dir(&f.run);
+    for pin in ["vs_guests", "vs_ports", "vs_sk_lookup"] {
+        assert!(hd.join(pin).exists(), "{pin}");
+    }
+    // The host's wildcard listener no longer gets what is meant for the guest's addresses
+    // (the guest does not listen there: refused), and still gets its own.
+    assert_eq!(host_connect(&f, "10.88.0.2", hport), "ConnectionRefused");
+    assert_eq!(host_connect(&f, "fd88::2", hport), "ConnectionRefused");
+    assert_eq!(host_connect(&f, "10.88.0.9", hport), "ok");
+
+    // The guest's wildcard: both its IPv4 addresses and its 127.0.0.1, not the host's.
+    let (p, c) = serve(&f, "0.0.0.0", 0, 3);
+    let ps = p.to_string();
+    assert_eq!(host_connect(&f, "10.88.0.2", p), "ok");
+    assert_eq!(host_connect(&f, "10.88.0.3", p), "ok");
+    assert_eq!(host_connect(&f, "10.88.0.9", p), "ConnectionRefused");
+    assert_eq!(
+        f.probe(false, &["connect", "127.0.0.1", &ps]),
+        "ok 127.0.0.1"
+    );
+    assert_eq!(report(c), "ok 10.88.0.2,10.88.0.3,127.0.0.1");
+
+    // Listen without a bind: the guest's addresses; the host's refused.
+    let (p, c) = serve(&f, "-", 0, 2);
+    assert_eq!(host_connect(&f, "10.88.0.3", p), "ok");
+    assert_eq!(host_connect(&f, "10.88.0.9", p), "ConnectionRefused");
+    assert_eq!(host_connect(&f, "10.88.0.2", p), "ok");
+    assert_eq!(report(c), "ok 10.88.0.3,10.88.0.2");
+
+    // An address bound as such is that address only.
+    let (p, c) = serve(&f, "10.88.0.3", 0, 1);
+    assert_eq!(host_connect(&f, "10.88.0.2", p), "ConnectionRefused");
+    assert_eq!(host_connect(&f, "10.88.0.3", p), "ok");
+    assert_eq!(report(c), "ok 10.88.0.3");
+
+    // IPv6: `::` is the guest's IPv6 address.
+    let (p, c) = serve(&f, "::", 0, 1);
+    assert_eq!(host_connect(&f, "fd88::2", p), "ok");
+    assert_eq!(report(c), "ok fd88::2");
+
+    // Without the guest's addresses in the map, the host's wildcard gets them again.
+    sockbpf::forget(&f.run, &policy(cookie)).unwrap();
+    assert_eq!(host_connect(&f, "10.88.0.2", hport), "ok");
+    sockbpf::detach(&f.run, "g").unwrap();
 }
 
 fn text(o: &std::process::Output) -> String {
@@ -291,6 +408,12 @@ fn shared_stack_guests_serve_on_their_own_addresses_of_the_host() {
     shared_host(&mut d);
     shared_guest(&d, "a", 46101, "10.79.0.2");
     shared_guest(&d, "b", 46102, "10.79.0.3");
+    // a has a second address: its wildcard listeners receive on both.
+    for (f, v) in [("ip", "10.79.0.12"), ("prefix", "24"), ("dev", "vh0")] {
+        let dir = d.guest_config("a").join("interfaces/1");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(f), format!("{v}\n")).unwrap();
+    }
     d.spawn();
     let out = d.ctl_ok(&["start", "a"]);
     assert!(out.contains("10.79.0.2/24 on vh0"), "{out}");
@@ -324,6 +447,46 @@ fn shared_stack_guests_serve_on_their_own_addresses_of_the_host() {
     }
     assert_eq!(wget(&d, "http://10.79.0.2/"), "this is a\n");
     assert_eq!(wget(&d, "http://10.79.0.3/"), "this is b\n");
+    // The wildcard of a guest with two addresses receives on both, and on its 127.0.0.1.
+    assert_eq!(wget(&d, "http://10.79.0.12/"), "this is a\n");
+    let o = d.ctl_ok(&[
+        "exec",
+        "a",
+        "--",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://127.0.0.1/",
+    ]);
+    assert_eq!(o, "this is a\n");
+    // A host service on the wildcard does not get connections to a guest's address.
+    let host_wild = {
+        let ns = std::fs::File::open(d.netns.as_ref().unwrap()).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                TcpListener::bind("0.0.0.0:0").unwrap()
+            })
+            .join()
+            .unwrap()
+        })
+    };
+    let hw = host_wild.local_addr().unwrap().port();
+    let nc = |d: &harness::TestDaemon, addr: &str| {
+        let ns = std::fs::File::open(d.netns.as_ref().unwrap()).unwrap();
+        let a: std::net::SocketAddr = format!("{addr}:{hw}").parse().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(3)).is_ok()
+            })
+            .join()
+            .unwrap()
+        })
+    };
+    assert!(nc(&d, "10.79.255.1"), "the host's own address");
+    assert!(!nc(&d, "10.79.0.2") && !nc(&d, "10.79.0.12") && !nc(&d, "10.79.0.3"));
     // (busybox httpd binds `[::]`: an IPv4-only guest's becomes `[::ffff:ADDRESS]`.)
     let ss = text(&d.in_host_net(&["ss", "-Hltn"]));
     assert!(
@@ -392,6 +555,8 @@ fn shared_stack_guests_serve_on_their_own_addresses_of_the_host() {
     d.spawn();
     assert_eq!(d.status("a")["state"], "running");
     assert!(sockbpf::complete(&d.run_dir, "a"));
+    assert_eq!(wget(&d, "http://10.79.0.12/"), "this is a\n");
+    assert!(!nc(&d, "10.79.0.12"));
     let o = d.ctl(&[
         "exec",
         "a",

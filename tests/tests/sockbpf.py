@@ -29,6 +29,26 @@ def run(action, args):
         c = socket.create_connection((addr, port), timeout=5)
         a, _ = l.accept()
         return "%s %s" % (c.getpeername()[0], a.getpeername()[0])
+    if action == "serve":
+        # serve ADDR PORT N: listens (ADDR "-": without a bind), says "ready PORT" at once,
+        # then accepts N connections (3 s each at most) and reports the address each one
+        # came in on (getsockname of the accepted socket), comma-separated.
+        addr, port, n = args[0], int(args[1]), int(args[2])
+        l = socket.socket(socket.AF_INET6 if addr == "-6" or ":" in addr else socket.AF_INET,
+                          socket.SOCK_STREAM)
+        if addr not in ("-", "-6"):
+            l.bind((addr, port))
+        l.listen()
+        print("ready", l.getsockname()[1], flush=True)
+        l.settimeout(3)
+        got = []
+        for _ in range(n):
+            try:
+                a, _ = l.accept()
+                got.append(a.getsockname()[0])
+            except socket.timeout:
+                got.append("timeout")
+        return ",".join(got)
     if action == "connect":
         addr, port = args[0], int(args[1])
         c = socket.create_connection((addr, port), timeout=5)

@@ -46,6 +46,7 @@ impl SharedNet {
             v6: vec![],
             lback: self.lback,
             raw_icmp: self.raw_icmp,
+            maps: None,
         };
         for a in &self.addrs {
             match a.ip {
@@ -331,6 +332,9 @@ pub fn attach(
 /// Takes everything back: the programs, then the addresses. Every step is tried; call it only
 /// once the guest's processes are gone (the programs keep them narrowed until then).
 pub fn remove(run_dir: &Path, name: &str, s: &SharedNet) {
+    if let Err(e) = sockbpf::forget(run_dir, &s.policy()) {
+        tracing::warn!(guest = name, "{e}");
+    }
     if let Err(e) = sockbpf::detach(run_dir, name) {
         tracing::warn!(guest = name, "{e}");
     }
