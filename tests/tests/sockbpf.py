@@ -49,6 +49,32 @@ def run(action, args):
             except socket.timeout:
                 got.append("timeout")
         return ",".join(got)
+    if action == "abstract-connect":
+        # abstract-connect NAME [dgram]: connect (stream) or sendto (datagram) an abstract name.
+        if len(args) > 1 and args[1] == "dgram":
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            s.sendto(b"x", "\0" + args[0])
+            return "sent"
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect("\0" + args[0])
+        return "connected"
+    if action == "abstract-self":
+        # A guest's own abstract socket, bound and reached by itself.
+        l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        l.bind("\0" + args[0])
+        l.listen()
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect("\0" + args[0])
+        return "connected"
+    if action == "unshare-abstract":
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(0x40000000) != 0:
+            raise OSError(ctypes.get_errno(), "unshare")
+        return run("abstract-self", args)
+    if action == "unix-path":
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(args[0])
+        return "connected"
     if action == "connect":
         addr, port = args[0], int(args[1])
         c = socket.create_connection((addr, port), timeout=5)

@@ -76,10 +76,14 @@ pub enum Hook {
     /// cgroup/sock_ops (`BPF_PROG_TYPE_SOCK_OPS`): records the guest's TCP listeners for the
     /// host-wide lookup program (bpf/lookup.rs).
     SockOps,
+    /// cgroup/connect_unix and cgroup/sendmsg_unix (6.7+): unix sockets' connect and
+    /// addressed datagram sends.
+    UnixConnect,
+    UnixSendmsg,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 14] = [
+    pub const ALL: [Hook; 16] = [
         Hook::Bind4,
         Hook::Bind6,
         Hook::Connect4,
@@ -94,6 +98,8 @@ impl Hook {
         Hook::Getsockname6,
         Hook::SockCreate,
         Hook::SockOps,
+        Hook::UnixConnect,
+        Hook::UnixSendmsg,
     ];
 
     /// The kernel's attach type number.
@@ -113,6 +119,8 @@ impl Hook {
             Hook::Getsockname6 => 32,
             Hook::SockCreate => 2,
             Hook::SockOps => 3,
+            Hook::UnixConnect => 49,
+            Hook::UnixSendmsg => 50,
         }
     }
 
@@ -142,6 +150,8 @@ impl Hook {
             Hook::Getsockname6 => "vs_getsockname6",
             Hook::SockCreate => "vs_sock_create",
             Hook::SockOps => "vs_sockops",
+            Hook::UnixConnect => "vs_connect_unix",
+            Hook::UnixSendmsg => "vs_sendmsg_unix",
         }
     }
 }
@@ -167,10 +177,12 @@ const FN_SET_RETVAL: i32 = 187;
 // struct bpf_sock_addr.
 const USER_IP4: i16 = 4;
 const USER_IP6: i16 = 8;
+const USER_PORT: i16 = 24;
 const MSG_SRC_IP4: i16 = 40;
 const MSG_SRC_IP6: i16 = 44;
 
 const EPERM: i32 = 1;
+const ECONNREFUSED: i32 = 111;
 const ENETUNREACH: i32 = 101;
 const EADDRNOTAVAIL: i32 = 99;
 
@@ -208,6 +220,7 @@ pub fn program(h: Hook, p: &Policy) -> Result<Vec<Insn>, AsmError> {
         Hook::Recvmsg4 | Hook::Getpeername4 | Hook::Getsockname4 => g.show4(p),
         Hook::Recvmsg6 | Hook::Getpeername6 | Hook::Getsockname6 => g.show6(p),
         Hook::SockCreate => g.sock_create(p),
+        Hook::UnixConnect | Hook::UnixSendmsg => g.unix(),
         Hook::SockOps => {
             if let Err(e) = super::lookup::sock_ops(&mut g.a, p, g.allow) {
                 g.result = Err(e);
@@ -534,6 +547,24 @@ impl Gen {
         self.dest4(p, R5, USER_IP6 + 12, src);
         self.place(src);
         self.pin4(true);
+    }
+
+    /// Refuses unix connects and sends to an abstract name (the host's namespace of them is
+    /// the host's and every guest's). The context's port field is the sockaddr's bytes 2-3,
+    /// for a `sockaddr_un` the first two of `sun_path`: the first is NUL for an abstract name.
+    fn unix(&mut self) {
+        let refuse = self.a.new_label();
+        self.a
+            .ldx_w(R2, R6, USER_PORT)
+            .and_imm(R2, 0xff)
+            .jne32(R2, 0, self.allow)
+            .ja(refuse);
+        self.place(refuse);
+        self.a
+            .mov_imm(R1, -ECONNREFUSED)
+            .call(FN_SET_RETVAL)
+            .mov_imm(R0, 0)
+            .exit();
     }
 
     /// Refuses ICMP datagram sockets (plain return 0: EPERM) unless `raw_icmp`.

@@ -364,7 +364,21 @@ pub fn available() -> std::result::Result<(), String> {
                 "vs_probe",
             )
             .map(drop)
-            .map_err(|e| format!("socket lookup programs are not available ({})", e.err))
+            .map_err(|e| format!("socket lookup programs are not available ({})", e.err))?;
+            // Unix sockets' connect hook (6.7+), which fences off abstract names.
+            sys::bpf::prog_load(
+                progs::PROG_TYPE_CGROUP_SOCK_ADDR,
+                Hook::UnixConnect.attach_type(),
+                &insns,
+                "vs_probe",
+            )
+            .map(drop)
+            .map_err(|e| {
+                format!(
+                    "cgroup programs for unix sockets are not available ({}; Linux 6.7+)",
+                    e.err
+                )
+            })
         })
         .clone()
 }

@@ -430,3 +430,25 @@ fn ping_sockets_need_raw_icmp() {
     );
     assert_eq!(o.ret, 1);
 }
+
+/// A unix sockaddr as the context's port field shows its first two path bytes.
+fn unix_ctx(path: &[u8]) -> [u8; 72] {
+    let mut c = [0u8; 72];
+    c[24..26].copy_from_slice(&path[..2]);
+    c
+}
+
+#[test]
+fn abstract_unix_names_are_refused_paths_pass() {
+    for h in [Hook::UnixConnect, Hook::UnixSendmsg] {
+        refused(&go(h, unix_ctx(b"\0name")), 111);
+        assert_eq!(go(h, unix_ctx(b"/run/x.sock")).ret, 1);
+        // A guest's own namespace keeps its abstract names.
+        let o = run(
+            &program(h, &policy()).unwrap(),
+            unix_ctx(b"\0name"),
+            HOST + 1,
+        );
+        assert_eq!(o.ret, 1);
+    }
+}
