@@ -162,6 +162,7 @@ fn matrix(net: Net) {
             let g = match net {
                 Net::None => g,
                 Net::Netns => g
+                    .file("apps/vserverd/netmode", "netns\n")
                     .file("interfaces/0/ip", "10.78.0.2\n")
                     .file("interfaces/0/prefix", "24\n")
                     .file("interfaces/0/nodev", ""),

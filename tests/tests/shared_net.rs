@@ -922,3 +922,48 @@ fn without_cgroup_bpf_a_shared_guest_falls_back_to_a_namespace_with_a_warning() 
     assert!(inside.contains("10.79.0.7/24"), "{inside}");
     d.ctl_ok(&["stop", "fb"]);
 }
+
+/// Without apps/vserverd/netmode a guest with interfaces/ shares the host's stack, as under
+/// util-vserver; one whose bounding set grants NET_RAW keeps a namespace of its own, and
+/// `.defaults` can ask for the namespace form for every guest.
+#[test]
+fn the_shared_stack_is_the_default_for_a_guest_with_interfaces() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = harness::TestDaemon::prepare();
+    shared_host(&mut d);
+    for (name, ctx, ip) in [("plain", 46131, "10.79.0.2"), ("raw", 46132, "10.79.0.3")] {
+        harness::GuestBuilder::busybox(name)
+            .context(ctx)
+            .file("interfaces/0/ip", &format!("{ip}\n"))
+            .file("interfaces/0/prefix", "24\n")
+            .file("interfaces/0/dev", "vh0\n")
+            .write(&d);
+    }
+    std::fs::write(d.guest_config("raw").join("bcapabilities"), "NET_RAW\n").unwrap();
+    d.spawn();
+    use std::os::unix::fs::MetadataExt;
+    let host_ns = std::fs::metadata(d.netns.as_ref().unwrap()).unwrap().ino();
+    let ns_of = |d: &harness::TestDaemon, g: &str| {
+        std::fs::metadata(format!("/proc/{}/ns/net", d.init_pid(g)))
+            .unwrap()
+            .ino()
+    };
+    let out = d.ctl_ok(&["start", "plain"]);
+    assert!(out.contains("the host's stack (shared)"), "{out}");
+    assert_eq!(ns_of(&d, "plain"), host_ns);
+    assert!(sockbpf::complete(&d.run_dir, "plain"));
+    d.ctl_ok(&["start", "raw"]);
+    assert_ne!(ns_of(&d, "raw"), host_ns);
+    assert!(!sockbpf::pin_dir(&d.run_dir, "raw").exists());
+    d.ctl_ok(&["stop", "plain"]);
+    d.ctl_ok(&["stop", "raw"]);
+    // netns for every guest from .defaults.
+    let def = d.config_root.join(".defaults/apps/vserverd");
+    std::fs::create_dir_all(&def).unwrap();
+    std::fs::write(def.join("netmode"), "netns\n").unwrap();
+    d.ctl_ok(&["start", "plain"]);
+    assert_ne!(ns_of(&d, "plain"), host_ns);
+    d.ctl_ok(&["stop", "plain"]);
+}

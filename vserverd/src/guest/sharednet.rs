@@ -307,12 +307,15 @@ pub fn unusable(d: &crate::daemon::Daemon) -> Option<String> {
     sockbpf::available().err()
 }
 
-/// The warning `check`, the start and the log give when the shared stack falls back.
-pub fn fallback_warning(why: &str) -> String {
-    format!(
-        "apps/vserverd/netmode is shared, but {why}: the guest gets a network namespace and a \
-         veth pair instead"
-    )
+/// The warning `check`, the start and the log give when the shared stack falls back
+/// (`asked`: netmode `shared` written, rather than the default).
+pub fn fallback_warning(why: &str, asked: bool) -> String {
+    let what = if asked {
+        "apps/vserverd/netmode is shared"
+    } else {
+        "a guest with interfaces/ shares the host's network stack by default"
+    };
+    format!("{what}, but {why}: the guest gets a network namespace and a veth pair instead")
 }
 
 /// Links the socket programs to the guest's cgroup in the unified hierarchy.

@@ -179,7 +179,10 @@ async fn steps(
         && match super::sharednet::unusable(d) {
             None => true,
             Some(why) => {
-                let w = super::sharednet::fallback_warning(&why);
+                let w = super::sharednet::fallback_warning(
+                    &why,
+                    c.netmode == crate::config::netmode::NetMode::Shared,
+                );
                 tracing::warn!(guest = name, "{w}");
                 p.send(
                     name,
