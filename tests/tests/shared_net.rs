@@ -616,6 +616,16 @@ fn shared_stack_guests_serve_on_their_own_addresses_of_the_host() {
     assert!(sockbpf::complete(&d.run_dir, "a"));
     assert_eq!(wget(&d, "http://10.79.0.12/"), "this is a\n");
     assert!(!nc(&d, "10.79.0.12"));
+    // A pin gone while the daemon was away: the adopting daemon links the programs again,
+    // keeping the listeners recorded so far, and records new ones.
+    d.kill();
+    std::fs::remove_file(sockbpf::pin_dir(&d.run_dir, "a").join("vs_sockops")).unwrap();
+    d.spawn();
+    assert_eq!(d.status("a")["state"], "running");
+    assert!(sockbpf::complete(&d.run_dir, "a"));
+    assert_eq!(wget(&d, "http://10.79.0.12/"), "this is a\n");
+    d.ctl_ok(&["exec", "a", "--", "httpd", "-p", "8085", "-h", "/www"]);
+    assert_eq!(wget(&d, "http://10.79.0.12:8085/"), "this is a\n");
     let o = d.ctl(&[
         "exec",
         "a",

@@ -332,6 +332,18 @@ pub fn attach(
     sockbpf::attach(run_dir, name, cg, &s.policy()).map_err(|e| e.to_string())
 }
 
+/// Links a running guest's programs again (adoption found a pin gone): its recorded
+/// listeners are kept (isolate/sockbpf.rs `relink`).
+pub fn relink(
+    run_dir: &Path,
+    name: &str,
+    cgroup_v2: Option<&Path>,
+    s: &SharedNet,
+) -> Result<std::time::Duration, String> {
+    let cg = cgroup_v2.ok_or("the shared network stack needs the unified (v2) cgroup hierarchy")?;
+    sockbpf::relink(run_dir, name, cg, &s.policy()).map_err(|e| e.to_string())
+}
+
 /// Takes everything back: the programs, then the addresses. Every step is tried; call it only
 /// once the guest's processes are gone (the programs keep them narrowed until then).
 pub fn remove(run_dir: &Path, name: &str, s: &SharedNet) {

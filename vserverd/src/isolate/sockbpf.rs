@@ -252,12 +252,42 @@ pub fn forget(run_dir: &Path, p: &Policy) -> Result<()> {
 /// removes what this call made. With the programs in force, the guest's addresses go into the
 /// host-wide map, so connections to them reach the guest's listeners only.
 pub fn attach(run_dir: &Path, name: &str, cgroup_v2: &Path, p: &Policy) -> Result<Duration> {
+    link(run_dir, name, cgroup_v2, p, false)
+}
+
+/// Links a running guest's programs again (a daemon that adopts it found a pin gone). Its
+/// listeners are recorded in the socket hash the host-wide map already has for its addresses,
+/// which is kept: they stay reachable, and new ones join them. A guest whose addresses are not
+/// in that map (started by a vserverd without wildcard receive) is left to the kernel's own
+/// lookup until it restarts: its listeners were never recorded, so routing its addresses
+/// through a fresh, empty hash would cut them off.
+pub fn relink(run_dir: &Path, name: &str, cgroup_v2: &Path, p: &Policy) -> Result<Duration> {
+    link(run_dir, name, cgroup_v2, p, true)
+}
+
+/// The socket hash the host-wide map holds for the guest's first address, if any.
+fn existing_socks(host: &HostMaps, p: &Policy) -> Option<OwnedFd> {
+    let key = address_keys(p).into_iter().next()?;
+    let mut id = [0u8; 4];
+    match sys::bpf::map_lookup(&host.guests, &key, &mut id) {
+        Ok(true) => sys::bpf::map_get_fd_by_id(u32::from_ne_bytes(id)).ok(),
+        _ => None,
+    }
+}
+
+fn link(run_dir: &Path, name: &str, cgroup_v2: &Path, p: &Policy, again: bool) -> Result<Duration> {
     let t = Instant::now();
     ensure_bpffs(run_dir)?;
     detach(run_dir, name)?;
     let host = host(run_dir)?;
     let dir = pin_dir(run_dir, name);
     std::fs::create_dir(&dir).map_err(io("creating", &dir))?;
+    let kept = if again {
+        existing_socks(&host, p)
+    } else {
+        None
+    };
+    let route = !again || kept.is_some();
     let made = (|| {
         let wild = map(
             &MapSpec {
@@ -270,7 +300,10 @@ pub fn attach(run_dir: &Path, name: &str, cgroup_v2: &Path, p: &Policy) -> Resul
             },
             None,
         )?;
-        let socks = map(&guest_socks_spec(), None)?;
+        let socks = match kept {
+            Some(fd) => fd,
+            None => map(&guest_socks_spec(), None)?,
+        };
         let mut p = p.clone();
         p.maps = Some(Maps {
             wild: wild.as_raw_fd(),
@@ -298,14 +331,18 @@ pub fn attach(run_dir: &Path, name: &str, cgroup_v2: &Path, p: &Policy) -> Resul
         }
         let value = (socks.as_raw_fd() as u32).to_ne_bytes();
         let gpin = host_dir(run_dir).join("vs_guests");
-        for k in address_keys(p) {
-            sys::bpf::map_update(&host.guests, &k, &value, sys::bpf::BPF_ANY)
-                .map_err(io("adding an address to", &gpin))?;
+        if route {
+            for k in address_keys(p) {
+                sys::bpf::map_update(&host.guests, &k, &value, sys::bpf::BPF_ANY)
+                    .map_err(io("adding an address to", &gpin))?;
+            }
         }
         Ok(())
     })();
     if let Err(e) = made {
-        let _ = forget(run_dir, p);
+        if !again {
+            let _ = forget(run_dir, p);
+        }
         let _ = detach(run_dir, name);
         return Err(e);
     }

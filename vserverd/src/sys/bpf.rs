@@ -17,6 +17,7 @@ const MAP_DELETE_ELEM: u32 = 3;
 const PROG_LOAD: u32 = 5;
 const OBJ_PIN: u32 = 6;
 const OBJ_GET: u32 = 7;
+const MAP_GET_FD_BY_ID: u32 = 14;
 const PROG_QUERY: u32 = 16;
 const LINK_CREATE: u32 = 28;
 const LINK_DETACH: u32 = 34;
@@ -202,6 +203,13 @@ pub fn map_lookup(map: impl AsFd, key: &[u8], value: &mut [u8]) -> io::Result<bo
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// Opens the map with this id (as a map of maps' lookup yields it).
+pub fn map_get_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    let mut a = Attr::new();
+    a.u32(0, id);
+    bpf(MAP_GET_FD_BY_ID, &mut a).map(fd_of)
 }
 
 /// Pins a bpf object (a link) at `path` in a bpffs.
