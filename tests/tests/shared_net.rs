@@ -37,6 +37,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Option<Fixture> {
         if !(require(harness::is_root(), "root")
+            && kernel_has_the_programs()
             && require(Path::new("/usr/bin/python3").exists(), "python3")
             && require(Path::new("/usr/bin/nsenter").exists(), "nsenter"))
         {
@@ -456,6 +457,20 @@ fn prerequisites() -> bool {
             Layout::detect().is_ok_and(|l| l.v2().is_some()),
             "cgroup v2",
         )
+        && kernel_has_the_programs()
+}
+
+/// cgroup socket programs, socket lookup programs (5.9) and unix socket hooks (6.7): without
+/// them a shared-stack guest falls back to a namespace.
+fn kernel_has_the_programs() -> bool {
+    let ok = sockbpf::available();
+    require(
+        ok.is_ok(),
+        &format!(
+            "the shared stack's programs: {}",
+            ok.err().unwrap_or_default()
+        ),
+    )
 }
 
 #[test]
