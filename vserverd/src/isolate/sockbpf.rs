@@ -236,7 +236,13 @@ pub fn forget(run_dir: &Path, p: &Policy) -> Result<()> {
         return Ok(());
     }
     let guests = sys::bpf::obj_get(&pin).map_err(io("opening the pinned", &pin))?;
-    for k in address_keys(p) {
+    let keys = address_keys(p);
+    // One grace period for all (see map_update_batch); where one key is missing (a start cut
+    // short), the rest one by one.
+    if sys::bpf::map_delete_batch(&guests, &keys.concat(), 16).is_ok() {
+        return Ok(());
+    }
+    for k in keys {
         match sys::bpf::map_delete(&guests, &k) {
             Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
                 return Err(io("removing an address from", &pin)(e))
@@ -332,10 +338,8 @@ fn link(run_dir: &Path, name: &str, cgroup_v2: &Path, p: &Policy, again: bool) -
         let value = (socks.as_raw_fd() as u32).to_ne_bytes();
         let gpin = host_dir(run_dir).join("vs_guests");
         if route {
-            for k in address_keys(p) {
-                sys::bpf::map_update(&host.guests, &k, &value, sys::bpf::BPF_ANY)
-                    .map_err(io("adding an address to", &gpin))?;
-            }
+            sys::bpf::map_update_batch(&host.guests, &address_keys(p).concat(), 16, &value)
+                .map_err(io("adding the addresses to", &gpin))?;
         }
         Ok(())
     })();

@@ -18,6 +18,8 @@ const PROG_LOAD: u32 = 5;
 const OBJ_PIN: u32 = 6;
 const OBJ_GET: u32 = 7;
 const MAP_GET_FD_BY_ID: u32 = 14;
+const MAP_UPDATE_BATCH: u32 = 26;
+const MAP_DELETE_BATCH: u32 = 27;
 const PROG_QUERY: u32 = 16;
 const LINK_CREATE: u32 = 28;
 const LINK_DETACH: u32 = 34;
@@ -203,6 +205,36 @@ pub fn map_lookup(map: impl AsFd, key: &[u8], value: &mut [u8]) -> io::Result<bo
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// Sets each of `keys` (concatenated, `key_size` bytes each) to `value` in one call: a map of
+/// maps waits for an RCU grace period after each change made through the syscall (so no
+/// program still sees an inner map it replaced), about 10 ms each here; a batch waits once.
+pub fn map_update_batch(
+    map: impl AsFd,
+    keys: &[u8],
+    key_size: usize,
+    value: &[u8],
+) -> io::Result<()> {
+    let n = keys.len() / key_size.max(1);
+    let values: Vec<u8> = value.repeat(n);
+    let mut a = Attr::new();
+    a.u64(16, keys.as_ptr() as u64)
+        .u64(24, values.as_ptr() as u64)
+        .u32(32, n as u32)
+        .u32(36, map.as_fd().as_raw_fd() as u32);
+    bpf(MAP_UPDATE_BATCH, &mut a).map(|_| ())
+}
+
+/// Removes each of `keys` (concatenated) in one call; ENOENT when one is missing (those
+/// before it are removed: the caller retries one by one).
+pub fn map_delete_batch(map: impl AsFd, keys: &[u8], key_size: usize) -> io::Result<()> {
+    let n = keys.len() / key_size.max(1);
+    let mut a = Attr::new();
+    a.u64(16, keys.as_ptr() as u64)
+        .u32(32, n as u32)
+        .u32(36, map.as_fd().as_raw_fd() as u32);
+    bpf(MAP_DELETE_BATCH, &mut a).map(|_| ())
 }
 
 /// Opens the map with this id (as a map of maps' lookup yields it).
