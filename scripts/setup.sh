@@ -15,6 +15,9 @@ APT_PACKAGES=(
   duperemove       # the unify benchmark's reference tool (vserverd-bench unify)
   gcc-i686-linux-gnu libc6-dev-i386-cross  # a static 32-bit program for the i386 ABI test
   cpio xz-utils    # the VM tier's initramfs and kernel modules (scripts/vm.sh)
+  e2fsprogs        # mkfs.ext4 -d: the VM tier's persistent disk (vm_power) and ext4 images
+  prometheus       # a real Prometheus and promtool for the metrics test (tests/tests/metrics.rs)
+  systemd          # systemd-socket-activate: the metrics exporter activated as its socket unit does
   ca-certificates
   python3-pip
 )

@@ -36,7 +36,8 @@ bash scripts/debian-guest.sh >/dev/null
 # The same with systemd as init, for the systemd guest test.
 bash scripts/debian-guest.sh --systemd >/dev/null
 # VM tier images (Debian 13 and 12 with their cloud kernels; docs/vm-tier.md): built once per
-# recipe, then cached. Each VM boot's time goes to target/vm-tier/runs.log, summed below.
+# recipe, then cached. The vm_* tests (smoke, systemd, network, kernel, power) boot them under
+# `cargo test --workspace` below. Each VM boot's time goes to target/vm-tier/runs.log, summed below.
 vm_start=$(date +%s)
 bash scripts/vm.sh image trixie >/dev/null
 bash scripts/vm.sh image bookworm >/dev/null

@@ -55,6 +55,9 @@ _vserverctl() {
             vserverctl,list)
                 cmd="vserverctl__subcmd__list"
                 ;;
+            vserverctl,metrics)
+                cmd="vserverctl__subcmd__metrics"
+                ;;
             vserverctl,restart)
                 cmd="vserverctl__subcmd__restart"
                 ;;
@@ -118,6 +121,9 @@ _vserverctl() {
             vserverctl__subcmd__help,list)
                 cmd="vserverctl__subcmd__help__subcmd__list"
                 ;;
+            vserverctl__subcmd__help,metrics)
+                cmd="vserverctl__subcmd__help__subcmd__metrics"
+                ;;
             vserverctl__subcmd__help,restart)
                 cmd="vserverctl__subcmd__help__subcmd__restart"
                 ;;
@@ -149,7 +155,7 @@ _vserverctl() {
 
     case "${cmd}" in
         vserverctl)
-            opts="-h -V --socket --help --version list status check start stop restart condrestart set stat vserver-stat build delete running exec enter console events unify hashify du generate-docs help"
+            opts="-h -V --socket --help --version list status check start stop restart condrestart set stat vserver-stat metrics build delete running exec enter console events unify hashify du generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -395,7 +401,7 @@ _vserverctl() {
             return 0
             ;;
         vserverctl__subcmd__help)
-            opts="list status check start stop restart condrestart set stat build delete running exec enter console events unify du generate-docs help"
+            opts="list status check start stop restart condrestart set stat metrics build delete running exec enter console events unify du generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -576,6 +582,20 @@ _vserverctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        vserverctl__subcmd__help__subcmd__metrics)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         vserverctl__subcmd__help__subcmd__restart)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -689,6 +709,24 @@ _vserverctl() {
             return 0
             ;;
         vserverctl__subcmd__list)
+            opts="-h -V --json --socket --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vserverctl__subcmd__metrics)
             opts="-h -V --json --socket --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

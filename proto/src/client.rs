@@ -19,6 +19,8 @@ pub trait ManagerProxy {
         name: Option<&str>,
     ) -> zlink::Result<Result<crate::CheckReport, ManagerError>>;
     async fn stat(&mut self) -> zlink::Result<Result<crate::StatList, ManagerError>>;
+    /// Every guest's and the daemon's figures for monitoring (`exposition::render`).
+    async fn metrics(&mut self) -> zlink::Result<Result<crate::MetricsReply, ManagerError>>;
     /// `console`: the guest's console output while its start command runs, as steps named
     /// `console` (so Stop, Restart and CondRestart).
     #[zlink(more)]

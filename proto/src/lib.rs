@@ -7,10 +7,13 @@
 
 pub mod client;
 pub mod config;
+pub mod exposition;
+mod metrics;
 pub mod termfilter;
 mod types;
 
 pub use config::*;
+pub use metrics::*;
 pub use types::*;
 
 /// The interface name.

@@ -299,8 +299,26 @@ pub enum ManagerError {
     PermissionDenied { reason: String },
     /// The method is declared but not implemented by this daemon yet.
     NotImplemented { method: String },
-    /// An operation failed.
-    Failed { name: String, message: String },
+    /// An operation failed. `step` names the lifecycle step that failed (as the fault points
+    /// do, docs/crash.md) and `errno` the system call's error number, where there was one.
+    Failed {
+        name: String,
+        message: String,
+        step: Option<String>,
+        errno: Option<i32>,
+    },
+}
+
+impl ManagerError {
+    /// A failure that is not a lifecycle step's (no step, no errno).
+    pub fn failed(name: impl Into<String>, message: impl Into<String>) -> ManagerError {
+        ManagerError::Failed {
+            name: name.into(),
+            message: message.into(),
+            step: None,
+            errno: None,
+        }
+    }
 }
 
 impl std::fmt::Display for ManagerError {
@@ -328,7 +346,7 @@ impl std::fmt::Display for ManagerError {
             ManagerError::NotImplemented { method } => {
                 write!(f, "{method} is not implemented by this vserverd yet")
             }
-            ManagerError::Failed { name, message } => write!(f, "{name}: {message}"),
+            ManagerError::Failed { name, message, .. } => write!(f, "{name}: {message}"),
         }
     }
 }

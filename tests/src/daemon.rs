@@ -210,6 +210,19 @@ impl TestDaemon {
             .expect("run vserverctl")
     }
 
+    /// Starts `vserverctl --socket SOCKET ARGS...` without waiting (stdout and stderr piped).
+    pub fn ctl_spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(bins::vserverctl())
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run vserverctl")
+    }
+
     /// Runs vserverctl and panics (with both outputs and the daemon's log) unless it exits 0.
     pub fn ctl_ok(&self, args: &[&str]) -> String {
         let o = self.ctl(args);

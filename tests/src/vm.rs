@@ -138,6 +138,8 @@ pub struct VmRun {
     pub elapsed: Duration,
     /// The hard timeout killed qemu.
     pub timed_out: bool,
+    /// qemu was SIGKILLed on the script's request ([`Vm::kill_on`]): a power cut.
+    pub killed: bool,
 }
 
 impl VmRun {
@@ -184,6 +186,8 @@ pub struct Vm {
     boot_allowance: Duration,
     kernel_args: Vec<String>,
     kernel: Option<PathBuf>,
+    disk: Option<PathBuf>,
+    kill_on: Option<String>,
 }
 
 impl Vm {
@@ -196,6 +200,8 @@ impl Vm {
             boot_allowance: BOOT_ALLOWANCE,
             kernel_args: Vec::new(),
             kernel: None,
+            disk: None,
+            kill_on: None,
         }
     }
 
@@ -274,13 +280,14 @@ impl Vm {
         self.file(dest, content, mode)
     }
 
-    /// vserverd and vserverctl in /test/bin (on the script's PATH; debug info stripped) and
+    /// vserverd, vserverctl and vserverd-metrics in /test/bin (on the script's PATH; debug info stripped) and
     /// scripts/busybox-guest.sh as /test/busybox-guest.sh.
     pub fn project_binaries(mut self) -> Self {
         for (name, env) in [
             ("vserverd", "VSERVERD_BIN"),
             ("vserverd-stage", "VSERVERD_STAGE_BIN"),
             ("vserverctl", "VSERVERCTL_BIN"),
+            ("vserverd-metrics", "VSERVERD_METRICS_BIN"),
         ] {
             let src = project_binary(name, env).unwrap_or_else(|| {
                 panic!("{name} not built: run cargo build --workspace (or set {env})")
@@ -315,6 +322,22 @@ impl Vm {
     /// Boots `bzimage` instead of the image's own kernel (scripts/kernel.sh's patched one).
     pub fn kernel(mut self, bzimage: &Path) -> Self {
         self.kernel = Some(bzimage.to_path_buf());
+        self
+    }
+
+    /// A raw disk image on the host as the VM's /dev/vda (virtio, the host's page cache as its
+    /// write cache: what the VM wrote before qemu dies is on the image, what it had not yet
+    /// written back is lost, as at a power cut). The same image given to two boots is one
+    /// machine booting twice.
+    pub fn disk(mut self, image: &Path) -> Self {
+        self.disk = Some(image.to_path_buf());
+        self
+    }
+
+    /// Pulls the plug: once the script prints the line `marker`, qemu is SIGKILLed (no
+    /// shutdown, nothing flushed inside the VM) and the run reports `killed` with no exit.
+    pub fn kill_on(mut self, marker: &str) -> Self {
+        self.kill_on = Some(marker.into());
         self
     }
 
@@ -398,6 +421,13 @@ impl Vm {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .process_group(0);
+        if let Some(disk) = &self.disk {
+            // scripts/vm.sh passes VSD_QEMU_ARGS on, split on spaces.
+            cmd.env(
+                "VSD_QEMU_ARGS",
+                format!("-drive file={},format=raw,if=virtio", disk.display()),
+            );
+        }
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
@@ -414,10 +444,19 @@ impl Vm {
         };
         let hard = self.timeout + self.boot_allowance;
         let mut timed_out = false;
+        let mut killed = false;
         let mut reported_at: Option<Instant> = None;
+        let kill_line = self.kill_on.as_ref().map(|m| format!("VSD-OUT: {m}"));
         let status = loop {
             if let Some(st) = qemu.try_wait() {
                 break Some(st);
+            }
+            if let Some(k) = &kill_line {
+                if read_lossy(&result).lines().any(|l| l.trim_end() == k) {
+                    killed = true;
+                    qemu.kill();
+                    break None;
+                }
             }
             if start.elapsed() > hard {
                 timed_out = true;
@@ -479,18 +518,27 @@ impl Vm {
                     "{} {:.1} {}",
                     self.label,
                     elapsed.as_secs_f64(),
-                    exit.map_or_else(|| "none".to_string(), |c: i32| c.to_string())
+                    if killed {
+                        "killed".to_string()
+                    } else {
+                        exit.map_or_else(|| "none".to_string(), |c: i32| c.to_string())
+                    }
                 );
             }
         }
         say(&format!(
-            "{}: exit {:?} after {:.1} s (initrd {:.1} s, runner began at {} s of VM uptime){}",
+            "{}: exit {:?} after {:.1} s (initrd {:.1} s, runner began at {} s of VM uptime){}{}",
             self.label,
             exit,
             elapsed.as_secs_f64(),
             packed.as_secs_f64(),
             began_at.map_or("?".into(), |b: f64| format!("{b:.1}")),
-            if timed_out { ", HARD TIMEOUT" } else { "" }
+            if timed_out { ", HARD TIMEOUT" } else { "" },
+            if killed {
+                ", qemu SIGKILLed as asked"
+            } else {
+                ""
+            }
         ));
         Ok(VmRun {
             suite: self.suite.clone(),
@@ -501,6 +549,7 @@ impl Vm {
             began_at,
             elapsed,
             timed_out,
+            killed,
         })
     }
 }

@@ -28,6 +28,23 @@ const START_STEPS: &[&str] = &[
     "start.post-start",
 ];
 
+/// The full matrix (`VSERVERD_CRASH_FULL=1`, docs/crash.md): every point of a networked start
+/// and every point of a restart. CI runs the reduced form: the points where the networked
+/// start and the restart make or hand over something of their own.
+fn full() -> bool {
+    std::env::var_os("VSERVERD_CRASH_FULL").is_some_and(|v| v != "0" && !v.is_empty())
+}
+
+/// The points of a networked start the reduced matrix tries: before and after the network,
+/// the cgroups, the spawn and the run state.
+const NET_STEPS_REDUCED: &[&str] = &[
+    "start.journal",
+    "start.network",
+    "start.cgroup",
+    "start.spawned",
+    "start.state",
+];
+
 fn prerequisites() -> bool {
     harness::require_busybox_guests()
         && harness::require(
@@ -142,7 +159,12 @@ fn matrix(net: Net) {
     }
     let with_net = net != Net::None;
     let mut table = Vec::new();
-    for step in START_STEPS {
+    let steps = if with_net && !full() {
+        NET_STEPS_REDUCED
+    } else {
+        START_STEPS
+    };
+    for step in steps {
         for action in ["kill", "fail"] {
             let cell = format!(
                 "{step} × {action}{}",
@@ -347,6 +369,79 @@ fn a_stop_cut_short_leaves_the_guest_running_or_absent() {
         d.spawn();
         let outcome = holds(&d, "c", &cell);
         table.push(format!("| {step} | {action} | {outcome} |"));
+    }
+    eprintln!("{}", table.join("\n"));
+}
+
+/// A restart (a stop, then a start) cut short at each point of both, the daemon SIGKILLed or
+/// the step failing: after a fresh daemon the guest runs and is adopted, or is gone with
+/// nothing left, and starts again. Reduced in CI to a point of the stop, one before and one
+/// after the start's run state; all of them with VSERVERD_CRASH_FULL=1.
+#[test]
+fn a_restart_cut_short_leaves_the_guest_running_or_absent() {
+    if !prerequisites() {
+        return;
+    }
+    let mut cells: Vec<(&str, &str)> = Vec::new();
+    if full() {
+        // Of the stop's points only the cgroup's removal can fail (the others are past
+        // the point of no return and are only ever cut short).
+        for step in [
+            "stop.signalled",
+            "stop.ended",
+            "stop.cgroup",
+            "stop.network",
+        ] {
+            cells.push((step, "kill"));
+        }
+        cells.push(("stop.cgroup", "fail"));
+        for step in START_STEPS {
+            cells.push((step, "kill"));
+            cells.push((step, "fail"));
+        }
+    } else {
+        cells.extend([
+            ("stop.ended", "kill"),
+            ("start.network", "kill"),
+            ("start.network", "fail"),
+            ("start.state", "kill"),
+        ]);
+    }
+    let mut table = Vec::new();
+    for (step, action) in cells {
+        let cell = format!("restart at {step} × {action}");
+        let mut d = TestDaemon::prepare();
+        d.host_netns();
+        GuestBuilder::busybox("c")
+            .context(47031)
+            .file("cflags", "virt_mem\n")
+            .file("interfaces/0/ip", "10.78.0.4\n")
+            .file("interfaces/0/prefix", "24\n")
+            .file("interfaces/0/nodev", "")
+            .write(&d);
+        d.spawn();
+        d.ctl_ok(&["start", "c"]);
+        // The next daemon (with the fault) adopts the running guest and restarts it.
+        d.stop();
+        d.env = vec![("VSERVERD_FAULT".into(), format!("{step}={action}"))];
+        d.spawn();
+        let o = d.ctl(&["restart", "c"]);
+        // A step that fails may still leave the restart done: a stop whose cgroup would not
+        // go stopped the guest all the same, and the start that follows runs it.
+        if action == "kill" {
+            assert!(
+                !o.status.success(),
+                "{cell}: the restart returned {}",
+                text(&o)
+            );
+            d.kill();
+        } else {
+            d.stop();
+        }
+        d.env.clear();
+        d.spawn();
+        let outcome = holds(&d, "c", &cell);
+        table.push(format!("| restart | {step} | {action} | {outcome} |"));
     }
     eprintln!("{}", table.join("\n"));
 }

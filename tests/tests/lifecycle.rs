@@ -452,7 +452,12 @@ fn escape_attempts_from_guest_root_fail() {
         return;
     }
     let mut d = TestDaemon::prepare();
-    GuestBuilder::busybox("jail").context(41030).write(&d);
+    // virt_mem and virt_uptime: its sysinfo(2) goes to the /proc server through a listener
+    // no guest process may hold.
+    GuestBuilder::busybox("jail")
+        .context(41030)
+        .file("cflags", "virt_mem\nvirt_uptime\n")
+        .write(&d);
     // A reaper-style guest too: its PID 1 runs vserverd's code from the sealed memfd.
     GuestBuilder::busybox("reaper")
         .context(41031)

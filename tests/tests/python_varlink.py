@@ -22,7 +22,7 @@ with varlink.Client(address=address) as client:
     with client.open("org.linux-vserver.Manager") as m:
         listing = m.List()
         names = [g["name"] for g in listing["guests"]]
-        assert names == ["web"], listing
+        assert names == ["web", "zbroken"], listing
         assert listing["guests"][0]["context"] == 40100
         assert listing["guests"][0]["mark"] == ["default"]
         st = m.Status("web")
@@ -34,6 +34,17 @@ with varlink.Client(address=address) as client:
             assert e.parameters()["name"] == "nosuch"
         else:
             raise AssertionError("Status(nosuch) did not fail")
+        # A failed step comes back with its name and errno beside the message.
+        try:
+            m.Start("zbroken", None)
+        except varlink.VarlinkError as e:
+            assert e.error() == "org.linux-vserver.Manager.Failed", e.error()
+            p = e.parameters()
+            assert p["step"] == "stage.mounts", p
+            assert p["errno"] == 2, p
+            assert "zbroken/fstab:1: mount point /mnt in the guest" in p["message"], p
+        else:
+            raise AssertionError("Start(zbroken) did not fail")
     # A `more` call: Events streams to python too. The call goes out at the first next(), so a
     # thread edits web's config until the first event arrives.
     stop = threading.Event()

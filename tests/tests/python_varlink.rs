@@ -3,7 +3,7 @@
 use harness::{require, GuestBuilder};
 
 #[test]
-fn python_varlink_client_reads_info_description_list_status_and_events() {
+fn python_varlink_client_reads_info_description_list_status_events_and_typed_errors() {
     let have = std::process::Command::new("python3")
         .args(["-c", "import varlink"])
         .status()
@@ -15,6 +15,12 @@ fn python_varlink_client_reads_info_description_list_status_and_events() {
     let web = GuestBuilder::new("web")
         .context(40100)
         .file("apps/init/mark", "default\n")
+        .write(&d);
+    // A guest whose start fails in the stage, on a system call: its fstab mounts on a mount
+    // point its root lacks (ENOENT). The error must arrive typed, with the step and the errno.
+    GuestBuilder::busybox("zbroken")
+        .context(40101)
+        .file("fstab", "/nonexistent-source /mnt none bind 0 0\n")
         .write(&d);
     d.spawn();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python_varlink.py");

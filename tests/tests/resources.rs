@@ -830,3 +830,184 @@ fn virt_cpu_and_virt_load_show_the_guests_cpus_and_its_own_load() {
         d.ctl_ok(&["stop", g]);
     }
 }
+
+/// busybox `free`'s total (KiB) on its `Mem:` line.
+fn free_total(text: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with("Mem:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or_else(|| panic!("no Mem: line in {text:?}"))
+}
+
+/// The seccomp listeners process `pid` holds (fds on `anon_inode:seccomp notify`).
+fn listeners_of(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|t| t.to_string_lossy().contains("seccomp notify"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn sysinfo_swaps_and_diskstats_show_the_guests_own_and_outlive_the_proc_server() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("si")
+        .context(44031)
+        .file("cflags", "virt_mem\nvirt_uptime\n")
+        .file("rlimits/rss", "32768\n")
+        // 64 MiB of swap past the memory limit.
+        .file(
+            "cgroup/memory.memsw.limit_in_bytes",
+            &format!("{}\n", 32768 * harness::page_size() + (64 << 20)),
+        )
+        .write(&d);
+    GuestBuilder::busybox("siplain")
+        .context(44032)
+        .file("rlimits/rss", "32768\n")
+        .write(&d);
+    d.spawn();
+    d.ctl_ok(&["start", "si"]);
+    d.ctl_ok(&["start", "siplain"]);
+    let limit_kb = 32768 * harness::page_size() / 1024;
+    let (host_kb, _) = meminfo(&std::fs::read_to_string("/proc/meminfo").unwrap());
+
+    // busybox free and uptime ask sysinfo(2): the guest's limit, the guest's uptime.
+    let seen = d.ctl_ok(&["exec", "si", "--", "free"]);
+    assert_eq!(free_total(&seen), limit_kb, "{seen}");
+    let up = d.ctl_ok(&["exec", "si", "--", "uptime"]);
+    assert!(up.contains(" up 0 min") || up.contains(" up 1 min"), "{up}");
+    // A guest without the flags: the host's, through the real call.
+    let seen = d.ctl_ok(&["exec", "siplain", "--", "free"]);
+    assert_eq!(free_total(&seen), host_kb, "{seen}");
+    // Its uptime is its own all the same: the kernel counts it in the time namespace.
+    let up = d.ctl_ok(&["exec", "siplain", "--", "uptime"]);
+    assert!(up.contains(" up 0 min") || up.contains(" up 1 min"), "{up}");
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", d.init_pid("siplain"))).unwrap();
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+    // The kernel's view: the guest's init, its children and the joined processes are under a
+    // filter with a listener, held by the /proc server and by the holder.
+    let init = d.init_pid("si");
+    let status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+    let dir = vserverd::procfs::mount_dir(&d.run_dir);
+    let holder: i32 =
+        std::fs::read_to_string(vserverd::procfs::sysinfo::hold_base(&dir).with_extension("pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+    assert!(listeners_of(holder) >= 1, "the holder keeps the listeners");
+
+    // The server dies while a guest process is about to call sysinfo: the call waits and is
+    // answered by the repaired server, which took the listeners back from the holder.
+    let late = d.ctl_spawn(&["exec", "si", "--", "sh", "-c", "sleep 2; free"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    kill_server(&d);
+    let out = late.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(free_total(&text), limit_kb, "{text}");
+    assert_eq!(
+        free_total(&d.ctl_ok(&["exec", "si", "--", "free"])),
+        limit_kb
+    );
+
+    // /proc/swaps: its swap limit as one virtual device; /proc/slabinfo hidden; /proc/diskstats
+    // its own I/O, checked against its cgroup's counts.
+    let swaps = d.ctl_ok(&["exec", "si", "--", "cat", "/proc/swaps"]);
+    let line: Vec<&str> = swaps
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    // At most the host's swap: none on a host without swap.
+    let host_swap_kb: u64 = std::fs::read_to_string("/proc/swaps")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .sum();
+    if host_swap_kb == 0 {
+        assert!(line.is_empty(), "{swaps}");
+    } else {
+        assert_eq!(line.get(..2), Some(&["none", "virtual"][..]), "{swaps}");
+        assert_eq!(
+            line[2].parse::<u64>().unwrap(),
+            host_swap_kb.min(64 * 1024),
+            "{swaps}"
+        );
+    }
+    // Read whole through sendfile (cat) and read (dd) alike.
+    assert_eq!(
+        d.ctl_ok(&["exec", "si", "--", "dd", "if=/proc/swaps", "bs=64"]),
+        swaps
+    );
+    let slab = d.ctl(&["exec", "si", "--", "cat", "/proc/slabinfo"]);
+    assert!(
+        slab.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&slab.stdout)
+    );
+    d.ctl_ok(&[
+        "exec",
+        "si",
+        "--",
+        "dd",
+        "if=/dev/zero",
+        "of=/root/io",
+        "bs=1M",
+        "count=8",
+        "oflag=direct",
+    ]);
+    let stats = d.ctl_ok(&["exec", "si", "--", "cat", "/proc/diskstats"]);
+    let written: u64 = stats
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(9)?.parse::<u64>().ok())
+        .sum();
+    let cg = cg_read(&d, "si", "blkio.throttle.io_service_bytes_recursive");
+    let cg_written: u64 = cg
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("Write"))
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .sum();
+    // Its sectors are its cgroup's bytes. (A v1 blkio hierarchy counts only what passes its
+    // throttle layer, which on some kernels is nothing: then the guest sees no device rather
+    // than the host's.)
+    assert_eq!(
+        written * 512,
+        cg_written / 512 * 512,
+        "{stats}\ncgroup: {cg}"
+    );
+    if cg_written > 0 {
+        assert!(written * 512 >= 8 << 20, "{stats}\ncgroup: {cg}");
+    } else {
+        assert!(stats.is_empty(), "{stats}");
+    }
+    let host_stats = std::fs::read_to_string("/proc/diskstats").unwrap();
+    assert!(
+        stats.lines().count() < host_stats.lines().count(),
+        "{stats}"
+    );
+
+    // Stopped, its listeners are gone from both holders.
+    d.ctl_ok(&["stop", "si"]);
+    d.ctl_ok(&["stop", "siplain"]);
+    let server: i32 = std::fs::read_to_string(dir.with_extension("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    d.wait_until("the listeners dropped", || {
+        listeners_of(server) == 0 && listeners_of(holder) == 0
+    });
+}

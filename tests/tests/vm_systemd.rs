@@ -1,7 +1,8 @@
 //! Under real systemd on pure cgroup v2 (the VM tier, Debian 13): the project's units —
 //! socket activation, boot-time autostart of the guests marked `default` in dependency order,
-//! `systemctl stop vserverd` leaving guests running for the next daemon to adopt, the
-//! autostart unit's stop in reverse order — the cgroup v2 limits of docs/resources.md, and a
+//! `systemctl stop vserverd` leaving guests running for the next daemon to adopt, the daemon's
+//! journal entries and their fields (GUEST, CONTEXT, STEP, CALLER_UID), the metrics exporter's
+//! socket unit, the autostart unit's stop in reverse order — the cgroup v2 limits of docs/resources.md, and a
 //! systemd guest on pure v2.
 
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -34,6 +35,31 @@ journalctl -b --no-pager -o cat -u vserverd-autostart.service | grep -q "no star
 [ "$(systemctl show -P Id vservers-default.service)" = vserverd-autostart.service ] \
   || fail "vservers-default is not the autostart unit: $(systemctl show -P Id,LoadState vservers-default.service | tr '\n' ' ')"
 step "boot: a, b, c running, started in dependency order by vserverd-autostart via the socket; bad failed, reported, the unit active (also named vservers-default)"
+
+# Logs: under systemd the daemon's lines are journal entries with fields of their own.
+LOG() { journalctl -b --no-pager -u vserverd.service "$@"; }
+LOG -o cat GUEST=a | grep -q "started in" || fail "journalctl GUEST=a has no start line: $(LOG -o verbose GUEST=a | tail -30)"
+ctx=$(LOG -o export GUEST=a | sed -n 's/^CONTEXT=//p' | sort -u | tr '\n' ' ')
+[ "$ctx" = "4301 " ] || fail "a's lines carry CONTEXT '$ctx'"
+LOG -o cat GUEST=bad STEP=pre-start PRIORITY=4 | grep -q "start failed" \
+  || fail "no warning of bad's failed start at its step: $(LOG -o verbose GUEST=bad | tail -40)"
+LOG -o export CALLER_UID=0 METHOD=StartMarked | grep -qx "MARK=default" \
+  || fail "no audit entry of the autostart's StartMarked: $(LOG -o verbose METHOD=StartMarked | tail -30)"
+[ "$(LOG -o export GUEST=a | grep -c '^GUEST=')" = "$(LOG -o export GUEST=a | grep -c '^__CURSOR=')" ] \
+  || fail "an entry carries GUEST more than once"
+step "logs: journalctl GUEST=a lists a's start (CONTEXT=4301 on each); bad's failure has STEP=pre-start PRIORITY=4; the autostart's call CALLER_UID=0 METHOD=StartMarked MARK=default"
+
+# Metrics: the exporter's socket, enabled, starts it at the first scrape; it runs without
+# capabilities and sees the guests through the control socket.
+systemctl is-active vserverd-metrics.socket >/dev/null || fail "vserverd-metrics.socket not active"
+exec 3<>/dev/tcp/127.0.0.1/19720
+printf 'GET /metrics HTTP/1.1\r\nHost: vm\r\nConnection: close\r\n\r\n' >&3
+M=$(cat <&3); exec 3<&-
+echo "$M" | grep -q '^vserverd_guest_up{guest="a"} 1' || fail "metrics: $(echo "$M" | head -40)"
+echo "$M" | grep -q '^vserverd_guest_memory_bytes{guest="a"} [1-9]' || fail "no memory of a: $(echo "$M" | grep memory)"
+MP=$(systemctl show -P MainPID vserverd-metrics.service)
+[ "$(sed -n 's/^CapEff:\s*//p' /proc/$MP/status)" = 0000000000000000 ] || fail "the exporter has capabilities: $(grep Cap /proc/$MP/status)"
+step "metrics: vserverd-metrics.socket activated the exporter (no capabilities); a is up, its memory counted"
 
 # Stopping the service leaves the guests; the next call activates a daemon that adopts them.
 PA=$(field a init_pid)
@@ -194,12 +220,19 @@ fn units(dir: &Path) {
         "vserverd.service",
         "vserverd-autostart.service",
         "vserver@.service",
+        "vserverd-metrics.socket",
+        "vserverd-metrics.service",
     ] {
         std::fs::copy(repo.join("systemd").join(u), sys.join(u)).unwrap();
     }
     symlink(
         "../vserverd.socket",
         sys.join("sockets.target.wants/vserverd.socket"),
+    )
+    .unwrap();
+    symlink(
+        "../vserverd-metrics.socket",
+        sys.join("sockets.target.wants/vserverd-metrics.socket"),
     )
     .unwrap();
     symlink(
@@ -218,6 +251,7 @@ fn units(dir: &Path) {
     std::fs::create_dir_all(&bin).unwrap();
     symlink("/test/bin/vserverd", bin.join("vserverd")).unwrap();
     symlink("/test/bin/vserverctl", bin.join("vserverctl")).unwrap();
+    symlink("/test/bin/vserverd-metrics", bin.join("vserverd-metrics")).unwrap();
 }
 
 #[test]
@@ -271,6 +305,23 @@ fn units_autostart_adoption_and_v2_limits_under_systemd() {
         .tree(
             "/usr/local/bin/vserverctl",
             &t.path().join("usr/local/bin/vserverctl"),
+        )
+        .tree(
+            "/usr/local/bin/vserverd-metrics",
+            &t.path().join("usr/local/bin/vserverd-metrics"),
+        )
+        .tree(
+            "/etc/systemd/system/vserverd-metrics.socket",
+            &t.path().join("etc/systemd/system/vserverd-metrics.socket"),
+        )
+        .tree(
+            "/etc/systemd/system/vserverd-metrics.service",
+            &t.path().join("etc/systemd/system/vserverd-metrics.service"),
+        )
+        .tree(
+            "/etc/systemd/system/sockets.target.wants/vserverd-metrics.socket",
+            &t.path()
+                .join("etc/systemd/system/sockets.target.wants/vserverd-metrics.socket"),
         )
         .timeout(std::time::Duration::from_secs(300))
         .run(SCRIPT)

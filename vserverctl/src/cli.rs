@@ -155,6 +155,12 @@ pub enum Command {
         #[command(flatten)]
         out: Output,
     },
+    /// Every guest's and the daemon's metrics in Prometheus's text format (what
+    /// vserverd-metrics serves; for node_exporter's textfile collector or a quick look).
+    Metrics {
+        #[command(flatten)]
+        out: Output,
+    },
     /// Build a new guest: skeleton, template (-- -t TARBALL), clone (-- --source GUEST),
     /// debootstrap (-- -d SUITE [-m MIRROR]).
     Build {

@@ -279,6 +279,15 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             }
             Ok(0)
         }
+        Command::Metrics { out } => {
+            let m = conn.metrics().await??;
+            if out.json {
+                render::json(&m);
+            } else {
+                print!("{}", proto::exposition::render(Some(&m)));
+            }
+            Ok(0)
+        }
         Command::Condrestart { name, show, out } => {
             let s = conn.cond_restart(&name, show.ask()).await?;
             progress(s, out.json, quiet.progress).await
@@ -447,10 +456,10 @@ async fn unify_progress(
     }
     result?;
     let Some(report) = report else {
-        return Err(Failure::Daemon(ManagerError::Failed {
-            name: String::new(),
-            message: "unify ended without a report".into(),
-        }));
+        return Err(Failure::Daemon(ManagerError::failed(
+            String::new(),
+            "unify ended without a report",
+        )));
     };
     if json {
         render::json(&report);

@@ -4,11 +4,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use proto::{
-    ConfigProblem, GuestList, GuestState, GuestStatus, GuestSummary, ManagerError, Validation,
-};
+use proto::{ConfigProblem, GuestList, GuestStatus, GuestSummary, ManagerError, Validation};
 
 use crate::config::{self, ConfigError, Loaded, Roots};
+use crate::guest::load::{self, Loader};
 use crate::guest::Guests;
 use crate::isolate::cgroup::{GuestCgroup, Layout};
 use crate::orchestrate::catalog::{Catalog, Entry};
@@ -46,95 +45,6 @@ pub struct Daemon {
 struct ListCache {
     versions: (u64, u64),
     list: GuestList,
-}
-
-/// Where a lifecycle call reports its steps (a `more` reply stream), if anywhere, and whether
-/// the caller asked for the guest's console output while its start or stop command runs
-/// (util-vserver's `vserver NAME start` showed `rc 3`'s output; see crate::console::relay).
-#[derive(Clone)]
-pub struct Progress {
-    tx: Option<tokio::sync::mpsc::UnboundedSender<proto::Progress>>,
-    console: bool,
-}
-
-impl Progress {
-    pub fn none() -> Progress {
-        Progress {
-            tx: None,
-            console: false,
-        }
-    }
-
-    pub fn channel() -> (
-        Progress,
-        tokio::sync::mpsc::UnboundedReceiver<proto::Progress>,
-    ) {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        (
-            Progress {
-                tx: Some(tx),
-                console: false,
-            },
-            rx,
-        )
-    }
-
-    /// The same reports, with the console's output relayed or not.
-    pub fn with_console(mut self, on: bool) -> Progress {
-        self.console = on;
-        self
-    }
-
-    /// Whether console output is wanted (and there is someone to send it to).
-    pub fn wants_console(&self) -> bool {
-        self.console && self.tx.is_some()
-    }
-
-    pub fn send(&self, name: &str, step: &str, message: &str, state: GuestState) {
-        tracing::debug!(guest = name, step, "{message}");
-        self.output(name, step, message, state);
-    }
-
-    /// A report that is not logged: console output (in the console log already).
-    pub fn output(&self, name: &str, step: &str, message: &str, state: GuestState) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(proto::Progress {
-                name: name.into(),
-                step: step.into(),
-                message: message.into(),
-                state,
-            });
-        }
-    }
-}
-
-fn problem(e: &ConfigError) -> ConfigProblem {
-    ConfigProblem {
-        file: e.file.display().to_string(),
-        line: e.line,
-        message: e.message.clone(),
-        code: e.code.as_str().into(),
-    }
-}
-
-fn invalid(e: &ConfigError) -> ManagerError {
-    ManagerError::InvalidConfig {
-        file: e.file.display().to_string(),
-        line: e.line,
-        message: e.message.clone(),
-        code: Some(e.code.as_str().into()),
-    }
-}
-
-/// The first of a tree's errors, saying how many more there are and where to see them all.
-fn refused(name: &str, errors: &[ConfigError]) -> ManagerError {
-    let mut e = invalid(&errors[0]);
-    if let (ManagerError::InvalidConfig { message, .. }, more @ 1..) = (&mut e, errors.len() - 1) {
-        message.push_str(&format!(
-            " (and {more} more: `vserverctl check {name}` lists them all)"
-        ));
-    }
-    e
 }
 
 impl Daemon {
@@ -239,12 +149,27 @@ impl Daemon {
         Ok(self.layout()?.guest(&self.opts.cgroup_prefix, name))
     }
 
-    pub fn check_name(&self, name: &str) -> Result<(), ManagerError> {
-        if self.exists(name) || self.guests.running(name).is_some() {
-            Ok(())
-        } else {
-            Err(ManagerError::NoSuchGuest { name: name.into() })
+    /// The per-guest loader (guest/load.rs) over this daemon's roots, catalog and guests.
+    pub fn loader(&self) -> Loader<'_> {
+        Loader {
+            roots: &self.roots,
+            catalog: &self.catalog,
+            guests: &self.guests,
         }
+    }
+
+    pub fn check_name(&self, name: &str) -> Result<(), ManagerError> {
+        self.loader().check_name(name)
+    }
+
+    /// A guest's config for a lifecycle call (guest/load.rs).
+    pub fn load(&self, name: &str) -> Result<Loaded, ManagerError> {
+        self.loader().load(name)
+    }
+
+    /// A guest's config for a call that only reads (guest/load.rs).
+    pub fn load_for_read(&self, name: &str) -> Result<Loaded, ManagerError> {
+        self.loader().load_for_read(name)
     }
 
     pub fn roots(&self) -> Roots {
@@ -252,39 +177,7 @@ impl Daemon {
     }
 
     pub fn guest_names(&self) -> Vec<String> {
-        self.names()
-    }
-
-    fn names(&self) -> Vec<String> {
-        config::guest_names(&self.roots.config_root).unwrap_or_else(|e| {
-            tracing::warn!("cannot read {}: {e}", self.roots.config_root.display());
-            Vec::new()
-        })
-    }
-
-    fn exists(&self, name: &str) -> bool {
-        config::is_guest(&self.roots.config_root, name)
-    }
-
-    /// Loads a guest, adding the cross-guest check (a context id used twice is an error for the
-    /// guest whose change made the clash).
-    pub fn load(&self, name: &str) -> Result<Loaded, ManagerError> {
-        if !self.exists(name) {
-            return Err(ManagerError::NoSuchGuest { name: name.into() });
-        }
-        let c = config::check_guest(&self.roots, name);
-        let Some(config) = c.config.filter(|_| c.errors.is_empty()) else {
-            return Err(if c.errors.is_empty() {
-                ManagerError::NoSuchGuest { name: name.into() }
-            } else {
-                refused(name, &c.errors)
-            });
-        };
-        self.refuse_clash(name, config.context)?;
-        Ok(Loaded {
-            config,
-            warnings: c.warnings,
-        })
+        self.loader().names()
     }
 
     /// Check: every error and warning of guest `name`'s tree (the context clash among them), or
@@ -294,25 +187,25 @@ impl Daemon {
         let names = match name {
             Some(n) => {
                 self.check_name(n)?;
-                if !self.exists(n) {
+                if !self.loader().exists(n) {
                     return Err(ManagerError::NoSuchGuest { name: n.into() });
                 }
                 vec![n.to_string()]
             }
-            None => self.names(),
+            None => self.loader().names(),
         };
         let guests = names
             .into_iter()
             .map(|n| {
                 let c = config::check_guest(&self.roots, &n);
-                let mut errors: Vec<ConfigProblem> = c.errors.iter().map(problem).collect();
+                let mut errors: Vec<ConfigProblem> = c.errors.iter().map(load::problem).collect();
                 if let Some(cfg) = &c.config {
                     if let Err(ManagerError::InvalidConfig {
                         file,
                         line,
                         message,
                         code,
-                    }) = self.refuse_clash(&n, cfg.context)
+                    }) = self.loader().refuse_clash(&n, cfg.context)
                     {
                         errors.push(ConfigProblem {
                             file,
@@ -322,7 +215,8 @@ impl Daemon {
                         });
                     }
                 }
-                let mut warnings: Vec<ConfigProblem> = c.warnings.iter().map(problem).collect();
+                let mut warnings: Vec<ConfigProblem> =
+                    c.warnings.iter().map(load::problem).collect();
                 if let Some(cfg) = &c.config {
                     warnings.extend(self.host_warnings(cfg));
                 }
@@ -334,83 +228,6 @@ impl Daemon {
             })
             .collect();
         Ok(proto::CheckReport { guests })
-    }
-
-    /// [`Self::load`] for calls that only read (Status): the catalog's parse while the watcher
-    /// keeps it current, so the call's cost does not depend on the tree's size or the number
-    /// of guests; a fresh parse otherwise. Lifecycle calls use `load`: they act on what is on
-    /// disk this instant.
-    pub fn load_for_read(&self, name: &str) -> Result<Loaded, ManagerError> {
-        let Some(entry) = self.catalog.get(name) else {
-            return self.load(name);
-        };
-        let loaded = (*entry).clone().map_err(|e| invalid(&e))?;
-        self.refuse_clash(name, loaded.config.context)?;
-        Ok(loaded)
-    }
-
-    /// InvalidConfig when `name` shares context `ctx` with another guest and is not the one
-    /// that keeps it.
-    fn refuse_clash(&self, name: &str, ctx: u32) -> Result<(), ManagerError> {
-        // The guests that share the id, from the catalog's index while the watcher keeps it
-        // current: a per-guest call must not read every guest's tree (docs/orchestration.md).
-        let users: Vec<String> = match self.catalog.context_users(&self.roots, ctx) {
-            Some(mut u) => {
-                u.retain(|n| n != name);
-                u.push(name.to_string());
-                u
-            }
-            None => {
-                let all: Vec<(String, u32)> = self
-                    .names()
-                    .into_iter()
-                    .filter(|n| n != name)
-                    .filter_map(|n| config::context_of(&self.roots, &n).map(|c| (n, c)))
-                    .chain(std::iter::once((name.to_string(), ctx)))
-                    .collect();
-                config::context_conflicts(&all)
-                    .into_iter()
-                    .find(|(c, _)| *c == ctx)
-                    .map(|(_, u)| u)
-                    .unwrap_or_default()
-            }
-        };
-        if users.len() > 1 {
-            if let Some(p) = self.context_clash(name, ctx, &users) {
-                return Err(ManagerError::InvalidConfig {
-                    file: p.file,
-                    line: p.line,
-                    message: p.message,
-                    code: Some(p.code),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// The problem of guest `name` when it shares context `ctx` with `users` (itself among
-    /// them): None for the guest that keeps it ([`config::context_holder`]).
-    fn context_clash(&self, name: &str, ctx: u32, users: &[String]) -> Option<ConfigProblem> {
-        let file = |n: &str| self.roots.config_root.join(n).join("context");
-        let ranked: Vec<(String, bool, std::time::SystemTime)> = users
-            .iter()
-            .map(|n| {
-                let mtime = std::fs::metadata(file(n))
-                    .and_then(|m| m.modified())
-                    .unwrap_or(std::time::UNIX_EPOCH);
-                (n.clone(), self.guests.running(n).is_some(), mtime)
-            })
-            .collect();
-        let holder = config::context_holder(&ranked)?;
-        (holder != name).then(|| ConfigProblem {
-            file: file(name).display().to_string(),
-            line: Some(1),
-            message: format!(
-                "context id {ctx} is already used by {holder}: this guest is refused until its \
-                 context changes"
-            ),
-            code: config::Code::ContextClash.as_str().into(),
-        })
     }
 
     /// Every guest, as List answers. Built again only when a config or a state changed since
@@ -441,7 +258,8 @@ impl Daemon {
         let mut loaded: BTreeMap<String, Entry> = if self.catalog.live() {
             self.catalog.all()
         } else {
-            self.names()
+            self.loader()
+                .names()
                 .into_iter()
                 .map(|n| {
                     let l = config::load_guest(&self.roots, &n);
@@ -477,7 +295,7 @@ impl Daemon {
                     let conflict = conflicts
                         .iter()
                         .find(|(ctx, _)| *ctx == c.context)
-                        .and_then(|(ctx, users)| self.context_clash(&name, *ctx, users));
+                        .and_then(|(ctx, users)| self.loader().context_clash(&name, *ctx, users));
                     GuestSummary {
                         state: self.guests.state(&name),
                         name,
@@ -495,7 +313,7 @@ impl Daemon {
                     mark: vec![],
                     depends: vec![],
                     disabled: false,
-                    config_error: Some(problem(e)),
+                    config_error: Some(load::problem(e)),
                 },
             })
             .collect();
@@ -640,7 +458,7 @@ impl Daemon {
 
     pub fn validate(&self, name: &str) -> Result<Validation, ManagerError> {
         let loaded = self.load(name)?;
-        let mut warnings: Vec<ConfigProblem> = loaded.warnings.iter().map(problem).collect();
+        let mut warnings: Vec<ConfigProblem> = loaded.warnings.iter().map(load::problem).collect();
         warnings.extend(self.host_warnings(&loaded.config));
         Ok(Validation {
             config: proto::GuestConfig::from(&loaded.config),

@@ -10,7 +10,7 @@
 
 /// A point after a step of work. Returns the injected failure, if any.
 #[inline]
-pub fn point(step: &str) -> Result<(), String> {
+pub fn point(step: &str) -> Result<(), crate::error::StepError> {
     #[cfg(debug_assertions)]
     {
         match action(step).as_deref() {
@@ -22,7 +22,16 @@ pub fn point(step: &str) -> Result<(), String> {
                 }
                 let _ = crate::sys::process::kill(std::process::id() as i32, libc::SIGKILL);
             }
-            Some("fail") => return Err(format!("injected fault at {step}")),
+            Some("fail") => {
+                // EIO, as a failing disk or kernel call would give: the errno travels too.
+                return Err(crate::error::StepError {
+                    step: step.into(),
+                    what: Some(format!("injected fault at {step}")),
+                    path: None,
+                    errno: Some(libc::EIO),
+                    cause: std::io::Error::from_raw_os_error(libc::EIO).to_string(),
+                });
+            }
             _ => {}
         }
     }

@@ -57,6 +57,12 @@ fn main() -> std::process::ExitCode {
     }
     if std::env::args_os()
         .nth(1)
+        .is_some_and(|a| a == vserverd::procfs::sysinfo::HOLD_ARG)
+    {
+        return vserverd::procfs::sysinfo::hold_main();
+    }
+    if std::env::args_os()
+        .nth(1)
         .is_some_and(|a| a == vserverd::console::ARG)
     {
         return vserverd::console::main();
@@ -89,20 +95,46 @@ fn main() -> std::process::ExitCode {
 }
 
 fn init_logging() {
+    use tracing_subscriber::prelude::*;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("VSERVERD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Under systemd the journal adds its own timestamps.
-    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
-    // Colour only for a person at a terminal, never into a file or a pipe.
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+    let filter =
+        || EnvFilter::try_from_env("VSERVERD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Under systemd: entries with structured fields to the journal (GUEST, CONTEXT, STEP,
+    // CALLER_UID…, docs/operations.md), when its socket answers.
+    let journal = vserverd::journal::stderr_is_journal();
+    let mut fallback = None;
     if journal {
-        builder.without_time().with_ansi(false).init();
+        match vserverd::journal::Layer::new("vserverd") {
+            Ok(j) => {
+                tracing_subscriber::registry().with(filter()).with(j).init();
+                return;
+            }
+            Err(e) => fallback = Some(e),
+        }
+    }
+    // Plain text on stderr, as before: spans (the journal's fields) are not shown in it.
+    use std::io::IsTerminal;
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal() && !journal)
+        .with_writer(std::io::stderr);
+    let events_only = tracing_subscriber::filter::filter_fn(|m| m.is_event());
+    if journal {
+        // The journal adds its own timestamps.
+        tracing_subscriber::registry()
+            .with(filter())
+            .with(fmt.without_time().with_filter(events_only))
+            .init();
     } else {
-        builder.init();
+        tracing_subscriber::registry()
+            .with(filter())
+            .with(fmt.with_filter(events_only))
+            .init();
+    }
+    if let Some(e) = fallback {
+        tracing::warn!(
+            "journal socket {}: {e}; logging as text",
+            vserverd::journal::SOCKET
+        );
     }
 }
 
@@ -112,6 +144,7 @@ async fn run(args: Args, activated_fd: Option<OwnedFd>) -> Result<(), String> {
         return Ok(());
     }
     init_logging();
+    vserverd::metrics::mark_start();
     // Handlers first: a SIGTERM while the daemon sets up (adoption can take a while) must end
     // it cleanly, not by the signal's default action with the socket left behind.
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;

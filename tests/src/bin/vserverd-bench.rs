@@ -33,6 +33,11 @@
 //! parallel and serial; then the daemon's RSS and idle wake-ups with M configured guests, and
 //! List latency.
 //!
+//! `metrics [--guests N] [--scrapes N]` (root): N running busybox guests (limited, loopback
+//! only, one shared root) and one stopped; then the Metrics call N times on one connection
+//! (p50/p99, the daemon's CPU time per call), its rendering to Prometheus's format, and whole
+//! HTTP scrapes of vserverd-metrics; prints the exposition's size and sample count.
+//!
 //! `unify [--guests N]` (root): N copies (`cp -a --reflink=never`) of the cached Debian 12 tree
 //! (scripts/debian-guest.sh) on a fresh XFS loop image, three times over: (A) `vserverctl
 //! unify` with the default exclude lists, cold caches, then again with nothing changed (caches
@@ -886,15 +891,127 @@ fn main() {
         Some("net") => bench_net(&args[1..]),
         Some("serve") => serve(&args[1..]),
         Some("unify") => bench_unify(&args[1..]),
+        Some("metrics") => bench_metrics(&args[1..]),
         _ => {
             eprintln!(
                 "usage: vserverd-bench list [--guests N] [--calls N] | calls [--calls N] | \
                  lifecycle [--iterations N] | many … | watch … | net … | density [--guests N] | \
-                 unify [--guests N]"
+                 unify [--guests N] | metrics [--guests N] [--scrapes N]"
             );
             std::process::exit(2);
         }
     }
+}
+
+/// The process's user plus system CPU time, in seconds (/proc/PID/stat fields 14 and 15).
+fn cpu_seconds(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() as f64 / 100.0
+}
+
+fn bench_metrics(args: &[String]) {
+    let n = arg(args, "--guests", 100);
+    let scrapes = arg(args, "--scrapes", 200);
+    std::env::set_var("VSERVERD_TEST_LOG", "warn");
+    let mut d = TestDaemon::prepare();
+    let root = d.vdir_base.join("shared");
+    harness::guest::busybox_root(&root);
+    harness::guest::limited_guests_on_one_root(&d, "m", n, 21000, "scraped", &root, &[]);
+    GuestBuilder::busybox("stopped").context(20999).write(&d);
+    d.spawn();
+    let up = timed_ctl(&d, &["start", "--mark", "scraped"]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let pid = d.pid().unwrap();
+    let mut c = Raw::connect(&d.socket);
+    let call = json!({"method": "org.linux-vserver.Manager.Metrics"});
+    // Warm: the List cache and the page cache.
+    c.send(&call);
+    let first = c.recv_bytes().expect("a reply");
+    let cpu0 = cpu_seconds(pid);
+    let mut times = vec![];
+    let mut bytes = first.len();
+    for _ in 0..scrapes {
+        let t = Instant::now();
+        c.send(&call);
+        bytes = c.recv_bytes().expect("a reply").len();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let cpu = (cpu_seconds(pid) - cpu0) / scrapes as f64 * 1e3;
+    times.sort_by(|a, b| a.total_cmp(b));
+    let v: serde_json::Value = serde_json::from_slice(&first).unwrap();
+    let reply: proto::MetricsReply = serde_json::from_value(v["parameters"].clone()).unwrap();
+    let t = Instant::now();
+    let mut text = String::new();
+    for _ in 0..scrapes {
+        text = proto::exposition::render(Some(&reply));
+    }
+    let render_ms = t.elapsed().as_secs_f64() * 1e3 / scrapes as f64;
+    let samples = text.lines().filter(|l| !l.starts_with('#')).count();
+    println!(
+        "{n} running guests (+1 stopped), started in {up:.1} s; {scrapes} Metrics calls on one connection:"
+    );
+    println!(
+        "  Metrics call: p50 {:.2} ms, p99 {:.2} ms; daemon CPU {cpu:.2} ms per call (clock ticks: 10 ms resolution, averaged); reply {:.1} KiB",
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        bytes as f64 / 1024.0
+    );
+    println!(
+        "  rendering: {render_ms:.3} ms; exposition {:.1} KiB, {samples} samples",
+        text.len() as f64 / 1024.0
+    );
+    // Whole scrapes over HTTP, through the exporter (a connection to the daemon per scrape).
+    let exporter = harness::guest::workspace_binary("vserverd-metrics");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(exporter)
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .spawn()
+        .unwrap();
+    let get = || -> Option<usize> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: b\r\n\r\n")
+            .ok()?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).ok()?;
+        Some(out.len())
+    };
+    let t0 = Instant::now();
+    while get().is_none() && t0.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let ecpu0 = cpu_seconds(child.id());
+    let mut http = vec![];
+    for _ in 0..scrapes {
+        let t = Instant::now();
+        get().expect("a scrape");
+        http.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let ecpu = (cpu_seconds(child.id()) - ecpu0) / scrapes as f64 * 1e3;
+    http.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "  HTTP scrape of vserverd-metrics: p50 {:.2} ms, p99 {:.2} ms; exporter CPU {ecpu:.2} ms per scrape; exporter RSS {:.1} MB",
+        percentile(&http, 0.5),
+        percentile(&http, 0.99),
+        proc_field(child.id(), "VmRSS") as f64 / 1024.0
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    timed_ctl(&d, &["stop", "--mark", "scraped"]);
 }
 
 /// `serve ADDR PORT`: the benchmark's TCP server. Each connection sends "N\n" and gets N bytes

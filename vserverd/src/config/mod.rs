@@ -370,21 +370,7 @@ pub fn check_guest(roots: &Roots, name: &str) -> Checked {
     let mut w: Vec<Diagnostic> = Vec::new();
     let mut e = Errors::default();
 
-    if let Ok(rd) = std::fs::read_dir(&cfg) {
-        let mut unknown: Vec<String> = rd
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| !KNOWN.contains(&n.as_str()) && !n.ends_with('~') && !n.starts_with('.'))
-            .collect();
-        unknown.sort();
-        for n in unknown {
-            w.push(ConfigError::file(
-                Code::FileUnknown,
-                &cfg.join(n),
-                "unknown file, ignored",
-            ));
-        }
-    }
+    tree_warnings(&cfg, &mut w);
 
     let context = e
         .keep(context_id(&cfg.join("context"), true, &cfg))
@@ -403,67 +389,7 @@ pub fn check_guest(roots: &Roots, name: &str) -> Checked {
     } else {
         cfg.join("flags")
     };
-    for (f, code, msg) in [
-        (
-            "fstab.local",
-            Code::LegacyFile,
-            "deprecated: merge it into fstab",
-        ),
-        (
-            "nonamespace",
-            Code::NonamespaceIgnored,
-            "ignored: vserverd always gives a guest its own mount namespace",
-        ),
-        (
-            "capabilities",
-            Code::LegacyFile,
-            "kernel 2.4 legacy, ignored: use bcapabilities",
-        ),
-        (
-            "legacy",
-            Code::LegacyFile,
-            "the pre-0.30 legacy config is not supported",
-        ),
-    ] {
-        if read::flag(&cfg.join(f)) {
-            w.push(ConfigError::file(code, &cfg.join(f), msg));
-        }
-    }
-    let bcaps = e.keep_or(
-        mask(
-            &cfg.join("bcapabilities"),
-            &names::BCAPS,
-            names::BCAPS_SECURE,
-        ),
-        names::BCAPS_SECURE,
-    );
-    if bcaps & (1 << names::CAP_SYS_PTRACE) != 0 {
-        w.push(ConfigError::file(
-            Code::PtraceGranted,
-            &cfg.join("bcapabilities"),
-            "SYS_PTRACE lets guest root trace vserverd's helpers as they enter the guest \
-             (docs/security.md); grant it only to guests you trust",
-        ));
-    }
-    let ccaps = e.keep_or(
-        mask(
-            &cfg.join("ccapabilities"),
-            &names::CCAPS,
-            names::CCAPS_SECURE,
-        ),
-        names::CCAPS_SECURE,
-    );
-    let unsupported_ccaps = ccaps & !names::CCAPS_SECURE & !0x2;
-    if unsupported_ccaps != 0 {
-        w.push(ConfigError::file(
-            Code::NotApplicable,
-            &cfg.join("ccapabilities"),
-            format!(
-                "not applicable on mainline: {}",
-                names::CCAPS.names(unsupported_ccaps).join(", ")
-            ),
-        ));
-    }
+    let (bcaps, ccaps) = capabilities(&cfg, &mut e, &mut w);
     let uts = e.keep(system::uts(&cfg, &mut w));
     let shell = e
         .keep(read::scalar(&cfg.join("shell")))
@@ -566,7 +492,107 @@ pub fn check_guest(roots: &Roots, name: &str) -> Checked {
             warnings: w,
         };
     }
-    if let Some(msg) = unbounded(&config) {
+    w.extend(guest_warnings(&config));
+    Checked {
+        config: Some(config),
+        errors: vec![],
+        warnings: w,
+    }
+}
+
+/// Files the tree holds that vserverd does not read: unknown names, and util-vserver's legacy
+/// files (said, never silently ignored).
+fn tree_warnings(cfg: &Path, w: &mut Vec<Diagnostic>) {
+    if let Ok(rd) = std::fs::read_dir(cfg) {
+        let mut unknown: Vec<String> = rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !KNOWN.contains(&n.as_str()) && !n.ends_with('~') && !n.starts_with('.'))
+            .collect();
+        unknown.sort();
+        for n in unknown {
+            w.push(ConfigError::file(
+                Code::FileUnknown,
+                &cfg.join(n),
+                "unknown file, ignored",
+            ));
+        }
+    }
+
+    for (f, code, msg) in [
+        (
+            "fstab.local",
+            Code::LegacyFile,
+            "deprecated: merge it into fstab",
+        ),
+        (
+            "nonamespace",
+            Code::NonamespaceIgnored,
+            "ignored: vserverd always gives a guest its own mount namespace",
+        ),
+        (
+            "capabilities",
+            Code::LegacyFile,
+            "kernel 2.4 legacy, ignored: use bcapabilities",
+        ),
+        (
+            "legacy",
+            Code::LegacyFile,
+            "the pre-0.30 legacy config is not supported",
+        ),
+    ] {
+        if read::flag(&cfg.join(f)) {
+            w.push(ConfigError::file(code, &cfg.join(f), msg));
+        }
+    }
+}
+
+/// bcapabilities and ccapabilities, with the warnings a grant deserves.
+fn capabilities(cfg: &Path, e: &mut Errors, w: &mut Vec<Diagnostic>) -> (u64, u64) {
+    let bcaps = e.keep_or(
+        mask(
+            &cfg.join("bcapabilities"),
+            &names::BCAPS,
+            names::BCAPS_SECURE,
+        ),
+        names::BCAPS_SECURE,
+    );
+    if bcaps & (1 << names::CAP_SYS_PTRACE) != 0 {
+        w.push(ConfigError::file(
+            Code::PtraceGranted,
+            &cfg.join("bcapabilities"),
+            "SYS_PTRACE lets guest root trace vserverd's helpers as they enter the guest \
+             (docs/security.md); grant it only to guests you trust",
+        ));
+    }
+    let ccaps = e.keep_or(
+        mask(
+            &cfg.join("ccapabilities"),
+            &names::CCAPS,
+            names::CCAPS_SECURE,
+        ),
+        names::CCAPS_SECURE,
+    );
+    let unsupported_ccaps = ccaps & !names::CCAPS_SECURE & !0x2;
+    if unsupported_ccaps != 0 {
+        w.push(ConfigError::file(
+            Code::NotApplicable,
+            &cfg.join("ccapabilities"),
+            format!(
+                "not applicable on mainline: {}",
+                names::CCAPS.names(unsupported_ccaps).join(", ")
+            ),
+        ));
+    }
+    (bcaps, ccaps)
+}
+
+/// What is said about a whole guest once every part parsed: no limits, setuid binds, files
+/// read by nothing, limits that override each other, no route out.
+fn guest_warnings(config: &GuestConfig) -> Vec<Diagnostic> {
+    let cfg = &config.cfg_dir;
+    let mut w = Vec::new();
+    if let Some(msg) = unbounded(config) {
         w.push(ConfigError::file(Code::Unbounded, &cfg.join("cgroup"), msg));
     }
     for (file, entries) in [
@@ -612,14 +638,10 @@ pub fn check_guest(roots: &Roots, name: &str) -> Checked {
              wins (it is applied after cgroup/)",
         ));
     }
-    if let Some((at, code, msg)) = no_route_out(&config) {
+    if let Some((at, code, msg)) = no_route_out(config) {
         w.push(ConfigError::file(code, &cfg.join(at), msg));
     }
-    Checked {
-        config: Some(config),
-        errors: vec![],
-        warnings: w,
-    }
+    w
 }
 
 /// What `check` says about a guest that cannot reach other machines (apt spends half a minute
@@ -691,6 +713,18 @@ pub fn unbounded(c: &GuestConfig) -> Option<String> {
 
 #[cfg(test)]
 mod tests;
+
+/// A temp folder with `(path, content)` files in it, for the parsers' unit tests.
+#[cfg(test)]
+pub fn test_tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for (f, c) in files {
+        let p = d.path().join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, c).unwrap();
+    }
+    d
+}
 
 /// A guest `g` (context 42) written from `(file, content)` pairs into a temp tree and loaded;
 /// a file named `vdir:PATH` goes into the guest's root instead. For unit tests elsewhere.

@@ -309,15 +309,7 @@ pub fn cpuset(cfg: &Path) -> Result<Option<Cpuset>> {
 mod tests {
     use super::*;
 
-    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        for (f, c) in files {
-            let p = d.path().join(f);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, c).unwrap();
-        }
-        d
-    }
+    use crate::config::test_tree as tree;
 
     #[test]
     fn cgroup_settings_and_defaults_replacement() {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use proto::GuestState;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::daemon::Progress;
+use crate::guest::progress::Progress;
 
 /// The step name of console output in a Progress reply.
 pub const STEP: &str = "console";

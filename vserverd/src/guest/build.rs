@@ -14,17 +14,16 @@ use std::sync::Arc;
 use proto::{BuildOptions, GuestState, ManagerError};
 
 use crate::config;
-use crate::daemon::{Daemon, Progress};
+use crate::daemon::Daemon;
+use crate::error::{StepError, StepResult};
+use crate::guest::progress::Progress;
+
+/// The steps a build's errors name: writing the config tree, making the root.
+const CONFIG: &str = "build.config";
+const ROOT: &str = "build.root";
 
 /// util-vserver hands out context ids from here up.
 const FIRST_CONTEXT: u32 = 40000;
-
-fn failed(name: &str, m: impl Into<String>) -> ManagerError {
-    ManagerError::Failed {
-        name: name.to_string(),
-        message: m.into(),
-    }
-}
 
 /// One `--interface` argument: `[NAME=][DEV:]IP[/PREFIX]`.
 #[derive(Debug, PartialEq, Eq)]
@@ -92,31 +91,42 @@ fn free_context(d: &Daemon) -> u32 {
         .unwrap_or(FIRST_CONTEXT)
 }
 
-fn io(what: &Path) -> impl FnOnce(std::io::Error) -> String + '_ {
-    move |e| format!("{}: {e}", what.display())
-}
-
-fn write(p: &Path, content: &str) -> Result<(), String> {
-    if let Some(d) = p.parent() {
-        std::fs::create_dir_all(d).map_err(io(d))?;
+/// `PATH: ERROR` for step `step`, the errno and the path kept.
+fn io<'a>(step: &'a str, what: &'a Path) -> impl FnOnce(std::io::Error) -> StepError + 'a {
+    move |e| {
+        crate::error::Cause::from(e)
+            .at(step)
+            .doing(what.display().to_string())
+            .on(what)
     }
-    std::fs::write(p, content).map_err(io(p))
 }
 
-async fn run(cmd: &mut tokio::process::Command, what: &str) -> Result<(), String> {
+fn write(p: &Path, content: &str) -> Result<(), StepError> {
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d).map_err(io(CONFIG, d))?;
+    }
+    std::fs::write(p, content).map_err(io(CONFIG, p))
+}
+
+/// Runs a tool that makes the root (tar, cp, debootstrap, ssh-keygen); its last lines of
+/// stderr say why it failed.
+async fn run(cmd: &mut tokio::process::Command, what: &str) -> Result<(), StepError> {
     let out = cmd
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output()
         .await
-        .map_err(|e| format!("{what}: {e}"))?;
+        .step_doing(ROOT, || what.to_string())?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = err.lines().rev().take(5).collect();
-        return Err(format!(
-            "{what} failed ({}): {}",
-            out.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+        return Err(StepError::refused(
+            ROOT,
+            format!(
+                "{what} failed ({}): {}",
+                out.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+            ),
         ));
     }
     Ok(())
@@ -174,7 +184,7 @@ pub async fn build(
 ) -> Result<(), ManagerError> {
     let p = progress;
     if name.is_empty() || name.starts_with('.') || name.contains('/') {
-        return Err(failed(
+        return Err(ManagerError::failed(
             name,
             "a guest name must not be empty, start with '.' or contain '/'",
         ));
@@ -191,7 +201,7 @@ pub async fn build(
         .collect();
     if !taken.is_empty() {
         if o.force != Some(true) {
-            return Err(failed(
+            return Err(ManagerError::failed(
                 name,
                 format!(
                     "vserver-topdirectory '{}' and/or configuration at '{}' exist already; \
@@ -202,14 +212,17 @@ pub async fn build(
             ));
         }
         if d.guests.running(name).is_some() {
-            return Err(failed(name, "the guest is running; stop it before --force"));
+            return Err(ManagerError::failed(
+                name,
+                "the guest is running; stop it before --force",
+            ));
         }
         let epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |t| t.as_secs());
         for p in taken {
             let aside = PathBuf::from(format!("{}.~{epoch}~", p.display()));
-            std::fs::rename(p, &aside).map_err(|e| failed(name, io(p)(e)))?;
+            std::fs::rename(p, &aside).map_err(|e| io("build.force", p)(e).into_manager(name))?;
             progress.send(
                 name,
                 "force",
@@ -220,14 +233,19 @@ pub async fn build(
     }
     let tmp_cfg = d.opts.config_root.join(format!(".build-{name}"));
     let tmp_root = d.roots().vdir_base().join(format!(".build-{name}"));
-    let r = steps(d, name, method, &o, &tmp_cfg, &tmp_root, &root, p).await;
+    let target = Target {
+        cfg: &tmp_cfg,
+        root: &tmp_root,
+        final_root: &root,
+    };
+    let r = steps(d, name, method, &o, &target, p).await;
     // The config last: until it is in place the guest does not exist, and a daemon killed
     // in between leaves a `.build-` config that clean_leftovers takes back with the root.
     let r = r.and_then(|()| {
         crate::fault::point("build.steps")?;
-        std::fs::rename(&tmp_root, &root).map_err(io(&root))?;
+        std::fs::rename(&tmp_root, &root).map_err(io("build.steps", &root))?;
         crate::fault::point("build.root")?;
-        std::fs::rename(&tmp_cfg, &cfg).map_err(io(&cfg))
+        std::fs::rename(&tmp_cfg, &cfg).map_err(io("build.root", &cfg))
     });
     match r {
         Ok(()) => {
@@ -258,12 +276,13 @@ pub async fn build(
             .await
             .unwrap_or_default();
             if left.is_empty() {
-                Err(failed(name, e))
+                Err(e.into_manager(name))
             } else {
-                Err(failed(
-                    name,
-                    format!("{e}; rolling back also failed: {}", left.join("; ")),
-                ))
+                Err(StepError {
+                    cause: format!("{}; rolling back also failed: {}", e.cause, left.join("; ")),
+                    ..e
+                }
+                .into_manager(name))
             }
         }
     }
@@ -283,46 +302,29 @@ fn default_limits() -> (u32, u64) {
     (4096, (total_kb * 1024 / 2).max(256 << 20))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where a build's work goes: the temporary config and root it fills, the root's final name.
+struct Target<'a> {
+    cfg: &'a Path,
+    root: &'a Path,
+    final_root: &'a Path,
+}
+
+/// The build's steps: its arguments checked, the config tree written, the root made by the
+/// method, and the result checked to be a guest that starts.
 async fn steps(
     d: &Arc<Daemon>,
     name: &str,
     method: &str,
     o: &BuildOptions,
-    cfg: &Path,
-    root: &Path,
-    final_root: &Path,
+    t: &Target<'_>,
     p: &Progress,
-) -> Result<(), String> {
-    let ifaces: Vec<IfaceArg> = o
-        .interfaces
-        .iter()
-        .map(|s| parse_interface(s))
-        .collect::<Result<_, _>>()?;
-    let context = o.context.unwrap_or_else(|| free_context(d));
-    if !(2..=65535).contains(&context) {
-        return Err(format!("context {context} is out of range (2–65535)"));
-    }
-    if let Some(user) = d
-        .guest_names()
-        .iter()
-        .find(|n| config::context_of(&d.roots(), n) == Some(context))
-    {
-        return Err(format!("Context '{context}' is already in use by {user}"));
-    }
+) -> Result<(), StepError> {
+    let (ifaces, context) = arguments(d, o)?;
     // A clone is its source's config with exactly the asked changes: name, context,
     // hostname, addresses (never the source's: they would clash), the vdir, run and cache
     // links re-pointed. Copied first; what follows writes only those changes over it.
     let source = if method == "clone" {
-        let src = arg(&o.arguments, "--source")
-            .ok_or("clone: give the source guest with `-- --source GUEST`")?;
-        let l = d.load(&src).map_err(|e| format!("clone source: {e}"))?;
-        if d.guests.running(&src).is_some() {
-            return Err(format!("clone source {src} runs: stop it first"));
-        }
-        copy_config(&l.config.cfg_dir, cfg)?;
-        repoint_links(&l.config.cfg_dir, cfg, &src, name)?;
-        Some(l.config)
+        Some(clone_source(d, o, t.cfg, name)?)
     } else {
         None
     };
@@ -338,16 +340,88 @@ async fn steps(
         &format!("context {context}, init style {style}"),
         GuestState::Stopped,
     );
-    // The config tree, as util-vserver's build writes it.
+    write_config(name, o, t, context, &style, &ifaces, source.is_some(), p)?;
+    make_root(name, method, o, t.root, source.as_ref(), &style, p).await?;
+    verify(d, method, t, name, p)
+}
+
+/// The arguments a build is given: its interfaces parsed and its context free and in range.
+fn arguments(d: &Daemon, o: &BuildOptions) -> Result<(Vec<IfaceArg>, u32), StepError> {
+    let ifaces: Vec<IfaceArg> = o
+        .interfaces
+        .iter()
+        .map(|s| parse_interface(s))
+        .collect::<Result<_, _>>()
+        .step(CONFIG)?;
+    let context = o.context.unwrap_or_else(|| free_context(d));
+    if !(2..=65535).contains(&context) {
+        return Err(StepError::refused(
+            CONFIG,
+            format!("context {context} is out of range (2–65535)"),
+        ));
+    }
+    if let Some(user) = d
+        .guest_names()
+        .iter()
+        .find(|n| config::context_of(&d.roots(), n) == Some(context))
+    {
+        return Err(StepError::refused(
+            CONFIG,
+            format!("Context '{context}' is already in use by {user}"),
+        ));
+    }
+    Ok((ifaces, context))
+}
+
+/// A clone's source: loaded, stopped, its config copied into `cfg` with the links re-pointed.
+fn clone_source(
+    d: &Daemon,
+    o: &BuildOptions,
+    cfg: &Path,
+    name: &str,
+) -> Result<config::GuestConfig, StepError> {
+    let src = arg(&o.arguments, "--source").ok_or_else(|| {
+        StepError::refused(
+            CONFIG,
+            "clone: give the source guest with `-- --source GUEST`",
+        )
+    })?;
+    let l = d
+        .load(&src)
+        .map_err(|e| StepError::refused(CONFIG, format!("clone source: {e}")))?;
+    if d.guests.running(&src).is_some() {
+        return Err(StepError::refused(
+            CONFIG,
+            format!("clone source {src} runs: stop it first"),
+        ));
+    }
+    copy_config(&l.config.cfg_dir, cfg)?;
+    repoint_links(&l.config.cfg_dir, cfg, &src, name)?;
+    Ok(l.config)
+}
+
+/// The config tree, as util-vserver's build writes it.
+#[allow(clippy::too_many_arguments)]
+fn write_config(
+    name: &str,
+    o: &BuildOptions,
+    t: &Target<'_>,
+    context: u32,
+    style: &str,
+    ifaces: &[IfaceArg],
+    cloned: bool,
+    p: &Progress,
+) -> Result<(), StepError> {
+    let cfg = t.cfg;
     write(&cfg.join("context"), &format!("{context}\n"))?;
     write(
         &cfg.join("uts/nodename"),
         &format!("{}\n", o.hostname.as_deref().unwrap_or(name)),
     )?;
-    if source.is_none() || o.initstyle.is_some() {
+    if !cloned || o.initstyle.is_some() {
         write(&cfg.join("apps/init/style"), &format!("{style}\n"))?;
     }
-    if source.is_none() {
+    if !cloned {
         write(&cfg.join("fstab"), "none /proc proc defaults 0 0\nnone /tmp tmpfs size=16m,mode=1777 0 0\nnone /dev/pts devpts gid=5,mode=620 0 0\n")?;
     }
     for (i, f) in ifaces.iter().enumerate() {
@@ -365,7 +439,7 @@ async fn steps(
     // Bounds a hosting admin would set (the trees util-vserver wrote had none: check warns
     // about those); edit or remove the files, or `vserverctl set --persist`, to change them.
     // A clone keeps its source's.
-    if source.is_none() {
+    if !cloned {
         let (pids, memory) = default_limits();
         write(&cfg.join("cgroup/pids.max"), &format!("{pids}\n"))?;
         write(
@@ -392,167 +466,223 @@ async fn steps(
             GuestState::Stopped,
         );
     }
-    std::os::unix::fs::symlink(final_root, cfg.join("vdir")).map_err(io(&cfg.join("vdir")))?;
+    let vdir = cfg.join("vdir");
+    std::os::unix::fs::symlink(t.final_root, &vdir).map_err(io(CONFIG, &vdir))
+}
+
+/// The root, made by the build method.
+async fn make_root(
+    name: &str,
+    method: &str,
+    o: &BuildOptions,
+    root: &Path,
+    source: Option<&config::GuestConfig>,
+    style: &str,
+    p: &Progress,
+) -> Result<(), StepError> {
     let args = &o.arguments;
     match method {
         "skeleton" => {
             for dir in [
                 "bin", "dev", "etc", "proc", "root", "sbin", "sys", "tmp", "usr", "var",
             ] {
-                std::fs::create_dir_all(root.join(dir)).map_err(io(root))?;
+                std::fs::create_dir_all(root.join(dir)).map_err(io(ROOT, root))?;
             }
+            Ok(())
         }
-        "template" => {
-            let t = arg(args, "-t").ok_or("template: give the tarball with `-- -t FILE`")?;
-            std::fs::create_dir_all(root).map_err(io(root))?;
-            p.send(
-                name,
-                "template",
-                &format!("unpacking {t}"),
-                GuestState::Stopped,
-            );
-            // --no-overwrite-dir: the root keeps the mode and owner the build gave it (an
-            // archive's "./" entry of mode 0777 would open the guest's / to host users).
-            run(
-                tokio::process::Command::new("tar")
-                    .args([
-                        "-x",
-                        "--numeric-owner",
-                        "-p",
-                        "--no-overwrite-dir",
-                        "-f",
-                        &t,
-                        "-C",
-                    ])
-                    .arg(root),
-                "tar",
-            )
-            .await?;
-            let r = root.to_path_buf();
-            let stripped = tokio::task::spawn_blocking(move || strip_devices(&r))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("checking the unpacked template: {e}"))?;
-            if !stripped.is_empty() {
-                p.send(
-                    name,
-                    "template",
-                    &format!(
-                        "removed {} device node(s) the archive held (the guest's /dev is made at \
-                         each start): {}",
-                        stripped.len(),
-                        stripped
-                            .iter()
-                            .take(5)
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                    GuestState::Stopped,
-                );
-            }
-        }
+        "template" => template(name, args, root, p).await,
         "clone" => {
-            let src = source.as_ref().ok_or("clone: no source")?;
-            p.send(
-                name,
-                "clone",
-                &format!("copying {} (reflinks where possible)", src.vdir.display()),
-                GuestState::Stopped,
-            );
-            run(
-                tokio::process::Command::new("cp")
-                    .args(["-a", "--reflink=auto"])
-                    .arg(format!("{}/.", src.vdir.display()))
-                    .arg(root),
-                "cp",
-            )
-            .await?;
-            let hostname = o.hostname.as_deref().unwrap_or(name);
-            for said in reset_identity(root, hostname).await? {
-                p.send(name, "clone", &said, GuestState::Stopped);
-            }
+            let src = source.ok_or_else(|| StepError::refused(CONFIG, "clone: no source"))?;
+            clone_root(name, o, src, root, p).await
         }
-        "debootstrap" => {
-            let a = parse_debootstrap(args)?;
-            if which("debootstrap").is_none() {
-                return Err(
-                    "debootstrap is not installed on this host (apt-get install debootstrap)"
-                        .into(),
-                );
-            }
-            let mut cmd = tokio::process::Command::new("debootstrap");
-            if !a.options.iter().any(|o| o.starts_with("--variant")) {
-                cmd.arg("--variant=minbase");
-            }
-            // What the init style needs, and the admin's --include: one option (debootstrap
-            // takes only the last --include it is given).
-            let mut include: Vec<String> = vec!["iproute2".into()];
-            match style.as_str() {
-                "sysv" => include.push("sysvinit-core".into()),
-                "systemd" => include.extend(["systemd".into(), "systemd-sysv".into()]),
-                _ => {}
-            }
-            let (mut options, mut it) = (Vec::new(), a.options.iter());
-            while let Some(opt) = it.next() {
-                match opt.strip_prefix("--include") {
-                    Some("") => include.extend(it.next().cloned()),
-                    Some(v) if v.starts_with('=') => include.push(v[1..].to_string()),
-                    _ => options.push(opt.clone()),
-                }
-            }
-            cmd.arg(format!("--include={}", include.join(",")));
-            cmd.args(&options);
-            cmd.arg(&a.suite).arg(root).arg(&a.mirror);
-            if let Some(script) = &a.script {
-                cmd.arg(script);
-            }
-            p.send(
-                name,
-                "debootstrap",
-                &format!(
-                    "{} from {}{}",
-                    a.suite,
-                    a.mirror,
-                    if a.options.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", a.options.join(" "))
-                    }
-                ),
-                GuestState::Stopped,
-            );
-            run(&mut cmd, "debootstrap").await?;
-            super::intree::write(
-                root,
-                "etc/hostname",
-                format!("{}\n", o.hostname.as_deref().unwrap_or(name)).as_bytes(),
-                0o644,
-            )
-            .map_err(|e| format!("etc/hostname in the new root: {e}"))?;
-        }
+        "debootstrap" => debootstrap(name, o, root, style, p).await,
         m @ ("yum" | "rpm" | "poldek" | "apt-rpm" | "urpmi" | "rsync" | "fai") => {
             let tool = if m == "apt-rpm" { "apt-get" } else { m };
             let found = std::env::var_os("PATH")
                 .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()));
-            return Err(format!(
-                "build method {m} is not supported by vserverd ({tool} is {} on this host); \
-                 use skeleton, template, clone or debootstrap, or make the root elsewhere \
-                 and build with -m template -- -t ARCHIVE",
-                if found {
-                    "installed but not driven"
-                } else {
-                    "not installed"
-                }
-            ));
-        }
-        m => {
-            return Err(format!(
-                "unknown build method {m:?}; known: skeleton, template, clone, debootstrap"
+            Err(StepError::refused(
+                CONFIG,
+                format!(
+                    "build method {m} is not supported by vserverd ({tool} is {} on this host); \
+                     use skeleton, template, clone or debootstrap, or make the root elsewhere \
+                     and build with -m template -- -t ARCHIVE",
+                    if found {
+                        "installed but not driven"
+                    } else {
+                        "not installed"
+                    }
+                ),
             ))
         }
+        m => Err(StepError::refused(
+            CONFIG,
+            format!("unknown build method {m:?}; known: skeleton, template, clone, debootstrap"),
+        )),
     }
-    // What we wrote must be a valid guest.
+}
+
+/// `-m template -- -t ARCHIVE`: the archive unpacked, its device nodes removed.
+async fn template(name: &str, args: &[String], root: &Path, p: &Progress) -> Result<(), StepError> {
+    let t = arg(args, "-t").ok_or_else(|| {
+        StepError::refused(CONFIG, "template: give the tarball with `-- -t FILE`")
+    })?;
+    std::fs::create_dir_all(root).map_err(io(ROOT, root))?;
+    p.send(
+        name,
+        "template",
+        &format!("unpacking {t}"),
+        GuestState::Stopped,
+    );
+    // --no-overwrite-dir: the root keeps the mode and owner the build gave it (an
+    // archive's "./" entry of mode 0777 would open the guest's / to host users).
+    run(
+        tokio::process::Command::new("tar")
+            .args([
+                "-x",
+                "--numeric-owner",
+                "-p",
+                "--no-overwrite-dir",
+                "-f",
+                &t,
+                "-C",
+            ])
+            .arg(root),
+        "tar",
+    )
+    .await?;
+    let r = root.to_path_buf();
+    let stripped = tokio::task::spawn_blocking(move || strip_devices(&r))
+        .await
+        .step(ROOT)?
+        .step_doing(ROOT, || "checking the unpacked template".into())?;
+    if !stripped.is_empty() {
+        p.send(
+            name,
+            "template",
+            &format!(
+                "removed {} device node(s) the archive held (the guest's /dev is made at \
+                 each start): {}",
+                stripped.len(),
+                stripped
+                    .iter()
+                    .take(5)
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            GuestState::Stopped,
+        );
+    }
+    Ok(())
+}
+
+/// `-m clone -- --source GUEST`: the source's root copied (reflinks where the file system has
+/// them), its identity reset.
+async fn clone_root(
+    name: &str,
+    o: &BuildOptions,
+    src: &config::GuestConfig,
+    root: &Path,
+    p: &Progress,
+) -> Result<(), StepError> {
+    p.send(
+        name,
+        "clone",
+        &format!("copying {} (reflinks where possible)", src.vdir.display()),
+        GuestState::Stopped,
+    );
+    run(
+        tokio::process::Command::new("cp")
+            .args(["-a", "--reflink=auto"])
+            .arg(format!("{}/.", src.vdir.display()))
+            .arg(root),
+        "cp",
+    )
+    .await?;
+    let hostname = o.hostname.as_deref().unwrap_or(name);
+    for said in reset_identity(root, hostname).await? {
+        p.send(name, "clone", &said, GuestState::Stopped);
+    }
+    Ok(())
+}
+
+/// `-m debootstrap -- -d SUITE [-m MIRROR]`: what the init style needs included.
+async fn debootstrap(
+    name: &str,
+    o: &BuildOptions,
+    root: &Path,
+    style: &str,
+    p: &Progress,
+) -> Result<(), StepError> {
+    let a = parse_debootstrap(&o.arguments).step(CONFIG)?;
+    if which("debootstrap").is_none() {
+        return Err(StepError::refused(
+            CONFIG,
+            "debootstrap is not installed on this host (apt-get install debootstrap)",
+        ));
+    }
+    let mut cmd = tokio::process::Command::new("debootstrap");
+    if !a.options.iter().any(|o| o.starts_with("--variant")) {
+        cmd.arg("--variant=minbase");
+    }
+    // What the init style needs, and the admin's --include: one option (debootstrap
+    // takes only the last --include it is given).
+    let mut include: Vec<String> = vec!["iproute2".into()];
+    match style {
+        "sysv" => include.push("sysvinit-core".into()),
+        "systemd" => include.extend(["systemd".into(), "systemd-sysv".into()]),
+        _ => {}
+    }
+    let (mut options, mut it) = (Vec::new(), a.options.iter());
+    while let Some(opt) = it.next() {
+        match opt.strip_prefix("--include") {
+            Some("") => include.extend(it.next().cloned()),
+            Some(v) if v.starts_with('=') => include.push(v[1..].to_string()),
+            _ => options.push(opt.clone()),
+        }
+    }
+    cmd.arg(format!("--include={}", include.join(",")));
+    cmd.args(&options);
+    cmd.arg(&a.suite).arg(root).arg(&a.mirror);
+    if let Some(script) = &a.script {
+        cmd.arg(script);
+    }
+    p.send(
+        name,
+        "debootstrap",
+        &format!(
+            "{} from {}{}",
+            a.suite,
+            a.mirror,
+            if a.options.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", a.options.join(" "))
+            }
+        ),
+        GuestState::Stopped,
+    );
+    run(&mut cmd, "debootstrap").await?;
+    super::intree::write(
+        root,
+        "etc/hostname",
+        format!("{}\n", o.hostname.as_deref().unwrap_or(name)).as_bytes(),
+        0o644,
+    )
+    .step_doing(ROOT, || "etc/hostname in the new root".into())
+}
+
+/// What was written must be a valid guest, and one that can start (looked for where the root
+/// is until the build is renamed into place).
+fn verify(
+    d: &Daemon,
+    method: &str,
+    t: &Target<'_>,
+    name: &str,
+    p: &Progress,
+) -> Result<(), StepError> {
+    const STEP: &str = "build.verify";
+    let (cfg, root) = (t.cfg, t.root);
     let roots = config::Roots {
         config_root: cfg.parent().unwrap_or(cfg).to_path_buf(),
         vdir_base: d.opts.vdir_base.clone(),
@@ -562,9 +692,7 @@ async fn steps(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let built = config::load_guest(&roots, &tmp_name)
-        .map_err(|e| format!("the built config does not load: {e}"))?;
-    // A guest that cannot start is said so now, not at its first start (looked for where
-    // the root is until the build is renamed into place).
+        .map_err(|e| StepError::refused(STEP, format!("the built config does not load: {e}")))?;
     let mut c = built.config;
     c.vdir = root.to_path_buf();
     if let Some(w) = missing_init(&c, root) {
@@ -572,7 +700,7 @@ async fn steps(
         if matches!(method, "skeleton" | "clone") {
             p.send(name, "init", &format!("warning: {w}"), GuestState::Stopped);
         } else {
-            return Err(w);
+            return Err(StepError::refused(STEP, w));
         }
     }
     Ok(())
@@ -715,14 +843,14 @@ fn strip_devices(root: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// The clone's `run` and `cache` links: the source's, re-pointed from its name to the clone's
 /// (util-vserver's are RUNDIR/NAME and CACHEBASE/NAME); a link that does not end in the
 /// source's name is left out, as it would be shared.
-fn repoint_links(src_cfg: &Path, dst: &Path, src: &str, name: &str) -> Result<(), String> {
+fn repoint_links(src_cfg: &Path, dst: &Path, src: &str, name: &str) -> Result<(), StepError> {
     for l in ["run", "cache"] {
         let Ok(target) = std::fs::read_link(src_cfg.join(l)) else {
             continue;
         };
         if target.file_name().is_some_and(|f| f == src) {
             let new = target.with_file_name(name);
-            std::os::unix::fs::symlink(&new, dst.join(l)).map_err(io(&dst.join(l)))?;
+            std::os::unix::fs::symlink(&new, dst.join(l)).map_err(io(CONFIG, &dst.join(l)))?;
         }
     }
     Ok(())
@@ -732,9 +860,9 @@ fn repoint_links(src_cfg: &Path, dst: &Path, src: &str, name: &str) -> Result<()
 /// copied tree is the source guest's, so its symlinks are hostile): /etc/hostname; the
 /// machine ids (emptied: systemd and dbus make new ones); the ssh host keys (new ones when
 /// ssh-keygen is on the host, else removed, and said). Returns what it did, for the progress.
-async fn reset_identity(root: &Path, hostname: &str) -> Result<Vec<String>, String> {
+async fn reset_identity(root: &Path, hostname: &str) -> Result<Vec<String>, StepError> {
     let w = |rel: &str, c: &[u8], mode: u32| {
-        super::intree::write(root, rel, c, mode).map_err(|e| format!("{rel} in the clone: {e}"))
+        super::intree::write(root, rel, c, mode).step_doing(ROOT, || format!("{rel} in the clone"))
     };
     let mut said = Vec::new();
     w("etc/hostname", format!("{hostname}\n").as_bytes(), 0o644)?;
@@ -743,7 +871,7 @@ async fn reset_identity(root: &Path, hostname: &str) -> Result<Vec<String>, Stri
     }
     let _ = super::intree::remove(root, "var/lib/dbus/machine-id");
     let keys: Vec<String> = super::intree::list(root, "etc/ssh")
-        .map_err(|e| format!("etc/ssh in the clone: {e}"))?
+        .step_doing(ROOT, || "etc/ssh in the clone".into())?
         .into_iter()
         .filter(|n| n.starts_with("ssh_host_") && n.ends_with("_key"))
         .collect();
@@ -753,7 +881,7 @@ async fn reset_identity(root: &Path, hostname: &str) -> Result<Vec<String>, Stri
     for k in &keys {
         for f in [k.clone(), format!("{k}.pub")] {
             super::intree::remove(root, &format!("etc/ssh/{f}"))
-                .map_err(|e| format!("etc/ssh/{f} in the clone: {e}"))?;
+                .step_doing(ROOT, || format!("etc/ssh/{f} in the clone"))?;
         }
     }
     let Some(keygen) = which("ssh-keygen") else {
@@ -763,7 +891,7 @@ async fn reset_identity(root: &Path, hostname: &str) -> Result<Vec<String>, Stri
         ));
         return Ok(said);
     };
-    let tmp = private_tempdir().map_err(|e| format!("ssh host keys: {e}"))?;
+    let tmp = private_tempdir().step_doing(ROOT, || "ssh host keys".into())?;
     for k in &keys {
         let ty = k
             .trim_start_matches("ssh_host_")
@@ -787,7 +915,7 @@ async fn reset_identity(root: &Path, hostname: &str) -> Result<Vec<String>, Stri
         )
         .await?;
         for (f, mode) in [(k.clone(), 0o600), (format!("{k}.pub"), 0o644)] {
-            let c = std::fs::read(tmp.join(&f)).map_err(io(&tmp.join(&f)))?;
+            let c = std::fs::read(tmp.join(&f)).map_err(io(ROOT, &tmp.join(&f)))?;
             w(&format!("etc/ssh/{f}"), &c, mode)?;
         }
     }
@@ -812,10 +940,10 @@ fn private_tempdir() -> std::io::Result<PathBuf> {
 
 /// The source guest's config folder merged into the clone's: a folder the build already
 /// made (apps/, cgroup/) gets the source's files in it, never a copy of the folder inside.
-fn copy_config(src: &Path, dst: &Path) -> Result<(), String> {
+fn copy_config(src: &Path, dst: &Path) -> Result<(), StepError> {
     const OWN: &[&str] = &["context", "name", "vdir", "run", "cache", "interfaces"];
-    std::fs::create_dir_all(dst).map_err(io(dst))?;
-    for e in std::fs::read_dir(src).map_err(io(src))?.flatten() {
+    std::fs::create_dir_all(dst).map_err(io(CONFIG, dst))?;
+    for e in std::fs::read_dir(src).map_err(io(CONFIG, src))?.flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
         if OWN.contains(&n.as_str()) {
             continue;
@@ -832,12 +960,15 @@ fn copy_config(src: &Path, dst: &Path) -> Result<(), String> {
             .arg(from)
             .arg(to)
             .output()
-            .map_err(|e| e.to_string())?;
+            .step_doing(CONFIG, || "cp".into())?;
         if !out.status.success() {
-            return Err(format!(
-                "copying {}: {}",
-                e.path().display(),
-                String::from_utf8_lossy(&out.stderr)
+            return Err(StepError::refused(
+                CONFIG,
+                format!(
+                    "copying {}: {}",
+                    e.path().display(),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
             ));
         }
     }

@@ -7,14 +7,9 @@ use std::sync::Arc;
 
 use proto::ManagerError;
 
-use crate::daemon::{Daemon, Progress};
-
-fn failed(name: &str, m: impl Into<String>) -> ManagerError {
-    ManagerError::Failed {
-        name: name.to_string(),
-        message: m.into(),
-    }
-}
+use crate::daemon::Daemon;
+use crate::error::StepResult;
+use crate::guest::progress::Progress;
 
 /// Mount points at or below `dir` in our mount namespace.
 fn mounts_below(dir: &Path) -> Vec<String> {
@@ -32,7 +27,7 @@ pub async fn delete(d: &Arc<Daemon>, name: &str, stop: bool) -> Result<(), Manag
     let c = d.load(name).map(|l| l.config);
     if d.guests.running(name).is_some() {
         if !stop {
-            return Err(failed(
+            return Err(ManagerError::failed(
                 name,
                 "the guest runs: stop it first (or delete with --stop)",
             ));
@@ -53,13 +48,16 @@ pub async fn delete(d: &Arc<Daemon>, name: &str, stop: bool) -> Result<(), Manag
     if let Some(r) = &root {
         let busy = mounts_below(r);
         if !busy.is_empty() {
-            return Err(failed(
+            return Err(ManagerError::failed(
                 name,
                 format!("mounted below the guest root: {}", busy.join(", ")),
             ));
         }
         if r == Path::new("/") || r.parent().is_none() {
-            return Err(failed(name, format!("refusing to delete {}", r.display())));
+            return Err(ManagerError::failed(
+                name,
+                format!("refusing to delete {}", r.display()),
+            ));
         }
     }
     let targets: Vec<PathBuf> = root
@@ -72,9 +70,10 @@ pub async fn delete(d: &Arc<Daemon>, name: &str, stop: bool) -> Result<(), Manag
     // (build::clean_leftovers); never a config whose root is half gone.
     let doomed = d.opts.config_root.join(format!(".delete-{name}"));
     std::fs::rename(&cfg_dir, &doomed)
-        .map_err(|e| failed(name, format!("{}: {e}", cfg_dir.display())))?;
+        .step_doing("delete.rename", || cfg_dir.display().to_string())
+        .map_err(|e| e.on(&cfg_dir).into_manager(name))?;
     d.catalog.reload(&d.roots(), name);
-    crate::fault::point("delete.renamed").map_err(|e| failed(name, e))?;
+    crate::fault::point("delete.renamed").map_err(|e| e.into_manager(name))?;
     // Off the async threads, without recursion (isolate/rmtree.rs): the root is the guest's.
     let all: Vec<PathBuf> = targets.into_iter().chain([doomed]).collect();
     let removed = tokio::task::spawn_blocking(move || {
@@ -83,16 +82,16 @@ pub async fn delete(d: &Arc<Daemon>, name: &str, stop: bool) -> Result<(), Manag
             crate::fault::point("delete.part").map_err(|what| {
                 crate::isolate::rmtree::RemoveError {
                     path: t.clone(),
-                    what,
+                    what: what.to_string(),
                 }
             })?;
         }
         Ok::<(), crate::isolate::rmtree::RemoveError>(())
     })
     .await
-    .map_err(|e| failed(name, e.to_string()))?;
+    .map_err(|e| ManagerError::failed(name, e.to_string()))?;
     removed.map_err(|e| {
-        failed(
+        ManagerError::failed(
             name,
             format!("partly deleted (the rest goes when vserverd next starts): {e}"),
         )

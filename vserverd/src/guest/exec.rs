@@ -8,6 +8,7 @@ use super::plan;
 use super::Running;
 use crate::config::GuestConfig;
 use crate::daemon::Daemon;
+use crate::error::{StepError, StepResult};
 use crate::isolate::pidfd::{self, Exit};
 use crate::stage::plan::Plan;
 use crate::stage::spawn::{self, StageStdio};
@@ -40,7 +41,8 @@ pub async fn spawn_in_guest(
     run: &Running,
     cmd: GuestCommand,
     stdio: StageStdio,
-) -> Result<(i32, OwnedFd), String> {
+) -> Result<(i32, OwnedFd), StepError> {
+    const STEP: &str = "join.spawn";
     let mut jp = plan::join_plan(
         c,
         &run.state.cgroup,
@@ -50,6 +52,7 @@ pub async fn spawn_in_guest(
         cmd.tty,
         cmd.user,
     );
+    jp.confinement.sysinfo = super::virtmem::sysinfo_notify(&d.opts.run_dir, c);
     let init_v2 = std::fs::read_to_string(format!("/proc/{}/cgroup", run.state.init_pid))
         .ok()
         .and_then(|s| {
@@ -58,7 +61,7 @@ pub async fn spawn_in_guest(
                 .map(String::from)
         });
     jp.cgroups = run.state.cgroup.join_dirs(init_v2.as_deref());
-    let image = d.image()?;
+    let image = d.image().step(STEP)?;
     let label = c.name.clone();
     let (outcome, fd) = tokio::task::spawn_blocking(move || {
         let mut fd = None;
@@ -73,8 +76,8 @@ pub async fn spawn_in_guest(
         (r, fd)
     })
     .await
-    .map_err(|e| e.to_string())?;
-    let outcome = outcome.map_err(|e| e.to_string())?;
+    .step(STEP)?;
+    let outcome = outcome.step(STEP)?;
     match (outcome.error, outcome.pid, fd) {
         (Some(e), _, fd) => {
             // The process may have been made and failed its exec, or be held on its way there
@@ -86,7 +89,7 @@ pub async fn spawn_in_guest(
             Err(e)
         }
         (None, Some(pid), Some(fd)) => Ok((pid, fd)),
-        _ => Err("the stage reported no process".into()),
+        _ => Err(StepError::refused(STEP, "the stage reported no process")),
     }
 }
 
@@ -156,10 +159,7 @@ pub async fn open_session(
     tty: bool,
     user: Option<String>,
 ) -> Result<Session, proto::ManagerError> {
-    let failed = |m: String| proto::ManagerError::Failed {
-        name: name.to_string(),
-        message: m,
-    };
+    let failed = |m: String| proto::ManagerError::failed(name.to_string(), m);
     d.check_name(name)?;
     let Some(run) = d.guests.running(name) else {
         return Err(proto::ManagerError::NotRunning { name: name.into() });
@@ -208,7 +208,7 @@ pub async fn open_session(
     };
     let (pid, pidfd) = spawn_in_guest(d, &c, &run, cmd, stdio)
         .await
-        .map_err(failed)?;
+        .map_err(|e| e.into_manager(name))?;
     Ok(Session {
         pid,
         client_fds,

@@ -11,13 +11,6 @@ use crate::daemon::Daemon;
 use crate::isolate::cgroup::GuestCgroup;
 use crate::isolate::limits;
 
-fn failed(name: &str, m: impl Into<String>) -> ManagerError {
-    ManagerError::Failed {
-        name: name.to_string(),
-        message: m.into(),
-    }
-}
-
 /// Writes `files` into CFG/cgroup/. CFG/cgroup replaces .defaults/cgroup as a whole, so a
 /// guest without its own folder gets a copy of the defaults' first.
 fn persist(cfg: &Path, defaults: &Path, files: &[(String, String)]) -> std::io::Result<()> {
@@ -50,7 +43,7 @@ pub async fn set(
     d.check_name(name)?;
     if let Some(c) = l.cpus {
         if !(c > 0.0 && c.is_finite()) {
-            return Err(failed(
+            return Err(ManagerError::failed(
                 name,
                 format!("cpus must be a positive number, got {c}"),
             ));
@@ -58,7 +51,10 @@ pub async fn set(
     }
     let files = limits::limit_files(l.memory, l.cpus, l.pids);
     if files.is_empty() {
-        return Err(failed(name, "no limit given (memory, cpus or pids)"));
+        return Err(ManagerError::failed(
+            name,
+            "no limit given (memory, cpus or pids)",
+        ));
     }
     let lock = d.guests.lock(name);
     let _held = lock.lock().await;
@@ -75,7 +71,8 @@ pub async fn set(
             .iter()
             .map(|(f, v)| (f.clone(), v.clone(), format!("SetLimits {f}")))
             .collect();
-        let knobs = limits::lower(v1, &|c| cg.flavor_of(c)).map_err(|e| failed(name, e))?;
+        let knobs =
+            limits::lower(v1, &|c| cg.flavor_of(c)).map_err(|e| ManagerError::failed(name, e))?;
         let old: Vec<limits::Knob> = knobs
             .iter()
             .filter_map(|k| {
@@ -83,7 +80,11 @@ pub async fn set(
                 Some(limits::Knob { value, ..k.clone() })
             })
             .collect();
-        cg.apply(&knobs).map_err(|e| failed(name, e))?;
+        cg.apply(&knobs).map_err(|e| {
+            crate::error::Cause::from(e)
+                .at("set.limits")
+                .into_manager(name)
+        })?;
         before = Some((cg, old));
     }
     if persist_too {
@@ -95,7 +96,7 @@ pub async fn set(
             if let Some((cg, old)) = before {
                 let _ = cg.apply(&old);
             }
-            return Err(failed(
+            return Err(ManagerError::failed(
                 name,
                 format!(
                     "writing {}/cgroup: {e} (the live limits were put back)",
@@ -133,5 +134,5 @@ pub fn apply_live(run: &super::Running, c: &GuestConfig) -> Result<(), String> {
     let page = crate::sys::process::page_size().max(4096) as u64;
     let cg = &run.state.cgroup;
     let knobs = limits::plan(c, page, &|ctl| cg.flavor_of(ctl))?;
-    cg.apply(&knobs)
+    cg.apply(&knobs).map_err(|e| e.to_string())
 }

@@ -9,10 +9,12 @@ pub mod exec;
 pub mod hooks;
 pub mod intree;
 pub mod limits;
+pub mod load;
 pub mod network;
 pub mod pending;
 pub mod plan;
 pub mod procs;
+pub mod progress;
 pub mod rootpath;
 pub mod runstate;
 pub mod sharednet;
@@ -107,6 +109,8 @@ pub struct Guests {
     version: std::sync::atomic::AtomicU64,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     events: broadcast::Sender<Event>,
+    /// Starts, stops, failures and exits by guest, for the Metrics call.
+    pub counters: crate::metrics::Counters,
 }
 
 impl Default for Guests {
@@ -116,6 +120,7 @@ impl Default for Guests {
             version: Default::default(),
             locks: Mutex::default(),
             events: broadcast::channel(1024).0,
+            counters: Default::default(),
         }
     }
 }
@@ -210,6 +215,7 @@ impl Guests {
     }
 
     pub fn emit(&self, name: &str, kind: &str, message: Option<String>) {
+        self.counters.note(name, kind);
         let _ = self.events.send(Event {
             name: name.to_string(),
             kind: kind.to_string(),

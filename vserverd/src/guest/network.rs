@@ -9,7 +9,9 @@ use proto::GuestState;
 
 use crate::config::spaces::Space;
 use crate::config::GuestConfig;
-use crate::daemon::{Daemon, Progress};
+use crate::daemon::Daemon;
+use crate::error::{Cause, StepError, StepResult};
+use crate::guest::progress::Progress;
 use crate::isolate::net;
 
 #[derive(Debug, Clone)]
@@ -55,7 +57,8 @@ pub async fn setup(
     c: &GuestConfig,
     p: &Progress,
     shared: bool,
-) -> Result<Option<GuestNet>, String> {
+) -> Result<Option<GuestNet>, StepError> {
+    const STEP: &str = "start.network";
     let name = c.name.as_str();
     if shared {
         return Ok(None);
@@ -76,11 +79,19 @@ pub async fn setup(
             .into_iter()
             .filter_map(|n| d.guests.running(&n))
             .find(|r| r.state.context == ctx)
-            .ok_or_else(|| format!("spaces/net: no running guest has context {ctx}"))?;
+            .ok_or_else(|| {
+                StepError::refused(
+                    STEP,
+                    format!("spaces/net: no running guest has context {ctx}"),
+                )
+            })?;
         let ns = other.state.netns.clone().ok_or_else(|| {
-            format!(
-                "spaces/net: guest {} (context {ctx}) has no network namespace of its own",
-                other.state.name
+            StepError::refused(
+                STEP,
+                format!(
+                    "spaces/net: guest {} (context {ctx}) has no network namespace of its own",
+                    other.state.name
+                ),
             )
         })?;
         p.send(
@@ -111,7 +122,7 @@ pub async fn setup(
         );
         return Ok(None);
     }
-    net::check_free(&ifs).map_err(|e| e.to_string())?;
+    net::check_free(&ifs).step(STEP)?;
     let ns = net::netns_path(&d.opts.run_dir, name);
     let veth = net::host_veth(c.context);
     let mut veths: Vec<String> = pairs.iter().map(|p| p.host.clone()).collect();
@@ -129,7 +140,7 @@ pub async fn setup(
         let (ns, veth, pairs) = (ns.clone(), veth.clone(), pairs.clone());
         tokio::task::spawn_blocking(move || net::create(&ns, &veth, &ifs, &pairs, &vlans))
             .await
-            .map_err(|e| e.to_string())?
+            .step(STEP)?
     };
     let mut n = n;
     match made {
@@ -137,7 +148,7 @@ pub async fn setup(
         Ok(v) => n.veths.extend(v),
         Err(e) => {
             remove(&n);
-            return Err(e.to_string());
+            return Err(Cause::from(e).at(STEP));
         }
     }
     let mut what: Vec<String> = c

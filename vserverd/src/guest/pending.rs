@@ -27,7 +27,7 @@ fn path(run_dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Written atomically (temp file, rename), so a crash leaves the old record or the new one.
-pub fn save(run_dir: &Path, name: &str, p: &Pending) -> Result<(), String> {
+pub fn save(run_dir: &Path, name: &str, p: &Pending) -> Result<(), crate::error::StepError> {
     let f = path(run_dir, name);
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(run_dir.join("guests"))?;
@@ -35,7 +35,10 @@ pub fn save(run_dir: &Path, name: &str, p: &Pending) -> Result<(), String> {
         std::fs::write(&tmp, serde_json::to_vec(p).expect("serializable"))?;
         std::fs::rename(&tmp, &f)
     };
-    write().map_err(|e| format!("writing the start journal {}: {e}", f.display()))
+    crate::error::StepResult::step_doing(write(), "start.journal", || {
+        format!("writing the start journal {}", f.display())
+    })
+    .map_err(|e| e.on(&f))
 }
 
 pub fn remove(run_dir: &Path, name: &str) {

@@ -44,141 +44,25 @@ pub fn init_is_systemd(c: &GuestConfig) -> bool {
     })
 }
 
+/// How the guest's init style starts and stops it (util-vserver's vserver.functions), with
+/// apps/init/cmd.start and cmd.stop in place of the style's own where given.
 pub fn init_commands(c: &GuestConfig) -> Result<InitCommands, String> {
     let i = &c.init;
-    let rl_start = i.runlevel_start.clone();
     let mut cmds = match i.style {
-        Style::Plain | Style::Minit => {
-            let (start, stop) = if i.style == Style::Plain {
-                ("/sbin/init", None)
-            } else {
-                ("/sbin/minit-start", Some("/sbin/minit-stop"))
-            };
-            let mut argv = vec![start.to_string()];
-            argv.extend(rl_start.clone());
-            let systemd = i.style == Style::Plain && init_is_systemd(c);
-            InitCommands {
-                start: argv,
-                stop: stop.map(|s| {
-                    let mut v = vec![s.to_string()];
-                    v.extend(i.runlevel_stop.clone());
-                    v
-                }),
-                stop_signal: if systemd {
-                    libc::SIGRTMIN() + 4
-                } else {
-                    libc::SIGINT
-                },
-                start_env: if systemd {
-                    vec!["container=vserverd".into()]
-                } else {
-                    vec![]
-                },
-                stop_env: vec![],
-                reaper: false,
-                prepare: if i.style == Style::Plain {
-                    Prepare::Plain
-                } else {
-                    Prepare::None
-                },
-                systemd,
-            }
-        }
-        Style::Sysv => {
-            // The last existing one wins, as in util-vserver.
-            let rc = ["/etc/rc.d/rc", "/etc/init.d/rc"]
-                .into_iter()
-                .find(|p| exists_in(&c.vdir, p));
-            let start_rl = rl_start.clone().unwrap_or_else(|| "3".into());
-            let stop_rl = i.runlevel_stop.clone().unwrap_or_else(|| "6".into());
-            let rc = match (rc, &i.cmd_start) {
-                (Some(rc), _) => rc.to_string(),
-                (None, Some(_)) => String::new(),
-                (None, None) => {
-                    return Err(format!(
-                        "init style sysv: neither /etc/init.d/rc nor /etc/rc.d/rc exists in {}{}",
-                        c.vdir.display(),
-                        if init_is_systemd(c) {
-                            format!(
-                                "; its /sbin/init is systemd: write plain to {}/apps/init/style",
-                                c.cfg_dir.display()
-                            )
-                        } else {
-                            String::new()
-                        }
-                    ))
-                }
-            };
-            InitCommands {
-                start: vec![rc.clone(), start_rl.clone()],
-                stop: Some(vec![rc, stop_rl.clone()]),
-                stop_signal: libc::SIGTERM,
-                start_env: vec!["PREVLEVEL=N".into(), format!("RUNLEVEL={start_rl}")],
-                stop_env: vec![
-                    format!("PREVLEVEL={start_rl}"),
-                    format!("RUNLEVEL={stop_rl}"),
-                ],
-                reaper: true,
-                prepare: Prepare::Sysv,
-                systemd: false,
-            }
-        }
-        Style::Gentoo | Style::Openrc => {
-            let script = [
-                "/lib/rcscripts/sh/init-vserver.sh",
-                "/lib/rc/sh/init-vserver.sh",
-            ]
-            .into_iter()
-            .find(|p| exists_in(&c.vdir, p));
-            let script = match (script, &i.cmd_start) {
-                (Some(s), _) => s.to_string(),
-                (None, Some(_)) => String::new(),
-                (None, None) => return Err("init-vserver.sh not found; aborting".into()),
-            };
-            InitCommands {
-                start: vec![script, rl_start.clone().unwrap_or_else(|| "default".into())],
-                stop: Some(vec!["/sbin/rc".into(), "shutdown".into()]),
-                stop_signal: libc::SIGTERM,
-                start_env: vec!["TERM=linux".into()],
-                stop_env: vec![
-                    "PATH=/usr/sbin:/usr/bin:/sbin:/bin".into(),
-                    "TERM=linux".into(),
-                    "RUNLEVEL=0".into(),
-                ],
-                reaper: true,
-                prepare: Prepare::None,
-                systemd: false,
-            }
-        }
-        Style::Arch => InitCommands {
-            start: vec!["/etc/rc.multi".into()],
-            stop: Some(vec!["/etc/rc.shutdown".into()]),
-            stop_signal: libc::SIGTERM,
-            start_env: vec![],
-            stop_env: vec![],
-            reaper: true,
-            prepare: Prepare::None,
-            systemd: false,
-        },
-        Style::Rescue => InitCommands {
-            start: vec!["/bin/sleep".into(), "900".into()],
-            stop: Some(vec!["/sbin/killall5".into()]),
-            stop_signal: libc::SIGTERM,
-            start_env: vec![],
-            stop_env: vec![],
-            reaper: true,
-            prepare: Prepare::None,
-            systemd: false,
-        },
+        Style::Plain | Style::Minit => plain_or_minit(c),
+        Style::Sysv => sysv(c)?,
+        Style::Gentoo | Style::Openrc => openrc(c)?,
+        Style::Arch => reaper_style(
+            vec!["/etc/rc.multi".into()],
+            vec!["/etc/rc.shutdown".into()],
+        ),
+        Style::Rescue => reaper_style(
+            vec!["/bin/sleep".into(), "900".into()],
+            vec!["/sbin/killall5".into()],
+        ),
         Style::Empty => InitCommands {
-            start: vec![],
             stop: None,
-            stop_signal: libc::SIGTERM,
-            start_env: vec![],
-            stop_env: vec![],
-            reaper: true,
-            prepare: Prepare::None,
-            systemd: false,
+            ..reaper_style(vec![], vec![])
         },
     };
     if i.style != Style::Rescue {
@@ -197,6 +81,137 @@ pub fn init_commands(c: &GuestConfig) -> Result<InitCommands, String> {
         ));
     }
     Ok(cmds)
+}
+
+/// A style whose start command runs under the reaper and whose stop is a command, with no
+/// environment of its own (arch, rescue, and empty's base).
+fn reaper_style(start: Vec<String>, stop: Vec<String>) -> InitCommands {
+    InitCommands {
+        start,
+        stop: Some(stop),
+        stop_signal: libc::SIGTERM,
+        start_env: vec![],
+        stop_env: vec![],
+        reaper: true,
+        prepare: Prepare::None,
+        systemd: false,
+    }
+}
+
+/// plain: /sbin/init as PID 1 (halted with SIGINT, or SIGRTMIN+4 when it is systemd); minit:
+/// minit-start and minit-stop.
+fn plain_or_minit(c: &GuestConfig) -> InitCommands {
+    let i = &c.init;
+    let (start, stop) = if i.style == Style::Plain {
+        ("/sbin/init", None)
+    } else {
+        ("/sbin/minit-start", Some("/sbin/minit-stop"))
+    };
+    let mut argv = vec![start.to_string()];
+    argv.extend(i.runlevel_start.clone());
+    let systemd = i.style == Style::Plain && init_is_systemd(c);
+    InitCommands {
+        start: argv,
+        stop: stop.map(|s| {
+            let mut v = vec![s.to_string()];
+            v.extend(i.runlevel_stop.clone());
+            v
+        }),
+        stop_signal: if systemd {
+            libc::SIGRTMIN() + 4
+        } else {
+            libc::SIGINT
+        },
+        start_env: if systemd {
+            vec!["container=vserverd".into()]
+        } else {
+            vec![]
+        },
+        stop_env: vec![],
+        reaper: false,
+        prepare: if i.style == Style::Plain {
+            Prepare::Plain
+        } else {
+            Prepare::None
+        },
+        systemd,
+    }
+}
+
+/// sysv: the guest's rc script for the start runlevel (3) under the reaper, and for the stop
+/// runlevel (6) to stop.
+fn sysv(c: &GuestConfig) -> Result<InitCommands, String> {
+    let i = &c.init;
+    // The last existing one wins, as in util-vserver.
+    let rc = ["/etc/rc.d/rc", "/etc/init.d/rc"]
+        .into_iter()
+        .find(|p| exists_in(&c.vdir, p));
+    let start_rl = i.runlevel_start.clone().unwrap_or_else(|| "3".into());
+    let stop_rl = i.runlevel_stop.clone().unwrap_or_else(|| "6".into());
+    let rc = match (rc, &i.cmd_start) {
+        (Some(rc), _) => rc.to_string(),
+        (None, Some(_)) => String::new(),
+        (None, None) => {
+            return Err(format!(
+                "init style sysv: neither /etc/init.d/rc nor /etc/rc.d/rc exists in {}{}",
+                c.vdir.display(),
+                if init_is_systemd(c) {
+                    format!(
+                        "; its /sbin/init is systemd: write plain to {}/apps/init/style",
+                        c.cfg_dir.display()
+                    )
+                } else {
+                    String::new()
+                }
+            ))
+        }
+    };
+    Ok(InitCommands {
+        start: vec![rc.clone(), start_rl.clone()],
+        stop: Some(vec![rc, stop_rl.clone()]),
+        stop_signal: libc::SIGTERM,
+        start_env: vec!["PREVLEVEL=N".into(), format!("RUNLEVEL={start_rl}")],
+        stop_env: vec![
+            format!("PREVLEVEL={start_rl}"),
+            format!("RUNLEVEL={stop_rl}"),
+        ],
+        reaper: true,
+        prepare: Prepare::Sysv,
+        systemd: false,
+    })
+}
+
+/// gentoo and openrc: init-vserver.sh with the start runlevel, `rc shutdown` to stop.
+fn openrc(c: &GuestConfig) -> Result<InitCommands, String> {
+    let i = &c.init;
+    let script = [
+        "/lib/rcscripts/sh/init-vserver.sh",
+        "/lib/rc/sh/init-vserver.sh",
+    ]
+    .into_iter()
+    .find(|p| exists_in(&c.vdir, p));
+    let script = match (script, &i.cmd_start) {
+        (Some(s), _) => s.to_string(),
+        (None, Some(_)) => String::new(),
+        (None, None) => return Err("init-vserver.sh not found; aborting".into()),
+    };
+    Ok(InitCommands {
+        start: vec![
+            script,
+            i.runlevel_start.clone().unwrap_or_else(|| "default".into()),
+        ],
+        stop: Some(vec!["/sbin/rc".into(), "shutdown".into()]),
+        stop_signal: libc::SIGTERM,
+        start_env: vec!["TERM=linux".into()],
+        stop_env: vec![
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            "TERM=linux".into(),
+            "RUNLEVEL=0".into(),
+        ],
+        reaper: true,
+        prepare: Prepare::None,
+        systemd: false,
+    })
 }
 
 /// PER_LINUX32: uname reports a 32-bit machine (i686 on x86_64).
@@ -233,6 +248,8 @@ pub fn confinement(c: &GuestConfig) -> Confinement {
         nice: c.nice,
         ionice: c.ionice,
         personality: personality(c),
+        // Filled in by the caller, which knows where the /proc server is (virtmem.rs).
+        sysinfo: None,
     }
 }
 

@@ -8,13 +8,6 @@ use proto::{GuestProcess, ManagerError};
 use crate::daemon::Daemon;
 use crate::isolate::pidfd;
 
-fn failed(name: &str, m: impl Into<String>) -> ManagerError {
-    ManagerError::Failed {
-        name: name.to_string(),
-        message: m.into(),
-    }
-}
-
 /// Every process of every running guest, by host pid (vps's CONTEXT and VSERVER columns).
 pub fn processes(d: &Daemon) -> Vec<GuestProcess> {
     let mut out: Vec<GuestProcess> = Vec::new();
@@ -50,7 +43,7 @@ pub fn kill(d: &Arc<Daemon>, name: &str, pids: &[i64], signal: i64) -> Result<u3
     let signal = i32::try_from(signal)
         .ok()
         .filter(|s| (0..=libc::SIGRTMAX()).contains(s))
-        .ok_or_else(|| failed(name, format!("{signal} is not a signal number")))?;
+        .ok_or_else(|| ManagerError::failed(name, format!("{signal} is not a signal number")))?;
     let cg = &run.state.cgroup;
     let all = pids.is_empty();
     let wanted: Vec<i32> = if all {
@@ -61,7 +54,7 @@ pub fn kill(d: &Arc<Daemon>, name: &str, pids: &[i64], signal: i64) -> Result<u3
                 i32::try_from(p)
                     .ok()
                     .filter(|p| *p > 0)
-                    .ok_or_else(|| failed(name, format!("{p} is not a process id")))
+                    .ok_or_else(|| ManagerError::failed(name, format!("{p} is not a process id")))
             })
             .collect::<Result<_, _>>()?
     };
@@ -91,7 +84,7 @@ pub fn kill(d: &Arc<Daemon>, name: &str, pids: &[i64], signal: i64) -> Result<u3
         }
     }
     if !refused.is_empty() {
-        return Err(failed(name, refused.join("; ")));
+        return Err(ManagerError::failed(name, refused.join("; ")));
     }
     Ok(sent)
 }
@@ -111,14 +104,17 @@ pub async fn set_uts(
     d.check_name(name)?;
     for v in [&nodename, &domainname].into_iter().flatten() {
         if v.len() > UTS_LEN || v.contains('\0') {
-            return Err(failed(
+            return Err(ManagerError::failed(
                 name,
                 format!("{v:?}: at most {UTS_LEN} bytes and no NUL"),
             ));
         }
     }
     if nodename.is_none() && domainname.is_none() {
-        return Err(failed(name, "nothing to set (nodename or domainname)"));
+        return Err(ManagerError::failed(
+            name,
+            "nothing to set (nodename or domainname)",
+        ));
     }
     let Some(run) = d.guests.running(name) else {
         return Err(ManagerError::NotRunning { name: name.into() });
@@ -126,7 +122,7 @@ pub async fn set_uts(
     let fd = run
         .pidfd
         .try_clone()
-        .map_err(|e| failed(name, e.to_string()))?;
+        .map_err(|e| ManagerError::failed(name, e.to_string()))?;
     let r = tokio::task::spawn_blocking(move || {
         std::thread::spawn(move || -> Result<(), String> {
             // On this thread only (a fresh one that exits next): the UTS namespace of the
@@ -140,6 +136,6 @@ pub async fn set_uts(
         .unwrap_or_else(|_| Err("the UTS thread panicked".into()))
     })
     .await
-    .map_err(|e| failed(name, e.to_string()))?;
-    r.map_err(|m| failed(name, m))
+    .map_err(|e| ManagerError::failed(name, e.to_string()))?;
+    r.map_err(|m| ManagerError::failed(name, m))
 }

@@ -9,23 +9,23 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proto::{GuestState, ManagerError};
 
+use super::network::GuestNet;
 use super::pending::{self, Pending};
 use super::runstate::{self, RunState};
+use super::sharednet::SharedNet;
 use super::{hooks, plan, supervise, Running};
 use crate::config::GuestConfig;
-use crate::daemon::{Daemon, Progress};
+use crate::daemon::Daemon;
+use crate::error::{StepError, StepResult};
 use crate::fault;
+use crate::guest::progress::Progress;
 use crate::isolate::cgroup::GuestCgroup;
 use crate::isolate::pidfd;
 use crate::stage::plan::Plan;
 use crate::stage::spawn::{self, StageStdio};
 
-fn failed(name: &str, message: impl Into<String>) -> ManagerError {
-    ManagerError::Failed {
-        name: name.to_string(),
-        message: message.into(),
-    }
-}
+/// The /proc files the /proc server serves the guest (virt_mem, virt_cpu …), by name.
+type ProcFiles = Vec<(String, std::path::PathBuf)>;
 
 /// What a failed start must take back, newest last.
 #[derive(Default)]
@@ -93,20 +93,28 @@ pub fn hook_env(c: &GuestConfig) -> Vec<(&'static str, String)> {
     ]
 }
 
-pub async fn run_hook(c: &GuestConfig, hook: &str, strict: bool) -> Result<(), String> {
+/// Runs the guest's `hook` scripts (step `hook.HOOK` when one fails).
+pub async fn run_hook(c: &GuestConfig, hook: &str, strict: bool) -> Result<(), StepError> {
     let Some(h) = c.hooks.iter().find(|h| h.name == hook) else {
         return Ok(());
     };
+    // The lifecycle's journal STEP while the hook runs (a failing hook is the failing step).
+    tracing::Span::current().record("step", hook);
     // Always the config folder: a relative path in a hook must never resolve inside the guest
     // root, where guest root's symlinks lead to host files. VSERVER_DIR names the root.
-    hooks::run(h, &c.name, &c.cfg_dir, &hook_env(c), strict).await
+    hooks::run(h, &c.name, &c.cfg_dir, &hook_env(c), strict)
+        .await
+        .step(&format!("hook.{hook}"))
 }
 
 /// Starts `name`. Returns once init runs (plain styles) or the start command returned
 /// (reaper styles), and the post-start hooks ran.
+// The span's fields are every line's journal fields while the start runs (crate::journal).
+#[tracing::instrument(name = "start", skip_all, fields(guest = name, context, step))]
 pub async fn start(d: &Arc<Daemon>, name: &str, p: &Progress) -> Result<(), ManagerError> {
     let t0 = std::time::Instant::now();
     let loaded = d.load(name)?;
+    tracing::Span::current().record("context", loaded.config.context);
     let lock = d.guests.lock(name);
     let _held = lock.lock().await;
     if d.guests.running(name).is_some() {
@@ -141,10 +149,17 @@ pub async fn start(d: &Arc<Daemon>, name: &str, p: &Progress) -> Result<(), Mana
             undo.unwind(d, name).await;
             pending::remove(&d.opts.run_dir, name);
             let msg = e.to_string();
+            // Warned: a start that fails is what an admin looks for (journal: GUEST, STEP).
+            tracing::warn!(
+                guest = name,
+                failed_step = e.step,
+                errno = e.errno_name(),
+                "start failed: {msg}"
+            );
             d.guests
                 .set_last(name, Some(format!("start failed: {msg}")));
             d.guests.emit(name, "failed", Some(msg.clone()));
-            Err(failed(name, msg))
+            Err(e.into_manager(name))
         }
     }
 }
@@ -154,16 +169,17 @@ async fn steps(
     c: &GuestConfig,
     p: &Progress,
     undo: &mut Undo,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let name = c.name.as_str();
     if !c.vdir.is_dir() {
-        return Err(format!(
-            "the guest root {} does not exist",
-            c.vdir.display()
-        ));
+        return Err(StepError::refused(
+            "start.config",
+            format!("the guest root {} does not exist", c.vdir.display()),
+        )
+        .on(&c.vdir));
     }
     // Bad init settings fail before anything is made.
-    let cmds = plan::init_commands(c)?;
+    let cmds = plan::init_commands(c).step("start.config")?;
     run_hook(c, "initialize", true).await?;
     run_hook(c, "prepre-start", true).await?;
 
@@ -174,7 +190,84 @@ async fn steps(
     pending::save(run_dir, name, &journal)?;
     fault::point("start.journal")?;
 
-    // The network before the cgroup, as util-vserver did (interfaces before mounts).
+    let (shared, net) = network(d, c, p, undo, &mut journal).await?;
+    let cg = cgroup(d, c, p, undo, &mut journal).await?;
+    if let Some(s) = &shared {
+        socket_programs(run_dir, c, p, &cg, s).await?;
+    }
+    fault::point("start.bpf")?;
+    limits(c, p, &cg)?;
+    fault::point("start.limits")?;
+    run_hook(c, "pre-start", true).await?;
+    fault::point("start.pre-start")?;
+
+    let (pid, fd, outcome, proc_files) =
+        spawn_init(d, c, p, &cg, net.as_ref(), shared.is_some(), undo).await?;
+    let state = RunState {
+        version: runstate::VERSION,
+        name: name.to_string(),
+        context: c.context,
+        init_pid: pid,
+        init_start_time: pidfd::start_time(pid).unwrap_or(0),
+        pid_ns: pidfd::ns_inode(pid, "pid").unwrap_or(0),
+        mnt_ns: pidfd::ns_inode(pid, "mnt").unwrap_or(0),
+        cgroup: cg,
+        started: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0),
+        reaper: cmds.reaper,
+        run_file: c.run_file.clone(),
+        netns: net.as_ref().map(|n| n.ns.clone()),
+        host_veth: net.as_ref().and_then(|n| n.host_veth.clone()),
+        extra_veths: net.as_ref().map(|n| n.veths.clone()).unwrap_or_default(),
+        netns_shared: net.as_ref().is_some_and(|n| n.shared),
+        shared_net: shared,
+        proc_files,
+        boot_id: runstate::boot_id(),
+    };
+    fault::point("start.spawned")?;
+    let (running, tx) = Running::new(state.clone(), Some(Arc::new(c.clone())), fd, false);
+    undo.running = Some(running.clone());
+    d.guests.set_running(name, Some(running.clone()));
+    supervise::spawn(d.clone(), name.to_string(), running.clone(), tx);
+    if let Some(e) = outcome.error {
+        return Err(e);
+    }
+    if let Some(status) = outcome.returned {
+        if status != 0 {
+            let how = if status & 0x7f == 0 {
+                format!("exit status {}", status >> 8)
+            } else {
+                format!("signal {}", status & 0x7f)
+            };
+            return Err(StepError::refused(
+                "start.command",
+                format!("{} returned {how}", cmds.start.join(" ")),
+            ));
+        }
+    }
+    record(d, c, &state, undo).await?;
+    if let Some(e) = *running.exited.borrow() {
+        return Err(StepError::refused(
+            "start.post-start",
+            format!("init exited at once ({e})"),
+        ));
+    }
+    Ok(())
+}
+
+/// The network, before the cgroup, as util-vserver did (interfaces before mounts): the shared
+/// stack's addresses, or the guest's own namespace (network.rs), each named in the journal
+/// and in `undo` before it is made.
+async fn network(
+    d: &Arc<Daemon>,
+    c: &GuestConfig,
+    p: &Progress,
+    undo: &mut Undo,
+    journal: &mut Pending,
+) -> Result<(Option<SharedNet>, Option<GuestNet>), StepError> {
+    let name = c.name.as_str();
     let shared_mode = crate::config::netmode::shared_stack(c)
         && match super::sharednet::unusable(d) {
             None => true,
@@ -194,7 +287,7 @@ async fn steps(
             }
         };
     let shared = if shared_mode {
-        let s = shared_addresses(d, c, p, &mut journal).await;
+        let s = shared_addresses(d, c, p, journal).await;
         // Named in the journal before any address was added: taken back whatever happened.
         undo.shared = journal.shared_net.clone();
         Some(s?)
@@ -206,22 +299,59 @@ async fn steps(
     undo.net = net.clone();
     if let Some(n) = &net {
         journal.set_net(n);
-        pending::save(run_dir, name, &journal)?;
+        pending::save(&d.opts.run_dir, name, journal)?;
     }
     fault::point("start.network")?;
+    Ok((shared, net))
+}
 
+/// The guest's cgroups, named in the journal, then made.
+async fn cgroup(
+    d: &Arc<Daemon>,
+    c: &GuestConfig,
+    p: &Progress,
+    undo: &mut Undo,
+    journal: &mut Pending,
+) -> Result<GuestCgroup, StepError> {
+    const STEP: &str = "start.cgroup";
+    let name = c.name.as_str();
     if let Some(g) = &c.cgroup.name {
         if g.is_empty() || g.contains('/') || g.starts_with('.') {
-            return Err(format!(
-                "{}/cgroup/name: {g:?} is not a cgroup name",
-                c.cfg_dir.display()
+            return Err(StepError::refused(
+                STEP,
+                format!(
+                    "{}/cgroup/name: {g:?} is not a cgroup name",
+                    c.cfg_dir.display()
+                ),
             ));
         }
     }
     let t = std::time::Instant::now();
-    let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
-    // Host-wide limits many guests run into: said before one bites, on this start's progress
-    // and (at most once a minute) in the log.
+    capacity_warnings(name, p);
+    let cg = d.cgroup_in(name, c.cgroup.name.as_deref()).step(STEP)?;
+    p.send(name, "cgroup", &cg_summary(&cg), GuestState::Starting);
+    undo.cgroup = Some(cg.clone());
+    journal.cgroup = Some(cg.clone());
+    pending::save(&d.opts.run_dir, name, journal)?;
+    {
+        let cg = cg.clone();
+        tokio::task::spawn_blocking(move || cg.create())
+            .await
+            .step(STEP)?
+            .step(STEP)?;
+    }
+    fault::point(STEP)?;
+    tracing::debug!(
+        guest = name,
+        "cgroups made in {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(cg)
+}
+
+/// Host-wide limits many guests run into: said before one bites, on this start's progress and
+/// (at most once a minute) in the log.
+fn capacity_warnings(name: &str, p: &Progress) {
     for w in crate::isolate::capacity::warnings(&crate::isolate::capacity::read()) {
         p.send(name, "capacity", &w, GuestState::Starting);
         static SAID: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
@@ -231,45 +361,45 @@ async fn steps(
             *said = Some(std::time::Instant::now());
         }
     }
-    let cg = d.cgroup_in(name, c.cgroup.name.as_deref())?;
-    p.send(name, "cgroup", &cg_summary(&cg), GuestState::Starting);
-    undo.cgroup = Some(cg.clone());
-    journal.cgroup = Some(cg.clone());
-    pending::save(run_dir, name, &journal)?;
-    {
-        let cg = cg.clone();
-        tokio::task::spawn_blocking(move || cg.create())
+}
+
+/// The shared stack's socket programs, linked to the cgroup before any guest process exists:
+/// the guest is never unrestricted.
+async fn socket_programs(
+    run_dir: &std::path::Path,
+    c: &GuestConfig,
+    p: &Progress,
+    cg: &GuestCgroup,
+    s: &SharedNet,
+) -> Result<(), StepError> {
+    let v2 = cg.dirs.iter().find(|d| d.v2).map(|d| d.path.clone());
+    let (rd, n, s2) = (run_dir.to_path_buf(), c.name.clone(), s.clone());
+    let took =
+        tokio::task::spawn_blocking(move || super::sharednet::attach(&rd, &n, v2.as_deref(), &s2))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-    }
-    fault::point("start.cgroup")?;
-    tracing::debug!(guest = name, "cgroups made at {:.2} ms", ms(t));
-    // The socket programs before any guest process exists: it is never unrestricted.
-    if let Some(s) = &shared {
-        let v2 = cg.dirs.iter().find(|d| d.v2).map(|d| d.path.clone());
-        let (rd, n, s2) = (run_dir.to_path_buf(), name.to_string(), s.clone());
-        let took = tokio::task::spawn_blocking(move || {
-            super::sharednet::attach(&rd, &n, v2.as_deref(), &s2)
-        })
-        .await
-        .map_err(|e| e.to_string())??;
-        p.send(
-            name,
-            "network",
-            &format!(
-                "socket programs linked to its cgroup in {:.1} ms",
-                took.as_secs_f64() * 1e3
-            ),
-            GuestState::Starting,
-        );
-    }
-    fault::point("start.bpf")?;
-    // Limits before any guest process exists.
+            .step("start.bpf")?
+            .step("start.bpf")?;
+    p.send(
+        &c.name,
+        "network",
+        &format!(
+            "socket programs linked to its cgroup in {:.1} ms",
+            took.as_secs_f64() * 1e3
+        ),
+        GuestState::Starting,
+    );
+    Ok(())
+}
+
+/// The cgroup limits, written before any guest process exists; and for virt_load, the cpu
+/// controller whose per-cgroup load averages (kernel-patch/) the /proc server shows.
+fn limits(c: &GuestConfig, p: &Progress, cg: &GuestCgroup) -> Result<(), StepError> {
+    const STEP: &str = "start.limits";
+    let name = c.name.as_str();
     let page = crate::sys::process::page_size().max(4096) as u64;
-    let knobs = crate::isolate::limits::plan(c, page, &|ctl| cg.flavor_of(ctl))?;
+    let knobs = crate::isolate::limits::plan(c, page, &|ctl| cg.flavor_of(ctl)).step(STEP)?;
     if !knobs.is_empty() {
-        cg.apply(&knobs)?;
+        cg.apply(&knobs).step(STEP)?;
         p.send(
             name,
             "limits",
@@ -282,8 +412,7 @@ async fn steps(
         );
     }
     if c.cflags & crate::config::names::FLAG_VIRT_LOAD != 0 {
-        // The kernel's per-cgroup load averages (kernel-patch/) live in the cpu controller's
-        // files; without them the /proc server approximates (docs/resources.md).
+        // Without per-cgroup load averages the /proc server approximates (docs/resources.md).
         if let Err(e) = cg.enable_controllers(vec!["cpu"]) {
             tracing::warn!(guest = name, "virt_load: enabling the cpu controller: {e}");
         }
@@ -304,16 +433,29 @@ async fn steps(
             }
         });
     }
-    fault::point("start.limits")?;
-    run_hook(c, "pre-start", true).await?;
-    fault::point("start.pre-start")?;
+    Ok(())
+}
 
-    let mut sp = plan::start_plan(c, &cg)?;
-    sp.netns = net.as_ref().map(|n| n.ns.clone());
-    sp.loopback_netns = net.is_none() && shared.is_none() && super::network::loopback_only(c);
-    sp.proc_files = super::virtmem::files(d, c).await?;
+/// The stage: namespaces, mounts and the guest's PID 1 (stage/). Returns init's pid and pidfd
+/// once it is known to live, with what the stage reported and the /proc files bound in.
+async fn spawn_init(
+    d: &Arc<Daemon>,
+    c: &GuestConfig,
+    p: &Progress,
+    cg: &GuestCgroup,
+    net: Option<&GuestNet>,
+    shared: bool,
+    undo: &mut Undo,
+) -> Result<(i32, std::os::fd::OwnedFd, spawn::Outcome, ProcFiles), StepError> {
+    const STEP: &str = "start.spawn";
+    let name = c.name.as_str();
+    let mut sp = plan::start_plan(c, cg).step("start.config")?;
+    sp.netns = net.map(|n| n.ns.clone());
+    sp.loopback_netns = net.is_none() && !shared && super::network::loopback_only(c);
+    sp.proc_files = super::virtmem::files(d, c).await.step("start.proc-files")?;
+    sp.confinement.sysinfo = super::virtmem::sysinfo_notify(&d.opts.run_dir, c);
     let proc_files = sp.proc_files.clone();
-    let image = d.image()?;
+    let image = d.image().step(STEP)?;
     let (stdio, log) = console(d, c).await?;
     fault::point("start.console")?;
     sp.console = Some(log);
@@ -341,7 +483,6 @@ async fn steps(
         None
     };
     let label = name.to_string();
-    tracing::debug!(guest = name, "stage spawned at {:.2} ms", ms(t));
     let t_stage = std::time::Instant::now();
     let wait = if sp.reaper {
         START_COMMAND_WAIT
@@ -361,11 +502,11 @@ async fn steps(
         (r, fd)
     })
     .await
-    .map_err(|e| e.to_string())?;
+    .step(STEP)?;
     if let Some(r) = relay {
         r.finish().await;
     }
-    let outcome = outcome.map_err(|e| e.to_string())?;
+    let outcome = outcome.step(STEP)?;
     tracing::debug!(
         guest = name,
         "stage ran in {:.1} ms",
@@ -377,7 +518,7 @@ async fn steps(
             undo.init = fd;
             return Err(outcome
                 .error
-                .unwrap_or_else(|| "no init was started".into()));
+                .unwrap_or_else(|| StepError::refused(STEP, "no init was started")));
         }
     };
     // The guest's channel closes at exec, and just as well when the process is killed before
@@ -394,65 +535,35 @@ async fn steps(
     {
         let how = pidfd::zombie_exit(pid).map_or_else(|| "gone".to_string(), |e| e.to_string());
         undo.init = Some(fd);
-        return Err(format!("the guest's init ended before it ran ({how})"));
+        return Err(StepError::refused(
+            STEP,
+            format!("the guest's init ended before it ran ({how})"),
+        ));
     }
-    let state = RunState {
-        version: runstate::VERSION,
-        name: name.to_string(),
-        context: c.context,
-        init_pid: pid,
-        init_start_time: pidfd::start_time(pid).unwrap_or(0),
-        pid_ns: pidfd::ns_inode(pid, "pid").unwrap_or(0),
-        mnt_ns: pidfd::ns_inode(pid, "mnt").unwrap_or(0),
-        cgroup: cg,
-        started: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0),
-        reaper: cmds.reaper,
-        run_file: c.run_file.clone(),
-        netns: net.as_ref().map(|n| n.ns.clone()),
-        host_veth: net.as_ref().and_then(|n| n.host_veth.clone()),
-        extra_veths: net.as_ref().map(|n| n.veths.clone()).unwrap_or_default(),
-        netns_shared: net.as_ref().is_some_and(|n| n.shared),
-        shared_net: shared.clone(),
-        proc_files,
-        boot_id: runstate::boot_id(),
-    };
-    fault::point("start.spawned")?;
-    let (running, tx) = Running::new(state.clone(), Some(Arc::new(c.clone())), fd, false);
-    undo.running = Some(running.clone());
-    d.guests.set_running(name, Some(running.clone()));
-    supervise::spawn(d.clone(), name.to_string(), running.clone(), tx);
-    if let Some(e) = outcome.error {
-        return Err(e);
-    }
-    if let Some(status) = outcome.returned {
-        if status != 0 {
-            let how = if status & 0x7f == 0 {
-                format!("exit status {}", status >> 8)
-            } else {
-                format!("signal {}", status & 0x7f)
-            };
-            return Err(format!("{} returned {how}", cmds.start.join(" ")));
-        }
-    }
-    runstate::save(&d.opts.run_dir, &state).map_err(|e| format!("saving run state: {e}"))?;
+    Ok((pid, fd, outcome, proc_files))
+}
+
+/// The run state (from here it names everything: adoption, or its cleanup, takes over), the
+/// run file, and the post-start hooks.
+async fn record(
+    d: &Arc<Daemon>,
+    c: &GuestConfig,
+    state: &RunState,
+    undo: &mut Undo,
+) -> Result<(), StepError> {
+    let run_dir = d.opts.run_dir.as_path();
+    runstate::save(run_dir, state).step_doing("start.state", || "saving run state".into())?;
     undo.state = true;
-    // From here the run state names everything (adoption, or its cleanup, takes over).
-    pending::remove(run_dir, name);
+    pending::remove(run_dir, &c.name);
     fault::point("start.state")?;
     if let Some(f) = &c.run_file {
         undo.run_file = Some(f.clone());
         std::fs::write(f, format!("{}\n", c.context))
-            .map_err(|e| format!("run file {}: {e}", f.display()))?;
+            .step_doing("start.run-file", || format!("run file {}", f.display()))
+            .map_err(|e| e.on(f))?;
     }
     run_hook(c, "post-start", true).await?;
     fault::point("start.post-start")?;
-    tracing::debug!(guest = name, "run state saved at {:.2} ms", ms(t));
-    if let Some(e) = *running.exited.borrow() {
-        return Err(format!("init exited at once ({e})"));
-    }
     Ok(())
 }
 
@@ -463,12 +574,13 @@ async fn shared_addresses(
     c: &GuestConfig,
     p: &Progress,
     journal: &mut Pending,
-) -> Result<super::sharednet::SharedNet, String> {
+) -> Result<SharedNet, StepError> {
+    const STEP: &str = "start.addresses";
     let name = c.name.as_str();
     let cookie = crate::sys::bpf::netns_cookie()
-        .map_err(|e| format!("the host network namespace's cookie: {e}"))?;
-    let s = super::sharednet::plan(c, cookie)?;
-    let others: Vec<(String, super::sharednet::SharedNet)> = d
+        .step_doing(STEP, || "the host network namespace's cookie".into())?;
+    let s = super::sharednet::plan(c, cookie).step(STEP)?;
+    let others: Vec<(String, SharedNet)> = d
         .guests
         .running_names()
         .into_iter()
@@ -477,18 +589,20 @@ async fn shared_addresses(
         .filter_map(|r| Some((r.state.name.clone(), r.state.shared_net.clone()?)))
         .collect();
     if let Some(e) = super::sharednet::clash(&s, others.iter().map(|(n, s)| (n.as_str(), s))) {
-        return Err(e);
+        return Err(StepError::refused(STEP, e));
     }
     let s2 = s.clone();
     tokio::task::spawn_blocking(move || super::sharednet::check_free(&s2))
         .await
-        .map_err(|e| e.to_string())??;
+        .step(STEP)?
+        .step(STEP)?;
     journal.shared_net = Some(s.clone());
     pending::save(&d.opts.run_dir, name, journal)?;
     let s2 = s.clone();
     tokio::task::spawn_blocking(move || super::sharednet::add(&s2))
         .await
-        .map_err(|e| e.to_string())??;
+        .step(STEP)?
+        .step(STEP)?;
     let what: Vec<String> = s
         .addrs
         .iter()
@@ -529,7 +643,11 @@ fn cg_summary(cg: &GuestCgroup) -> String {
 /// (util-vserver's --defaulttty: stdout and stderr); else a pty kept by the console keeper
 /// (crate::console), logged to RUN_DIR/guests/NAME.log, for stdin, stdout and stderr — or,
 /// should the keeper not start, that log file itself, as a plain file.
-async fn console(d: &Daemon, c: &GuestConfig) -> Result<(StageStdio, std::path::PathBuf), String> {
+async fn console(
+    d: &Daemon,
+    c: &GuestConfig,
+) -> Result<(StageStdio, std::path::PathBuf), StepError> {
+    const STEP: &str = "start.console";
     let log = crate::console::log_path(&d.opts.run_dir, &c.name);
     if let Some(dir) = log.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -538,10 +656,10 @@ async fn console(d: &Daemon, c: &GuestConfig) -> Result<(StageStdio, std::path::
         let (run_dir, name, l) = (d.opts.run_dir.clone(), c.name.clone(), log.clone());
         let opened = tokio::task::spawn_blocking(move || crate::console::open(&run_dir, &name, &l))
             .await
-            .map_err(|e| e.to_string())?;
+            .step(STEP)?;
         match opened {
             Ok((slave, path)) => {
-                let dup = |f: &std::os::fd::OwnedFd| f.try_clone().map_err(|e| e.to_string());
+                let dup = |f: &std::os::fd::OwnedFd| f.try_clone().step(STEP);
                 return Ok((
                     StageStdio {
                         stdin: Some(dup(&slave)?),
@@ -564,8 +682,9 @@ async fn console(d: &Daemon, c: &GuestConfig) -> Result<(StageStdio, std::path::
             .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
             .open(&path)
     }
-    .map_err(|e| format!("console {}: {e}", path.display()))?;
-    let f2 = f.try_clone().map_err(|e| e.to_string())?;
+    .step_doing(STEP, || format!("console {}", path.display()))
+    .map_err(|e| e.on(&path))?;
+    let f2 = f.try_clone().step(STEP)?;
     Ok((
         StageStdio {
             stdin: None,

@@ -28,6 +28,26 @@ fn vsize(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
+/// User and system CPU seconds of every process of the guest (v1 cpuacct.stat, else v2
+/// cpu.stat, which v2 keeps whether or not the cpu controller is enabled).
+pub fn cpu_seconds(cg: &crate::isolate::cgroup::GuestCgroup) -> (f64, f64) {
+    let in_dir = |d: Option<&std::path::Path>, f: &str| {
+        d.and_then(|d| std::fs::read_to_string(d.join(f)).ok())
+    };
+    if let Some(s) = in_dir(cg.controller_dir("cpuacct"), "cpuacct.stat") {
+        (
+            field(&s, "user").unwrap_or(0) as f64 / hz(),
+            field(&s, "system").unwrap_or(0) as f64 / hz(),
+        )
+    } else {
+        let s = in_dir(cg.v2_dir(), "cpu.stat").unwrap_or_default();
+        (
+            field(&s, "user_usec").unwrap_or(0) as f64 / 1e6,
+            field(&s, "system_usec").unwrap_or(0) as f64 / 1e6,
+        )
+    }
+}
+
 pub fn of(run: &Running, now: f64) -> GuestStat {
     let cg = &run.state.cgroup;
     let pids = cg.pids();
@@ -38,18 +58,7 @@ pub fn of(run: &Running, now: f64) -> GuestStat {
         (None, Some(anon)) => anon + field(&mem, "file_mapped").unwrap_or(0),
         (None, None) => 0,
     };
-    let (user, system) = if let Some(s) = cg.read("cpuacct.stat") {
-        (
-            field(&s, "user").unwrap_or(0) as f64 / hz(),
-            field(&s, "system").unwrap_or(0) as f64 / hz(),
-        )
-    } else {
-        let s = cg.read("cpu.stat").unwrap_or_default();
-        (
-            field(&s, "user_usec").unwrap_or(0) as f64 / 1e6,
-            field(&s, "system_usec").unwrap_or(0) as f64 / 1e6,
-        )
-    };
+    let (user, system) = cpu_seconds(cg);
     GuestStat {
         name: run.state.name.clone(),
         context: run.state.context,

@@ -10,10 +10,13 @@ use proto::{GuestState, ManagerError};
 
 use super::{exec, plan, runstate, Running};
 use crate::config::GuestConfig;
-use crate::daemon::{Daemon, Progress};
+use crate::daemon::Daemon;
+use crate::error::StepResult;
+use crate::guest::progress::Progress;
 use crate::isolate::pidfd;
 use crate::stage::spawn::StageStdio;
 
+#[tracing::instrument(name = "stop", skip_all, fields(guest = name, context, step))]
 pub async fn stop(d: &Arc<Daemon>, name: &str, p: &Progress) -> Result<(), ManagerError> {
     d.check_name(name)?;
     let t0 = std::time::Instant::now();
@@ -28,6 +31,7 @@ pub async fn stop(d: &Arc<Daemon>, name: &str, p: &Progress) -> Result<(), Manag
         );
         return Ok(());
     };
+    tracing::Span::current().record("context", run.state.context);
     run.disarm();
     d.guests.set_transition(name, Some(GuestState::Stopping));
     d.guests.emit(name, "stopping", None);
@@ -183,16 +187,13 @@ pub async fn teardown(d: &Arc<Daemon>, name: &str, run: &Arc<Running>, c: Option
     let cg = run.state.cgroup.clone();
     let (run_dir, n) = (d.opts.run_dir.clone(), name.to_string());
     let killed = tokio::task::spawn_blocking(move || {
-        let r = crate::fault::point("stop.cgroup").and_then(|()| {
-            cg.kill()
-                .and_then(|()| cg.remove())
-                .map_err(|e| e.to_string())
-        });
+        let r = crate::fault::point("stop.cgroup")
+            .and_then(|()| cg.kill().and_then(|()| cg.remove()).step("stop.cgroup"));
         crate::console::close(&run_dir, &n);
         r
     })
     .await
-    .unwrap_or_else(|e| Err(e.to_string()));
+    .unwrap_or_else(|e| Err(crate::error::Cause::from(e).at("stop.cgroup")));
     // A cgroup that would not go keeps the run state: the next daemon finds the guest ended
     // and takes its cgroup back then (adopt.rs), instead of leaving it behind unnamed.
     let keep_state = match &killed {

@@ -79,6 +79,7 @@ pub fn meaning(e: Exit) -> Meaning {
     }
 }
 
+#[tracing::instrument(name = "exit", skip_all, fields(guest = %name, context = run.state.context))]
 async fn handle_exit(d: Arc<Daemon>, name: String, run: Arc<Running>, exit: Exit) {
     let lock = d.guests.lock(&name);
     let held = lock.lock().await;
@@ -127,7 +128,7 @@ pub fn forget_reboot(run_dir: &std::path::Path, name: &str) {
 }
 
 async fn restart_after_reboot(d: &Arc<Daemon>, name: &str) {
-    let p = crate::daemon::Progress::none();
+    let p = crate::guest::progress::Progress::none();
     if let Err(e) = super::start::start(d, name, &p).await {
         tracing::warn!(guest = name, "restart after reboot failed: {e}");
     }

@@ -14,11 +14,12 @@ use crate::config::GuestConfig;
 use crate::daemon::Daemon;
 use crate::isolate::pidfd;
 use crate::procfs;
+use crate::stage::plan::SysinfoNotify;
 use crate::stage::plan::{Plan, RebindPlan};
 use crate::stage::spawn::{self, StageStdio};
 
 /// The files guest `c` gets from the server, as (where in the guest, host path): virt_mem's
-/// meminfo, virt_cpu's cpuinfo, stat and CPU online list, virt_load's loadavg — files of its
+/// meminfo, swaps and diskstats, virt_cpu's cpuinfo, stat and CPU online list, virt_load's loadavg — files of its
 /// own folder in the server (procfs/server.rs: no page cache shared with another guest). A
 /// name without a leading `/` is under /proc. Starts the server (and its supervisor) if any.
 pub async fn files(d: &Arc<Daemon>, c: &GuestConfig) -> Result<Vec<(String, PathBuf)>, String> {
@@ -26,6 +27,8 @@ pub async fn files(d: &Arc<Daemon>, c: &GuestConfig) -> Result<Vec<(String, Path
     let mut want: Vec<(&str, &str)> = Vec::new();
     if c.cflags & FLAG_VIRT_MEM != 0 {
         want.push(("meminfo", "meminfo"));
+        want.push(("swaps", "swaps"));
+        want.push(("diskstats", "diskstats"));
     }
     if c.cflags & FLAG_VIRT_CPU != 0 {
         want.push(("cpuinfo", "cpuinfo"));
@@ -35,7 +38,7 @@ pub async fn files(d: &Arc<Daemon>, c: &GuestConfig) -> Result<Vec<(String, Path
     if c.cflags & FLAG_VIRT_LOAD != 0 {
         want.push(("loadavg", "loadavg"));
     }
-    if want.is_empty() {
+    if want.is_empty() && sysinfo_flags(c) == 0 {
         return Ok(Vec::new());
     }
     let run_dir = d.opts.run_dir.clone();
@@ -49,6 +52,37 @@ pub async fn files(d: &Arc<Daemon>, c: &GuestConfig) -> Result<Vec<(String, Path
         .into_iter()
         .map(|(at, file)| (at.to_string(), folder.join(file)))
         .collect())
+}
+
+/// What guest `c` wants its sysinfo(2) to show (procfs/sysinfo.rs): 0 when the host's.
+fn sysinfo_flags(c: &GuestConfig) -> u32 {
+    use crate::config::names::{FLAG_VIRT_LOAD, FLAG_VIRT_MEM, FLAG_VIRT_UPTIME};
+    use crate::procfs::sysinfo::{LOAD, MEM, UPTIME};
+    let has = |f: u64| c.cflags & f != 0;
+    // The kernel's own sysinfo already shows a time namespace's uptime (virt_uptime, on by
+    // default): only the memory and the load need the server.
+    if !has(FLAG_VIRT_MEM) && !has(FLAG_VIRT_LOAD) {
+        return 0;
+    }
+    [
+        (FLAG_VIRT_MEM, MEM),
+        (FLAG_VIRT_UPTIME, UPTIME),
+        (FLAG_VIRT_LOAD, LOAD),
+    ]
+    .into_iter()
+    .filter(|(f, _)| has(*f))
+    .fold(0, |acc, (_, bit)| acc | bit)
+}
+
+/// Where guest `c`'s sysinfo listener goes, if its sysinfo(2) is answered by the /proc server
+/// (virt_mem, virt_load). Call after [`files`], which
+/// starts the server.
+pub fn sysinfo_notify(run_dir: &std::path::Path, c: &GuestConfig) -> Option<SysinfoNotify> {
+    let flags = sysinfo_flags(c);
+    (flags != 0).then(|| SysinfoNotify {
+        socket: procfs::sysinfo::socket_path(&procfs::mount_dir(run_dir)),
+        flags,
+    })
 }
 
 /// Where virt_cpu's CPU list goes in the guest (glibc's sysconf(_SC_NPROCESSORS_ONLN) reads

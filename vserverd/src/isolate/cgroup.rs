@@ -23,6 +23,17 @@ pub enum CgroupError {
     NoHierarchy,
     #[error("cgroup {0} still has processes after the kill")]
     Busy(PathBuf),
+    /// A limit from the guest's config that could not be written (the errno kept).
+    #[error("{origin}: writing {value:?} to {}: {source}", path.display())]
+    Knob {
+        origin: String,
+        value: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A limit no cgroup of the guest can take, or controllers that could not be enabled.
+    #[error("{0}")]
+    Refused(String),
 }
 
 type Result<T> = std::result::Result<T, CgroupError>;
@@ -409,15 +420,22 @@ impl GuestCgroup {
     }
 
     /// Writes the guest's limits (see limits::plan) into its cgroups.
-    pub fn apply(&self, knobs: &[Knob]) -> std::result::Result<(), String> {
-        self.enable_v2(knobs)
-            .map_err(|e| format!("enabling cgroup v2 controllers: {e}"))?;
+    pub fn apply(&self, knobs: &[Knob]) -> Result<()> {
+        self.enable_v2(knobs).map_err(|e| match e {
+            CgroupError::Io { path, source } => CgroupError::Knob {
+                origin: "enabling cgroup v2 controllers".into(),
+                value: String::new(),
+                path,
+                source,
+            },
+            e => CgroupError::Refused(format!("enabling cgroup v2 controllers: {e}")),
+        })?;
         for k in knobs {
             let Some(d) = self.dir_for(k) else {
-                return Err(format!(
+                return Err(CgroupError::Refused(format!(
                     "{}: no cgroup has the {} controller",
                     k.origin, k.controller
-                ));
+                )));
             };
             let dir = if self.shared {
                 d.path.parent().unwrap_or(&d.path)
@@ -425,13 +443,11 @@ impl GuestCgroup {
                 &d.path
             };
             let path = dir.join(&k.file);
-            std::fs::write(&path, &k.value).map_err(|e| {
-                format!(
-                    "{}: writing {:?} to {}: {e}",
-                    k.origin,
-                    k.value,
-                    path.display()
-                )
+            std::fs::write(&path, &k.value).map_err(|source| CgroupError::Knob {
+                origin: k.origin.clone(),
+                value: k.value.clone(),
+                path: path.clone(),
+                source,
             })?;
         }
         Ok(())

@@ -270,6 +270,18 @@ pub fn lower(
     dedup.reverse();
     // cpuset needs cpus and mems before anything else can join; keep them first.
     dedup.sort_by_key(|k| k.controller != "cpuset");
+    // v1 refuses a memsw limit below the memory limit, which is unlimited until written: the
+    // memory limit goes first (rlimits/rss, applied after cgroup/, would otherwise come last).
+    let at = |f: &str| dedup.iter().position(|k| k.file == f);
+    if let (Some(mem), Some(sw)) = (
+        at("memory.limit_in_bytes"),
+        at("memory.memsw.limit_in_bytes"),
+    ) {
+        if sw < mem {
+            let k = dedup.remove(sw);
+            dedup.insert(mem, k);
+        }
+    }
     Ok(dedup)
 }
 
@@ -301,6 +313,37 @@ pub fn limit_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_memory_limit_is_written_before_the_memsw_limit() {
+        let v1 = vec![
+            (
+                "memory.memsw.limit_in_bytes".into(),
+                "300".into(),
+                "cgroup/memsw".into(),
+            ),
+            (
+                "cpu.shares".into(),
+                "512".into(),
+                "cgroup/cpu.shares".into(),
+            ),
+            (
+                "memory.limit_in_bytes".into(),
+                "200".into(),
+                "rlimits/rss".into(),
+            ),
+        ];
+        let k = lower(v1, &|_| Some(Flavor::V1)).unwrap();
+        let files: Vec<&str> = k.iter().map(|k| k.file.as_str()).collect();
+        assert_eq!(
+            files,
+            [
+                "cpu.shares",
+                "memory.limit_in_bytes",
+                "memory.memsw.limit_in_bytes"
+            ]
+        );
+    }
 
     fn guest(files: &[(&str, &str)]) -> (tempfile::TempDir, GuestConfig) {
         crate::config::test_guest(files)

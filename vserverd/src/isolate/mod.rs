@@ -1,6 +1,14 @@
 //! Kernel mechanics, each behind small functions taking typed values: cgroups, mounts,
-//! capabilities, seccomp, per-process settings, pidfds. Only the daemon's stage process and
-//! the guest supervisor call these.
+//! capabilities, seccomp, per-process settings, pidfds, network devices, socket programs,
+//! tree removal. Each file keeps its pure part (the plan) apart from its effects (the
+//! writes), so the plans are unit-tested without root: limits.rs `plan` and `lower` (a
+//! guest's limits as cgroup files), seccomp.rs `policy` and `build` (the filter for both
+//! ABIs), capacity.rs `warnings`, net.rs `vlans`.
+//!
+//! Callers: guest/ (the daemon's side of a lifecycle call: cgroups, limits, network,
+//! pidfds), stage/ (inside the new guest: mounts, capabilities, seccomp, per-process
+//! settings) and procfs/ (a guest's cgroup files for its /proc view). The raw system calls
+//! they make are in sys/.
 
 pub mod capacity;
 pub mod caps;

@@ -333,6 +333,8 @@ const PROC_MASKED_FILES: &[&str] = &[
     "kpageflags",
     "kpagecgroup",
     "config.gz",
+    // Every kernel cache of the host, by size (lxcfs hides it too).
+    "slabinfo",
 ];
 const PROC_MASKED_DIRS: &[&str] = &["acpi", "scsi", "driver"];
 const PROC_READONLY: &[&str] = &["sys", "irq", "bus", "fs", "sysvipc"];

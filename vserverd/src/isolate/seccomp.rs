@@ -22,6 +22,10 @@
 //! The program is classic BPF built here (seccompiler knows one architecture per filter and no
 //! i386); [`tests`] run it through an interpreter without root.
 //!
+//! For a guest whose /proc shows its own memory or load (virt_mem, virt_load), sysinfo(2)
+//! is handed to the /proc server through a user notification (RET_USER_NOTIF), which answers
+//! with the guest's figures (procfs/sysinfo.rs); the filter's listener goes to that server.
+//!
 //! Installed without no_new_privs (the stage still holds CAP_SYS_ADMIN): guests need setuid.
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +49,7 @@ pub enum Sys {
     RequestKey,
     Ioctl,
     FileSetattr,
+    Sysinfo,
 }
 
 /// _IOW('X', 32, struct fsxattr): struct fsxattr is 28 bytes on every ABI (all fields fixed
@@ -57,6 +62,8 @@ const NR_FILE_SETATTR: u32 = 469;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Errno(u16),
+    /// Handed to the listener's holder (SECCOMP_RET_USER_NOTIF).
+    Notify,
 }
 
 /// When a rule matches a call of its syscall. Arguments are compared on their low 32 bits
@@ -87,8 +94,9 @@ const NS_FLAGS: u32 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWCGROUP
     | libc::CLONE_NEWTIME) as u32;
 
-/// The guest's rules; `umask` holds the CLONE_NEW* flags the guest may use.
-pub fn policy(umask: u64) -> Vec<Rule> {
+/// The guest's rules; `umask` holds the CLONE_NEW* flags the guest may use; `sysinfo`: its
+/// sysinfo(2) calls are answered by the listener's holder.
+pub fn policy(umask: u64, sysinfo: bool) -> Vec<Rule> {
     let eperm = Action::Errno(libc::EPERM as u16);
     let enosys = Action::Errno(libc::ENOSYS as u16);
     let mut rules: Vec<Rule> = [
@@ -134,6 +142,13 @@ pub fn policy(umask: u64) -> Vec<Rule> {
             action: enosys,
         });
     }
+    if sysinfo {
+        rules.push(Rule {
+            sys: Sys::Sysinfo,
+            when: When::Always,
+            action: Action::Notify,
+        });
+    }
     rules
 }
 
@@ -169,6 +184,7 @@ fn native(s: Sys) -> Option<u32> {
         Sys::RequestKey => libc::SYS_request_key,
         Sys::Ioctl => libc::SYS_ioctl,
         Sys::FileSetattr => return Some(NR_FILE_SETATTR),
+        Sys::Sysinfo => libc::SYS_sysinfo,
     };
     Some(n as u32)
 }
@@ -191,6 +207,7 @@ fn i386(s: Sys) -> Option<u32> {
         Sys::RequestKey => 287,
         Sys::Ioctl => 54,
         Sys::FileSetattr => NR_FILE_SETATTR,
+        Sys::Sysinfo => 116,
     })
 }
 
@@ -254,6 +271,7 @@ fn ins(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
 fn ret(a: Action) -> u32 {
     match a {
         Action::Errno(e) => RET_ERRNO | e as u32,
+        Action::Notify => libc::SECCOMP_RET_USER_NOTIF,
     }
 }
 
@@ -314,13 +332,29 @@ pub fn build(rules: &[Rule], abis: &[Abi]) -> Result<Program, SeccompError> {
 }
 
 /// The guest's filter for this architecture.
-pub fn filter(umask: u64) -> Result<Program, SeccompError> {
-    build(&policy(umask), &abis())
+pub fn filter(umask: u64, sysinfo: bool) -> Result<Program, SeccompError> {
+    build(&policy(umask, sysinfo), &abis())
 }
 
-/// Installs a filter on the calling thread (the stage is single-threaded).
-pub fn install(prog: &Program) -> Result<(), SeccompError> {
-    crate::sys::process::seccomp_filter(prog).map_err(|e| SeccompError(e.to_string()))
+/// Whether a filter hands calls to a listener.
+pub fn notifies(prog: &Program) -> bool {
+    prog.iter()
+        .any(|i| i.code == RET_K && i.k == libc::SECCOMP_RET_USER_NOTIF)
+}
+
+/// Installs a filter on the calling thread (the stage is single-threaded); returns its
+/// listener when it has user notifications.
+pub fn install(prog: &Program) -> Result<Option<std::os::fd::OwnedFd>, SeccompError> {
+    let err = |e: std::io::Error| SeccompError(e.to_string());
+    if notifies(prog) {
+        crate::sys::notify::install_with_listener(prog)
+            .map(Some)
+            .map_err(err)
+    } else {
+        crate::sys::process::seccomp_filter(prog)
+            .map(|()| None)
+            .map_err(err)
+    }
 }
 
 #[cfg(test)]
@@ -371,7 +405,7 @@ mod tests {
 
     #[test]
     fn every_abi_gets_the_same_policy() {
-        let prog = filter(0).unwrap();
+        let prog = filter(0, false).unwrap();
         let newuser = libc::CLONE_NEWUSER as u64;
         for abi in abis() {
             let nr = |s| abi.nr(s).unwrap();
@@ -401,7 +435,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn x32_and_unknown_arches_are_refused() {
-        let prog = filter(0).unwrap();
+        let prog = filter(0, false).unwrap();
         let x86_64 = abis()[0].arch;
         assert_eq!(run(&prog, 39 | 0x4000_0000, x86_64, [0; 6]), ENOSYS);
         // ARM's EABI: not a guest ABI here.
@@ -414,7 +448,7 @@ mod tests {
 
     #[test]
     fn the_umask_allows_namespaces() {
-        let all = filter(u64::MAX).unwrap();
+        let all = filter(u64::MAX, false).unwrap();
         let abi = abis()[0];
         let unshare = abi.nr(Sys::Unshare).unwrap();
         assert_eq!(
@@ -426,7 +460,22 @@ mod tests {
             ),
             RET_ALLOW
         );
-        assert!(all.len() < filter(0).unwrap().len());
+        assert!(all.len() < filter(0, false).unwrap().len());
+    }
+
+    #[test]
+    fn sysinfo_goes_to_the_listener_on_every_abi_when_asked() {
+        let with = filter(0, true).unwrap();
+        let without = filter(0, false).unwrap();
+        assert!(notifies(&with) && !notifies(&without));
+        for abi in abis() {
+            let nr = abi.nr(Sys::Sysinfo).unwrap();
+            assert_eq!(
+                run(&with, nr, abi.arch, [0; 6]),
+                libc::SECCOMP_RET_USER_NOTIF
+            );
+            assert_eq!(run(&without, nr, abi.arch, [0; 6]), RET_ALLOW);
+        }
     }
 
     #[test]

@@ -378,7 +378,7 @@ pub fn detach(run_dir: &Path, name: &str) -> Result<()> {
 /// the fault point `sockbpf.probe` (the fallback's test).
 pub fn available() -> std::result::Result<(), String> {
     static PROBE: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
-    crate::fault::point("sockbpf.probe")?;
+    crate::fault::point("sockbpf.probe").map_err(|e| e.to_string())?;
     PROBE
         .get_or_init(|| {
             let mut a = crate::bpf::asm::Asm::new();

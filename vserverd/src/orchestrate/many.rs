@@ -12,8 +12,9 @@ use proto::{GuestState, ManagerError};
 use tokio::sync::Semaphore;
 
 use super::depends::{self, Graph};
-use crate::daemon::{Daemon, Progress};
+use crate::daemon::Daemon;
 use crate::guest;
+use crate::guest::progress::Progress;
 
 /// How one guest's job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,13 +226,24 @@ pub async fn start(
     };
     let roots = roots(d, &sel, &marks)?;
     let set = depends::closure(&g, &roots).map_err(graph_error)?;
+    // Each guest's own error, kept whole: the one asked for is answered with it (its step
+    // and errno), not with the text the graph's outcome keeps.
+    let errors: Arc<std::sync::Mutex<BTreeMap<String, ManagerError>>> = Arc::default();
     let job = |n: String| {
         let d = d.clone();
         let p = p.clone();
+        let errors = errors.clone();
         async move {
             match guest::start::start(&d, &n, &p).await {
                 Ok(()) | Err(ManagerError::AlreadyRunning { .. }) => Ok(()),
-                Err(e) => Err(without_name(e)),
+                Err(e) => {
+                    let text = without_name(e.clone());
+                    errors
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(n, e);
+                    Err(text)
+                }
             }
         }
     };
@@ -256,18 +268,15 @@ pub async fn start(
                     _ => "not started".into(),
                 },
             }),
-            Some(Outcome::Failed(e)) => Err(ManagerError::Failed {
-                name,
-                message: e.clone(),
-            }),
+            Some(Outcome::Failed(e)) => Err(errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&name)
+                .unwrap_or_else(|| ManagerError::failed(name, e.clone()))),
             _ => Ok(()),
         },
-        Selection::Mark(m) => {
-            summary("started", set.len(), &out).map_err(|message| ManagerError::Failed {
-                name: format!("mark {m}"),
-                message,
-            })
-        }
+        Selection::Mark(m) => summary("started", set.len(), &out)
+            .map_err(|message| ManagerError::failed(format!("mark {m}"), message)),
     }
 }
 
@@ -296,10 +305,8 @@ pub async fn stop_mark(
         async move { guest::stop::stop(&d, &n, &p).await.map_err(without_name) }
     };
     let out = run_dag(&set, &dependents, parallel, false, job).await;
-    summary("stopped", set.len(), &out).map_err(|message| ManagerError::Failed {
-        name: format!("mark {mark}"),
-        message,
-    })
+    summary("stopped", set.len(), &out)
+        .map_err(|message| ManagerError::failed(format!("mark {mark}"), message))
 }
 
 #[cfg(test)]

@@ -12,10 +12,12 @@
 
 mod cpu;
 pub mod cpuview;
+pub mod diskview;
 mod fair;
 pub mod meminfo;
 pub mod memory;
 mod server;
+pub mod sysinfo;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -56,6 +58,7 @@ pub fn ensure(run_dir: &Path) -> Result<PathBuf, String> {
     let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
     let dir = mount_dir(run_dir);
     if serving(&dir) {
+        ensure_holder(&dir);
         return Ok(dir.join("meminfo"));
     }
     // A mount whose server died answers ENOTCONN: take it away before mounting again. Guests
@@ -75,7 +78,26 @@ pub fn ensure(run_dir: &Path) -> Result<PathBuf, String> {
         ));
     }
     tracing::info!("serving per-guest /proc files at {}", dir.display());
+    ensure_holder(&dir);
     Ok(dir.join("meminfo"))
+}
+
+/// The holder of the sysinfo listeners (procfs/sysinfo.rs), started if none runs. A holder
+/// that died took its copies with it: the server still holds every listener, and the new
+/// holder gets those sent from then on.
+fn ensure_holder(dir: &Path) {
+    let base = sysinfo::hold_base(dir);
+    if crate::detached::pid_of(sysinfo::HOLD_NAME, &base).is_some() {
+        return;
+    }
+    if let Err(e) = crate::detached::start(
+        sysinfo::HOLD_NAME,
+        sysinfo::HOLD_ARG,
+        &base,
+        "sysinfo listener holder",
+    ) {
+        tracing::warn!("{e}: guests' sysinfo(2) depends on the /proc server alone");
+    }
 }
 
 /// `vserverd __procfs DIR`: mounts the file system on DIR, then forks; the parent exits 0 once
@@ -108,6 +130,10 @@ pub fn main() -> ExitCode {
     crate::detached::serve(c"vserverd-procfs", &pid_file(&dir), || {
         // Threads only now: the fork in `serve` keeps the calling thread alone.
         server::start_workers(&shared);
+        let (d, sh) = (dir.clone(), shared.clone());
+        let _ = std::thread::Builder::new()
+            .name("sysinfo".into())
+            .spawn(move || sysinfo::serve(&d, |cgroup| server::loads(&sh, cgroup)));
         let _ = session.run();
     })
 }

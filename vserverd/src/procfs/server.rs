@@ -23,7 +23,7 @@ use fuser::{
 };
 
 use super::fair::{Fair, Pop};
-use super::{cpu, cpuview, meminfo, memory};
+use super::{cpu, cpuview, diskview, meminfo, memory};
 
 const ROOT: u64 = 1;
 /// ROOT/meminfo: what guests started before per-guest folders bind (kept for adopted ones).
@@ -32,9 +32,19 @@ const MEMINFO: u64 = 2;
 /// in the order of FILES.
 const FIRST: u64 = 16;
 const STRIDE: u64 = 8;
-/// The files of a guest's folder: meminfo (virt_mem), cpuinfo, stat and online (virt_cpu;
-/// online is bound over /sys/devices/system/cpu/online), loadavg (virt_load).
-pub const FILES: [&str; 5] = ["meminfo", "cpuinfo", "stat", "loadavg", "online"];
+/// The files of a guest's folder: meminfo, swaps and diskstats (virt_mem), cpuinfo, stat and
+/// online (virt_cpu; online is bound over /sys/devices/system/cpu/online), loadavg
+/// (virt_load). At most STRIDE - 1.
+pub const FILES: [&str; 7] = [
+    "meminfo",
+    "cpuinfo",
+    "stat",
+    "loadavg",
+    "online",
+    "swaps",
+    "diskstats",
+];
+const _: () = assert!(FILES.len() < STRIDE as usize);
 /// Folders the server will make; lookups past it fail (ENOSPC).
 const MAX_FOLDERS: usize = 65_536;
 /// Handles one folder (one guest) may hold open at once; past it, EMFILE.
@@ -56,6 +66,14 @@ const DIR_TTL: Duration = Duration::from_secs(3600);
 /// use direct I/O, but sendfile(2) and splice go through the page cache and stop at i_size
 /// (busybox `cat` uses sendfile; a size of 0, as /proc reports, would read as empty).
 const FILE_TTL: Duration = Duration::ZERO;
+/// The size a lookup reports, at the least. A guest's file is bound over its /proc at start, so
+/// the only lookup it ever gets is the binding stage's, a host process whose text (the host's
+/// figures) may be shorter than the guest's: the size the kernel keeps from that lookup would
+/// cut a guest's sendfile(2) reader (busybox `cat`) short — its /proc/swaps, one line longer
+/// than the host's, read as the header alone. A reader that asks (fstat: getattr) gets the
+/// exact size of its own text, so `tail` still seeks right; sendfile stops at the text's end
+/// (a short read).
+const LOOKUP_SIZE_FLOOR: u64 = 64 * 1024;
 
 /// Why a guest's cached meminfo pages can never be another guest's: each guest binds the
 /// meminfo of a folder of its own (ROOT/NAME/meminfo), a distinct inode with its own page
@@ -234,6 +252,13 @@ fn now() -> f64 {
     START.get_or_init(Instant::now).elapsed().as_secs_f64()
 }
 
+/// A cgroup's load averages for sysinfo(2) (virt_load) where the kernel keeps none per cgroup:
+/// those its /proc/loadavg last showed. Looked at, never updated: a sysinfo
+/// call (glibc makes them for its own sizing) must not feed the average it reads.
+pub fn loads(shared: &Shared, cgroup: &str) -> Option<[f64; 3]> {
+    Some(shared.state().loads.get(cgroup).map_or([0.0; 3], |l| l.avg))
+}
+
 impl Shared {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -249,6 +274,12 @@ impl Shared {
             }
             "stat" => cpuview::stat(&host("/proc/stat"), &cpu::of_cgroup(cgroup)).into(),
             "online" => cpuview::online(cpu::of_cgroup(cgroup).cpus.len()).into(),
+            "swaps" => {
+                diskview::swaps(&host("/proc/swaps"), memory::of_cgroup(cgroup).as_ref()).into()
+            }
+            "diskstats" => {
+                diskview::diskstats(&diskview::io_of_cgroup(cgroup), &diskview::device_name).into()
+            }
             _ => {
                 let f = cpu::of_cgroup(cgroup);
                 let host_load = host("/proc/loadavg");
@@ -295,7 +326,7 @@ impl Shared {
         match job {
             Job::Lookup(pid, ino, reply) => {
                 let size = self.text_for(pid, kind(ino)).len() as u64;
-                reply.entry(&FILE_TTL, &attr(ino, size), 0);
+                reply.entry(&FILE_TTL, &attr(ino, size.max(LOOKUP_SIZE_FLOOR)), 0);
             }
             Job::Getattr(pid, ino, reply) => {
                 let size = self.text_for(pid, kind(ino)).len() as u64;

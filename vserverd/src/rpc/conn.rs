@@ -20,6 +20,7 @@ use zlink::{Call, Connection, Reply};
 use super::auth::Peer;
 use super::schema::{CallProblem, Schema};
 use super::service::Manager;
+use super::stats;
 use crate::daemon::Daemon;
 
 /// The largest request a client may send (varlink requests here are a few hundred bytes; an
@@ -109,6 +110,9 @@ struct Audit<'a> {
     peer: &'a Peer,
     method: String,
     target: String,
+    /// The guest or the mark the call names (one of them, or neither): separate journal fields.
+    guest: String,
+    mark: String,
     detail: String,
     outcome: Option<String>,
 }
@@ -121,10 +125,15 @@ impl<'a> Audit<'a> {
         }
         let p = raw.parameters.as_ref();
         let s = |k: &str| p.and_then(|p| p.get(k)).and_then(Value::as_str);
-        let target = s("name")
-            .map(String::from)
-            .or_else(|| s("mark").map(|m| format!("mark {m}")))
-            .unwrap_or_default();
+        let guest = s("name").unwrap_or_default().to_string();
+        let mark = s("mark").unwrap_or_default().to_string();
+        let target = if !guest.is_empty() {
+            guest.clone()
+        } else if !mark.is_empty() {
+            format!("mark {mark}")
+        } else {
+            String::new()
+        };
         let detail = match m {
             "Exec" => {
                 let cmd = p
@@ -185,6 +194,8 @@ impl<'a> Audit<'a> {
             peer,
             method: m.to_string(),
             target,
+            guest: super::super::stage::report::clean(&guest),
+            mark: super::super::stage::report::clean(&mark),
             detail: super::super::stage::report::clean(&detail),
             outcome: None,
         })
@@ -199,7 +210,8 @@ impl Drop for Audit<'_> {
             caller_uid = self.peer.uid,
             caller_pid = self.peer.pid,
             method = %self.method,
-            guest = %self.target,
+            guest = %self.guest,
+            mark = %self.mark,
             detail = %self.detail,
             outcome = %outcome,
             "{} {} by uid {}: {outcome}",
@@ -228,7 +240,10 @@ async fn handle(
 ) -> zlink::Result<()> {
     let raw = call.method();
     let mut audit = Audit::of(peer, raw);
+    let t0 = std::time::Instant::now();
     if let Err(problem) = schema.check(&raw.method, raw.parameters.as_ref()) {
+        stats::called(stats::INVALID);
+        stats::answered(stats::INVALID, t0.elapsed(), true);
         if let Some(a) = &mut audit {
             a.outcome = Some(format!("refused: not a valid call ({problem:?})"));
         }
@@ -249,6 +264,9 @@ async fn handle(
         return conn.send_error(&err, vec![]).await;
     }
 
+    // Valid by the IDL: its name is one of a bounded set, fit for the metrics' label.
+    let method = raw.method.clone();
+    stats::called(&method);
     // Valid by the IDL: hand it to the generated dispatcher in the shape it deserialises.
     let mut msg = serde_json::Map::new();
     msg.insert("method".into(), Value::String(raw.method.clone()));
@@ -280,19 +298,25 @@ async fn handle(
     };
     if call.oneway() {
         done(&mut audit, "done (oneway)".into());
+        stats::answered(&method, t0.elapsed(), false);
         return Ok(());
     }
     match reply {
         MethodReply::Single(params) => {
             done(&mut audit, "ok".into());
             let reply = Reply::new(params).set_continues(Some(false));
-            conn.send_reply(&reply, reply_fds).await
+            let r = conn.send_reply(&reply, reply_fds).await;
+            stats::answered(&method, t0.elapsed(), false);
+            r
         }
         MethodReply::Error(err) => {
             done(&mut audit, error_text(&err));
-            conn.send_error(&err, reply_fds).await
+            let r = conn.send_error(&err, reply_fds).await;
+            stats::answered(&method, t0.elapsed(), true);
+            r
         }
         MethodReply::Multi(mut stream) => {
+            let mut failed = false;
             while let Some((item, fds)) = stream.next().await {
                 match item {
                     Ok(reply) => {
@@ -301,10 +325,12 @@ async fn handle(
                     }
                     Err(err) => {
                         done(&mut audit, error_text(&err));
+                        failed = true;
                         conn.send_error(&err, fds).await?
                     }
                 }
             }
+            stats::answered(&method, t0.elapsed(), failed);
             Ok(())
         }
         MethodReply::Upgrade(..) => {

@@ -5,6 +5,7 @@ pub mod conn;
 pub mod idl;
 pub mod schema;
 pub mod service;
+pub mod stats;
 
 use std::sync::Arc;
 

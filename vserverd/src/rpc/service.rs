@@ -15,8 +15,9 @@ use proto::{
 use zlink::Reply;
 
 use super::auth::{Access, Peer};
-use crate::daemon::{Daemon, Progress as Steps};
+use crate::daemon::Daemon;
 use crate::guest;
+use crate::guest::progress::Progress as Steps;
 use crate::orchestrate::many::{self, Selection};
 
 /// Guests started or stopped at once by the marked calls, unless the caller says otherwise.
@@ -33,10 +34,10 @@ async fn in_task<T: Send + 'static>(
     f: impl std::future::Future<Output = Result<T, ManagerError>> + Send + 'static,
 ) -> Result<T, ManagerError> {
     tokio::spawn(f).await.unwrap_or_else(|e| {
-        Err(ManagerError::Failed {
-            name: String::new(),
-            message: format!("internal error: {e}"),
-        })
+        Err(ManagerError::failed(
+            String::new(),
+            format!("internal error: {e}"),
+        ))
     })
 }
 
@@ -47,6 +48,23 @@ pub struct Manager {
 }
 
 /// The boxed reply stream of a `more` method.
+/// `f` on a blocking thread once `limit` lets it: a read that walks every guest's /proc or
+/// cgroup files never stalls the thread that serves every connection, however often it is
+/// called.
+async fn bounded_blocking<T: Send + 'static>(
+    limit: &'static tokio::sync::Semaphore,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ManagerError> {
+    let _permit = limit
+        .acquire()
+        .await
+        .map_err(|e| ManagerError::failed(String::new(), e.to_string()))?;
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ManagerError::failed(String::new(), format!("{what}: {e}")))
+}
+
 type Stream<T> = BoxStream<'static, Result<Reply<T>, ManagerError>>;
 /// The same, each reply with file descriptors.
 type FdStream<T> = BoxStream<'static, (Result<Reply<T>, ManagerError>, Vec<OwnedFd>)>;
@@ -117,10 +135,10 @@ impl Manager {
                         }
                         None => {
                             let done = task.await.unwrap_or_else(|e| {
-                                Err(ManagerError::Failed {
-                                    name: name.clone(),
-                                    message: format!("internal error: {e}"),
-                                })
+                                Err(ManagerError::failed(
+                                    name.clone(),
+                                    format!("internal error: {e}"),
+                                ))
                             });
                             let item = done.map(|()| {
                                 let last = pending.unwrap_or(Progress {
@@ -175,10 +193,10 @@ impl Manager {
                     Some(_) => continue,
                     None => {
                         let done = task.await.unwrap_or_else(|e| {
-                            Err(ManagerError::Failed {
-                                name: String::new(),
-                                message: format!("internal error: {e}"),
-                            })
+                            Err(ManagerError::failed(
+                                String::new(),
+                                format!("internal error: {e}"),
+                            ))
                         });
                         let item = done.map(|report| {
                             let msg = if report.dry_run {
@@ -224,12 +242,11 @@ impl Manager {
             return refuse(e);
         }
         if !more {
-            return refuse(ManagerError::Failed {
+            return refuse(ManagerError::failed(
                 name,
-                message: "Exec and Enter reply twice (the fds, then the exit status): call \
-                          them with more"
-                    .into(),
-            });
+                "Exec and Enter reply twice (the fds, then the exit status): call \
+                          them with more",
+            ));
         }
         let d = self.daemon.clone();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -271,10 +288,10 @@ impl Manager {
                         },
                         Err(e) => {
                             let _ = tx.send((
-                                Err(ManagerError::Failed {
-                                    name: name.clone(),
-                                    message: format!("waiting for the command: {e}"),
-                                }),
+                                Err(ManagerError::failed(
+                                    name.clone(),
+                                    format!("waiting for the command: {e}"),
+                                )),
                                 vec![],
                             ));
                             return;
@@ -304,7 +321,8 @@ impl Manager {
         proto::MountConfig, proto::LimitConfig, proto::Setting, proto::ConsoleReply,
         proto::GuestProcess, proto::ProcessList, proto::KillReply, proto::GuestCheck,
         proto::CheckReport, proto::UnifyReply, proto::UnifyReport, proto::GuestDiskUsage,
-        proto::DiskUsageList
+        proto::DiskUsageList, proto::MetricsReply, proto::GuestMetrics,
+        proto::InterfaceCounters, proto::RpcMetrics
     ]
 )]
 impl Manager {
@@ -326,17 +344,20 @@ impl Manager {
         // It reads /proc for every guest process: on a blocking thread, two at a time, so a
         // caller spamming it never stalls the thread that serves every connection.
         static STATS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-        let _permit = STATS.acquire().await.map_err(|e| ManagerError::Failed {
-            name: String::new(),
-            message: e.to_string(),
-        })?;
         let d = self.daemon.clone();
-        tokio::task::spawn_blocking(move || d.stat())
-            .await
-            .map_err(|e| ManagerError::Failed {
-                name: String::new(),
-                message: format!("stat: {e}"),
-            })
+        bounded_blocking(&STATS, "stat", move || d.stat()).await
+    }
+
+    /// Every guest's state, resource use (CPU, memory, processes, network) and lifecycle
+    /// counters, and the daemon's call counts and latencies: what monitoring scrapes
+    /// (`vserverd-metrics`, `vserverctl metrics`).
+    async fn metrics(&self) -> Result<proto::MetricsReply, ManagerError> {
+        self.allow(Access::Read)?;
+        // A few cgroup and sysfs reads per running guest: on a blocking thread, two calls at a
+        // time, as Stat.
+        static METRICS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+        let d = self.daemon.clone();
+        bounded_blocking(&METRICS, "metrics", move || crate::metrics::collect(&d)).await
     }
 
     /// Parse a guest's config tree: the typed config and its warnings, or InvalidConfig naming the
@@ -363,10 +384,7 @@ impl Manager {
         // Every guest's tree is read: on a blocking thread, not the one serving connections.
         tokio::task::spawn_blocking(move || d.check(name.as_deref()))
             .await
-            .map_err(|e| ManagerError::Failed {
-                name: String::new(),
-                message: format!("check: {e}"),
-            })?
+            .map_err(|e| ManagerError::failed(String::new(), format!("check: {e}")))?
     }
 
     /// Start a guest (and the dependencies that are not running); with `more`, report progress;
@@ -510,14 +528,8 @@ impl Manager {
             let n = name.clone();
             let fd = tokio::task::spawn_blocking(move || crate::console::attach(&run_dir, &n))
                 .await
-                .map_err(|e| ManagerError::Failed {
-                    name: name.clone(),
-                    message: e.to_string(),
-                })?
-                .map_err(|message| ManagerError::Failed {
-                    name: name.clone(),
-                    message,
-                })?;
+                .map_err(|e| ManagerError::failed(name.clone(), e.to_string()))?
+                .map_err(|message| ManagerError::failed(name.clone(), message))?;
             let log = crate::console::log_path(&d.opts.run_dir, &name);
             Ok((
                 proto::ConsoleReply {
@@ -563,19 +575,11 @@ impl Manager {
         self.allow(Access::Read)?;
         // Reads every guest's cgroup.procs: like Stat, two at a time on blocking threads.
         static PROCS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-        let _permit = PROCS.acquire().await.map_err(|e| ManagerError::Failed {
-            name: String::new(),
-            message: e.to_string(),
-        })?;
         let d = self.daemon.clone();
-        tokio::task::spawn_blocking(move || proto::ProcessList {
+        bounded_blocking(&PROCS, "processes", move || proto::ProcessList {
             processes: guest::procs::processes(&d),
         })
         .await
-        .map_err(|e| ManagerError::Failed {
-            name: String::new(),
-            message: format!("processes: {e}"),
-        })
     }
 
     /// Send `signal` to host pids of a running guest, each checked to be the guest's (vkill);
@@ -591,10 +595,7 @@ impl Manager {
         in_task(async move {
             tokio::task::spawn_blocking(move || guest::procs::kill(&d, &name, &pids, signal))
                 .await
-                .map_err(|e| ManagerError::Failed {
-                    name: String::new(),
-                    message: format!("kill: {e}"),
-                })?
+                .map_err(|e| ManagerError::failed(String::new(), format!("kill: {e}")))?
                 .map(|signalled| proto::KillReply { signalled })
         })
         .await
@@ -672,10 +673,10 @@ impl Manager {
         }
         if !more {
             // A stream of events has no last reply: without `more` there is nothing to say.
-            return Self::refuse(ManagerError::Failed {
-                name: String::new(),
-                message: "Events needs a call with more".into(),
-            });
+            return Self::refuse(ManagerError::failed(
+                String::new(),
+                "Events needs a call with more",
+            ));
         }
         let rx = self.daemon.guests.subscribe();
         stream::unfold(rx, |mut rx| async move {

@@ -24,6 +24,7 @@ use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 
+use crate::error::{StepError, StepResult};
 use crate::isolate::{caps, mount, pidfd, process, seccomp};
 use crate::sys;
 use plan::{CgroupJoin, Confinement, JoinPlan, Plan, Prepare, Report, StartPlan};
@@ -92,7 +93,7 @@ impl Channels {
     }
 }
 
-type Result<T> = std::result::Result<T, String>;
+type Result<T> = std::result::Result<T, StepError>;
 
 /// Entry point of `vserverd __stage`.
 pub fn main() -> std::process::ExitCode {
@@ -146,13 +147,12 @@ pub fn main() -> std::process::ExitCode {
     use std::io::Read;
     let parsed = std::fs::File::from(plan_fd)
         .read_to_end(&mut raw)
-        .map_err(|e| e.to_string())
-        .and_then(|_| serde_json::from_slice::<Plan>(&raw).map_err(|e| e.to_string()));
+        .step("stage.plan")
+        .and_then(|_| serde_json::from_slice::<Plan>(&raw).step("stage.plan"));
     let plan: Plan = match parsed {
         Ok(p) => p,
         Err(e) => {
-            ch.trusted
-                .send(&Report::Error(format!("stage: bad plan: {e}")));
+            ch.trusted.send(&Report::Error(e.doing("stage: bad plan")));
             return std::process::ExitCode::FAILURE;
         }
     };
@@ -183,8 +183,9 @@ fn enter_cgroups(joins: &[CgroupJoin]) -> Result<Option<OwnedFd>> {
     let mut v2 = None;
     for j in joins {
         if j.v2 {
-            let f = std::fs::File::open(&j.dir)
-                .map_err(|e| format!("opening cgroup {}: {e}", j.dir.display()))?;
+            let f = std::fs::File::open(&j.dir).step_doing("stage.cgroups", || {
+                format!("opening cgroup {}", j.dir.display())
+            })?;
             v2 = Some(OwnedFd::from(f));
         } else {
             join_v1(j)?;
@@ -199,7 +200,9 @@ fn enter_cgroups(joins: &[CgroupJoin]) -> Result<Option<OwnedFd>> {
 /// (measured: ten v1 joins 0.55 ms through `tasks`, 6 ms through cgroup.procs).
 fn join_v1(j: &CgroupJoin) -> Result<()> {
     let f = j.dir.join("tasks");
-    std::fs::write(&f, "0").map_err(|e| format!("joining cgroup {}: {e}", f.display()))
+    std::fs::write(&f, "0").step_doing("stage.cgroups", || {
+        format!("joining cgroup {}", f.display())
+    })
 }
 
 /// clone(CLONE_PARENT): a fork whose parent is the daemon, born in the v2 cgroup `into` if
@@ -219,8 +222,9 @@ fn clone_parent(into: Option<&OwnedFd>) -> Result<i32> {
 
 /// A failed clone, said in terms of its likely cause: EAGAIN is the guest's process limit
 /// (its cgroup's pids.max, or RLIMIT_NPROC), ENOSYS or EINVAL a kernel older than 5.7.
-fn clone_error(what: &str, e: std::io::Error) -> String {
-    match e.raw_os_error() {
+fn clone_error(what: &str, e: std::io::Error) -> StepError {
+    let errno = e.raw_os_error();
+    let text = match errno {
         Some(libc::EAGAIN) => format!(
             "no new process in the guest: its process limit is reached (cgroup pids.max or \
              rlimits/nproc; {what}: {e})"
@@ -229,6 +233,10 @@ fn clone_error(what: &str, e: std::io::Error) -> String {
             format!("{what} (needs Linux 5.7 or later): {e}")
         }
         _ => format!("{what}: {e}"),
+    };
+    StepError {
+        errno,
+        ..StepError::refused("stage.clone", text)
     }
 }
 
@@ -241,26 +249,25 @@ fn start(p: &StartPlan, ch: &mut Channels) -> Result<()> {
     ch.trusted.mark("cgroups joined");
     crate::fault::point("stage.cgroups")?;
     if p.time_ns {
-        process::unshare_time().map_err(|e| e.0)?;
+        process::unshare_time().step("stage.namespaces")?;
     }
-    // The cgroup namespace is made by PID 1, once it is in every cgroup of the guest.
-    let mut flags =
-        libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
-    let loopback = p.netns.is_none() && p.loopback_netns;
-    if loopback {
-        flags |= libc::CLONE_NEWNET;
-    }
+    let flags = start_namespaces(p);
+    let loopback = flags & libc::CLONE_NEWNET != 0;
     if let Some(ns) = &p.netns {
-        let f = std::fs::File::open(ns)
-            .map_err(|e| format!("network namespace {}: {e}", ns.display()))?;
+        let f = std::fs::File::open(ns).step_doing("stage.namespaces", || {
+            format!("network namespace {}", ns.display())
+        })?;
         nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("joining network namespace {}: {e}", ns.display()))?;
+            .step_doing("stage.namespaces", || {
+                format!("joining network namespace {}", ns.display())
+            })?;
     }
     nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(flags))
-        .map_err(|e| format!("unshare namespaces: {e}"))?;
+        .step_doing("stage.namespaces", || "unshare namespaces".into())?;
     if loopback {
-        crate::isolate::net::loopback_up()
-            .map_err(|e| format!("loopback in the guest's network namespace: {e}"))?;
+        crate::isolate::net::loopback_up().step_doing("stage.namespaces", || {
+            "loopback in the guest's network namespace".into()
+        })?;
     }
     ch.trusted.mark("namespaces made");
     crate::fault::point("stage.namespaces")?;
@@ -285,24 +292,26 @@ fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infalli
     // Named until it execs (which renames it): the daemon tells a process that exec'd from one
     // that died on the way by this name, since both close the guest's channel.
     let _ = sys::process::set_name(GUEST_INIT_NAME);
+    // While the host's paths are still in view: the way to the /proc server.
+    let sysinfo = sysinfo_channel(&p.confinement)?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-        .map_err(|e| format!("unshare cgroup namespace: {e}"))?;
-    mount::make_private().map_err(|e| e.to_string())?;
-    mount::bind_root(&p.vdir).map_err(|e| e.to_string())?;
-    let root = mount::Root::open(&p.vdir).map_err(|e| e.to_string())?;
-    mount::setup_dev(&root, p.console.as_deref()).map_err(|e| e.to_string())?;
+        .step_doing("stage.namespaces", || "unshare cgroup namespace".into())?;
+    mount::make_private().step("stage.mounts")?;
+    mount::bind_root(&p.vdir).step("stage.mounts")?;
+    let root = mount::Root::open(&p.vdir).step("stage.mounts")?;
+    mount::setup_dev(&root, p.console.as_deref()).step("stage.mounts")?;
     out.mark("/dev made");
     for m in &p.mounts {
-        mount::mount_entry(&root, m).map_err(|e| e.to_string())?;
+        mount::mount_entry(&root, m).step("stage.mounts")?;
     }
     out.mark("fstab mounted");
     crate::fault::point("stage.mounts")?;
-    mount::bind_proc_files(&root, &p.proc_files).map_err(|e| e.to_string())?;
+    mount::bind_proc_files(&root, &p.proc_files).step("stage.mounts")?;
     if let Some(cg) = p.systemd_cgroup {
-        mount::systemd_api(&root, cg == plan::SystemdCgroup::Unified).map_err(|e| e.to_string())?;
+        mount::systemd_api(&root, cg == plan::SystemdCgroup::Unified).step("stage.mounts")?;
     }
     drop(root);
-    mount::pivot(&p.vdir).map_err(|e| e.to_string())?;
+    mount::pivot(&p.vdir).step("stage.pivoted")?;
     out.mark("pivoted");
     crate::fault::point("stage.pivoted")?;
     // From here on every path is inside the guest: its symlinks can only point into it.
@@ -314,13 +323,14 @@ fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infalli
         // Best effort, as fakerunlevel was: a guest without utmp support still starts.
         let _ = process::write_runlevel("/var/run/utmp", rl);
     }
-    process::set_uts(p.nodename.as_deref(), p.domainname.as_deref()).map_err(|e| e.0)?;
-    confine(&p.cfg_dir, &p.confinement, p.reaper)?;
+    process::set_uts(p.nodename.as_deref(), p.domainname.as_deref()).step("stage.names")?;
+    let listener = confine(&p.cfg_dir, &p.confinement, p.reaper)?;
+    hand_over(sysinfo, listener, &p.confinement)?;
     out.mark("confined");
     crate::fault::point("stage.confined")?;
     let env = cstrings(&p.env)?;
     if p.reaper {
-        reaper::run(&p.argv, &env, out)
+        reaper::run(&p.argv, &env, out).step("stage.reaper")
     } else {
         Err(exec(&p.argv, &env, false))
     }
@@ -363,10 +373,39 @@ fn prepare(what: Prepare) {
     }
 }
 
+/// A socket connected to the /proc server's, when the guest's sysinfo goes there: made before
+/// the process leaves the host's mount namespace.
+fn sysinfo_channel(c: &Confinement) -> Result<Option<OwnedFd>> {
+    c.sysinfo
+        .as_ref()
+        .map(|s| {
+            crate::procfs::sysinfo::connect(&s.socket).step_doing("stage.sysinfo", || {
+                format!("the /proc server's socket {}", s.socket.display())
+            })
+        })
+        .transpose()
+}
+
+/// The filter's listener to the /proc server, before guest code can run (a guest whose
+/// sysinfo had no listener would get ENOSYS).
+fn hand_over(channel: Option<OwnedFd>, listener: Option<OwnedFd>, c: &Confinement) -> Result<()> {
+    use std::os::fd::AsFd;
+    if let (Some(ch), Some(l), Some(s)) = (channel, listener, &c.sysinfo) {
+        crate::procfs::sysinfo::hand_over(ch.as_fd(), l.as_fd(), s.flags)
+            .step_doing("stage.sysinfo", || "sending the sysinfo listener".into())?;
+    }
+    Ok(())
+}
+
 /// Limits, scheduling, seccomp and capabilities: the last steps before guest code runs.
 /// `drop_permitted` for a process that will not exec (the reaper): exec would otherwise
-/// recompute root's capabilities from the bounding set.
-fn confine(cfg_dir: &std::path::Path, c: &Confinement, drop_permitted: bool) -> Result<()> {
+/// recompute root's capabilities from the bounding set. Returns the seccomp filter's
+/// listener when sysinfo is answered by the /proc server.
+fn confine(
+    cfg_dir: &std::path::Path,
+    c: &Confinement,
+    drop_permitted: bool,
+) -> Result<Option<OwnedFd>> {
     let ulimits: Vec<crate::config::limits::Ulimit> = c
         .ulimits
         .iter()
@@ -384,76 +423,111 @@ fn confine(cfg_dir: &std::path::Path, c: &Confinement, drop_permitted: bool) -> 
             }
         })
         .collect();
-    process::apply_ulimits(cfg_dir, &ulimits).map_err(|e| e.0)?;
+    process::apply_ulimits(cfg_dir, &ulimits).step("stage.confined")?;
     if let Some(n) = c.nice {
-        process::set_nice(n).map_err(|e| e.0)?;
+        process::set_nice(n).step("stage.confined")?;
     }
     if let Some((class, prio)) = c.ionice {
-        process::set_ionice(class, prio).map_err(|e| e.0)?;
+        process::set_ionice(class, prio).step("stage.confined")?;
     }
     if let Some(pers) = c.personality {
-        process::set_personality(pers).map_err(|e| e.0)?;
+        process::set_personality(pers).step("stage.confined")?;
     }
     sys::process::umask(0o022);
     // seccomp first: without no_new_privs it needs CAP_SYS_ADMIN, which the next step drops.
-    let filter = seccomp::filter(c.umask).map_err(|e| e.to_string())?;
-    seccomp::install(&filter).map_err(|e| e.to_string())?;
-    caps::restrict(c.bcaps, drop_permitted).map_err(|e| e.to_string())?;
-    Ok(())
+    let filter = seccomp::filter(c.umask, c.sysinfo.is_some()).step("stage.confined")?;
+    let listener = seccomp::install(&filter).step("stage.confined")?;
+    caps::restrict(c.bcaps, drop_permitted).step("stage.confined")?;
+    Ok(listener)
 }
 
 fn cstrings(v: &[String]) -> Result<Vec<CString>> {
     v.iter()
-        .map(|s| CString::new(s.as_str()).map_err(|_| format!("NUL byte in {s:?}")))
+        .map(|s| {
+            CString::new(s.as_str())
+                .map_err(|_| StepError::refused("stage.exec", format!("NUL byte in {s:?}")))
+        })
         .collect()
 }
 
 /// execs argv[0] (searched in PATH of `env` when `search`); returns the error.
-fn exec(argv: &[String], env: &[CString], search: bool) -> String {
+fn exec(argv: &[String], env: &[CString], search: bool) -> StepError {
     let Some(prog) = argv.first() else {
-        return "no command to run".into();
+        return StepError::refused("stage.exec", "no command to run");
     };
     let args = match cstrings(argv) {
         Ok(a) => a,
         Err(e) => return e,
     };
-    let path = if search && !prog.contains('/') {
-        let path_var = env
-            .iter()
-            .filter_map(|e| e.to_str().ok())
-            .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-            .to_string();
-        path_var
-            .split(':')
-            .map(|d| format!("{d}/{prog}"))
-            .find(|c| std::path::Path::new(c).is_file())
-            .unwrap_or_else(|| prog.clone())
+    let path = if search {
+        search_path(prog, env, |c| std::path::Path::new(c).is_file())
     } else {
         prog.clone()
     };
     let Ok(cpath) = CString::new(path.as_str()) else {
-        return format!("NUL byte in {path:?}");
+        return StepError::refused("stage.exec", format!("NUL byte in {path:?}"));
     };
     let e = nix::unistd::execve(&cpath, &args, env).unwrap_err();
-    format!("cannot execute {path} in the guest: {}", e.desc())
+    StepError {
+        errno: Some(e as i32),
+        path: Some(path.clone().into()),
+        ..StepError::refused(
+            "stage.exec",
+            format!("cannot execute {path} in the guest: {}", e.desc()),
+        )
+    }
+}
+
+/// Where `prog` is run from: as given when it names a path, else the first folder of the
+/// environment's PATH (util-vserver's default when it has none) where `is_file` finds it, else
+/// as given (execve then says it does not exist).
+fn search_path(prog: &str, env: &[CString], is_file: impl Fn(&str) -> bool) -> String {
+    if prog.contains('/') {
+        return prog.to_string();
+    }
+    env.iter()
+        .filter_map(|e| e.to_str().ok())
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .split(':')
+        .map(|d| format!("{d}/{prog}"))
+        .find(|c| is_file(c))
+        .unwrap_or_else(|| prog.to_string())
+}
+
+/// The namespaces the stage unshares for a start: mount, uts, ipc and pid always; a network
+/// namespace of its own only for a loopback-only guest (one with its own or another guest's
+/// namespace joins that instead; one on the host's stack makes none). The cgroup namespace is
+/// PID 1's, made once it is in every cgroup.
+fn start_namespaces(p: &StartPlan) -> libc::c_int {
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
+    if p.netns.is_none() && p.loopback_netns {
+        flags |= libc::CLONE_NEWNET;
+    }
+    flags
 }
 
 /// Mount injection: the detached binds are made here, in the host's mount namespace (where
 /// the sources are), then placed in the guest's after setns. Single-threaded, as setns into a
 /// mount namespace requires.
 fn rebind(p: &plan::RebindPlan, out: &mut Reporter) -> Result<()> {
-    let fd = pidfd::open(p.init_pid).map_err(|e| format!("guest init {}: {e}", p.init_pid))?;
+    let fd = pidfd::open(p.init_pid)
+        .step_doing("rebind.enter", || format!("guest init {}", p.init_pid))?;
     if pidfd::start_time(p.init_pid) != Some(p.init_start_time) {
-        return Err(format!("guest {} is no longer running", p.name));
+        return Err(StepError::refused(
+            "rebind.enter",
+            format!("guest {} is no longer running", p.name),
+        ));
     }
     let trees = p
         .proc_files
         .iter()
-        .map(|(name, src)| Ok((name, mount::detached_bind(src).map_err(|e| e.to_string())?)))
+        .map(|(name, src)| Ok((name, mount::detached_bind(src).step("rebind.bind")?)))
         .collect::<Result<Vec<_>>>()?;
-    sys::ns::setns_pidfd(&fd, libc::CLONE_NEWNS)
-        .map_err(|e| format!("entering the mount namespace of guest {}: {e}", p.name))?;
+    sys::ns::setns_pidfd(&fd, libc::CLONE_NEWNS).step_doing("rebind.enter", || {
+        format!("entering the mount namespace of guest {}", p.name)
+    })?;
     for (name, tree) in &trees {
         let at = mount::served_target(name);
         // A guest without /sys had nothing bound there at start (a dead FUSE bind answers
@@ -461,7 +535,7 @@ fn rebind(p: &plan::RebindPlan, out: &mut Reporter) -> Result<()> {
         let absent = matches!(std::fs::symlink_metadata(&at),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound);
         if !absent {
-            mount::attach_detached(tree, &at).map_err(|e| e.to_string())?;
+            mount::attach_detached(tree, &at).step("rebind.bind")?;
         }
     }
     out.send(&Report::Returned(0));
@@ -469,9 +543,13 @@ fn rebind(p: &plan::RebindPlan, out: &mut Reporter) -> Result<()> {
 }
 
 fn join(p: &JoinPlan, ch: &mut Channels) -> Result<()> {
-    let fd = pidfd::open(p.init_pid).map_err(|e| format!("guest init {}: {e}", p.init_pid))?;
+    let fd = pidfd::open(p.init_pid)
+        .step_doing("join.enter", || format!("guest init {}", p.init_pid))?;
     if pidfd::start_time(p.init_pid) != Some(p.init_start_time) {
-        return Err(format!("guest {} is no longer running", p.name));
+        return Err(StepError::refused(
+            "join.enter",
+            format!("guest {} is no longer running", p.name),
+        ));
     }
     // The v2 cgroup without a migration (see join_v1): a helper is born in it, in the host's
     // cgroup namespace still (with nsdelegate, a clone into a cgroup outside the caller's
@@ -492,12 +570,21 @@ fn join(p: &JoinPlan, ch: &mut Channels) -> Result<()> {
         | libc::CLONE_NEWCGROUP
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWTIME;
+    // A command run in a guest whose /proc server cannot be reached runs all the same, with
+    // the host's sysinfo: an admin's exec is never refused for it.
+    let sysinfo = sysinfo_channel(&p.confinement).ok().flatten();
+    let confinement = Confinement {
+        sysinfo: p.confinement.sysinfo.clone().filter(|_| sysinfo.is_some()),
+        ..p.confinement.clone()
+    };
     // One setns with a pidfd enters all these namespaces of the target at once.
-    sys::ns::setns_pidfd(&fd, flags)
-        .map_err(|e| format!("entering the namespaces of guest {}: {e}", p.name))?;
+    sys::ns::setns_pidfd(&fd, flags).step_doing("join.enter", || {
+        format!("entering the namespaces of guest {}", p.name)
+    })?;
     drop(fd);
     // Confined before the process exists in the guest: guest root may ptrace what it sees.
-    confine(std::path::Path::new("/"), &p.confinement, true)?;
+    let listener = confine(std::path::Path::new("/"), &confinement, true)?;
+    hand_over(sysinfo, listener, &confinement)?;
     let env = cstrings(&p.env)?;
     match clone_parent(None)? {
         0 => {
@@ -518,7 +605,7 @@ fn join(p: &JoinPlan, ch: &mut Channels) -> Result<()> {
             };
             let e = match env {
                 Ok(env) => exec(&p.argv, &env, true),
-                Err(e) => format!("suexec: {e}"),
+                Err(e) => e.doing("suexec"),
             };
             out.send(&Report::Error(e));
             // Leave without the parent's destructors; 127 as a shell would.
@@ -528,5 +615,62 @@ fn join(p: &JoinPlan, ch: &mut Channels) -> Result<()> {
             ch.trusted.send(&Report::Pid(pid));
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[&str]) -> Vec<CString> {
+        vars.iter().map(|v| CString::new(*v).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_command_is_searched_in_the_guests_path_only_without_a_slash() {
+        let here = |c: &str| c == "/opt/bin/tool" || c == "/bin/tool";
+        assert_eq!(
+            search_path("tool", &env(&["PATH=/opt/bin:/bin"]), here),
+            "/opt/bin/tool"
+        );
+        assert_eq!(search_path("tool", &env(&["HOME=/"]), here), "/bin/tool");
+        assert_eq!(
+            search_path("./tool", &env(&["PATH=/opt/bin"]), here),
+            "./tool"
+        );
+        assert_eq!(
+            search_path("nosuch", &env(&["PATH=/opt/bin"]), here),
+            "nosuch"
+        );
+    }
+
+    #[test]
+    fn a_clone_that_fails_says_why_in_the_guests_terms() {
+        let e = clone_error("clone", std::io::Error::from_raw_os_error(libc::EAGAIN));
+        assert_eq!(
+            (e.step.as_str(), e.errno),
+            ("stage.clone", Some(libc::EAGAIN))
+        );
+        assert!(e.to_string().contains("process limit is reached"), "{e}");
+        let e = clone_error("clone3", std::io::Error::from_raw_os_error(libc::ENOSYS));
+        assert!(e.to_string().contains("needs Linux 5.7"), "{e}");
+    }
+
+    #[test]
+    fn only_a_loopback_only_guest_gets_a_network_namespace_of_its_own() {
+        let (_t, c) = crate::config::test_guest(&[("apps/init/style", "plain\n")]);
+        let layout = crate::isolate::cgroup::Layout::parse(
+            "30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+            "0::/\n",
+        );
+        let cg = layout.guest("vservers", "g");
+        let mut p = crate::guest::plan::start_plan(&c, &cg).unwrap();
+        let base = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
+        p.loopback_netns = false;
+        assert_eq!(start_namespaces(&p), base);
+        p.loopback_netns = true;
+        assert_eq!(start_namespaces(&p), base | libc::CLONE_NEWNET);
+        p.netns = Some("/run/vserverd/netns/g".into());
+        assert_eq!(start_namespaces(&p), base);
     }
 }

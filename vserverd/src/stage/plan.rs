@@ -55,6 +55,19 @@ pub struct Confinement {
     pub nice: Option<i32>,
     pub ionice: Option<(u8, Option<u8>)>,
     pub personality: Option<u32>,
+    /// sysinfo(2) answered by the /proc server (virt_mem, virt_load): where to send the
+    /// filter's listener, and what the guest asked for (procfs/sysinfo.rs).
+    #[serde(default)]
+    pub sysinfo: Option<SysinfoNotify>,
+}
+
+/// Where a guest's sysinfo listener goes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SysinfoNotify {
+    /// The /proc server's socket (procfs::sysinfo::socket_path).
+    pub socket: PathBuf,
+    /// procfs::sysinfo::{MEM, UPTIME, LOAD}.
+    pub flags: u32,
 }
 
 /// The cgroup tree a systemd guest gets at /sys/fs/cgroup.
@@ -139,8 +152,8 @@ pub struct JoinPlan {
 pub enum Report {
     /// The new process, as the host sees it; the daemon is its parent.
     Pid(i32),
-    /// What failed; nothing after it.
-    Error(String),
+    /// What failed, with its step and errno; nothing after it.
+    Error(crate::error::StepError),
     /// A reaper's start command returned with this wait status; a rebind's success is
     /// Returned(0).
     Returned(i32),

@@ -14,6 +14,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
 use super::plan::Report;
 use super::Reporter;
+use crate::error::{StepError, StepResult};
 use crate::sys::process as sys;
 
 const ENDS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGPWR];
@@ -22,20 +23,21 @@ pub fn run(
     argv: &[String],
     env: &[CString],
     out: &mut Reporter,
-) -> Result<std::convert::Infallible, String> {
+) -> Result<std::convert::Infallible, StepError> {
     // Handlers (not SIG_DFL): PID 1 of a pid namespace only gets the signals it handles.
     // They never run: the signals are blocked and waited for.
     let mut waited = SigSet::empty();
     for s in ENDS.into_iter().chain([Signal::SIGCHLD]) {
-        sys::handle_noop(s, SaFlags::SA_NOCLDSTOP).map_err(|e| format!("sigaction: {e}"))?;
+        sys::handle_noop(s, SaFlags::SA_NOCLDSTOP)
+            .step_doing("stage.reaper", || "sigaction".into())?;
         waited.add(s);
     }
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&waited), None)
-        .map_err(|e| format!("sigprocmask: {e}"))?;
+        .step_doing("stage.reaper", || "sigprocmask".into())?;
     // The guest's ps shows what this is.
     let _ = sys::set_name(c"vserverd-init");
     // SAFETY: single-threaded: the child may run ordinary code until it execs.
-    let rc = match unsafe { sys::fork() }.map_err(|e| format!("fork: {e}"))? {
+    let rc = match unsafe { sys::fork() }.step_doing("stage.reaper", || "fork".into())? {
         0 => {
             // Its own session: Debian's sendsigs spares the session it runs in.
             let _ = sys::setsid();

@@ -61,11 +61,32 @@ impl Lines {
 /// What the daemon takes from one line of the guest channel.
 pub fn from_guest(line: &[u8]) -> Option<Report> {
     match serde_json::from_slice::<Report>(line).ok()? {
-        Report::Error(e) => Some(Report::Error(clean(&e))),
+        Report::Error(e) => Some(Report::Error(clean_error(e))),
         Report::Returned(s) => Some(Report::Returned(s)),
         Report::Mark(step, at) => Some(Report::Mark(clean(&step), at)),
         // A pid from inside a guest is never acted on.
         Report::Pid(_) | Report::Helper(_) => None,
+    }
+}
+
+/// A guest's error report, every text in it cleaned and bounded; the step keeps only the
+/// characters a step name has (a guest cannot pose as another step's message), the errno is
+/// any number (it is only ever printed).
+fn clean_error(e: crate::error::StepError) -> crate::error::StepError {
+    let step: String = e
+        .step
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .take(40)
+        .collect();
+    crate::error::StepError {
+        step,
+        what: e.what.as_deref().map(clean),
+        path: e
+            .path
+            .map(|p| std::path::PathBuf::from(clean(&p.to_string_lossy()))),
+        errno: e.errno,
+        cause: clean(&e.cause),
     }
 }
 
@@ -120,15 +141,22 @@ mod tests {
 
     #[test]
     fn guest_errors_lose_control_characters_and_length() {
-        let Some(Report::Error(e)) = from_guest(br#"{"Error":"bad\u001b]52;c;eA==\u0007 thing"}"#)
-        else {
+        let Some(Report::Error(e)) = from_guest(
+            br#"{"Error":{"step":"stage.exec\u001b[2J","what":"x\u0007","path":null,"errno":2,"cause":"bad\u001b]52;c;eA==\u0007 thing"}}"#,
+        ) else {
             panic!("not an error")
         };
-        assert_eq!(e, "bad ]52;c;eA==  thing");
-        let long = format!(r#"{{"Error":"{}"}}"#, "x".repeat(5000));
+        assert_eq!(e.cause, "bad ]52;c;eA==  thing");
+        assert_eq!(e.step, "stage.exec2J");
+        assert_eq!(e.what.as_deref(), Some("x "));
+        assert_eq!(e.errno, Some(2));
+        let long = format!(
+            r#"{{"Error":{{"step":"s","what":null,"path":null,"errno":null,"cause":"{}"}}}}"#,
+            "x".repeat(5000)
+        );
         let Some(Report::Error(e)) = from_guest(long.as_bytes()) else {
             panic!("not an error")
         };
-        assert_eq!(e.chars().count(), GUEST_ERROR_CHARS + 1);
+        assert_eq!(e.cause.chars().count(), GUEST_ERROR_CHARS + 1);
     }
 }

@@ -80,7 +80,7 @@ fn high(fd: &OwnedFd) -> std::io::Result<OwnedFd> {
 pub struct Outcome {
     pub pid: Option<i32>,
     pub returned: Option<i32>,
-    pub error: Option<String>,
+    pub error: Option<crate::error::StepError>,
 }
 
 /// How long the daemon reads the guest channel (stage/report.rs) of a stage: until the guest's
@@ -165,8 +165,9 @@ pub fn run(
     r.map_err(SpawnError::Run)?;
     let mut out = reader.out;
     if out.error.is_none() && out.pid.is_none() && out.returned.is_none() {
-        out.error = Some(format!(
-            "the stage ended without a report (wait status {status})"
+        out.error = Some(crate::error::StepError::refused(
+            "stage.report",
+            format!("the stage ended without a report (wait status {status})"),
         ));
     }
     Ok(out)
@@ -214,10 +215,13 @@ impl Reader<'_> {
                     let left = deadline.saturating_duration_since(std::time::Instant::now());
                     if left.is_zero() {
                         guest = None;
-                        self.error(format!(
-                            "{} did not start within {} s",
-                            wait.what,
-                            wait.limit.as_secs()
+                        self.error(crate::error::StepError::refused(
+                            "stage.wait",
+                            format!(
+                                "{} did not start within {} s",
+                                wait.what,
+                                wait.limit.as_secs()
+                            ),
                         ));
                         continue;
                     }
@@ -268,7 +272,10 @@ impl Reader<'_> {
                         done |= self.guest_line(&l);
                     }
                     if g_lines.overflowed() {
-                        self.error("the guest wrote too much on its report channel".into());
+                        self.error(crate::error::StepError::refused(
+                            "stage.report",
+                            "the guest wrote too much on its report channel",
+                        ));
                         done = true;
                     }
                     if done {
@@ -309,7 +316,7 @@ impl Reader<'_> {
         Ok(())
     }
 
-    fn error(&mut self, e: String) {
+    fn error(&mut self, e: crate::error::StepError) {
         if self.out.error.is_none() {
             self.out.error = Some(e);
         }
@@ -319,9 +326,12 @@ impl Reader<'_> {
         match serde_json::from_slice::<Report>(line) {
             // CLONE_PARENT makes every process a stage makes our child: anything else is a
             // report we did not expect, never a pid to act on.
-            Ok(Report::Pid(p) | Report::Helper(p)) if !is_our_child(p) => self.error(format!(
-                "the stage reported pid {p}, not a child of the daemon"
-            )),
+            Ok(Report::Pid(p) | Report::Helper(p)) if !is_our_child(p) => {
+                self.error(crate::error::StepError::refused(
+                    "stage.report",
+                    format!("the stage reported pid {p}, not a child of the daemon"),
+                ))
+            }
             Ok(Report::Pid(p)) => {
                 on_pid(p);
                 self.out.pid = Some(p);

@@ -8,6 +8,11 @@ use std::ffi::CString;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 
+use crate::error::{StepError, StepResult};
+
+/// The step a suexec's errors are reported under.
+const STEP: &str = "join.user";
+
 /// At most this much of /etc/passwd or /etc/group is read; a guest's real ones are far smaller.
 const MAX_FILE: u64 = 4 << 20;
 
@@ -21,9 +26,17 @@ pub struct Who {
     pub home: String,
 }
 
+/// `PATH: ERROR`, as the message always read, with the errno and the path kept.
+fn io_at(e: std::io::Error, path: &str) -> StepError {
+    crate::error::Cause::from(e)
+        .at(STEP)
+        .doing(path)
+        .on(std::path::Path::new(path))
+}
+
 /// Reads a guest file for lookup: a regular file, opened without blocking (a FIFO planted
 /// there would otherwise hang the open), at most MAX_FILE bytes. Missing is empty.
-fn read_bounded(path: &str) -> Result<String, String> {
+fn read_bounded(path: &str) -> Result<String, StepError> {
     let f = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
@@ -31,16 +44,19 @@ fn read_bounded(path: &str) -> Result<String, String> {
     {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
-        Err(e) => return Err(format!("{path}: {e}")),
+        Err(e) => return Err(io_at(e, path)),
     };
-    let meta = f.metadata().map_err(|e| format!("{path}: {e}"))?;
+    let meta = f.metadata().map_err(|e| io_at(e, path))?;
     if !meta.is_file() {
-        return Err(format!("{path}: not a regular file"));
+        return Err(StepError::refused(
+            STEP,
+            format!("{path}: not a regular file"),
+        ));
     }
     let mut buf = Vec::new();
     f.take(MAX_FILE)
         .read_to_end(&mut buf)
-        .map_err(|e| format!("{path}: {e}"))?;
+        .map_err(|e| io_at(e, path))?;
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
@@ -91,23 +107,23 @@ pub fn resolve(user: &str, passwd: &str, group: &str) -> Result<Who, String> {
 }
 
 /// Looks `user` up in this process's /etc (the guest's, once joined).
-pub fn lookup(user: &str) -> Result<Who, String> {
+pub fn lookup(user: &str) -> Result<Who, StepError> {
     let passwd = read_bounded("/etc/passwd")?;
     let group = read_bounded("/etc/group")?;
-    resolve(user, &passwd, &group)
+    resolve(user, &passwd, &group).map_err(|e| StepError::refused(STEP, e))
 }
 
 /// Becomes `who`: groups, gid, then uid (which, from root, clears every capability).
-pub fn switch(who: &Who) -> Result<(), String> {
+pub fn switch(who: &Who) -> Result<(), StepError> {
     use crate::sys::process as sys;
-    sys::setgroups(&who.groups).map_err(|e| format!("setgroups: {e}"))?;
-    sys::setresgid(who.gid).map_err(|e| format!("setgid {}: {e}", who.gid))?;
-    sys::setresuid(who.uid).map_err(|e| format!("setuid {}: {e}", who.uid))?;
+    sys::setgroups(&who.groups).step_doing(STEP, || "setgroups".into())?;
+    sys::setresgid(who.gid).step_doing(STEP, || format!("setgid {}", who.gid))?;
+    sys::setresuid(who.uid).step_doing(STEP, || format!("setuid {}", who.uid))?;
     Ok(())
 }
 
 /// The environment for `who`: HOME, USER and LOGNAME set to its own.
-pub fn environment(env: &[CString], who: &Who) -> Result<Vec<CString>, String> {
+pub fn environment(env: &[CString], who: &Who) -> Result<Vec<CString>, StepError> {
     let mut out: Vec<CString> = env
         .iter()
         .filter(|e| {
@@ -121,7 +137,10 @@ pub fn environment(env: &[CString], who: &Who) -> Result<Vec<CString>, String> {
         ("USER", who.name.as_str()),
         ("LOGNAME", who.name.as_str()),
     ] {
-        out.push(CString::new(format!("{k}={v}")).map_err(|_| format!("NUL byte in {k}"))?);
+        out.push(
+            CString::new(format!("{k}={v}"))
+                .map_err(|_| StepError::refused(STEP, format!("NUL byte in {k}")))?,
+        );
     }
     Ok(out)
 }

@@ -17,6 +17,7 @@
 pub mod bpf;
 pub mod fd;
 pub mod fs;
+pub mod notify;
 pub mod ns;
 pub mod process;
 
@@ -43,6 +44,11 @@ pub const UNSAFE_ALLOWED: &[(&str, &str)] = &[
     (
         "console/keeper.rs",
         "OwnedFd::from_raw_fd of fds just received with SCM_RIGHTS, owned by nothing else",
+    ),
+    (
+        "procfs/sysinfo.rs",
+        "OwnedFd::from_raw_fd of sysinfo listeners just received with SCM_RIGHTS, owned by \
+         nothing else",
     ),
     (
         "isolate/process.rs",

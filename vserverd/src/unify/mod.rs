@@ -40,23 +40,19 @@ pub fn rules_for(config_dir: &Path, defaults: &Path) -> Result<exclude::Rules, C
     Ok(exclude::Rules::builtin())
 }
 
-fn failed(name: &str, m: impl Into<String>) -> ManagerError {
-    ManagerError::Failed {
-        name: name.to_string(),
-        message: m.into(),
-    }
-}
-
 /// Which guests a call names: `names`, or every guest with `all`.
 fn selection(d: &Daemon, names: Vec<String>, all: bool) -> Result<Vec<String>, ManagerError> {
     if all {
         if !names.is_empty() {
-            return Err(failed("", "give guest names or all, not both"));
+            return Err(ManagerError::failed(
+                "",
+                "give guest names or all, not both",
+            ));
         }
         return Ok(d.guest_names());
     }
     if names.is_empty() {
-        return Err(failed("", "name at least one guest (or all)"));
+        return Err(ManagerError::failed("", "name at least one guest (or all)"));
     }
     let mut out: Vec<String> = Vec::new();
     for n in names {
@@ -83,7 +79,7 @@ pub async fn unify(
 ) -> Result<proto::UnifyReport, ManagerError> {
     let names = selection(d, names, all)?;
     let Ok(_one) = RUNNING.try_lock() else {
-        return Err(failed(
+        return Err(ManagerError::failed(
             "",
             "a unify runs already; try again when it has finished",
         ));
@@ -129,8 +125,8 @@ pub async fn unify(
         run::run(&req, &report)
     })
     .await
-    .map_err(|e| failed("", format!("unify: {e}")))?
-    .map_err(|e| failed("", e.0))
+    .map_err(|e| ManagerError::failed("", format!("unify: {e}")))?
+    .map_err(|e| ManagerError::failed("", e.0))
 }
 
 /// The Du call: each guest's usage, measured on blocking threads.
@@ -146,8 +142,8 @@ pub async fn du(d: &Arc<Daemon>, names: Vec<String>) -> Result<proto::DiskUsageL
         let name = n.clone();
         let u = tokio::task::spawn_blocking(move || du::usage(&name, &vdir))
             .await
-            .map_err(|e| failed(&n, format!("du: {e}")))?
-            .map_err(|e| failed(&n, e))?;
+            .map_err(|e| ManagerError::failed(&n, format!("du: {e}")))?
+            .map_err(|e| ManagerError::failed(&n, e))?;
         out.push(u);
     }
     Ok(proto::DiskUsageList { guests: out })

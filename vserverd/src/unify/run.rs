@@ -333,7 +333,7 @@ pub fn run(req: &Request, report: Report<'_>) -> Result<proto::UnifyReport, Refu
             errors.push(format!("{}: {e}", req.store.display()));
         }
     }
-    crate::fault::point("unify.hashed").map_err(Refused)?;
+    crate::fault::point("unify.hashed").map_err(|e| Refused(e.to_string()))?;
 
     let t_hash = t0.elapsed();
     let (groups, already) = plan::groups(&inodes, &known);
@@ -406,7 +406,7 @@ pub fn run(req: &Request, report: Report<'_>) -> Result<proto::UnifyReport, Refu
                         if n == 0 {
                             // After the first group's blocks are shared (the crash matrix).
                             if let Err(e) = crate::fault::point("unify.share") {
-                                errors.push(e);
+                                errors.push(e.to_string());
                             }
                         }
                         if throttle.due() {
