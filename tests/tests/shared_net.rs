@@ -638,6 +638,24 @@ fn shared_stack_guests_serve_on_their_own_addresses_of_the_host() {
     d.spawn();
     assert_eq!(d.status("a")["state"], "running");
     assert!(sockbpf::complete(&d.run_dir, "a"));
+    // (linked beside the old ones first, then moved into place: nothing left beside)
+    let left: Vec<_> = std::fs::read_dir(sockbpf::bpffs(&d.run_dir))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with("%new"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // One bind4 program in force at the guest's init, not two.
+    let own = std::fs::read_to_string(format!("/proc/{}/cgroup", d.init_pid("a"))).unwrap();
+    let rel = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("a unified hierarchy line");
+    let v2 = Layout::detect().unwrap().v2().unwrap().mount.clone();
+    let cg = std::fs::File::open(v2.join(rel.trim_start_matches('/'))).unwrap();
+    let ids = vserverd::sys::bpf::prog_query_effective(&cg, Hook::Bind4.attach_type()).unwrap();
+    assert_eq!(ids.len(), 1, "{ids:?}");
     assert_eq!(wget(&d, "http://10.79.0.12/"), "this is a\n");
     d.ctl_ok(&["exec", "a", "--", "httpd", "-p", "8085", "-h", "/www"]);
     assert_eq!(wget(&d, "http://10.79.0.12:8085/"), "this is a\n");

@@ -284,9 +284,21 @@ fn existing_socks(host: &HostMaps, p: &Policy) -> Option<OwnedFd> {
 fn link(run_dir: &Path, name: &str, cgroup_v2: &Path, p: &Policy, again: bool) -> Result<Duration> {
     let t = Instant::now();
     ensure_bpffs(run_dir)?;
-    detach(run_dir, name)?;
     let host = host(run_dir)?;
-    let dir = pin_dir(run_dir, name);
+    let final_dir = pin_dir(run_dir, name);
+    // A running guest's programs stay in force until the new ones are: those are linked
+    // beside them (pinned in a directory no guest's pins can be named: theirs escape `%`),
+    // then the old ones go and the new directory takes their place. (Both sets narrow alike,
+    // so a socket call in between meets the same rules twice.) A fresh start has nothing to
+    // keep: leftovers of a start that died half-way go first.
+    let dir = if again {
+        let d = bpffs(run_dir).join(format!("{}%new", pin_name(name)));
+        detach_dir(&d)?;
+        d
+    } else {
+        detach(run_dir, name)?;
+        final_dir.clone()
+    };
     std::fs::create_dir(&dir).map_err(io("creating", &dir))?;
     let kept = if again {
         existing_socks(&host, p)
@@ -347,15 +359,23 @@ fn link(run_dir: &Path, name: &str, cgroup_v2: &Path, p: &Policy, again: bool) -
         if !again {
             let _ = forget(run_dir, p);
         }
-        let _ = detach(run_dir, name);
+        let _ = detach_dir(&dir);
         return Err(e);
+    }
+    if again {
+        detach(run_dir, name)?;
+        std::fs::rename(&dir, &final_dir).map_err(io("renaming to", &final_dir))?;
     }
     Ok(t.elapsed())
 }
 
 /// Detaches and unpins every program of the guest. Nothing pinned: nothing to do.
 pub fn detach(run_dir: &Path, name: &str) -> Result<()> {
-    let dir = pin_dir(run_dir, name);
+    detach_dir(&pin_dir(run_dir, name))
+}
+
+fn detach_dir(dir: &Path) -> Result<()> {
+    let dir = dir.to_path_buf();
     let rd = match std::fs::read_dir(&dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
