@@ -107,6 +107,22 @@ fn nothing_left(d: &TestDaemon, name: &str, cell: &str) {
             "{cell}: program pins left in {}",
             bpf.display()
         );
+        // Nor its address in the host-wide lookup map (connections to it would be refused).
+        let guests = vserverd::isolate::sockbpf::host_dir(&d.run_dir).join("vs_guests");
+        if guests.exists() {
+            let m = vserverd::sys::bpf::obj_get(&guests).unwrap();
+            let key = "10.78.0.2"
+                .parse::<std::net::Ipv4Addr>()
+                .unwrap()
+                .to_ipv6_mapped()
+                .octets();
+            let mut v = [0u8; 4];
+            assert!(
+                !vserverd::sys::bpf::map_lookup(&m, &key, &mut v).unwrap(),
+                "{cell}: the address is left in {}",
+                guests.display()
+            );
+        }
     }
 }
 
@@ -168,6 +184,7 @@ fn matrix(net: Net) {
             let g = match net {
                 Net::None => g,
                 Net::Netns => g
+                    .file("apps/vserverd/netmode", "netns\n")
                     .file("interfaces/0/ip", "10.78.0.2\n")
                     .file("interfaces/0/prefix", "24\n")
                     .file("interfaces/0/nodev", ""),

@@ -15,6 +15,8 @@ fn prerequisites() -> bool {
 fn net_guest(d: &TestDaemon, name: &str, ctx: u32, ip: &str) {
     GuestBuilder::busybox(name)
         .context(ctx)
+        // The namespace form (the shared stack is shared_net.rs's).
+        .file("apps/vserverd/netmode", "netns\n")
         .file("interfaces/0/ip", &format!("{ip}\n"))
         .file("interfaces/0/prefix", "24\n")
         .file("interfaces/0/name", "web\n")
@@ -149,6 +151,8 @@ fn ipv6_guests_are_reached_on_their_address() {
     assert!(o.status.success(), "{}", text(&o));
     GuestBuilder::busybox("six")
         .context(46031)
+        // The namespace form (the shared stack is shared_net.rs's).
+        .file("apps/vserverd/netmode", "netns\n")
         .file("interfaces/0/ip", "fd00:77::2\n")
         .file("interfaces/0/prefix", "64\n")
         .file("interfaces/0/nodev", "")
@@ -205,6 +209,8 @@ fn taken_addresses_and_failed_starts_leave_nothing() {
     net_guest(&d, "dup", 46011, "10.77.1.9");
     GuestBuilder::busybox("late")
         .context(46012)
+        // The namespace form (the shared stack is shared_net.rs's).
+        .file("apps/vserverd/netmode", "netns\n")
         .file("interfaces/0/ip", "10.77.1.10\n")
         .file("interfaces/0/prefix", "24\n")
         .file("interfaces/0/nodev", "")

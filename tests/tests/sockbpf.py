@@ -29,6 +29,52 @@ def run(action, args):
         c = socket.create_connection((addr, port), timeout=5)
         a, _ = l.accept()
         return "%s %s" % (c.getpeername()[0], a.getpeername()[0])
+    if action == "serve":
+        # serve ADDR PORT N: listens (ADDR "-": without a bind), says "ready PORT" at once,
+        # then accepts N connections (3 s each at most) and reports the address each one
+        # came in on (getsockname of the accepted socket), comma-separated.
+        addr, port, n = args[0], int(args[1]), int(args[2])
+        l = socket.socket(socket.AF_INET6 if addr == "-6" or ":" in addr else socket.AF_INET,
+                          socket.SOCK_STREAM)
+        if addr not in ("-", "-6"):
+            l.bind((addr, port))
+        l.listen()
+        print("ready", l.getsockname()[1], flush=True)
+        l.settimeout(3)
+        got = []
+        for _ in range(n):
+            try:
+                a, _ = l.accept()
+                got.append(a.getsockname()[0])
+            except socket.timeout:
+                got.append("timeout")
+        return ",".join(got)
+    if action == "abstract-connect":
+        # abstract-connect NAME [dgram]: connect (stream) or sendto (datagram) an abstract name.
+        if len(args) > 1 and args[1] == "dgram":
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            s.sendto(b"x", "\0" + args[0])
+            return "sent"
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect("\0" + args[0])
+        return "connected"
+    if action == "abstract-self":
+        # A guest's own abstract socket, bound and reached by itself.
+        l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        l.bind("\0" + args[0])
+        l.listen()
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect("\0" + args[0])
+        return "connected"
+    if action == "unshare-abstract":
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(0x40000000) != 0:
+            raise OSError(ctypes.get_errno(), "unshare")
+        return run("abstract-self", args)
+    if action == "unix-path":
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(args[0])
+        return "connected"
     if action == "connect":
         addr, port = args[0], int(args[1])
         c = socket.create_connection((addr, port), timeout=5)

@@ -42,6 +42,7 @@ fn vlandev_uplink_in_the_vm() {
         .label("network-trixie")
         .project_binaries()
         .busybox_guest("vl", 4401)
+        .file("/etc/vservers/vl/apps/vserverd/netmode", "netns\n", 0o644)
         .file("/etc/vservers/vl/interfaces/0/ip", "10.88.0.2\n", 0o644)
         .file("/etc/vservers/vl/interfaces/0/prefix", "24\n", 0o644)
         .file("/etc/vservers/vl/interfaces/0/dev", "up0.12\n", 0o644)

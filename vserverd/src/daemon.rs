@@ -335,8 +335,12 @@ impl Daemon {
                 unbounded = config::unbounded(&l.config);
                 no_route_out = config::no_route_out(&l.config).map(|(_, _, m)| m);
                 if config::netmode::shared_stack(&l.config) {
-                    network_fallback = crate::guest::sharednet::unusable(self)
-                        .map(|why| crate::guest::sharednet::fallback_warning(&why));
+                    network_fallback = crate::guest::sharednet::unusable(self).map(|why| {
+                        crate::guest::sharednet::fallback_warning(
+                            &why,
+                            l.config.netmode == config::netmode::NetMode::Shared,
+                        )
+                    });
                 }
                 (
                     Some(l.config.context),
@@ -433,8 +437,11 @@ impl Daemon {
             });
         }
         if let Some(why) = crate::guest::sharednet::unusable(self) {
+            let asked = config.netmode == crate::config::netmode::NetMode::Shared;
             let own = config.cfg_dir.join("apps/vserverd/netmode");
-            let file = if own.exists() {
+            let file = if !asked {
+                config.cfg_dir.join("interfaces")
+            } else if own.exists() {
                 own
             } else {
                 self.roots().defaults().join("apps/vserverd/netmode")
@@ -442,7 +449,7 @@ impl Daemon {
             warnings.push(ConfigProblem {
                 file: file.display().to_string(),
                 line: None,
-                message: crate::guest::sharednet::fallback_warning(&why),
+                message: crate::guest::sharednet::fallback_warning(&why, asked),
                 code: crate::config::Code::NetworkFallback.as_str().into(),
             });
         }

@@ -1110,6 +1110,7 @@ fn bench_net(args: &[String]) {
         .write(&d);
     GuestBuilder::busybox("veth")
         .context(49101)
+        .file("apps/vserverd/netmode", "netns\n")
         .file("interfaces/0/ip", "10.80.1.2\n")
         .file("interfaces/0/prefix", "24\n")
         .file("interfaces/0/nodev", "")

@@ -189,6 +189,29 @@ fn main() {
                 format!("{c:?}"),
             );
         }
+        // Packet sockets see and forge every frame of the devices of the guest's network
+        // namespace, past every socket program: in the host's (a shared-stack guest) they
+        // would be the host's. Guest root lacks CAP_NET_RAW for the host's namespace.
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+        must_fail("make an AF_PACKET socket", fd as _);
+        if fd >= 0 {
+            libc::close(fd);
+        }
+        if let Some(name) = &abstract_name {
+            // The datagram form of the abstract escape: a send to the name, no connect.
+            use std::os::linux::net::SocketAddrExt;
+            let r = std::os::unix::net::UnixDatagram::unbound().and_then(|s| {
+                let a = std::os::unix::net::SocketAddr::from_abstract_name(
+                    format!("{name}-dgram").as_bytes(),
+                )?;
+                s.send_to_addr(b"x", &a)
+            });
+            report(
+                "send to a host abstract datagram socket",
+                r.is_ok(),
+                format!("{r:?}"),
+            );
+        }
         bpf_attempts();
         // The guest's root must be the end of every path upwards.
         let root = std::fs::metadata("/").expect("stat /");

@@ -21,6 +21,7 @@ pub const R5: Reg = Reg(5);
 pub const R6: Reg = Reg(6);
 pub const R7: Reg = Reg(7);
 pub const R8: Reg = Reg(8);
+pub const R9: Reg = Reg(9);
 pub const R10: Reg = Reg(10);
 
 /// One encoded instruction.
@@ -64,6 +65,8 @@ const JMP32: u8 = 0x06;
 const ALU64: u8 = 0x07;
 const W: u8 = 0x00;
 const DW: u8 = 0x18;
+const H: u8 = 0x08;
+const B: u8 = 0x10;
 const IMM: u8 = 0x00;
 const MEM: u8 = 0x60;
 const K: u8 = 0x00;
@@ -158,6 +161,33 @@ impl Asm {
         self.push(Insn::new(0, Reg(0), Reg(0), 0, (v >> 32) as u32 as i32))
     }
 
+    /// dst = the map with file descriptor `fd` (BPF_PSEUDO_MAP_FD: the kernel swaps in the
+    /// map at load, and the program keeps the map alive from then on).
+    pub fn ld_map_fd(&mut self, dst: Reg, fd: i32) -> &mut Self {
+        self.push(Insn::new(LD | DW | IMM, dst, Reg(1), 0, fd));
+        self.push(Insn::new(0, Reg(0), Reg(0), 0, 0))
+    }
+
+    /// dst = *(u64 *)(src + off).
+    pub fn ldx_dw(&mut self, dst: Reg, src: Reg, off: i16) -> &mut Self {
+        self.push(Insn::new(LDX | MEM | DW, dst, src, off, 0))
+    }
+
+    /// *(u64 *)(dst + off) = src.
+    pub fn stx_dw(&mut self, dst: Reg, off: i16, src: Reg) -> &mut Self {
+        self.push(Insn::new(STX | MEM | DW, dst, src, off, 0))
+    }
+
+    /// dst = *(u8 *)(src + off), zero-extended.
+    pub fn ldx_b(&mut self, dst: Reg, src: Reg, off: i16) -> &mut Self {
+        self.push(Insn::new(LDX | MEM | B, dst, src, off, 0))
+    }
+
+    /// dst = *(u16 *)(src + off), zero-extended.
+    pub fn ldx_h(&mut self, dst: Reg, src: Reg, off: i16) -> &mut Self {
+        self.push(Insn::new(LDX | MEM | H, dst, src, off, 0))
+    }
+
     /// dst = *(u32 *)(src + off), zero-extended.
     pub fn ldx_w(&mut self, dst: Reg, src: Reg, off: i16) -> &mut Self {
         self.push(Insn::new(LDX | MEM | W, dst, src, off, 0))
@@ -192,6 +222,16 @@ impl Asm {
     /// if (u32)dst != v goto `to`.
     pub fn jne32(&mut self, dst: Reg, v: u32, to: Label) -> &mut Self {
         self.jump(JMP32 | JNE | K, dst, Reg(0), v as i32, to)
+    }
+
+    /// if dst == imm goto `to` (64-bit, imm sign-extended: 0 tests a pointer for NULL).
+    pub fn jeq_imm(&mut self, dst: Reg, imm: i32, to: Label) -> &mut Self {
+        self.jump(JMP | JEQ | K, dst, Reg(0), imm, to)
+    }
+
+    /// if dst != imm goto `to` (64-bit, imm sign-extended).
+    pub fn jne_imm(&mut self, dst: Reg, imm: i32, to: Label) -> &mut Self {
+        self.jump(JMP | JNE | K, dst, Reg(0), imm, to)
     }
 
     /// if dst != src goto `to` (64-bit).
@@ -273,6 +313,30 @@ mod tests {
         assert_eq!(p[0].bytes(), [0x16, 0x02, 3, 0, 0x01, 0x00, 0xa8, 0xc0]);
         assert_eq!(p[1].bytes(), [0x5d, 0x10, 2, 0, 0, 0, 0, 0]);
         assert_eq!(p[2].bytes(), [0x05, 0x00, 1, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn map_references_and_wide_accesses() {
+        let mut a = Asm::new();
+        a.ld_map_fd(R1, 7)
+            .ldx_dw(R2, R6, 184)
+            .stx_dw(R10, -8, R0)
+            .ldx_b(R3, R2, 2)
+            .ldx_h(R3, R2, 0);
+        let end = a.new_label();
+        a.jeq_imm(R0, 0, end).jne_imm(R0, 0, end);
+        a.label(end).unwrap();
+        a.exit();
+        let p = a.finish().unwrap();
+        // src_reg 1 marks the immediate as a map's fd.
+        assert_eq!(p[0].bytes(), [0x18, 0x11, 0, 0, 7, 0, 0, 0]);
+        assert_eq!(p[1].bytes(), [0; 8]);
+        assert_eq!(p[2].bytes(), [0x79, 0x62, 184, 0, 0, 0, 0, 0]);
+        assert_eq!(p[3].bytes(), [0x7b, 0x0a, 0xf8, 0xff, 0, 0, 0, 0]);
+        assert_eq!(p[4].bytes(), [0x71, 0x23, 2, 0, 0, 0, 0, 0]);
+        assert_eq!(p[5].bytes(), [0x69, 0x23, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(p[6].bytes(), [0x15, 0x00, 1, 0, 0, 0, 0, 0]);
+        assert_eq!(p[7].bytes(), [0x55, 0x00, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]

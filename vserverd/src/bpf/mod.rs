@@ -2,4 +2,5 @@
 //! shared-stack guests' socket programs. Loading and attaching them is isolate/sockbpf.rs's.
 
 pub mod asm;
+pub mod lookup;
 pub mod progs;

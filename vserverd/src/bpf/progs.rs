@@ -39,6 +39,21 @@ pub struct Policy {
     pub lback: Ipv4Addr,
     /// ncaps `raw_icmp`: ICMP ping sockets allowed.
     pub raw_icmp: bool,
+    /// The maps the guest's programs share with the host-wide lookup program (bpf/lookup.rs),
+    /// as fds of the loading process; None builds the programs without them (a wildcard bind
+    /// is then narrowed to the first address only).
+    pub maps: Option<Maps>,
+}
+
+/// File descriptors of the maps behind wildcard receive (bpf/lookup.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Maps {
+    /// The guest's LRU hash: socket cookie -> 1 for a socket whose wildcard bind was narrowed.
+    pub wild: i32,
+    /// The guest's socket hash: (address, port, protocol) -> its listener.
+    pub socks: i32,
+    /// The host-wide socket hash: port -> a guest's listener that was never bound.
+    pub ports: i32,
 }
 
 /// A cgroup sock_addr hook (uapi `enum bpf_attach_type`).
@@ -58,10 +73,17 @@ pub enum Hook {
     Getsockname6,
     /// cgroup/sock_create (a `BPF_PROG_TYPE_CGROUP_SOCK` program).
     SockCreate,
+    /// cgroup/sock_ops (`BPF_PROG_TYPE_SOCK_OPS`): records the guest's TCP listeners for the
+    /// host-wide lookup program (bpf/lookup.rs).
+    SockOps,
+    /// cgroup/connect_unix and cgroup/sendmsg_unix (6.7+): unix sockets' connect and
+    /// addressed datagram sends.
+    UnixConnect,
+    UnixSendmsg,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 13] = [
+    pub const ALL: [Hook; 16] = [
         Hook::Bind4,
         Hook::Bind6,
         Hook::Connect4,
@@ -75,6 +97,9 @@ impl Hook {
         Hook::Getsockname4,
         Hook::Getsockname6,
         Hook::SockCreate,
+        Hook::SockOps,
+        Hook::UnixConnect,
+        Hook::UnixSendmsg,
     ];
 
     /// The kernel's attach type number.
@@ -93,6 +118,9 @@ impl Hook {
             Hook::Getsockname4 => 31,
             Hook::Getsockname6 => 32,
             Hook::SockCreate => 2,
+            Hook::SockOps => 3,
+            Hook::UnixConnect => 49,
+            Hook::UnixSendmsg => 50,
         }
     }
 
@@ -100,6 +128,7 @@ impl Hook {
     pub fn prog_type(self) -> u32 {
         match self {
             Hook::SockCreate => PROG_TYPE_CGROUP_SOCK,
+            Hook::SockOps => PROG_TYPE_SOCK_OPS,
             _ => PROG_TYPE_CGROUP_SOCK_ADDR,
         }
     }
@@ -120,6 +149,9 @@ impl Hook {
             Hook::Getsockname4 => "vs_getsockname4",
             Hook::Getsockname6 => "vs_getsockname6",
             Hook::SockCreate => "vs_sock_create",
+            Hook::SockOps => "vs_sockops",
+            Hook::UnixConnect => "vs_connect_unix",
+            Hook::UnixSendmsg => "vs_sendmsg_unix",
         }
     }
 }
@@ -128,6 +160,8 @@ impl Hook {
 pub const PROG_TYPE_CGROUP_SOCK_ADDR: u32 = 18;
 /// `BPF_PROG_TYPE_CGROUP_SOCK`.
 pub const PROG_TYPE_CGROUP_SOCK: u32 = 9;
+/// `BPF_PROG_TYPE_SOCK_OPS`.
+pub const PROG_TYPE_SOCK_OPS: u32 = 13;
 
 // struct bpf_sock.
 const SK_TYPE: i16 = 8;
@@ -135,16 +169,20 @@ const SK_PROTOCOL: i16 = 12;
 
 // Helpers (uapi `__BPF_FUNC_MAPPER`).
 const FN_BIND: i32 = 64;
+const FN_MAP_UPDATE: i32 = 2;
+const FN_GET_SOCKET_COOKIE: i32 = 46;
 const FN_GET_NETNS_COOKIE: i32 = 122;
 const FN_SET_RETVAL: i32 = 187;
 
 // struct bpf_sock_addr.
 const USER_IP4: i16 = 4;
 const USER_IP6: i16 = 8;
+const USER_PORT: i16 = 24;
 const MSG_SRC_IP4: i16 = 40;
 const MSG_SRC_IP6: i16 = 44;
 
 const EPERM: i32 = 1;
+const ECONNREFUSED: i32 = 111;
 const ENETUNREACH: i32 = 101;
 const EADDRNOTAVAIL: i32 = 99;
 
@@ -152,11 +190,11 @@ const AF_INET: u32 = 2;
 const AF_INET6: u32 = 10;
 
 /// An IPv4 address as the 32-bit load of its network-order bytes reads it.
-fn w4(a: Ipv4Addr) -> u32 {
+pub(super) fn w4(a: Ipv4Addr) -> u32 {
     u32::from_le_bytes(a.octets())
 }
 
-fn w6(a: Ipv6Addr) -> [u32; 4] {
+pub(super) fn w6(a: Ipv6Addr) -> [u32; 4] {
     let o = a.octets();
     std::array::from_fn(|i| {
         u32::from_le_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
@@ -165,7 +203,7 @@ fn w6(a: Ipv6Addr) -> [u32; 4] {
 
 const LOOP1: u32 = u32::from_le_bytes([127, 0, 0, 1]);
 /// The third word of a v4-mapped IPv6 address (`::ffff:0:0/96`).
-const MAPPED: u32 = u32::from_le_bytes([0, 0, 0xff, 0xff]);
+pub(super) const MAPPED: u32 = u32::from_le_bytes([0, 0, 0xff, 0xff]);
 const V6_LOOPBACK: [u32; 4] = [0, 0, 0, u32::from_le_bytes([0, 0, 0, 1])];
 
 /// The program for one hook.
@@ -182,6 +220,12 @@ pub fn program(h: Hook, p: &Policy) -> Result<Vec<Insn>, AsmError> {
         Hook::Recvmsg4 | Hook::Getpeername4 | Hook::Getsockname4 => g.show4(p),
         Hook::Recvmsg6 | Hook::Getpeername6 | Hook::Getsockname6 => g.show6(p),
         Hook::SockCreate => g.sock_create(p),
+        Hook::UnixConnect | Hook::UnixSendmsg => g.unix(),
+        Hook::SockOps => {
+            if let Err(e) = super::lookup::sock_ops(&mut g.a, p, g.allow) {
+                g.result = Err(e);
+            }
+        }
     }
     g.finish()
 }
@@ -278,6 +322,7 @@ impl Gen {
         match p.v4.first() {
             Some(ip) => {
                 self.store(off, w4(*ip));
+                self.mark_wild(p);
                 self.a.ja(self.allow);
             }
             None => {
@@ -292,6 +337,27 @@ impl Gen {
     fn bind4(&mut self, p: &Policy) {
         self.a.ldx_w(R7, R6, USER_IP4);
         self.bind4_word(p, R7, USER_IP4);
+    }
+
+    /// Records the socket's cookie in the guest's `wild` map: its bind was to the wildcard,
+    /// so once it listens the sock_ops program gives it every address of the guest, not only
+    /// the first one it was narrowed to. (A bind that then fails leaves a stale mark, which
+    /// can only widen a later listener of the same socket to the guest's own addresses; the
+    /// LRU map forgets marks of closed sockets.)
+    fn mark_wild(&mut self, p: &Policy) {
+        let Some(m) = p.maps else { return };
+        self.a
+            .mov(R1, R6)
+            .call(FN_GET_SOCKET_COOKIE)
+            .stx_dw(R10, -8, R0)
+            .st_w(R10, -12, 1)
+            .ld_map_fd(R1, m.wild)
+            .mov(R2, R10)
+            .add_imm(R2, -8)
+            .mov(R3, R10)
+            .add_imm(R3, -12)
+            .mov_imm(R4, 0)
+            .call(FN_MAP_UPDATE);
     }
 
     fn load6(&mut self, base: i16) {
@@ -333,6 +399,7 @@ impl Gen {
                 for (i, v) in w.iter().enumerate() {
                     self.store(USER_IP6 + 4 * i as i16, *v);
                 }
+                self.mark_wild(p);
                 self.a.ja(self.allow);
             }
             None => {
@@ -480,6 +547,24 @@ impl Gen {
         self.dest4(p, R5, USER_IP6 + 12, src);
         self.place(src);
         self.pin4(true);
+    }
+
+    /// Refuses unix connects and sends to an abstract name (the host's namespace of them is
+    /// the host's and every guest's). The context's port field is the sockaddr's bytes 2-3,
+    /// for a `sockaddr_un` the first two of `sun_path`: the first is NUL for an abstract name.
+    fn unix(&mut self) {
+        let refuse = self.a.new_label();
+        self.a
+            .ldx_w(R2, R6, USER_PORT)
+            .and_imm(R2, 0xff)
+            .jne32(R2, 0, self.allow)
+            .ja(refuse);
+        self.place(refuse);
+        self.a
+            .mov_imm(R1, -ECONNREFUSED)
+            .call(FN_SET_RETVAL)
+            .mov_imm(R0, 0)
+            .exit();
     }
 
     /// Refuses ICMP datagram sockets (plain return 0: EPERM) unless `raw_icmp`.

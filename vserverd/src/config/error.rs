@@ -90,7 +90,7 @@ codes! {
     LoopbackOnly = "loopback-only": "no interfaces/: the guest has loopback only",
     HostOnly = "host-only": "every address is nodev: the guest reaches the host only",
     NodevNotLocal = "nodev-not-local": "a shared-stack nodev address the host does not have: binds to it fail",
-    NetworkFallback = "network-fallback": "netmode shared asked for, but this host lacks what it needs: the guest gets a network namespace",
+    NetworkFallback = "network-fallback": "the shared stack (netmode shared, or the default for a guest with interfaces/) cannot be had on this host: the guest gets a network namespace",
 }
 
 /// A configuration error or warning.

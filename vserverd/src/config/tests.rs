@@ -613,3 +613,37 @@ fn shared_netmode_plans_addresses_and_refuses_host_network_caps() {
     let c = t.load("web").unwrap().config;
     assert!(!netmode::shared_stack(&c));
 }
+
+#[test]
+fn the_shared_stack_is_the_default_for_guests_with_interfaces() {
+    let t = Tree::new();
+    t.put("web/context", "40000\n")
+        .put("web/interfaces/0/ip", "10.0.0.2/24\n")
+        .put("web/interfaces/0/dev", "eth0\n");
+    let c = t.load("web").unwrap().config;
+    assert_eq!(c.netmode, netmode::NetMode::Auto);
+    assert!(netmode::shared_stack(&c));
+    // spaces/net, netns/interfaces or nonetns keep their meaning.
+    t.put("web/spaces/net", "");
+    assert!(!netmode::shared_stack(&t.load("web").unwrap().config));
+    std::fs::remove_file(t.0.path().join("etc/web/spaces/net")).unwrap();
+    t.put("web/nonetns", "");
+    assert!(!netmode::shared_stack(&t.load("web").unwrap().config));
+    std::fs::remove_file(t.0.path().join("etc/web/nonetns")).unwrap();
+    // netns by name, here or in .defaults.
+    t.put(".defaults/apps/vserverd/netmode", "netns\n");
+    assert!(!netmode::shared_stack(&t.load("web").unwrap().config));
+    std::fs::remove_file(t.0.path().join("etc/.defaults/apps/vserverd/netmode")).unwrap();
+    // NET_RAW without a netmode file: the namespace, no error.
+    t.put("web/bcapabilities", "NET_RAW\n");
+    let c = t.load("web").unwrap().config;
+    assert!(!netmode::shared_stack(&c));
+    // util-vserver's "no IP" guests (0.0.0.0): the namespace.
+    std::fs::remove_file(t.0.path().join("etc/web/bcapabilities")).unwrap();
+    t.put("web/interfaces/1/ip", "0.0.0.0\n")
+        .put("web/interfaces/1/nodev", "");
+    assert!(!netmode::shared_stack(&t.load("web").unwrap().config));
+    // No interfaces: no shared stack.
+    std::fs::remove_dir_all(t.0.path().join("etc/web/interfaces")).unwrap();
+    assert!(!netmode::shared_stack(&t.load("web").unwrap().config));
+}

@@ -57,7 +57,7 @@ pub async fn adopt_all(d: &Arc<Daemon>) {
                         let v2 = s.cgroup.dirs.iter().find(|d| d.v2).map(|d| d.path.clone());
                         let (rd, n, sn) = (d.opts.run_dir.clone(), name.clone(), sn.clone());
                         let r = tokio::task::spawn_blocking(move || {
-                            super::sharednet::attach(&rd, &n, v2.as_deref(), &sn)
+                            super::sharednet::relink(&rd, &n, v2.as_deref(), &sn)
                         })
                         .await;
                         tracing::warn!(guest = name, "socket programs linked again: {r:?}");

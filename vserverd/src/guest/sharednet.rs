@@ -46,6 +46,7 @@ impl SharedNet {
             v6: vec![],
             lback: self.lback,
             raw_icmp: self.raw_icmp,
+            maps: None,
         };
         for a in &self.addrs {
             match a.ip {
@@ -306,12 +307,15 @@ pub fn unusable(d: &crate::daemon::Daemon) -> Option<String> {
     sockbpf::available().err()
 }
 
-/// The warning `check`, the start and the log give when the shared stack falls back.
-pub fn fallback_warning(why: &str) -> String {
-    format!(
-        "apps/vserverd/netmode is shared, but {why}: the guest gets a network namespace and a \
-         veth pair instead"
-    )
+/// The warning `check`, the start and the log give when the shared stack falls back
+/// (`asked`: netmode `shared` written, rather than the default).
+pub fn fallback_warning(why: &str, asked: bool) -> String {
+    let what = if asked {
+        "apps/vserverd/netmode is shared"
+    } else {
+        "a guest with interfaces/ shares the host's network stack by default"
+    };
+    format!("{what}, but {why}: the guest gets a network namespace and a veth pair instead")
 }
 
 /// Links the socket programs to the guest's cgroup in the unified hierarchy.
@@ -328,9 +332,24 @@ pub fn attach(
     sockbpf::attach(run_dir, name, cg, &s.policy()).map_err(|e| e.to_string())
 }
 
+/// Links a running guest's programs again (adoption found a pin gone): its recorded
+/// listeners are kept (isolate/sockbpf.rs `relink`).
+pub fn relink(
+    run_dir: &Path,
+    name: &str,
+    cgroup_v2: Option<&Path>,
+    s: &SharedNet,
+) -> Result<std::time::Duration, String> {
+    let cg = cgroup_v2.ok_or("the shared network stack needs the unified (v2) cgroup hierarchy")?;
+    sockbpf::relink(run_dir, name, cg, &s.policy()).map_err(|e| e.to_string())
+}
+
 /// Takes everything back: the programs, then the addresses. Every step is tried; call it only
 /// once the guest's processes are gone (the programs keep them narrowed until then).
 pub fn remove(run_dir: &Path, name: &str, s: &SharedNet) {
+    if let Err(e) = sockbpf::forget(run_dir, &s.policy()) {
+        tracing::warn!(guest = name, "{e}");
+    }
     if let Err(e) = sockbpf::detach(run_dir, name) {
         tracing::warn!(guest = name, "{e}");
     }

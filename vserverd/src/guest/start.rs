@@ -272,7 +272,10 @@ async fn network(
         && match super::sharednet::unusable(d) {
             None => true,
             Some(why) => {
-                let w = super::sharednet::fallback_warning(&why);
+                let w = super::sharednet::fallback_warning(
+                    &why,
+                    c.netmode == crate::config::netmode::NetMode::Shared,
+                );
                 tracing::warn!(guest = name, "{w}");
                 p.send(
                     name,

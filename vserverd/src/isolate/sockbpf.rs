@@ -8,11 +8,14 @@
 //! namespace) or the link's id and CAP_SYS_ADMIN. The pins keep the programs attached when
 //! the daemon dies; a restarted daemon finds them there, and stop removes them.
 
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::bpf::progs::{self, Hook, Policy};
+use crate::bpf::lookup;
+use crate::bpf::progs::{self, Hook, Maps, Policy};
 use crate::sys;
+use crate::sys::bpf::MapSpec;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SockBpfError {
@@ -50,9 +53,14 @@ pub fn bpffs(run_dir: &Path) -> PathBuf {
     run_dir.join("bpf")
 }
 
-/// A guest's pins.
+/// A guest's pins. A bpffs refuses names with a dot (reserved for the kernel's own files), so
+/// `.` is written `%2e` and `%` `%25`: `web.example` pins in `web%2eexample`.
 pub fn pin_dir(run_dir: &Path, name: &str) -> PathBuf {
-    bpffs(run_dir).join(name)
+    bpffs(run_dir).join(pin_name(name))
+}
+
+fn pin_name(name: &str) -> String {
+    name.replace('%', "%25").replace('.', "%2e")
 }
 
 /// Mounts the daemon's bpffs unless it is mounted already (a restarted daemon finds its
@@ -86,16 +94,241 @@ pub fn complete(run_dir: &Path, name: &str) -> bool {
     Hook::ALL.iter().all(|h| have.iter().any(|n| n == h.name()))
 }
 
+// Map types (uapi `enum bpf_map_type`) and sizes.
+const MAP_LRU_HASH: u32 = 9;
+const MAP_HASH_OF_MAPS: u32 = 13;
+const MAP_SOCKHASH: u32 = 18;
+const BPF_F_NO_PREALLOC: u32 = 1;
+/// A guest's socket hash: each wildcard listener takes one entry per address and one for
+/// lback. Its buckets are allocated when it is made (16 bytes each), so it stays small.
+const GUEST_SOCKS: u32 = 2048;
+/// Wildcard marks waiting for their socket's listen (an LRU: the oldest are forgotten).
+const GUEST_WILD: u32 = 1024;
+/// Addresses of all shared-stack guests together.
+const ALL_ADDRS: u32 = 16384;
+/// One never-bound listener per port at most (the kernel's bind conflict rules).
+const PORTS: u32 = 65536;
+
+/// The host-wide objects' pins (a name no guest's pins can have: theirs escape `%`).
+pub fn host_dir(run_dir: &Path) -> PathBuf {
+    bpffs(run_dir).join("%host")
+}
+
+fn guest_socks_spec() -> MapSpec<'static> {
+    MapSpec {
+        map_type: MAP_SOCKHASH,
+        key_size: lookup::SOCK_KEY,
+        value_size: 8,
+        max_entries: GUEST_SOCKS,
+        flags: 0,
+        name: "vs_socks",
+    }
+}
+
+/// The host-wide maps the lookup program reads.
+pub struct HostMaps {
+    /// Address (16 bytes, IPv4 v4-mapped) -> the guest's socket hash.
+    pub guests: OwnedFd,
+    /// Port -> a guest's never-bound listener.
+    pub ports: OwnedFd,
+}
+
+/// The pinned object at `pin`, else what `make` makes, pinned there.
+fn pinned_or(pin: &Path, make: impl FnOnce() -> Result<OwnedFd>) -> Result<OwnedFd> {
+    if pin.exists() {
+        return sys::bpf::obj_get(pin).map_err(io("opening the pinned", pin));
+    }
+    let fd = make()?;
+    sys::bpf::obj_pin(&fd, pin).map_err(io("pinning", pin))?;
+    Ok(fd)
+}
+
+fn map(spec: &MapSpec, inner: Option<std::os::fd::BorrowedFd>) -> Result<OwnedFd> {
+    sys::bpf::map_create(spec, inner).map_err(|err| SockBpfError::Io {
+        step: "making the map",
+        path: PathBuf::from(spec.name),
+        err,
+    })
+}
+
+/// The host-wide maps and lookup program (bpf/lookup.rs) for the calling thread's network
+/// namespace: made and pinned at the first shared-stack start, found again by later starts
+/// and by a restarted daemon (the lookup program stays linked to the namespace while its pin
+/// is there).
+pub fn host(run_dir: &Path) -> Result<HostMaps> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    ensure_bpffs(run_dir)?;
+    let dir = host_dir(run_dir);
+    if !dir.exists() {
+        std::fs::create_dir(&dir).map_err(io("creating", &dir))?;
+    }
+    let ports = pinned_or(&dir.join("vs_ports"), || {
+        map(
+            &MapSpec {
+                map_type: MAP_SOCKHASH,
+                key_size: 4,
+                value_size: 8,
+                max_entries: PORTS,
+                flags: 0,
+                name: "vs_ports",
+            },
+            None,
+        )
+    })?;
+    let guests = pinned_or(&dir.join("vs_guests"), || {
+        let template = map(&guest_socks_spec(), None)?;
+        map(
+            &MapSpec {
+                map_type: MAP_HASH_OF_MAPS,
+                key_size: 16,
+                value_size: 4,
+                max_entries: ALL_ADDRS,
+                flags: BPF_F_NO_PREALLOC,
+                name: "vs_guests",
+            },
+            Some(template.as_fd()),
+        )
+    })?;
+    pinned_or(&dir.join("vs_sk_lookup"), || {
+        let insns = lookup::sk_lookup(guests.as_raw_fd(), ports.as_raw_fd()).map_err(|err| {
+            SockBpfError::Asm {
+                hook: "vs_sk_lookup",
+                err,
+            }
+        })?;
+        let bytes: Vec<[u8; 8]> = insns.iter().map(|i| i.bytes()).collect();
+        let prog = sys::bpf::prog_load(
+            lookup::PROG_TYPE_SK_LOOKUP,
+            lookup::ATTACH_SK_LOOKUP,
+            &bytes,
+            "vs_sk_lookup",
+        )
+        .map_err(|e| SockBpfError::Load {
+            hook: "vs_sk_lookup",
+            err: e.err,
+            log: e.log.trim().to_string(),
+        })?;
+        let ns = Path::new("/proc/thread-self/ns/net");
+        let nsf = std::fs::File::open(ns).map_err(io("opening", ns))?;
+        sys::bpf::link_netns(&prog, &nsf, lookup::ATTACH_SK_LOOKUP)
+            .map_err(io("linking the lookup program to", ns))
+    })?;
+    Ok(HostMaps { guests, ports })
+}
+
+/// The guest's addresses as keys of the host-wide `guests` map: IPv4 ones and lback
+/// v4-mapped, IPv6 ones as they are.
+pub fn address_keys(p: &Policy) -> Vec<[u8; 16]> {
+    let mapped = |ip: std::net::Ipv4Addr| ip.to_ipv6_mapped().octets();
+    p.v4.iter()
+        .map(|ip| mapped(*ip))
+        .chain(std::iter::once(mapped(p.lback)))
+        .chain(p.v6.iter().map(|ip| ip.octets()))
+        .collect()
+}
+
+/// Takes the guest's addresses out of the host-wide map: connections to them go to the
+/// kernel's own lookup again. Nothing made yet: nothing to do.
+pub fn forget(run_dir: &Path, p: &Policy) -> Result<()> {
+    let pin = host_dir(run_dir).join("vs_guests");
+    if !pin.exists() {
+        return Ok(());
+    }
+    let guests = sys::bpf::obj_get(&pin).map_err(io("opening the pinned", &pin))?;
+    let keys = address_keys(p);
+    // One grace period for all (see map_update_batch); where one key is missing (a start cut
+    // short), the rest one by one.
+    if sys::bpf::map_delete_batch(&guests, &keys.concat(), 16).is_ok() {
+        return Ok(());
+    }
+    for k in keys {
+        match sys::bpf::map_delete(&guests, &k) {
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
+                return Err(io("removing an address from", &pin)(e))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Loads the guest's programs and links them to `cgroup_v2`; returns how long that took.
 /// Leftover pins of the guest (a start that died half-way) are removed first; a failure
-/// removes what this call made.
+/// removes what this call made. With the programs in force, the guest's addresses go into the
+/// host-wide map, so connections to them reach the guest's listeners only.
 pub fn attach(run_dir: &Path, name: &str, cgroup_v2: &Path, p: &Policy) -> Result<Duration> {
+    link(run_dir, name, cgroup_v2, p, false)
+}
+
+/// Links a running guest's programs again (a daemon that adopts it found a pin gone). Its
+/// listeners are recorded in the socket hash the host-wide map already has for its addresses,
+/// which is kept: they stay reachable, and new ones join them. A guest whose addresses are not
+/// in that map (started by a vserverd without wildcard receive) is left to the kernel's own
+/// lookup until it restarts: its listeners were never recorded, so routing its addresses
+/// through a fresh, empty hash would cut them off.
+pub fn relink(run_dir: &Path, name: &str, cgroup_v2: &Path, p: &Policy) -> Result<Duration> {
+    link(run_dir, name, cgroup_v2, p, true)
+}
+
+/// The socket hash the host-wide map holds for the guest's first address, if any.
+fn existing_socks(host: &HostMaps, p: &Policy) -> Option<OwnedFd> {
+    let key = address_keys(p).into_iter().next()?;
+    let mut id = [0u8; 4];
+    match sys::bpf::map_lookup(&host.guests, &key, &mut id) {
+        Ok(true) => sys::bpf::map_get_fd_by_id(u32::from_ne_bytes(id)).ok(),
+        _ => None,
+    }
+}
+
+fn link(run_dir: &Path, name: &str, cgroup_v2: &Path, p: &Policy, again: bool) -> Result<Duration> {
     let t = Instant::now();
     ensure_bpffs(run_dir)?;
-    detach(run_dir, name)?;
-    let dir = pin_dir(run_dir, name);
+    let host = host(run_dir)?;
+    let final_dir = pin_dir(run_dir, name);
+    // A running guest's programs stay in force until the new ones are: those are linked
+    // beside them (pinned in a directory no guest's pins can be named: theirs escape `%`),
+    // then the old ones go and the new directory takes their place. (Both sets narrow alike,
+    // so a socket call in between meets the same rules twice.) A fresh start has nothing to
+    // keep: leftovers of a start that died half-way go first.
+    let dir = if again {
+        let d = bpffs(run_dir).join(format!("{}%new", pin_name(name)));
+        detach_dir(&d)?;
+        d
+    } else {
+        detach(run_dir, name)?;
+        final_dir.clone()
+    };
     std::fs::create_dir(&dir).map_err(io("creating", &dir))?;
+    let kept = if again {
+        existing_socks(&host, p)
+    } else {
+        None
+    };
+    let route = !again || kept.is_some();
     let made = (|| {
+        let wild = map(
+            &MapSpec {
+                map_type: MAP_LRU_HASH,
+                key_size: 8,
+                value_size: 4,
+                max_entries: GUEST_WILD,
+                flags: 0,
+                name: "vs_wild",
+            },
+            None,
+        )?;
+        let socks = match kept {
+            Some(fd) => fd,
+            None => map(&guest_socks_spec(), None)?,
+        };
+        let mut p = p.clone();
+        p.maps = Some(Maps {
+            wild: wild.as_raw_fd(),
+            socks: socks.as_raw_fd(),
+            ports: host.ports.as_raw_fd(),
+        });
+        let p = &p;
         let cg = std::fs::File::open(cgroup_v2).map_err(io("opening", cgroup_v2))?;
         for h in Hook::ALL {
             let insns = progs::program(h, p).map_err(|err| SockBpfError::Asm {
@@ -114,18 +347,35 @@ pub fn attach(run_dir: &Path, name: &str, cgroup_v2: &Path, p: &Policy) -> Resul
             let pin = dir.join(h.name());
             sys::bpf::obj_pin(&link, &pin).map_err(io("pinning", &pin))?;
         }
+        let value = (socks.as_raw_fd() as u32).to_ne_bytes();
+        let gpin = host_dir(run_dir).join("vs_guests");
+        if route {
+            sys::bpf::map_update_batch(&host.guests, &address_keys(p).concat(), 16, &value)
+                .map_err(io("adding the addresses to", &gpin))?;
+        }
         Ok(())
     })();
     if let Err(e) = made {
-        let _ = detach(run_dir, name);
+        if !again {
+            let _ = forget(run_dir, p);
+        }
+        let _ = detach_dir(&dir);
         return Err(e);
+    }
+    if again {
+        detach(run_dir, name)?;
+        std::fs::rename(&dir, &final_dir).map_err(io("renaming to", &final_dir))?;
     }
     Ok(t.elapsed())
 }
 
 /// Detaches and unpins every program of the guest. Nothing pinned: nothing to do.
 pub fn detach(run_dir: &Path, name: &str) -> Result<()> {
-    let dir = pin_dir(run_dir, name);
+    detach_dir(&pin_dir(run_dir, name))
+}
+
+fn detach_dir(dir: &Path) -> Result<()> {
+    let dir = dir.to_path_buf();
     let rd = match std::fs::read_dir(&dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -166,7 +416,40 @@ pub fn available() -> std::result::Result<(), String> {
                 "vs_probe",
             )
             .map(drop)
-            .map_err(|e| format!("cgroup BPF is not available ({})", e.err))
+            .map_err(|e| format!("cgroup BPF is not available ({})", e.err))?;
+            // The host-wide lookup program's type (5.9+).
+            sys::bpf::prog_load(
+                lookup::PROG_TYPE_SK_LOOKUP,
+                lookup::ATTACH_SK_LOOKUP,
+                &insns,
+                "vs_probe",
+            )
+            .map(drop)
+            .map_err(|e| format!("socket lookup programs are not available ({})", e.err))?;
+            // Unix sockets' connect hook (6.7+), which fences off abstract names.
+            sys::bpf::prog_load(
+                progs::PROG_TYPE_CGROUP_SOCK_ADDR,
+                Hook::UnixConnect.attach_type(),
+                &insns,
+                "vs_probe",
+            )
+            .map(drop)
+            .map_err(|e| {
+                format!(
+                    "cgroup programs for unix sockets are not available ({}; Linux 6.7+)",
+                    e.err
+                )
+            })
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pin_names_have_no_dots_and_never_the_host_dir_name() {
+        assert_eq!(super::pin_name("web.example"), "web%2eexample");
+        assert_eq!(super::pin_name("%host"), "%25host");
+        assert_eq!(super::pin_name("web"), "web");
+    }
 }

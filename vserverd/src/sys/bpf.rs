@@ -7,12 +7,19 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
+const MAP_CREATE: u32 = 0;
+const MAP_LOOKUP_ELEM: u32 = 1;
+const MAP_UPDATE_ELEM: u32 = 2;
+const MAP_DELETE_ELEM: u32 = 3;
 const PROG_LOAD: u32 = 5;
 const OBJ_PIN: u32 = 6;
 const OBJ_GET: u32 = 7;
+const MAP_GET_FD_BY_ID: u32 = 14;
+const MAP_UPDATE_BATCH: u32 = 26;
+const MAP_DELETE_BATCH: u32 = 27;
 const PROG_QUERY: u32 = 16;
 const LINK_CREATE: u32 = 28;
 const LINK_DETACH: u32 = 34;
@@ -120,11 +127,121 @@ pub fn prog_load(
 /// Links a program to a cgroup (BPF_LINK_CREATE): the attachment lives as long as the link
 /// (an fd, or a pin), and nothing can detach it through the cgroup.
 pub fn link_cgroup(prog: impl AsFd, cgroup: impl AsFd, attach_type: u32) -> io::Result<OwnedFd> {
+    link_create(prog, cgroup, attach_type)
+}
+
+/// Links a program to a network namespace (`netns`: an fd of /proc/PID/ns/net), as
+/// BPF_SK_LOOKUP programs attach.
+pub fn link_netns(prog: impl AsFd, netns: impl AsFd, attach_type: u32) -> io::Result<OwnedFd> {
+    link_create(prog, netns, attach_type)
+}
+
+fn link_create(prog: impl AsFd, target: impl AsFd, attach_type: u32) -> io::Result<OwnedFd> {
     let mut a = Attr::new();
     a.u32(0, prog.as_fd().as_raw_fd() as u32)
-        .u32(4, cgroup.as_fd().as_raw_fd() as u32)
+        .u32(4, target.as_fd().as_raw_fd() as u32)
         .u32(8, attach_type);
     bpf(LINK_CREATE, &mut a).map(fd_of)
+}
+
+/// What a map is made of (BPF_MAP_CREATE).
+#[derive(Debug, Clone, Copy)]
+pub struct MapSpec<'a> {
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub flags: u32,
+    /// `name` (at most 15 bytes kept) is what `bpftool map` shows.
+    pub name: &'a str,
+}
+
+/// Creates a map; `inner` is the template map of a map-in-map (HASH_OF_MAPS).
+pub fn map_create(spec: &MapSpec, inner: Option<BorrowedFd>) -> io::Result<OwnedFd> {
+    let mut a = Attr::new();
+    a.u32(0, spec.map_type)
+        .u32(4, spec.key_size)
+        .u32(8, spec.value_size)
+        .u32(12, spec.max_entries)
+        .u32(16, spec.flags)
+        .u32(20, inner.map(|f| f.as_raw_fd() as u32).unwrap_or(0));
+    let n = spec.name.as_bytes();
+    let n = &n[..n.len().min(15)];
+    a.0[28..28 + n.len()].copy_from_slice(n);
+    bpf(MAP_CREATE, &mut a).map(fd_of)
+}
+
+/// `BPF_ANY`: create or replace.
+pub const BPF_ANY: u64 = 0;
+
+/// Sets `key` to `value` in a map (sizes as the map was made; for socket maps the value is a
+/// socket's fd, for maps of maps a map's fd).
+pub fn map_update(map: impl AsFd, key: &[u8], value: &[u8], flags: u64) -> io::Result<()> {
+    let mut a = Attr::new();
+    a.u32(0, map.as_fd().as_raw_fd() as u32)
+        .u64(8, key.as_ptr() as u64)
+        .u64(16, value.as_ptr() as u64)
+        .u64(24, flags);
+    bpf(MAP_UPDATE_ELEM, &mut a).map(|_| ())
+}
+
+/// Removes `key` from a map (ENOENT when it is not there).
+pub fn map_delete(map: impl AsFd, key: &[u8]) -> io::Result<()> {
+    let mut a = Attr::new();
+    a.u32(0, map.as_fd().as_raw_fd() as u32)
+        .u64(8, key.as_ptr() as u64);
+    bpf(MAP_DELETE_ELEM, &mut a).map(|_| ())
+}
+
+/// Reads `key` of a map into `value` (sized as the map's values; a socket map yields the
+/// socket's cookie, a map of maps the inner map's id). Ok(false): no such key.
+pub fn map_lookup(map: impl AsFd, key: &[u8], value: &mut [u8]) -> io::Result<bool> {
+    let mut a = Attr::new();
+    a.u32(0, map.as_fd().as_raw_fd() as u32)
+        .u64(8, key.as_ptr() as u64)
+        .u64(16, value.as_mut_ptr() as u64);
+    match bpf(MAP_LOOKUP_ELEM, &mut a) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sets each of `keys` (concatenated, `key_size` bytes each) to `value` in one call: a map of
+/// maps waits for an RCU grace period after each change made through the syscall (so no
+/// program still sees an inner map it replaced), about 10 ms each here; a batch waits once.
+pub fn map_update_batch(
+    map: impl AsFd,
+    keys: &[u8],
+    key_size: usize,
+    value: &[u8],
+) -> io::Result<()> {
+    let n = keys.len() / key_size.max(1);
+    let values: Vec<u8> = value.repeat(n);
+    let mut a = Attr::new();
+    a.u64(16, keys.as_ptr() as u64)
+        .u64(24, values.as_ptr() as u64)
+        .u32(32, n as u32)
+        .u32(36, map.as_fd().as_raw_fd() as u32);
+    bpf(MAP_UPDATE_BATCH, &mut a).map(|_| ())
+}
+
+/// Removes each of `keys` (concatenated) in one call; ENOENT when one is missing (those
+/// before it are removed: the caller retries one by one).
+pub fn map_delete_batch(map: impl AsFd, keys: &[u8], key_size: usize) -> io::Result<()> {
+    let n = keys.len() / key_size.max(1);
+    let mut a = Attr::new();
+    a.u64(16, keys.as_ptr() as u64)
+        .u32(32, n as u32)
+        .u32(36, map.as_fd().as_raw_fd() as u32);
+    bpf(MAP_DELETE_BATCH, &mut a).map(|_| ())
+}
+
+/// Opens the map with this id (as a map of maps' lookup yields it).
+pub fn map_get_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    let mut a = Attr::new();
+    a.u32(0, id);
+    bpf(MAP_GET_FD_BY_ID, &mut a).map(fd_of)
 }
 
 /// Pins a bpf object (a link) at `path` in a bpffs.

@@ -13,7 +13,11 @@ struct Out {
     ctx: [u8; 72],
     retval: Option<i32>,
     bound: Option<Vec<u8>>,
+    /// map_update_elem calls: (map, key, value).
+    marked: Vec<(u64, Vec<u8>, Vec<u8>)>,
 }
+
+const SOCKET_COOKIE: u64 = 0x0102_0304_0506_0708;
 
 fn mem<'a>(ctx: &'a mut [u8; 72], stack: &'a mut [u8; 512], addr: u64, n: usize) -> &'a mut [u8] {
     if (CTX..CTX + 72).contains(&addr) {
@@ -28,7 +32,7 @@ fn mem<'a>(ctx: &'a mut [u8; 72], stack: &'a mut [u8; 512], addr: u64, n: usize)
 fn run(prog: &[Insn], mut ctx: [u8; 72], cookie: u64) -> Out {
     let mut r = [0u64; 11];
     let mut stack = [0u8; 512];
-    let (mut retval, mut bound) = (None, None);
+    let (mut retval, mut bound, mut marked) = (None, None, vec![]);
     r[1] = CTX;
     r[10] = FP;
     let mut pc = 0usize;
@@ -56,6 +60,13 @@ fn run(prog: &[Insn], mut ctx: [u8; 72], cookie: u64) -> Out {
                 );
                 r[d] = u32::from_le_bytes(b.try_into().unwrap()) as u64;
             }
+            0x7b => mem(
+                &mut ctx,
+                &mut stack,
+                r[d].wrapping_add(i.off as i64 as u64),
+                8,
+            )
+            .copy_from_slice(&r[s].to_le_bytes()),
             0x63 => mem(
                 &mut ctx,
                 &mut stack,
@@ -91,6 +102,16 @@ fn run(prog: &[Insn], mut ctx: [u8; 72], cookie: u64) -> Out {
                         bound = Some(mem(&mut ctx, &mut stack, r[2], n).to_vec());
                         0
                     }
+                    46 => {
+                        assert_eq!(r[1], CTX);
+                        SOCKET_COOKIE
+                    }
+                    2 => {
+                        let key = mem(&mut ctx, &mut stack, r[2], 8).to_vec();
+                        let value = mem(&mut ctx, &mut stack, r[3], 4).to_vec();
+                        marked.push((r[1], key, value));
+                        0
+                    }
                     other => panic!("helper {other}"),
                 };
                 // Calls clobber the argument registers.
@@ -102,6 +123,7 @@ fn run(prog: &[Insn], mut ctx: [u8; 72], cookie: u64) -> Out {
                     ctx,
                     retval,
                     bound,
+                    marked,
                 }
             }
             c => panic!("opcode {c:#x}"),
@@ -117,6 +139,7 @@ fn policy() -> Policy {
         v6: vec!["fd00::2".parse().unwrap()],
         lback: "127.0.2.1".parse().unwrap(),
         raw_icmp: false,
+        maps: None,
     }
 }
 
@@ -307,7 +330,7 @@ fn check_flow(prog: &[Insn]) {
         match i.code {
             0x95 => {}
             0x05 => todo.push(target),
-            0x16 | 0x56 | 0x5d => todo.extend([pc + 1, target]),
+            0x16 | 0x56 | 0x5d | 0x15 | 0x55 => todo.extend([pc + 1, target]),
             0x18 => {
                 seen[pc + 1] = true;
                 todo.push(pc + 2)
@@ -321,8 +344,48 @@ fn check_flow(prog: &[Insn]) {
     assert_eq!(prog.last().unwrap().code, 0x95);
 }
 
+fn with_maps() -> Policy {
+    Policy {
+        maps: Some(Maps {
+            wild: 31,
+            socks: 32,
+            ports: 33,
+        }),
+        ..policy()
+    }
+}
+
+#[test]
+fn wildcard_binds_are_marked_for_the_listener() {
+    let p = with_maps();
+    let o = run(&program(Hook::Bind4, &p).unwrap(), ctx4("0.0.0.0"), HOST);
+    assert_eq!(ip4(&o.ctx, 4), Ipv4Addr::new(10, 0, 0, 2));
+    assert_eq!(
+        o.marked,
+        [(31, SOCKET_COOKIE.to_le_bytes().to_vec(), vec![1, 0, 0, 0])]
+    );
+    let o = run(&program(Hook::Bind6, &p).unwrap(), ctx6("::"), HOST);
+    assert_eq!(o.marked.len(), 1);
+    // A bind to an address (or to 127.0.0.1) is not a wildcard.
+    for a in ["10.0.0.3", "10.0.0.2", "127.0.0.1"] {
+        let o = run(&program(Hook::Bind4, &p).unwrap(), ctx4(a), HOST);
+        assert_eq!((o.ret, o.marked.len()), (1, 0), "{a}");
+    }
+    // Without maps nothing is marked.
+    assert!(go(Hook::Bind4, ctx4("0.0.0.0")).marked.is_empty());
+}
+
 #[test]
 fn every_program_assembles_for_every_address_set() {
+    let mut p = with_maps();
+    for _ in 0..3 {
+        for h in Hook::ALL {
+            check_flow(&program(h, &p).unwrap());
+        }
+        check_flow(&crate::bpf::lookup::sk_lookup(3, 4).unwrap());
+        p.v6.clear();
+        p.v4.pop();
+    }
     let mut p = policy();
     for _ in 0..3 {
         for h in Hook::ALL {
@@ -366,4 +429,26 @@ fn ping_sockets_need_raw_icmp() {
         HOST + 1,
     );
     assert_eq!(o.ret, 1);
+}
+
+/// A unix sockaddr as the context's port field shows its first two path bytes.
+fn unix_ctx(path: &[u8]) -> [u8; 72] {
+    let mut c = [0u8; 72];
+    c[24..26].copy_from_slice(&path[..2]);
+    c
+}
+
+#[test]
+fn abstract_unix_names_are_refused_paths_pass() {
+    for h in [Hook::UnixConnect, Hook::UnixSendmsg] {
+        refused(&go(h, unix_ctx(b"\0name")), 111);
+        assert_eq!(go(h, unix_ctx(b"/run/x.sock")).ret, 1);
+        // A guest's own namespace keeps its abstract names.
+        let o = run(
+            &program(h, &policy()).unwrap(),
+            unix_ctx(b"\0name"),
+            HOST + 1,
+        );
+        assert_eq!(o.ret, 1);
+    }
 }
