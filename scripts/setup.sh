@@ -15,6 +15,7 @@ APT_PACKAGES=(
   duperemove       # the unify benchmark's reference tool (vserverd-bench unify)
   gcc-i686-linux-gnu libc6-dev-i386-cross  # a static 32-bit program for the i386 ABI test
   cpio xz-utils    # the VM tier's initramfs and kernel modules (scripts/vm.sh)
+  debhelper lintian  # the Debian package (scripts/deb.sh) and its check
   ca-certificates
   python3-pip
 )
