@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod detached;
 pub mod fault;
 pub mod guest;
+pub mod handover;
 pub mod instance;
 pub mod isolate;
 pub mod orchestrate;

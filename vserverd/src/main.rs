@@ -184,6 +184,9 @@ async fn run(args: Args, activated_fd: Option<OwnedFd>) -> Result<(), String> {
     vserverd::guest::build::clean_leftovers(&daemon);
     // Guests of an earlier daemon keep running; take them over before answering anyone.
     vserverd::guest::adopt::adopt_all(&daemon).await;
+    // Helpers an older (or newer) package started, speaking another protocol: replaced
+    // before any guest starts (a start would hand its console to the old keeper).
+    vserverd::handover::helpers(&daemon).await;
     vserverd::guest::supervise::restart_owed(&daemon);
     // Adopted virt_mem guests: make sure their /proc server lives (restarting it and binding
     // its files again if it died while no daemon ran).
