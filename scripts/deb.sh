@@ -30,7 +30,8 @@ vserverd ($version) unstable; urgency=medium
 CHANGELOG
 
 mkdir -p target/debian
-rm -f "target/debian/vserverd_${version}_"*.deb
+# One package at a time in target/debian, so `dpkg -i target/debian/*.deb` installs this one.
+rm -f target/debian/vserverd_*.deb
 # debian/rules binary is the package's build interface (Debian policy 4.9); dpkg-buildpackage
 # would add a source package and .changes in the parent directory, which nobody here uploads.
 debian/rules clean >/dev/null
