@@ -46,12 +46,29 @@ pub fn ensure_current(run_dir: &Path, guests: &[(String, i32)]) -> Result<Outcom
     let (masters, slaves) = ptys_of(pid, &pidfd)?;
     let mut consoles = Vec::new();
     let mut lost = Vec::new();
-    for (name, init) in guests {
-        let Ok(console) = std::fs::metadata(format!("/proc/{init}/root/dev/console")) else {
+    // Each guest's /dev/console is a bind of its pty slave that a guest without CAP_SYS_ADMIN
+    // cannot move. A device claimed by several guests (one that could make device nodes
+    // pointing at another's pty) goes to none of them: a console is never handed to a guest
+    // whose own it may not be.
+    let claims: Vec<(String, Option<u64>)> = guests
+        .iter()
+        .map(|(name, init)| {
+            let rdev = std::fs::metadata(format!("/proc/{init}/root/dev/console"))
+                .ok()
+                .map(|m| m.rdev());
+            (name.clone(), rdev)
+        })
+        .collect();
+    for (name, rdev) in &claims {
+        let Some(rdev) = rdev else {
             lost.push(name.clone());
             continue;
         };
-        let found = masters.iter().position(|(rdev, _)| *rdev == console.rdev());
+        if claims.iter().filter(|(_, r)| r == &Some(*rdev)).count() > 1 {
+            lost.push(name.clone());
+            continue;
+        }
+        let found = masters.iter().position(|(r, _)| r == rdev);
         match found {
             Some(i) => {
                 let (rdev, master) = &masters[i];
