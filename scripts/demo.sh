@@ -9,9 +9,8 @@ cargo build --release --locked -p vserverd -p vserverctl
 install -m 0755 target/release/vserverd target/release/vserverd-stage target/release/vserverctl /usr/local/bin/
 # util-vserver's command names, for existing scripts (docs/compat.md): `vserver NAME start`,
 # `vserver-stat`, vps, vkill, … Each is a link to vserverctl, which acts by the name it is
-# called by.
-for n in vserver vserver-stat vps vkill vwait vserver-info vlimit vsched vuname start-vservers \
-  vapt-get vrpm vyum vemerge vurpm vpkg; do
+# called by. vserverctl/links lists them (the Debian package reads it too).
+for n in $(sed -e 's/#.*//' vserverctl/links); do
   ln -sfn vserverctl "/usr/local/bin/$n"
 done
 

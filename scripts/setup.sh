@@ -18,6 +18,7 @@ APT_PACKAGES=(
   e2fsprogs        # mkfs.ext4 -d: the VM tier's persistent disk (vm_power) and ext4 images
   prometheus       # a real Prometheus and promtool for the metrics test (tests/tests/metrics.rs)
   systemd          # systemd-socket-activate: the metrics exporter activated as its socket unit does
+  debhelper lintian  # the Debian package (scripts/deb.sh) and its check
   ca-certificates
   python3-pip
 )

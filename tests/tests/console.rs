@@ -116,3 +116,93 @@ fn a_console_flood_stays_within_the_log_cap_and_delete_removes_the_logs() {
         "delete left the console logs"
     );
 }
+
+/// A daemon from a newer package meets helpers started by an older one (here: started as
+/// helpers from before protocol versions, VSERVERD_HELPER_PROTOCOL=0, debug builds only). It
+/// recognises both, takes the console keeper's ptys over into a new keeper (the console keeps
+/// its log and answers), and replaces the /proc server, binding the guest's meminfo again.
+#[test]
+fn helpers_of_another_protocol_are_replaced_keeping_console_and_proc_files() {
+    if !harness::require_busybox_guests() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("old")
+        .context(45003)
+        .file("cflags", "virt_mem\n")
+        .file("rlimits/rss", "16384\n")
+        .write(&d);
+    std::fs::write(
+        d.guest_root("old").join("etc/inittab"),
+        "::sysinit:/bin/true\n::respawn:/bin/sh\n::ctrlaltdel:/sbin/poweroff -f\n",
+    )
+    .unwrap();
+    d.env = vec![("VSERVERD_HELPER_PROTOCOL".into(), "0".into())];
+    d.spawn();
+    d.ctl_ok(&["start", "old"]);
+    let init = d.init_pid("old");
+    let (ok, out) = d.console("old", "echo one-$((6*7))\n", "one-42");
+    assert!(ok && out.contains("one-42"), "{out}");
+    let run = d.run_dir.clone();
+    let pid_in = |f: &str| -> i32 {
+        std::fs::read_to_string(run.join(f))
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    let (keeper, server) = (pid_in("console.pid"), pid_in("procfs.pid"));
+    assert!(keeper > 0 && server > 0, "keeper {keeper}, server {server}");
+    let source = || {
+        let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        vserverd::procfs::source_at(&mi, &vserverd::procfs::mount_dir(&run))
+    };
+    assert_eq!(source().as_deref(), Some("vserverd-procfs"));
+    let total = |d: &TestDaemon| -> String {
+        d.ctl_ok(&["exec", "old", "--", "cat", "/proc/meminfo"])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    let before = total(&d);
+    assert!(before.starts_with("MemTotal:"), "{before}");
+
+    // The new daemon: helpers of our protocol.
+    d.kill();
+    d.env.clear();
+    d.spawn();
+    assert_eq!(d.init_pid("old"), init, "the guest was not adopted");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{keeper}")).exists(),
+        "the old keeper {keeper} still runs"
+    );
+    let new_keeper = pid_in("console.pid");
+    assert!(
+        new_keeper > 0 && new_keeper != keeper,
+        "keeper {keeper} -> {new_keeper}"
+    );
+    assert!(
+        d.log().contains("replaced the console keeper (no version"),
+        "{}",
+        d.log()
+    );
+    // The same console, its log going on.
+    let (ok, out) = d.console("old", "echo two-$((6*7))\n", "two-42");
+    assert!(ok && out.contains("two-42"), "{out}");
+    let log = std::fs::read_to_string(run.join("guests/old.log")).unwrap();
+    assert!(log.contains("one-42") && log.contains("two-42"), "{log}");
+    // The /proc server: a new one, of our protocol, the guest's meminfo bound to it again.
+    d.wait_until("a new /proc server", || {
+        source().as_deref() == Some("vserverd-procfs-v1") && pid_in("procfs.pid") != server
+    });
+    assert!(!std::path::Path::new(&format!("/proc/{server}")).exists());
+    d.wait_until("meminfo answering again", || {
+        d.ctl(&["exec", "old", "--", "cat", "/proc/meminfo"])
+            .status
+            .success()
+    });
+    assert_eq!(total(&d), before);
+
+    d.ctl_ok(&["stop", "old"]);
+}

@@ -143,13 +143,31 @@ mod tests {
     #[test]
     fn every_util_vserver_name_has_a_page() {
         let pages: Vec<&str> = super::COMPAT.iter().map(|c| c.0).collect();
-        for n in
-            crate::tools::NAMES
-                .iter()
-                .chain(&["vserver", "vserver-stat", "vhashify", "vunify"])
-        {
+        for n in crate::tools::NAMES.iter().chain(crate::COMPAT_NAMES) {
             assert!(pages.contains(n), "no man page for {n}");
         }
+    }
+
+    /// vserverctl/links, the list scripts/demo.sh and the Debian package install as links to
+    /// vserverctl, names exactly the programs vserverctl serves by the name it is called by.
+    #[test]
+    fn the_installed_links_are_the_served_names() {
+        let mut listed: Vec<&str> = include_str!("../links")
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .filter(|l| !l.is_empty())
+            .collect();
+        let mut served: Vec<&str> = crate::tools::NAMES
+            .iter()
+            .chain(crate::COMPAT_NAMES)
+            .copied()
+            .collect();
+        listed.sort_unstable();
+        served.sort_unstable();
+        assert_eq!(
+            listed, served,
+            "vserverctl/links against what vserverctl serves"
+        );
     }
 
     /// docs/man and docs/completions are committed; they must be what the CLI generates.

@@ -18,6 +18,10 @@ use proto::{GuestState, ManagerError};
 use cli::{Cli, Command};
 use exit::Failure;
 
+/// util-vserver's names served by parsing them into vserverctl's own command line (compat.rs);
+/// tools::NAMES are the others.
+const COMPAT_NAMES: &[&str] = &["vserver", "vserver-stat", "vhashify", "vunify"];
+
 fn main() -> std::process::ExitCode {
     // Called as `vserver` or `vserver-stat` (links to vserverctl): util-vserver's command line.
     let argv: Vec<String> = std::env::args().collect();
@@ -44,7 +48,7 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(code);
     }
     let (cli, quiet) = match called.as_str() {
-        "vserver" | "vserver-stat" | "vhashify" | "vunify" => {
+        c if COMPAT_NAMES.contains(&c) => {
             let parsed = match called.as_str() {
                 "vserver" => compat::parse(&argv[1..]),
                 "vserver-stat" => compat::parse_stat(&argv[1..]),

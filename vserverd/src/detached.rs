@@ -11,6 +11,29 @@ use crate::isolate::cgroup::{GuestCgroup, Layout};
 use crate::isolate::limits::{Flavor, Knob, PERIOD_US};
 use crate::sys;
 
+/// The version of what the daemon and its helpers say to each other: the console keeper's
+/// requests (console/mod.rs) and the /proc server's layout (procfs/server.rs). A helper
+/// outlives the daemon that started it, so after an upgrade a daemon may find one from an
+/// older (or newer) package: the keeper answers `{"op":"hello"}` with `vserverd-tty N`, the
+/// /proc server names itself `vserverd-procfs-vN` in the mount table. A daemon that finds
+/// another N (or none: helpers from before versions) replaces the helper, keeping what it
+/// holds (handover.rs). Raise it with any change either side of an old helper would misread.
+pub const PROTOCOL: u32 = 1;
+
+/// The protocol version a helper started now speaks: PROTOCOL, except that a debug build
+/// reads `VSERVERD_HELPER_PROTOCOL` so that tests can start a helper as an older package's
+/// (0: from before versions).
+pub fn protocol() -> u32 {
+    #[cfg(debug_assertions)]
+    if let Some(v) = std::env::var("VSERVERD_HELPER_PROTOCOL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return v;
+    }
+    PROTOCOL
+}
+
 /// A helper serves every guest, so it must not be a lever outside every guest's limits: each
 /// runs in a cgroup of its own, OWN/PREFIX/.NAME beside the guests' (no guest name starts with
 /// a dot), with at most one CPU, HELPER_MEMORY and HELPER_PIDS. Within that, the helpers share

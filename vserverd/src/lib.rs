@@ -11,6 +11,7 @@ pub mod detached;
 pub mod error;
 pub mod fault;
 pub mod guest;
+pub mod handover;
 pub mod instance;
 pub mod isolate;
 pub mod journal;

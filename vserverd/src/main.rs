@@ -39,6 +39,24 @@ struct Args {
     /// Print the varlink IDL the service implements and exit.
     #[arg(long)]
     print_idl: bool,
+    /// Print this manual page (roff, section 8) and exit.
+    #[arg(long, hide = true)]
+    print_man: bool,
+}
+
+/// The daemon's manual page, generated from its options so it never drifts (docs/man/vserverd.8).
+fn man_page() -> std::io::Result<Vec<u8>> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Args::command().long_about(
+        "Runs Linux-VServer guests (/etc/vservers/NAME config trees, /vservers/NAME roots) on a \
+         mainline kernel and serves org.linux-vserver.Manager over varlink on its control \
+         socket. Under systemd it is socket-activated (vserverd.socket) and stopping it leaves \
+         the guests running: the next daemon adopts them. vserverctl(1) is its client.",
+    ))
+    .section("8")
+    .render(&mut out)?;
+    Ok(out)
 }
 
 fn main() -> std::process::ExitCode {
@@ -139,6 +157,11 @@ fn init_logging() {
 }
 
 async fn run(args: Args, activated_fd: Option<OwnedFd>) -> Result<(), String> {
+    if args.print_man {
+        use std::io::Write;
+        let man = man_page().map_err(|e| e.to_string())?;
+        return std::io::stdout().write_all(&man).map_err(|e| e.to_string());
+    }
     if args.print_idl {
         print!("{}", vserverd::rpc::idl::generate().await?);
         return Ok(());
@@ -194,6 +217,9 @@ async fn run(args: Args, activated_fd: Option<OwnedFd>) -> Result<(), String> {
     vserverd::guest::build::clean_leftovers(&daemon);
     // Guests of an earlier daemon keep running; take them over before answering anyone.
     vserverd::guest::adopt::adopt_all(&daemon).await;
+    // Helpers an older (or newer) package started, speaking another protocol: replaced
+    // before any guest starts (a start would hand its console to the old keeper).
+    vserverd::handover::helpers(&daemon).await;
     vserverd::guest::supervise::restart_owed(&daemon);
     // Adopted virt_mem guests: make sure their /proc server lives (restarting it and binding
     // its files again if it died while no daemon ran).
@@ -301,4 +327,21 @@ async fn bind(path: &Path, read_gid: Option<u32>) -> Result<UnixListener, String
             .map_err(|e| format!("chown {}: {e}", path.display()))?;
     }
     Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    /// docs/man/vserverd.8 is committed; it must be what the options generate.
+    /// Regenerate with `cargo run -p vserverd -- --print-man > docs/man/vserverd.8`.
+    #[test]
+    fn committed_man_page_matches_the_options() {
+        let committed = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/man/vserverd.8"
+        ));
+        assert!(
+            committed.ok() == Some(super::man_page().unwrap()),
+            "docs/man/vserverd.8 is stale: run `cargo run -p vserverd -- --print-man > docs/man/vserverd.8`"
+        );
+    }
 }

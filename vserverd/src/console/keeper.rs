@@ -281,15 +281,26 @@ fn request(s: UnixStream, consoles: &mut HashMap<String, Console>) {
         let _ = s.write_all(format!("{text}\n").as_bytes());
     };
     match serde_json::from_slice::<Request>(line.strip_suffix(b"\n").unwrap_or(line)) {
-        Ok(Request::Watch { name, log }) => {
+        // A keeper started as one from before versions (tests only) answers nothing.
+        Ok(Request::Hello) if crate::detached::protocol() == 0 => {}
+        Ok(Request::Hello) => reply(
+            &s,
+            &format!("{} {}", super::NAME, crate::detached::protocol()),
+        ),
+        Ok(Request::Watch { name, log, resume }) => {
             let mut fds = fds.into_iter();
             let (Some(master), slave) = (fds.next(), fds.next()) else {
                 return reply(&s, "watch needs the pty master");
             };
             let master = File::from(master);
-            let log = super::open_log(&log);
+            let log = if resume {
+                super::append_log(&log)
+            } else {
+                super::open_log(&log)
+            };
             match (nonblocking(&master), log) {
                 (Ok(()), Ok(log)) => {
+                    let written = log.metadata().map_or(0, |m| m.len());
                     consoles.insert(
                         name,
                         Console {
@@ -297,7 +308,7 @@ fn request(s: UnixStream, consoles: &mut HashMap<String, Console>) {
                             budget: Budget::new(Instant::now()),
                             _slave: slave,
                             log,
-                            written: 0,
+                            written,
                             pending_c2: false,
                             clients: Vec::new(),
                         },

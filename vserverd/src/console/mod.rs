@@ -16,6 +16,7 @@
 //! fails the next open of the slave with EIO once the master goes — so the guest's end is
 //! told, not guessed.
 
+pub mod handover;
 mod keeper;
 pub mod relay;
 
@@ -43,6 +44,16 @@ pub fn open_log(log: &Path) -> std::io::Result<std::fs::File> {
         .open(log)?;
     f.set_len(0)?;
     Ok(f)
+}
+
+/// Opens a guest's console log to go on with it (a console taken over from an earlier keeper).
+pub fn append_log(log: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NOFOLLOW)
+        .open(log)
 }
 
 fn previous_log(log: &Path) -> PathBuf {
@@ -78,9 +89,23 @@ pub const ARG: &str = "__console";
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 enum Request {
-    Watch { name: String, log: PathBuf },
-    Attach { name: String },
-    Close { name: String },
+    /// Which protocol the keeper speaks (crate::detached::PROTOCOL): it answers with one line,
+    /// `vserverd-tty N`. Keepers from before versions answer nothing.
+    Hello,
+    /// A console to keep, its master and slave passed along. `resume`: a console taken over
+    /// from an earlier keeper, whose log goes on (appended to) instead of starting anew.
+    Watch {
+        name: String,
+        log: PathBuf,
+        #[serde(default)]
+        resume: bool,
+    },
+    Attach {
+        name: String,
+    },
+    Close {
+        name: String,
+    },
 }
 
 /// The keeper's control socket.
@@ -139,9 +164,24 @@ pub fn open(run_dir: &Path, name: &str, log: &Path) -> Result<(OwnedFd, PathBuf)
     let path = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd()))
         .map_err(|e| format!("the console pty's name: {e}"))?;
     let mut s = keeper(run_dir)?;
+    watch(&mut s, name, log, false, &master, &slave)?;
+    Ok((slave, path))
+}
+
+/// Hands the keeper on `s` guest `name`'s console (its pty master and a slave), logged to
+/// `log`: emptied first, or appended to when `resume` (a console taken over, handover.rs).
+fn watch(
+    s: &mut UnixStream,
+    name: &str,
+    log: &Path,
+    resume: bool,
+    master: &OwnedFd,
+    slave: &OwnedFd,
+) -> Result<(), String> {
     let mut req = serde_json::to_vec(&Request::Watch {
         name: name.into(),
         log: log.into(),
+        resume,
     })
     .map_err(|e| e.to_string())?;
     req.push(b'\n');
@@ -154,8 +194,44 @@ pub fn open(run_dir: &Path, name: &str, log: &Path) -> Result<(OwnedFd, PathBuf)
         None,
     )
     .map_err(|e| format!("console keeper: {e}"))?;
-    answer(&mut s)?;
-    Ok((slave, path))
+    answer(s)
+}
+
+/// The protocol version of the keeper answering at RUN_DIR/console.sock: None when it answers
+/// no hello (a keeper from before versions) or none answers.
+pub fn keeper_protocol(run_dir: &Path) -> Option<u32> {
+    let mut s = connect(run_dir).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut req = serde_json::to_vec(&Request::Hello).ok()?;
+    req.push(b'\n');
+    s.write_all(&req).ok()?;
+    let mut line = String::new();
+    let _ = (&mut s).take(128).read_to_string(&mut line);
+    parse_hello(&line)
+}
+
+/// `vserverd-tty N` -> N.
+fn parse_hello(line: &str) -> Option<u32> {
+    line.trim_end()
+        .strip_prefix(NAME)?
+        .strip_prefix(' ')?
+        .parse()
+        .ok()
+}
+
+/// Starts a new keeper (the old one is gone) and gives it the consoles taken over from the
+/// old one, each a (guest name, master, slave); their logs go on. Returns how many it took.
+pub fn resume(run_dir: &Path, consoles: &[(String, OwnedFd, OwnedFd)]) -> Result<usize, String> {
+    let mut n = 0;
+    if consoles.is_empty() {
+        keeper(run_dir)?;
+    }
+    for (name, master, slave) in consoles {
+        let mut s = keeper(run_dir)?;
+        watch(&mut s, name, &log_path(run_dir, name), true, master, slave)?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Tells the keeper that guest `name` has stopped: its console goes. Best effort and not
@@ -179,4 +255,29 @@ pub fn attach(run_dir: &Path, name: &str) -> Result<OwnedFd, String> {
     answer(&mut s)?;
     s.set_read_timeout(None).map_err(|e| e.to_string())?;
     Ok(s.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_names_the_keeper_and_its_protocol() {
+        assert_eq!(parse_hello("vserverd-tty 1\n"), Some(1));
+        assert_eq!(parse_hello("vserverd-tty 12"), Some(12));
+        assert_eq!(
+            parse_hello(""),
+            None,
+            "a keeper from before versions says nothing"
+        );
+        assert_eq!(parse_hello("vserverd-ttyx 1"), None);
+        assert_eq!(parse_hello("vserverd-tty one"), None);
+    }
+
+    #[test]
+    fn a_watch_from_before_resume_reads_as_a_new_console() {
+        let r: Request = serde_json::from_str(r#"{"op":"watch","name":"a","log":"/l"}"#).unwrap();
+        assert!(matches!(r, Request::Watch { resume: false, .. }));
+        assert!(serde_json::from_str::<Request>(r#"{"op":"hello"}"#).is_ok());
+    }
 }

@@ -45,6 +45,34 @@ pub fn server_pid(run_dir: &Path) -> Option<i32> {
     crate::detached::pid_of(NAME, &mount_dir(run_dir))
 }
 
+/// The server's name in the mount table, which carries its protocol version
+/// (crate::detached::PROTOCOL): `vserverd-procfs-vN`; servers from before versions (and a
+/// test's server started as one, protocol 0) are plain `vserverd-procfs`.
+fn source_name(protocol: u32) -> String {
+    match protocol {
+        0 => NAME.to_string(),
+        p => format!("{NAME}-v{p}"),
+    }
+}
+
+/// The protocol of a server named `source` in the mount table: None for one from before
+/// versions.
+pub fn parse_source(source: &str) -> Option<u32> {
+    source.strip_prefix(NAME)?.strip_prefix("-v")?.parse().ok()
+}
+
+/// The source of the topmost mount at `dir` in a mountinfo text.
+pub fn source_at(mountinfo: &str, dir: &Path) -> Option<String> {
+    let dir = dir.to_str()?;
+    mountinfo.lines().rev().find_map(|l| {
+        let (head, tail) = l.split_once(" - ")?;
+        let at = head.split(' ').nth(4)?;
+        let source = tail.split(' ').nth(1)?;
+        // mountinfo escapes space, tab, newline and backslash as octal.
+        (at == dir.replace(' ', "\\040")).then(|| source.to_string())
+    })
+}
+
 /// Whether a live server answers at `dir`.
 fn serving(dir: &Path) -> bool {
     nix::sys::statfs::statfs(dir).is_ok_and(|s| s.filesystem_type().0 == FUSE_SUPER_MAGIC)
@@ -110,7 +138,7 @@ pub fn main() -> ExitCode {
     };
     use fuser::MountOption as O;
     let opts = [
-        O::FSName("vserverd-procfs".into()),
+        O::FSName(source_name(crate::detached::protocol())),
         O::AllowOther,
         O::RO,
         O::NoExec,
@@ -136,4 +164,31 @@ pub fn main() -> ExitCode {
             .spawn(move || sysinfo::serve(&d, |cgroup| server::loads(&sh, cgroup)));
         let _ = session.run();
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mount_table_names_the_servers_protocol() {
+        let mi = "36 25 0:31 / /run/vserverd/procfs rw,nosuid - fuse vserverd-procfs ro\n\
+                  37 36 0:32 / /run/vserverd/procfs rw,nosuid - fuse vserverd-procfs-v1 ro\n\
+                  38 25 0:33 / /run/other rw - fuse vserverd-procfs-v7 ro\n";
+        let dir = Path::new("/run/vserverd/procfs");
+        assert_eq!(
+            source_at(mi, dir).as_deref(),
+            Some("vserverd-procfs-v1"),
+            "the top one"
+        );
+        assert_eq!(parse_source("vserverd-procfs-v1"), Some(1));
+        assert_eq!(
+            parse_source("vserverd-procfs"),
+            None,
+            "from before versions"
+        );
+        assert_eq!(parse_source(&source_name(0)), None);
+        assert_eq!(parse_source(&source_name(3)), Some(3));
+        assert_eq!(source_at(mi, Path::new("/run/none")), None);
+    }
 }

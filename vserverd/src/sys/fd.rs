@@ -52,6 +52,13 @@ pub fn new_pty(master: OwnedFd) -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Opens the host's /dev/ptmx for [`new_pty`].
+/// The path of the pty slave whose master is `master` (TIOCGPTN): /dev/pts/N.
+pub fn ptsname(master: impl AsFd) -> io::Result<std::path::PathBuf> {
+    let name = rustix::pty::ptsname(master, Vec::new())?;
+    let name: std::ffi::OsString = std::os::unix::ffi::OsStringExt::from_vec(name.into_bytes());
+    Ok(name.into())
+}
+
 pub fn open_ptmx() -> io::Result<OwnedFd> {
     use rustix::fs::{Mode, OFlags};
     Ok(rustix::fs::open(

@@ -174,6 +174,16 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     )?)
 }
 
+/// A duplicate of fd `target` of the process behind `pidfd` (pidfd_getfd(2); the caller needs
+/// ptrace rights over it: root over its own helpers). Close-on-exec.
+pub fn pidfd_getfd(pidfd: impl AsFd, target: i32) -> io::Result<OwnedFd> {
+    Ok(rustix::process::pidfd_getfd(
+        pidfd,
+        target,
+        rustix::process::PidfdGetfdFlags::empty(),
+    )?)
+}
+
 /// pidfd_send_signal(2), any signal number (rustix's `Signal` cannot name real-time ones
 /// safely, and systemd halts on SIGRTMIN+4).
 pub fn pidfd_send_signal(pidfd: impl AsFd, sig: i32) -> io::Result<()> {
