@@ -21,6 +21,8 @@ pub struct Options {
     pub run_dir: PathBuf,
     /// State kept across reboots (unify's hash store).
     pub state_dir: PathBuf,
+    /// Where user-namespace guests' id ranges come from (guest/idrange.rs).
+    pub id_window: crate::guest::idrange::Window,
     pub socket: PathBuf,
     /// Group whose members may make read-only calls.
     pub read_gid: Option<u32>,
