@@ -443,6 +443,24 @@ async fn spawn_init(
     let mut sp = plan::start_plan(c, cg).step("start.config")?;
     sp.netns = net.map(|n| n.ns.clone());
     sp.loopback_netns = net.is_none() && !shared && super::network::loopback_only(c);
+    if c.spaces.user {
+        if sp.systemd_cgroup.is_some() {
+            return Err(StepError::refused(
+                "start.userns",
+                "spaces/user with a systemd init is not supported yet (docs/lifecycle.md)",
+            ));
+        }
+        let (state, window) = (d.opts.state_dir.clone(), d.opts.id_window);
+        let n = name.to_string();
+        let base = tokio::task::spawn_blocking(move || {
+            super::idrange::allocate(&state, &n, window, &super::idrange::host_reserved())
+        })
+        .await
+        .step("start.userns")?
+        .map_err(|e| StepError::refused("start.userns", e))?;
+        plan::shift_mount_ids(&mut sp.mounts, base);
+        sp.userns = Some(base);
+    }
     sp.proc_files = super::virtmem::files(d, c).await.step("start.proc-files")?;
     let proc_files = sp.proc_files.clone();
     let image = d.image().step(STEP)?;

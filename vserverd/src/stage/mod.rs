@@ -19,6 +19,7 @@ mod reaper;
 pub mod report;
 pub mod spawn;
 mod user;
+pub mod userns;
 
 use std::ffi::CString;
 use std::io::Write;
@@ -251,7 +252,12 @@ fn start(p: &StartPlan, ch: &mut Channels) -> Result<()> {
     if p.time_ns {
         process::unshare_time().step("stage.namespaces")?;
     }
-    let flags = start_namespaces(p);
+    let mut flags = start_namespaces(p);
+    // A user-namespace guest: only the mount namespace here (the host's user namespace owns
+    // it); its other namespaces are made inside its user namespace (stage/userns.rs).
+    if p.userns.is_some() {
+        flags = libc::CLONE_NEWNS;
+    }
     let loopback = flags & libc::CLONE_NEWNET != 0;
     if let Some(ns) = &p.netns {
         let f = std::fs::File::open(ns).step_doing("stage.namespaces", || {
@@ -271,6 +277,9 @@ fn start(p: &StartPlan, ch: &mut Channels) -> Result<()> {
     }
     ch.trusted.mark("namespaces made");
     crate::fault::point("stage.namespaces")?;
+    if let Some(base) = p.userns {
+        return userns::launch(p, ch, v2, base);
+    }
     match clone_parent(v2.as_ref())? {
         0 => {
             let out = ch.guest_side();
@@ -294,13 +303,26 @@ fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infalli
     let _ = sys::process::set_name(GUEST_INIT_NAME);
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .step_doing("stage.namespaces", || "unshare cgroup namespace".into())?;
+    mount_guest(p, out, None)?;
+    run_guest(p, out)
+}
+
+/// The guest's mounts, from the root bind to pivot_root. `idmap`: a user-namespace guest's
+/// namespace, through which its root and binds show their ids.
+fn mount_guest(
+    p: &StartPlan,
+    out: &mut Reporter,
+    idmap: Option<std::os::fd::BorrowedFd<'_>>,
+) -> Result<()> {
     mount::make_private().step("stage.mounts")?;
-    mount::bind_root(&p.vdir).step("stage.mounts")?;
-    let root = mount::Root::open(&p.vdir).step("stage.mounts")?;
+    mount::bind_root(&p.vdir, idmap).step("stage.mounts")?;
+    let root = mount::Root::open(&p.vdir)
+        .step("stage.mounts")?
+        .owned_by(p.userns);
     mount::setup_dev(&root, p.console.as_deref()).step("stage.mounts")?;
     out.mark("/dev made");
     for m in &p.mounts {
-        mount::mount_entry(&root, m).step("stage.mounts")?;
+        mount::mount_entry(&root, m, idmap).step("stage.mounts")?;
     }
     out.mark("fstab mounted");
     crate::fault::point("stage.mounts")?;
@@ -311,7 +333,11 @@ fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infalli
     drop(root);
     mount::pivot(&p.vdir).step("stage.pivoted")?;
     out.mark("pivoted");
-    crate::fault::point("stage.pivoted")?;
+    crate::fault::point("stage.pivoted")
+}
+
+/// PID 1 inside its root: the guest's files, names, confinement, then init.
+fn run_guest(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infallible> {
     // From here on every path is inside the guest: its symlinks can only point into it.
     if let Some(m) = &p.mtab {
         write_mtab(m);
@@ -531,6 +557,9 @@ fn join(p: &JoinPlan, ch: &mut Channels) -> Result<()> {
             }
         }
     }
+    // A user-namespace guest's joiner enters it too, last (its pid namespace is the host's:
+    // entering that needs host root), and is its root there.
+    let user = userns::differs(p.init_pid);
     let flags = libc::CLONE_NEWNS
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWIPC
@@ -542,6 +571,14 @@ fn join(p: &JoinPlan, ch: &mut Channels) -> Result<()> {
     sys::ns::setns_pidfd(&fd, flags).step_doing("join.enter", || {
         format!("entering the namespaces of guest {}", p.name)
     })?;
+    if user {
+        sys::ns::setns_pidfd(&fd, libc::CLONE_NEWUSER).step_doing("join.user", || {
+            format!("entering the user namespace of guest {}", p.name)
+        })?;
+        sys::process::setgroups(&[]).step("join.user")?;
+        sys::process::setresgid(0).step("join.user")?;
+        sys::process::setresuid(0).step("join.user")?;
+    }
     drop(fd);
     // Confined before the process exists in the guest: guest root may ptrace what it sees.
     confine(std::path::Path::new("/"), &p.confinement, true)?;

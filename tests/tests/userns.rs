@@ -1,0 +1,233 @@
+//! Guests in a user namespace of their own (spaces/user), as root: real busybox guests over
+//! unchanged trees, checked from the kernel's side (/proc/PID/uid_map, status, ns links,
+//! mountinfo, stat of what the guest made).
+
+use std::os::unix::fs::MetadataExt;
+
+use harness::{GuestBuilder, TestDaemon};
+
+fn prerequisites() -> bool {
+    harness::require_busybox_guests()
+}
+
+fn proc_status(pid: i32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{key}:"))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+fn ns(pid: &str, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|e| panic!("/proc/{pid}/ns/{kind}: {e}"))
+}
+
+/// The base of the range the daemon recorded for `name`.
+fn base_of(d: &TestDaemon, name: &str) -> u32 {
+    let t = std::fs::read_to_string(d.state_dir.join("userns/ranges")).expect("ranges file");
+    t.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|b| b.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no range for {name} in\n{t}"))
+}
+
+fn userns_guest(d: &TestDaemon, name: &str, ctx: u32) -> std::path::PathBuf {
+    GuestBuilder::busybox(name)
+        .context(ctx)
+        .file("spaces/user", "")
+        .write(d)
+}
+
+#[test]
+fn a_user_namespace_guest_is_root_inside_and_a_range_of_host_ids_outside() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    userns_guest(&d, "un", 42001);
+    GuestBuilder::busybox("plain").context(42002).write(&d);
+    let root = d.guest_root("un");
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1000::/home/web:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\nweb:x:1000:\n").unwrap();
+    std::fs::create_dir_all(root.join("home/web")).unwrap();
+    std::os::unix::fs::chown(root.join("home/web"), Some(1000), Some(1000)).unwrap();
+    let before = std::fs::metadata(root.join("bin/busybox")).unwrap();
+    d.spawn();
+    d.ctl_ok(&["start", "un"]);
+    d.ctl_ok(&["start", "plain"]);
+    let base = base_of(&d, "un");
+    assert!((524288..1879048191).contains(&base), "{base}");
+    let init = d.init_pid("un");
+    // The kernel's view: its map is exactly its range; its ids on the host are BASE.
+    let map = std::fs::read_to_string(format!("/proc/{init}/uid_map")).unwrap();
+    let f: Vec<&str> = map.split_whitespace().collect();
+    assert_eq!(f, ["0", &base.to_string(), "65536"], "{map}");
+    let gmap = std::fs::read_to_string(format!("/proc/{init}/gid_map")).unwrap();
+    assert_eq!(
+        gmap.split_whitespace().nth(1),
+        Some(base.to_string().as_str())
+    );
+    assert!(proc_status(init, "Uid").starts_with(&format!("{base}\t")));
+    assert!(proc_status(init, "Gid").starts_with(&format!("{base}\t")));
+    // Every namespace but the user namespace is owned by the guest's: each differs from the
+    // host's and from the other guest's, and the user namespace is not the host's.
+    let (plain, un) = (d.init_pid("plain").to_string(), init.to_string());
+    for k in ["user", "mnt", "pid", "uts", "ipc", "cgroup", "net"] {
+        assert_ne!(ns(&un, k), ns("self", k), "{k} is the host's");
+        assert_ne!(ns(&un, k), ns(&plain, k), "{k} is the other guest's");
+    }
+    assert_eq!(ns(&plain, "user"), ns("self", "user"));
+    // Inside: root, and the tree looks as it always did (idmapped: on-disk 0 is its 0).
+    let id = d.ctl_ok(&["exec", "un", "--", "id"]);
+    assert!(id.starts_with("uid=0(root) gid=0(root)"), "{id}");
+    let ls = d.ctl_ok(&[
+        "exec",
+        "un",
+        "--",
+        "stat",
+        "-c",
+        "%u:%g",
+        "/bin/busybox",
+        "/etc",
+    ]);
+    assert_eq!(
+        ls.split_whitespace().collect::<Vec<_>>(),
+        ["0:0", "0:0"],
+        "{ls}"
+    );
+    // A file the guest makes is its root's on disk too: the tree never changes hands.
+    d.ctl_ok(&[
+        "exec",
+        "un",
+        "--",
+        "sh",
+        "-c",
+        "echo x > /root/made; mkdir /root/d",
+    ]);
+    let made = std::fs::metadata(root.join("root/made")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (0, 0));
+    let after = std::fs::metadata(root.join("bin/busybox")).unwrap();
+    assert_eq!(
+        (after.uid(), after.gid(), after.ctime()),
+        (before.uid(), before.gid(), before.ctime())
+    );
+    // A process of the guest, seen from the host: an unprivileged id.
+    let cmd = d.ctl_ok(&["exec", "un", "--", "sh", "-c", "cat /proc/self/status"]);
+    assert!(cmd.contains("Uid:\t0\t0\t0\t0"), "{cmd}");
+    // Its tmpfs (/tmp, /dev) is its root's; its own files on /tmp are BASE on the host.
+    let t = d.ctl_ok(&["exec", "un", "--", "stat", "-c", "%u:%g", "/tmp", "/dev"]);
+    assert_eq!(
+        t.split_whitespace().collect::<Vec<_>>(),
+        ["0:0", "0:0"],
+        "{t}"
+    );
+    // As another guest user: its id inside, BASE+1000 on the host, 1000 on disk.
+    let web = d.ctl_ok(&[
+        "exec",
+        "un",
+        "--user",
+        "web",
+        "--",
+        "sh",
+        "-c",
+        "id -u; touch /home/web/f /tmp/w; stat -c %u /home/web/f",
+    ]);
+    assert_eq!(
+        web.split_whitespace().collect::<Vec<_>>(),
+        ["1000", "1000"],
+        "{web}"
+    );
+    assert_eq!(
+        std::fs::metadata(root.join("home/web/f")).unwrap().uid(),
+        1000
+    );
+    let tmp = std::fs::metadata(format!("/proc/{init}/root/tmp/w")).unwrap();
+    assert_eq!((tmp.uid(), tmp.gid()), (base + 1000, base + 1000));
+    // It cannot write what its root owns, nor its root what the host's root owns.
+    let o = d.ctl(&["exec", "un", "--user", "web", "--", "touch", "/etc/x"]);
+    assert!(!o.status.success());
+    d.ctl_ok(&["stop", "un"]);
+    d.ctl_ok(&["stop", "plain"]);
+    // The range is the guest's for good: the next start gets it again.
+    d.ctl_ok(&["start", "un"]);
+    assert_eq!(base_of(&d, "un"), base);
+    let init = d.init_pid("un");
+    assert!(proc_status(init, "Uid").starts_with(&format!("{base}\t")));
+    d.ctl_ok(&["stop", "un"]);
+}
+
+/// What the host mounted over the guest's /proc (masks, read-only parts) is locked: the
+/// guest's root, though it holds CAP_SYS_ADMIN in its own user namespace, can neither unmount
+/// nor remount any of it.
+#[test]
+fn the_proc_masks_are_locked() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    let cfg = userns_guest(&d, "lk", 42003);
+    // The guest's root holds CAP_SYS_ADMIN in its user namespace: the lock must hold even
+    // then (and it can unmount what it mounted itself, so the refusals below are the lock's).
+    std::fs::write(cfg.join("bcapabilities"), "SYS_ADMIN\n").unwrap();
+    d.spawn();
+    d.ctl_ok(&["start", "lk"]);
+    let own = d.ctl(&[
+        "exec",
+        "lk",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p /mnt/t && mount -t tmpfs none /mnt/t && umount /mnt/t",
+    ]);
+    assert!(
+        own.status.success(),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    let targets = [
+        "/proc/kcore",
+        "/proc/sysrq-trigger",
+        "/proc/keys",
+        "/proc/timer_list",
+        "/proc/sys",
+        "/proc/irq",
+        "/proc/bus",
+        "/proc/fs",
+        "/proc/acpi",
+        "/proc/scsi",
+        "/proc/driver",
+    ];
+    let mounts = d.ctl_ok(&["exec", "lk", "--", "cat", "/proc/self/mountinfo"]);
+    for t in targets {
+        if !mounts.lines().any(|l| l.split(' ').nth(4) == Some(t)) {
+            continue;
+        }
+        let o = d.ctl(&["exec", "lk", "--", "umount", t]);
+        assert!(!o.status.success(), "guest root unmounted {t}");
+        let o = d.ctl(&["exec", "lk", "--", "umount", "-l", t]);
+        assert!(!o.status.success(), "guest root lazily unmounted {t}");
+        let o = d.ctl(&["exec", "lk", "--", "mount", "-o", "remount,rw", t]);
+        assert!(!o.status.success(), "guest root remounted {t} rw");
+    }
+    let after = d.ctl_ok(&["exec", "lk", "--", "cat", "/proc/self/mountinfo"]);
+    assert_eq!(mounts.lines().count(), after.lines().count(), "{after}");
+    let w = d.ctl(&[
+        "exec",
+        "lk",
+        "--",
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/kernel/sysrq",
+    ]);
+    assert!(!w.status.success());
+    d.ctl_ok(&["stop", "lk"]);
+}
