@@ -231,3 +231,99 @@ fn the_proc_masks_are_locked() {
     assert!(!w.status.success());
     d.ctl_ok(&["stop", "lk"]);
 }
+
+/// virt_mem's /proc/meminfo is the host's bind, locked like the masks; the console, the daemon
+/// dying and a new one adopting the guest, and stop all work as for any guest.
+#[test]
+fn meminfo_console_and_adoption() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    let cfg = userns_guest(&d, "vm", 42004);
+    std::fs::write(cfg.join("cflags"), "virt_mem\n").unwrap();
+    std::fs::write(cfg.join("bcapabilities"), "SYS_ADMIN\n").unwrap();
+    std::fs::create_dir_all(cfg.join("rlimits")).unwrap();
+    std::fs::write(cfg.join("rlimits/rss"), "32768\n").unwrap();
+    // A shell on the console, as a getty would be.
+    std::fs::write(
+        d.guest_root("vm").join("etc/inittab"),
+        "::sysinit:/bin/true\n::respawn:/bin/sh\n::ctrlaltdel:/sbin/poweroff -f\n",
+    )
+    .unwrap();
+    d.spawn();
+    d.ctl_ok(&["start", "vm"]);
+    let limit_kb = 32768 * harness::page_size() / 1024;
+    let total = |d: &TestDaemon| {
+        let m = d.ctl_ok(&["exec", "vm", "--", "cat", "/proc/meminfo"]);
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(total(&d), limit_kb);
+    for cmd in ["umount /proc/meminfo", "umount -l /proc/meminfo"] {
+        let o = d.ctl(&["exec", "vm", "--", "sh", "-c", cmd]);
+        assert!(!o.status.success(), "guest root could {cmd}");
+    }
+    assert_eq!(total(&d), limit_kb);
+    let (ok, out) = d.console("vm", "echo me-$(id -u) hi-$((6*7))\n", "hi-42");
+    assert!(ok && out.contains("me-0 hi-42"), "{out}");
+    let init = d.init_pid("vm");
+    // The daemon is killed; a new one takes the guest over.
+    d.kill();
+    d.spawn();
+    assert_eq!(d.init_pid("vm"), init);
+    assert_eq!(d.ctl_ok(&["exec", "vm", "--", "id", "-u"]).trim(), "0");
+    assert_eq!(total(&d), limit_kb);
+    let stat = d.ctl_ok(&["stat"]);
+    assert!(stat.contains("vm"), "{stat}");
+    d.ctl_ok(&["stop", "vm"]);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{init}")).exists() || {
+            let s = std::fs::read_to_string(format!("/proc/{init}/stat")).unwrap_or_default();
+            s.contains(") Z ")
+        }
+    );
+}
+
+/// The guest's root may be on any file system with idmapped mounts (here a tmpfs); a bind
+/// from one without them is refused by name, and nothing is left behind.
+#[test]
+fn file_systems_with_and_without_idmapped_mounts() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    let root = d.vdir_base.join("tm");
+    std::fs::create_dir_all(&root).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &root,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("mode=755"),
+    )
+    .unwrap();
+    userns_guest(&d, "tm", 42005);
+    let cfg = userns_guest(&d, "sysbind", 42006);
+    std::fs::write(
+        cfg.join("fstab"),
+        "none /proc proc defaults 0 0\n/sys/kernel /root/k none bind,ro 0 0\n",
+    )
+    .unwrap();
+    d.spawn();
+    d.ctl_ok(&["start", "tm"]);
+    let o = d.ctl_ok(&["exec", "tm", "--", "stat", "-c", "%u", "/bin/busybox"]);
+    assert_eq!(o.trim(), "0");
+    d.ctl_ok(&["stop", "tm"]);
+    let o = d.ctl(&["start", "sysbind"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("idmapped mount of /sys/kernel is refused (sysfs)"),
+        "{err}"
+    );
+    assert_eq!(d.status("sysbind")["state"], "stopped");
+    let _ = nix::mount::umount2(&root, nix::mount::MntFlags::MNT_DETACH);
+}

@@ -305,6 +305,8 @@ pub fn fs_name(magic: i64) -> String {
         0x2FC1_2FC1 => "zfs".into(),
         0x4d44 => "vfat".into(),
         0xF2F5_2010 => "f2fs".into(),
+        0x6265_6572 => "sysfs".into(),
+        0x9fa0 => "proc".into(),
         m => format!("file system type {m:#x}"),
     }
 }
@@ -395,6 +397,15 @@ pub fn setup_dev(root: &Root, console: Option<&Path>) -> Result<()> {
         None,
     )
     .map_err(err("binding the guest's /dev/console"))?;
+    // A user-namespace guest's root must open its console: the pty, made for this guest
+    // alone, becomes its root's (a host root's inode is nobody's inside, and closed to it).
+    if let Some(b) = root.owner {
+        use std::os::unix::fs::FileTypeExt;
+        if std::fs::metadata(console_src).is_ok_and(|m| m.file_type().is_char_device()) {
+            std::os::unix::fs::chown(console_src, Some(b), Some(b))
+                .map_err(err("giving the guest's root its console"))?;
+        }
+    }
     do_mount(
         Some("shm"),
         &dev_path.join("shm"),
