@@ -327,3 +327,146 @@ fn file_systems_with_and_without_idmapped_mounts() {
     assert_eq!(d.status("sysbind")["state"], "stopped");
     let _ = nix::mount::umount2(&root, nix::mount::MntFlags::MNT_DETACH);
 }
+
+/// The escape suite in a user-namespace guest, and what a user namespace adds: its processes
+/// are an unprivileged host id, host root's files outside its idmapped tree are nobody's to
+/// it, it cannot map ids outside its range, and /proc/sys and /sys stay the host's.
+#[test]
+fn escapes_from_a_user_namespace_guest_fail() {
+    if !prerequisites() || !harness::require(std::path::Path::new("/usr/bin/ldd").exists(), "ldd") {
+        return;
+    }
+    use harness::guest::{install_host_binary, workspace_binary};
+    let mut d = TestDaemon::prepare();
+    userns_guest(&d, "ujail", 42007);
+    // This one may make user namespaces of its own (to try mapping ids past its range).
+    let cfg = userns_guest(&d, "umap", 42008);
+    std::fs::write(cfg.join("umask"), "newuser\n").unwrap();
+    let root = d.guest_root("ujail");
+    install_host_binary(&root, &workspace_binary("vserverd-escape"), "/escape");
+    nix::sys::stat::mknod(
+        &root.join("root/mem"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+        nix::sys::stat::makedev(1, 1),
+    )
+    .unwrap();
+    let host_only = d.dir.path().join("host-only-marker");
+    std::fs::write(&host_only, "host").unwrap();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port().to_string();
+    let abstract_name = format!("vserverd-userns-escape-{}", std::process::id());
+    let _abstract = {
+        use std::os::linux::net::SocketAddrExt;
+        let a =
+            std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap();
+        std::os::unix::net::UnixListener::bind_addr(&a).unwrap()
+    };
+    d.spawn();
+    d.ctl_ok(&["start", "ujail"]);
+    d.ctl_ok(&["start", "umap"]);
+    let base = base_of(&d, "ujail");
+    let out = d.ctl(&[
+        "exec",
+        "ujail",
+        "--",
+        "/escape",
+        &host_only.display().to_string(),
+        &d.pid().unwrap().to_string(),
+        &d.socket.display().to_string(),
+        "/root/mem",
+        &port,
+        &abstract_name,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "escape helper failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(results.len() >= 23, "too few attempts ran:\n{text}");
+    let escaped: Vec<&serde_json::Value> =
+        results.iter().filter(|r| r["escaped"] != false).collect();
+    assert!(escaped.is_empty(), "escapes: {escaped:#?}");
+    assert_eq!(std::fs::read_to_string(&host_only).unwrap(), "host");
+
+    // A guest process as the host sees it: uid BASE, no capability in the host's namespace
+    // (an escape from its root would be this unprivileged id).
+    let status = d.ctl_ok(&[
+        "exec",
+        "ujail",
+        "--",
+        "sh",
+        "-c",
+        "sleep 1000 & echo $!; cat /proc/$!/status",
+    ]);
+    let inner: i32 = status.lines().next().unwrap().trim().parse().unwrap();
+    let host_pid = std::fs::read_dir(format!("/proc/{}/task", d.init_pid("ujail")))
+        .ok()
+        .and(
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .find(|p| {
+                    std::fs::read_to_string(format!("/proc/{p}/status")).is_ok_and(|s| {
+                        s.lines()
+                            .any(|l| l.starts_with("NSpid:") && l.ends_with(&format!("\t{inner}")))
+                            && s.contains("Name:\tsleep")
+                    })
+                }),
+        )
+        .expect("the guest's sleep on the host");
+    assert!(proc_status(host_pid, "Uid").starts_with(&format!("{base}\t")));
+    // Host root's files outside the idmapped tree are nobody's to guest root: /proc/sys
+    // (read-only too), /sys, the host's ptys in a console-less guest.
+    for cmd in [
+        "echo x > /proc/sys/kernel/hostname",
+        "echo 1 > /proc/sys/vm/drop_caches",
+        "echo 1 > /sys/kernel/mm/ksm/run",
+        "mount -o remount,rw /proc/sys",
+    ] {
+        let o = d.ctl(&["exec", "ujail", "--", "sh", "-c", cmd]);
+        assert!(!o.status.success(), "guest root could: {cmd}");
+    }
+    let stat = d.ctl_ok(&[
+        "exec",
+        "ujail",
+        "--",
+        "stat",
+        "-c",
+        "%u",
+        "/proc/sys/kernel/hostname",
+    ]);
+    assert_eq!(stat.trim(), "65534", "host root shows as nobody");
+    // Ids outside its range cannot be mapped in a user namespace it makes: 70000 is no id of
+    // its own; 1000 is.
+    let map = |ids: &str| {
+        d.ctl(&[
+            "exec",
+            "umap",
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "unshare -U sleep 30 & p=$!; sleep 0.3; echo '0 {ids} 1' > /proc/$p/uid_map; \
+                 r=$?; kill $p; exit $r"
+            ),
+        ])
+        .status
+        .success()
+    };
+    assert!(map("1000"), "mapping its own id 1000 failed");
+    assert!(!map("70000"), "mapped id 70000, outside its range");
+    assert!(
+        !map(&base_of(&d, "umap").to_string()),
+        "mapped its base as an id of its own"
+    );
+    assert!(!map(&base.to_string()), "mapped another guest's id");
+    d.ctl_ok(&["stop", "ujail"]);
+    d.ctl_ok(&["stop", "umap"]);
+}
