@@ -118,15 +118,24 @@ enum Net {
     None,
     Netns,
     Shared,
+    /// No network of its own, in a user namespace (spaces/user): its extra point too.
+    UserNs,
 }
 
 fn matrix(net: Net) {
     if !prerequisites() {
         return;
     }
-    let with_net = net != Net::None;
+    let with_net = !matches!(net, Net::None | Net::UserNs);
     let mut table = Vec::new();
-    for step in START_STEPS {
+    let mut steps = START_STEPS.to_vec();
+    if net == Net::UserNs {
+        // In the stage: the user namespace made and mapped, PID 1 cloned into its pid
+        // namespace and waiting, the mounts not yet made.
+        let at = steps.iter().position(|s| *s == "stage.mounts").unwrap();
+        steps.insert(at, "stage.userns");
+    }
+    for step in &steps {
         for action in ["kill", "fail"] {
             let cell = format!(
                 "{step} × {action}{}",
@@ -134,6 +143,7 @@ fn matrix(net: Net) {
                     Net::None => "",
                     Net::Netns => " (net)",
                     Net::Shared => " (shared)",
+                    Net::UserNs => " (userns)",
                 }
             );
             let mut d = TestDaemon::prepare();
@@ -145,6 +155,7 @@ fn matrix(net: Net) {
                 .file("cflags", "virt_mem\n");
             let g = match net {
                 Net::None => g,
+                Net::UserNs => g.file("spaces/user", ""),
                 Net::Netns => g
                     .file("interfaces/0/ip", "10.78.0.2\n")
                     .file("interfaces/0/prefix", "24\n")
@@ -188,6 +199,11 @@ fn matrix(net: Net) {
 #[test]
 fn a_start_cut_short_at_any_step_leaves_the_guest_whole_or_absent() {
     matrix(Net::None);
+}
+
+#[test]
+fn a_user_namespace_start_cut_short_at_any_step_leaves_the_guest_whole_or_absent() {
+    matrix(Net::UserNs);
 }
 
 #[test]
