@@ -470,3 +470,70 @@ fn escapes_from_a_user_namespace_guest_fail() {
     d.ctl_ok(&["stop", "ujail"]);
     d.ctl_ok(&["stop", "umap"]);
 }
+
+/// interfaces/ (a network namespace the daemon makes): the guest's root serves port 80 on its
+/// address, reached from the host; reboot(2) inside restarts it, poweroff stops it.
+#[test]
+fn network_namespace_and_reboot() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    d.host_netns();
+    // The host's own address (its source address towards guests), as a real host has one.
+    let o = d.in_host_net(&["ip", "addr", "add", "10.79.255.1/32", "dev", "lo"]);
+    assert!(o.status.success());
+    GuestBuilder::busybox("unet")
+        .context(42009)
+        .file("spaces/user", "")
+        .file("interfaces/0/ip", "10.79.0.2\n")
+        .file("interfaces/0/prefix", "24\n")
+        .file("interfaces/0/nodev", "")
+        .write(&d);
+    let www = d.guest_root("unet").join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "this is unet\n").unwrap();
+    d.spawn();
+    d.ctl_ok(&["start", "unet"]);
+    d.ctl_ok(&["exec", "unet", "--", "httpd", "-p", "80", "-h", "/www"]);
+    let o = d.in_host_net(&[
+        "/bin/busybox",
+        "timeout",
+        "10",
+        "/bin/busybox",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://10.79.0.2/",
+    ]);
+    let ps = d.ctl_ok(&[
+        "exec",
+        "unet",
+        "--",
+        "sh",
+        "-c",
+        "ps; ip addr; netstat -ltn",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "this is unet\n", "{ps}");
+    let first = d.init_pid("unet");
+    let _ = d.ctl(&["exec", "unet", "--", "/sbin/reboot", "-f"]);
+    d.wait_until("the guest to come back with a new init", || {
+        let s = d.status("unet");
+        s["state"] == "running" && s["init_pid"].as_i64().is_some_and(|p| p as i32 != first)
+    });
+    let second = d.init_pid("unet");
+    assert!(proc_status(second, "Uid").starts_with(&format!("{}\t", base_of(&d, "unet"))));
+    let _ = d.ctl(&["exec", "unet", "--", "/sbin/poweroff", "-f"]);
+    d.wait_until("the guest to stop", || {
+        d.status("unet")["state"] == "stopped"
+    });
+    assert!(
+        d.status("unet")["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("halted"),
+        "{}",
+        d.status("unet")
+    );
+}

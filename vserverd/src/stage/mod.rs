@@ -267,6 +267,13 @@ fn start(p: &StartPlan, ch: &mut Channels) -> Result<()> {
             .step_doing("stage.namespaces", || {
                 format!("joining network namespace {}", ns.display())
             })?;
+        // The namespace is the guest's alone but the host's user namespace owns it: its root,
+        // in a user namespace, holds no CAP_NET_BIND_SERVICE there. Ports below 1024 of its
+        // own addresses are its, as for any guest.
+        if p.userns.is_some() {
+            let f = "/proc/sys/net/ipv4/ip_unprivileged_port_start";
+            std::fs::write(f, "0").step_doing("stage.namespaces", || f.to_string())?;
+        }
     }
     nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(flags))
         .step_doing("stage.namespaces", || "unshare namespaces".into())?;
