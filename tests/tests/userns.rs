@@ -537,3 +537,74 @@ fn network_namespace_and_reboot() {
         d.status("unet")
     );
 }
+
+/// A guest root on xfs and on btrfs (loop images): idmapped, the tree's ids unchanged.
+#[test]
+fn roots_on_xfs_and_btrfs() {
+    if !prerequisites() {
+        return;
+    }
+    for (fs, mkfs, size) in [
+        ("xfs", "mkfs.xfs", 320u64 << 20),
+        ("btrfs", "mkfs.btrfs", 128 << 20),
+    ] {
+        let have = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {mkfs} && command -v losetup")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !harness::require(have, &format!("{mkfs} and losetup")) {
+            return;
+        }
+        let mut d = TestDaemon::prepare();
+        let img = d.dir.path().join(format!("{fs}.img"));
+        std::fs::File::create(&img).unwrap().set_len(size).unwrap();
+        let ok = |c: &mut std::process::Command| {
+            let o = c.output().unwrap();
+            assert!(
+                o.status.success(),
+                "{c:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        };
+        ok(std::process::Command::new(mkfs).arg("-q").arg(&img));
+        let dev = ok(std::process::Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&img));
+        let root = d.vdir_base.join("ondisk");
+        std::fs::create_dir_all(&root).unwrap();
+        ok(std::process::Command::new("mount").arg(&dev).arg(&root));
+        let cfg = userns_guest(&d, "ondisk", 42010);
+        // Written by the host: on-disk ids as util-vserver's build left them.
+        std::os::unix::fs::chown(root.join("root"), Some(1000), Some(1000)).unwrap();
+        let _ = cfg;
+        d.spawn();
+        d.ctl_ok(&["start", "ondisk"]);
+        let o = d.ctl_ok(&[
+            "exec",
+            "ondisk",
+            "--",
+            "stat",
+            "-c",
+            "%u:%g",
+            "/bin/busybox",
+            "/root",
+        ]);
+        assert_eq!(
+            o.split_whitespace().collect::<Vec<_>>(),
+            ["0:0", "1000:1000"],
+            "{fs}: {o}"
+        );
+        d.ctl_ok(&["exec", "ondisk", "--", "touch", "/etc/made"]);
+        assert_eq!(
+            std::fs::metadata(root.join("etc/made")).unwrap().uid(),
+            0,
+            "{fs}"
+        );
+        d.ctl_ok(&["stop", "ondisk"]);
+        d.stop();
+        ok(std::process::Command::new("umount").arg(&root));
+        ok(std::process::Command::new("losetup").arg("-d").arg(&dev));
+        std::fs::remove_file(&img).unwrap();
+    }
+}
