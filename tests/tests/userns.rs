@@ -608,3 +608,46 @@ fn roots_on_xfs_and_btrfs() {
         std::fs::remove_file(&img).unwrap();
     }
 }
+
+/// `check --deep` names files a user namespace cannot map; a plain check never reads the tree.
+#[test]
+fn check_deep_finds_unmappable_ids() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    userns_guest(&d, "deep", 42011);
+    let root = d.guest_root("deep");
+    std::fs::write(root.join("root/far"), "").unwrap();
+    std::os::unix::fs::chown(root.join("root/far"), Some(70000), Some(0)).unwrap();
+    std::os::unix::fs::chown(root.join("etc"), Some(0), Some(100000)).unwrap();
+    d.spawn();
+    let codes = |args: &[&str]| {
+        let o = d.ctl(args);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["code"] == "id-unmappable")
+            .map(|w| w["message"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(codes(&["check", "deep", "--json"]).is_empty());
+    let w = codes(&["check", "deep", "--deep", "--json"]);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("2 entries"), "{}", w[0]);
+    assert!(
+        w[0].contains("/root/far (70000:0)") && w[0].contains("/etc (0:100000)"),
+        "{}",
+        w[0]
+    );
+    // Inside, such a file is nobody's.
+    std::os::unix::fs::chown(root.join("etc"), Some(0), Some(0)).unwrap();
+    d.ctl_ok(&["start", "deep"]);
+    let o = d.ctl_ok(&["exec", "deep", "--", "stat", "-c", "%u", "/root/far"]);
+    assert_eq!(o.trim(), "65534");
+    let o = d.ctl(&["exec", "deep", "--", "sh", "-c", "echo x > /root/far"]);
+    assert!(!o.status.success());
+    d.ctl_ok(&["stop", "deep"]);
+}

@@ -185,7 +185,14 @@ impl Daemon {
     /// Check: every error and warning of guest `name`'s tree (the context clash among them), or
     /// of every guest's without a name. Fresh parses, not the catalog's: an admin checks what
     /// is on disk now.
-    pub fn check(&self, name: Option<&str>) -> Result<proto::CheckReport, ManagerError> {
+    ///
+    /// `deep` also walks each guest's root (O(files), so never part of a plain check) for ids a
+    /// user namespace cannot map.
+    pub fn check(
+        &self,
+        name: Option<&str>,
+        deep: bool,
+    ) -> Result<proto::CheckReport, ManagerError> {
         let names = match name {
             Some(n) => {
                 self.check_name(n)?;
@@ -221,6 +228,9 @@ impl Daemon {
                     c.warnings.iter().map(load::problem).collect();
                 if let Some(cfg) = &c.config {
                     warnings.extend(self.host_warnings(cfg));
+                    if deep {
+                        warnings.extend(crate::guest::idrange::unmappable_warning(&cfg.vdir));
+                    }
                 }
                 proto::GuestCheck {
                     name: n,

@@ -85,6 +85,7 @@ codes! {
     ScopeUnused = "scope-unused": "interfaces/N/scope: read, never used (as in util-vserver)",
     SpaceIgnored = "space-ignored": "a spaces/ file other than pid, net, user and nouser; ignored",
     UserNouser = "user-nouser": "spaces/user and spaces/nouser both exist; nouser wins",
+    IdUnmappable = "id-unmappable": "check --deep: files of the guest root owned by ids of 65536 or more, which a user namespace (spaces/user) cannot map: nobody's inside, not writable",
     Unbounded = "unbounded": "the guest has no pids or no memory limit",
     SuidBind = "suid-bind": "an fstab bind mount that says suid",
     CpusExclusive = "cpus-exclusive": "cpuset/cpus_exclusive: written by util-vserver's build, read by nothing",

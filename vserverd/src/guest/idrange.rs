@@ -200,6 +200,38 @@ pub fn host_reserved() -> Vec<Ids> {
     v
 }
 
+/// `check --deep`: a warning when the tree at `vdir` holds entries whose ids are 65536 or
+/// more (the hostile-tree walk of unify/walk.rs: nothing followed, no other file system).
+pub fn unmappable_warning(vdir: &Path) -> Option<proto::ConfigProblem> {
+    let root = crate::unify::walk::open_root(vdir).ok()?;
+    let rules = crate::unify::exclude::parse("", vdir).ok()?;
+    let c = crate::unify::walk::walk(0, &root, &rules, &mut |_| {}).ok()?;
+    if c.unmappable == 0 {
+        return None;
+    }
+    let named: Vec<String> = c
+        .unmappable_named
+        .iter()
+        .map(|(p, u, g)| format!("{p} ({u}:{g})"))
+        .collect();
+    Some(proto::ConfigProblem {
+        file: vdir.display().to_string(),
+        line: None,
+        message: format!(
+            "{} entries owned by ids of {RANGE} or more, which a user namespace (spaces/user) \
+             cannot map: nobody's inside, not writable; {}{}",
+            c.unmappable,
+            named.join(", "),
+            if c.unmappable > named.len() as u64 {
+                ", …"
+            } else {
+                ""
+            }
+        ),
+        code: crate::config::Code::IdUnmappable.as_str().to_string(),
+    })
+}
+
 /// One allocation at a time in this daemon (starts run in parallel).
 static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
