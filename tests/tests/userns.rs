@@ -651,3 +651,93 @@ fn check_deep_finds_unmappable_ids() {
     assert!(!o.status.success());
     d.ctl_ok(&["stop", "deep"]);
 }
+
+/// A systemd guest in a user namespace: CAP_SYS_ADMIN in it, so units that ask for namespaces
+/// (logind: ProtectSystem=, PrivateTmp=-like mounts, ProtectKernelLogs=) get them, and it
+/// boots to `running` with no failed unit; the same tree as a default guest runs those units
+/// without their namespaces (CAP_SYS_ADMIN is not given).
+#[test]
+fn a_systemd_guest_boots_with_no_failed_unit_and_its_units_namespaced() {
+    if !harness::require(harness::is_root(), "root") {
+        return;
+    }
+    let mut trees = vec![];
+    if let Some(t) = harness::guest::debian_tree(&["--systemd"]) {
+        trees.push(("debian12", t));
+    }
+    let trixie = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scripts/trixie-systemd-tree.sh"
+        ))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if let Some(t) = trixie {
+        trees.push(("trixie", t));
+    }
+    if !harness::require(!trees.is_empty(), "a Debian systemd guest tree") {
+        return;
+    }
+    for (label, tree) in trees {
+        let mut d = TestDaemon::prepare();
+        for (g, ctx, user) in [("sdu", 42020, true), ("sdd", 42021, false)] {
+            let mut b = GuestBuilder::new(g)
+                .context(ctx)
+                .file("uts/nodename", &format!("{g}\n"))
+                .file("apps/init/style", "plain\n");
+            if user {
+                b = b.file("spaces/user", "");
+            }
+            b.write(&d);
+            harness::guest::install_tree(&d.guest_root(g), &tree);
+        }
+        d.spawn();
+        let mut logind_ns = vec![];
+        for g in ["sdu", "sdd"] {
+            d.ctl_ok(&["start", g]);
+            let bus = format!("/proc/{}/root/run/systemd/private", d.init_pid(g));
+            d.wait_until("systemd's private bus", || {
+                std::path::Path::new(&bus).exists()
+            });
+            let state = d.ctl(&["exec", g, "--", "systemctl", "is-system-running", "--wait"]);
+            let failed = d.ctl_ok(&[
+                "exec",
+                g,
+                "--",
+                "systemctl",
+                "--failed",
+                "--plain",
+                "--no-legend",
+            ]);
+            eprintln!(
+                "{label} {g}: {} failed: [{}]",
+                String::from_utf8_lossy(&state.stdout).trim(),
+                failed.trim()
+            );
+            if g == "sdu" {
+                assert_eq!(
+                    String::from_utf8_lossy(&state.stdout).trim(),
+                    "running",
+                    "{label}: {failed}"
+                );
+                assert!(failed.trim().is_empty(), "{label}: {failed}");
+                let init = d.init_pid(g);
+                let bnd = u64::from_str_radix(&proc_status(init, "CapBnd"), 16).unwrap();
+                assert_ne!(bnd & (1 << 21), 0, "CAP_SYS_ADMIN in the user namespace");
+                let base = base_of(&d, g);
+                assert!(proc_status(init, "Uid").starts_with(&format!("{base}\t")));
+            }
+            // logind asks for a mount namespace of its own (ProtectSystem= and friends).
+            let o = d.ctl_ok(&[
+                "exec", g, "--", "sh", "-c",
+                "p=$(systemctl show -P MainPID systemd-logind); \
+                 [ $(readlink /proc/$p/ns/mnt) != $(readlink /proc/1/ns/mnt) ] && echo own || echo shared",
+            ]);
+            logind_ns.push(o.trim().to_string());
+            d.ctl_ok(&["stop", g]);
+        }
+        assert_eq!(logind_ns, ["own", "shared"], "{label}");
+    }
+}

@@ -317,6 +317,16 @@ pub fn shift_mount_ids(mounts: &mut [MountSpec], base: u32) {
     }
 }
 
+/// systemd as init in a user namespace of its own: CAP_SYS_ADMIN there and every namespace
+/// its units ask for (PrivateTmp=, ProtectSystem=, PrivateDevices=, PrivateNetwork=, …). The
+/// capability reaches the guest's own namespaces only; the host's mounts are locked to it.
+pub fn userns_systemd(p: &mut StartPlan) {
+    p.confinement.bcaps |= 1 << caps::Capability::CAP_SYS_ADMIN.index();
+    for ns in ["newns", "newuts", "newipc", "newuser", "newpid", "newnet"] {
+        p.confinement.umask |= names::UMASK.lookup(ns).unwrap_or(0);
+    }
+}
+
 pub fn start_plan(c: &GuestConfig, cg: &GuestCgroup) -> Result<StartPlan, String> {
     let cmds = init_commands(c)?;
     let mtab = match &c.init.mtab {
@@ -507,5 +517,19 @@ mod tests {
         assert_eq!(m[2].options, ["uid=525288", "gid=70000"]);
         assert_eq!(m[3].options, ["defaults"]);
         assert_eq!(m[4].options, ["bind", "uid=3"]);
+    }
+
+    #[test]
+    fn systemd_in_a_user_namespace_gets_sys_admin_and_its_namespaces() {
+        let (_t, c) = crate::config::test_guest(&[("apps/init/style", "plain\n")]);
+        let layout = crate::isolate::cgroup::Layout::parse(
+            "30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+            "0::/\n",
+        );
+        let mut p = start_plan(&c, &layout.guest("vservers", "g")).unwrap();
+        assert_eq!(p.confinement.bcaps & (1 << 21), 0);
+        userns_systemd(&mut p);
+        assert_ne!(p.confinement.bcaps & (1 << 21), 0);
+        assert_eq!(p.confinement.umask, 0x7c02_0000);
     }
 }

@@ -484,8 +484,13 @@ fn mount_proc(root: &Root, inner: &str, target: &Path, flags: MsFlags) -> std::i
         for p in &masked {
             do_mount(b.as_deref(), p, None, MsFlags::MS_BIND, None)?;
         }
-        umount2(&blank, MntFlags::MNT_DETACH).map_err(nix_io)?;
-        std::fs::remove_file(&blank)?;
+        // A user-namespace guest's systemd mounts over the masked files in its units' own
+        // namespaces (ProtectKernelLogs=: /proc/kmsg), and the kernel mounts on nothing
+        // unlinked: its blank file stays (read-only, locked, in its /dev).
+        if root.owner.is_none() {
+            umount2(&blank, MntFlags::MNT_DETACH).map_err(nix_io)?;
+            std::fs::remove_file(&blank)?;
+        }
     }
     for d in PROC_MASKED_DIRS {
         let p = target.join(d);
@@ -580,7 +585,11 @@ pub fn systemd_api(root: &Root, unified: bool) -> Result<()> {
         &run,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=755,size=20%"),
+        Some(&format!(
+            "mode=755,size=20%{}",
+            root.owner
+                .map_or(String::new(), |b| format!(",uid={b},gid={b}"))
+        )),
     )
     .map_err(err("mounting the guest's /run"))?;
     // systemd mounts this one itself and dies if it cannot (no CAP_SYS_ADMIN in the secure
@@ -591,7 +600,11 @@ pub fn systemd_api(root: &Root, unified: bool) -> Result<()> {
         &fd_path(&lock_fd),
         Some("tmpfs"),
         base,
-        Some("mode=1777,size=5m"),
+        Some(&format!(
+            "mode=1777,size=5m{}",
+            root.owner
+                .map_or(String::new(), |b| format!(",uid={b},gid={b}"))
+        )),
     )
     .map_err(err("mounting the guest's /run/lock"))?;
     let sys_fd = at("/sys")?;

@@ -335,6 +335,13 @@ fn mount_guest(
     crate::fault::point("stage.mounts")?;
     mount::bind_proc_files(&root, &p.proc_files).step("stage.mounts")?;
     if let Some(cg) = p.systemd_cgroup {
+        if p.userns.is_some() {
+            // The mounter: into the guest's v2 cgroup and a cgroup namespace rooted there.
+            if let Some(j) = p.cgroups.iter().find(|j| j.v2) {
+                std::fs::write(j.dir.join("cgroup.procs"), "0").step("stage.mounts")?;
+            }
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).step("stage.mounts")?;
+        }
         mount::systemd_api(&root, cg == plan::SystemdCgroup::Unified).step("stage.mounts")?;
     }
     drop(root);
