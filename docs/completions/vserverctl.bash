@@ -215,7 +215,7 @@ _vserverctl() {
             return 0
             ;;
         vserverctl__subcmd__check)
-            opts="-h -V --all --json --socket --help --version"
+            opts="-h -V --all --deep --json --socket --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -60,6 +60,7 @@ complete -c vserverctl -n "__fish_vserverctl_using_subcommand status" -s h -l he
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand status" -s V -l version -d 'Print version'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand check" -l socket -d 'The daemon\'s control socket' -r -F
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand check" -l all -d 'Check every guest under the config root'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand check" -l deep -d 'Also walk each guest\'s root for files whose ids a user namespace cannot map (65536 and above; reads the whole tree, root only)'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand check" -l json -d 'Print the daemon\'s reply as JSON'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand check" -s h -l help -d 'Print help'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand check" -s V -l version -d 'Print version'

@@ -14,9 +14,11 @@ pub trait ManagerProxy {
     async fn status(&mut self, name: &str) -> zlink::Result<Result<GuestStatus, ManagerError>>;
     async fn validate(&mut self, name: &str) -> zlink::Result<Result<Validation, ManagerError>>;
     /// Every error and warning of one guest's tree, or of every guest's without `name`.
+    /// `deep`: walk each guest's root too (ids a user namespace cannot map).
     async fn check(
         &mut self,
         name: Option<&str>,
+        deep: Option<bool>,
     ) -> zlink::Result<Result<crate::CheckReport, ManagerError>>;
     async fn stat(&mut self) -> zlink::Result<Result<crate::StatList, ManagerError>>;
     /// Every guest's and the daemon's figures for monitoring (`exposition::render`).

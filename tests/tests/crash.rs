@@ -151,20 +151,28 @@ enum Net {
     None,
     Netns,
     Shared,
+    /// No network of its own, in a user namespace (spaces/user): its extra point too.
+    UserNs,
 }
 
 fn matrix(net: Net) {
     if !prerequisites() {
         return;
     }
-    let with_net = net != Net::None;
+    let with_net = !matches!(net, Net::None | Net::UserNs);
     let mut table = Vec::new();
-    let steps = if with_net && !full() {
-        NET_STEPS_REDUCED
+    let mut steps = if with_net && !full() {
+        NET_STEPS_REDUCED.to_vec()
     } else {
-        START_STEPS
+        START_STEPS.to_vec()
     };
-    for step in steps {
+    if net == Net::UserNs {
+        // In the stage: the user namespace made and mapped, PID 1 cloned into its pid
+        // namespace and waiting, the mounts not yet made.
+        let at = steps.iter().position(|s| *s == "stage.mounts").unwrap();
+        steps.insert(at, "stage.userns");
+    }
+    for step in &steps {
         for action in ["kill", "fail"] {
             let cell = format!(
                 "{step} × {action}{}",
@@ -172,6 +180,7 @@ fn matrix(net: Net) {
                     Net::None => "",
                     Net::Netns => " (net)",
                     Net::Shared => " (shared)",
+                    Net::UserNs => " (userns)",
                 }
             );
             let mut d = TestDaemon::prepare();
@@ -183,6 +192,7 @@ fn matrix(net: Net) {
                 .file("cflags", "virt_mem\n");
             let g = match net {
                 Net::None => g,
+                Net::UserNs => g.file("spaces/user", ""),
                 Net::Netns => g
                     .file("apps/vserverd/netmode", "netns\n")
                     .file("interfaces/0/ip", "10.78.0.2\n")
@@ -227,6 +237,11 @@ fn matrix(net: Net) {
 #[test]
 fn a_start_cut_short_at_any_step_leaves_the_guest_whole_or_absent() {
     matrix(Net::None);
+}
+
+#[test]
+fn a_user_namespace_start_cut_short_at_any_step_leaves_the_guest_whole_or_absent() {
+    matrix(Net::UserNs);
 }
 
 #[test]

@@ -88,6 +88,10 @@ pub enum Command {
         /// Check every guest under the config root.
         #[arg(long)]
         all: bool,
+        /// Also walk each guest's root for files whose ids a user namespace cannot map
+        /// (65536 and above; reads the whole tree, root only).
+        #[arg(long)]
+        deep: bool,
         #[command(flatten)]
         out: Output,
     },

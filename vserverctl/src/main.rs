@@ -165,8 +165,13 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
                 1
             })
         }
-        Command::Check { name, all, out } => {
-            let report = conn.check(name.as_deref()).await??;
+        Command::Check {
+            name,
+            all,
+            deep,
+            out,
+        } => {
+            let report = conn.check(name.as_deref(), deep.then_some(true)).await??;
             let bad = report.guests.iter().any(|g| !g.errors.is_empty());
             match (name, out.json) {
                 // One guest: its problems and, when it has no error, the parsed config.

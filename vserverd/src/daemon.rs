@@ -21,6 +21,8 @@ pub struct Options {
     pub run_dir: PathBuf,
     /// State kept across reboots (unify's hash store).
     pub state_dir: PathBuf,
+    /// Where user-namespace guests' id ranges come from (guest/idrange.rs).
+    pub id_window: crate::guest::idrange::Window,
     pub socket: PathBuf,
     /// Group whose members may make read-only calls.
     pub read_gid: Option<u32>,
@@ -183,7 +185,14 @@ impl Daemon {
     /// Check: every error and warning of guest `name`'s tree (the context clash among them), or
     /// of every guest's without a name. Fresh parses, not the catalog's: an admin checks what
     /// is on disk now.
-    pub fn check(&self, name: Option<&str>) -> Result<proto::CheckReport, ManagerError> {
+    ///
+    /// `deep` also walks each guest's root (O(files), so never part of a plain check) for ids a
+    /// user namespace cannot map.
+    pub fn check(
+        &self,
+        name: Option<&str>,
+        deep: bool,
+    ) -> Result<proto::CheckReport, ManagerError> {
         let names = match name {
             Some(n) => {
                 self.check_name(n)?;
@@ -219,6 +228,9 @@ impl Daemon {
                     c.warnings.iter().map(load::problem).collect();
                 if let Some(cfg) = &c.config {
                     warnings.extend(self.host_warnings(cfg));
+                    if deep {
+                        warnings.extend(crate::guest::idrange::unmappable_warning(&cfg.vdir));
+                    }
                 }
                 proto::GuestCheck {
                     name: n,

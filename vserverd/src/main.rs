@@ -23,9 +23,13 @@ struct Args {
     /// Runtime state.
     #[arg(long, default_value = "/run/vserverd")]
     run_dir: PathBuf,
-    /// State kept across reboots (unify's content-hash store).
+    /// State kept across reboots (unify's content-hash store, user-namespace id ranges).
     #[arg(long, default_value = "/var/lib/vserverd")]
     state_dir: PathBuf,
+    /// Host ids that guests in a user namespace (spaces/user) get their ranges of 65536 from,
+    /// START-END inclusive [default: systemd's container range 524288-1879048191].
+    #[arg(long)]
+    id_window: Option<vserverd::guest::idrange::Window>,
     /// The control socket [default: RUN_DIR/control].
     #[arg(long)]
     socket: Option<PathBuf>,
@@ -205,6 +209,7 @@ async fn run(args: Args, activated_fd: Option<OwnedFd>) -> Result<(), String> {
         vdir_base: args.vdir_base,
         run_dir: args.run_dir,
         state_dir: args.state_dir,
+        id_window: args.id_window.unwrap_or_default(),
         socket: socket.clone(),
         read_gid,
         cgroup_prefix: args.cgroup_prefix,

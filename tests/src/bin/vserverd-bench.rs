@@ -8,6 +8,11 @@
 //! the same root and `systemd-nspawn` running /bin/true; prints medians and the ratios, for
 //! runs back to back and for runs 200 ms apart.
 //!
+//! `userns [--iterations N]` (root): start alone (and stop) of the same busybox-init guest as
+//! the default guest (host root, narrowed) and in a user namespace of its own (`spaces/user`:
+//! idmapped root, locked mounts), interleaved in one run, back to back and spaced; prints the
+//! medians and the ratio (goal: ≤ 1.2).
+//!
 //! `calls [--calls N]`: Status and Validate of one guest, each N times on one connection, with
 //! 10 and with 1000 configured guests side by side (interleaved daemons): a per-guest call
 //! must cost the same whatever the guest count.
@@ -361,6 +366,64 @@ fn bench_lifecycle(args: &[String]) {
                 ours_m / m
             );
         }
+    }
+}
+
+fn bench_userns(args: &[String]) {
+    use std::process::Command;
+    let n = arg(args, "--iterations", 20);
+    std::env::set_var("VSERVERD_TEST_LOG", "info");
+    let mut d = TestDaemon::prepare();
+    GuestBuilder::busybox("plain").context(49010).write(&d);
+    GuestBuilder::busybox("userns")
+        .context(49011)
+        .file("spaces/user", "")
+        .write(&d);
+    d.spawn();
+    let ctl = harness::bins::vserverctl();
+    let sock = d.socket.clone();
+    let call = |what: &str, g: &str| {
+        let t = Instant::now();
+        run(Command::new(&ctl)
+            .arg("--socket")
+            .arg(&sock)
+            .args([what, g]));
+        t.elapsed().as_secs_f64() * 1e3
+    };
+    // Warm-up (and the range allocated: the first start writes the state file).
+    for g in ["plain", "userns"] {
+        call("start", g);
+        call("stop", g);
+    }
+    println!("userns, {n} iterations each, interleaved, median wall time:");
+    for (mode, pause) in [
+        ("back to back", std::time::Duration::ZERO),
+        (
+            "spaced (200 ms idle before each start)",
+            std::time::Duration::from_millis(200),
+        ),
+    ] {
+        let mut t: [[Vec<f64>; 2]; 2] = Default::default();
+        for _ in 0..n {
+            for (i, g) in ["plain", "userns"].iter().enumerate() {
+                std::thread::sleep(pause);
+                t[i][0].push(call("start", g));
+                t[i][1].push(call("stop", g));
+            }
+        }
+        let m = |v: &Vec<f64>| median(v.clone());
+        println!("  {mode}:");
+        for (i, g) in ["default (host root)", "spaces/user"].iter().enumerate() {
+            println!(
+                "    {g:20} start {:7.2} ms   stop {:7.2} ms",
+                m(&t[i][0]),
+                m(&t[i][1])
+            );
+        }
+        println!(
+            "    start: spaces/user / default = {:.2} (goal <= 1.2)",
+            m(&t[1][0]) / m(&t[0][0])
+        );
     }
 }
 
@@ -884,6 +947,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("list") => bench_list(&args[1..]),
         Some("lifecycle") => bench_lifecycle(&args[1..]),
+        Some("userns") => bench_userns(&args[1..]),
         Some("many") => bench_many(&args[1..]),
         Some("calls") => bench_calls(&args[1..]),
         Some("watch") => bench_watch(&args[1..]),
@@ -898,8 +962,9 @@ fn main() {
         _ => {
             eprintln!(
                 "usage: vserverd-bench list [--guests N] [--calls N] | calls [--calls N] | \
-                 lifecycle [--iterations N] | many … | watch … | net … | density [--guests N] | \
-                 unify [--guests N] | metrics [--guests N] [--scrapes N] | procview [--reads N]"
+                 lifecycle [--iterations N] | userns [--iterations N] | many … | watch … | \
+                 net … | density [--guests N] | unify [--guests N] | \
+                 metrics [--guests N] [--scrapes N] | procview [--reads N] | breakdown [--n N]"
             );
             std::process::exit(2);
         }

@@ -477,7 +477,7 @@ pub fn check_guest(roots: &Roots, name: &str) -> Checked {
         cpuset: e.keep(resources::cpuset(&cfg)),
         dlimits,
         sysctl: e.keep(resources::sysctl(&cfg)),
-        spaces: e.keep(spaces::spaces(&cfg, &mut w)),
+        spaces: e.keep(spaces::spaces(&cfg, &def, &mut w)),
         netns: e.keep(spaces::netns(&cfg, &def)),
     };
     if let Err(err) = netmode::check(&config) {

@@ -1,4 +1,5 @@
-//! spaces/ (pid, net, mask) and netns/ (name, shared, interfaces/N/{host,guest,type,bridge}).
+//! spaces/ (pid, net, user, nouser, mask) and netns/ (name, shared, interfaces/N/{host,guest,
+//! type,bridge}).
 
 use std::path::Path;
 
@@ -18,6 +19,9 @@ pub enum Space {
 pub struct Spaces {
     pub pid: Option<Space>,
     pub net: Option<Space>,
+    /// Our extension: the guest runs in a user namespace of its own (`spaces/user`, or
+    /// `.defaults/spaces/user` unless the guest has `spaces/nouser`).
+    pub user: bool,
 }
 
 fn space(f: &Path) -> Result<Option<Space>> {
@@ -39,21 +43,57 @@ fn space(f: &Path) -> Result<Option<Space>> {
     }
 }
 
-pub fn spaces(cfg: &Path, warnings: &mut Vec<ConfigError>) -> Result<Spaces> {
+/// `spaces/user` (and `nouser`): a flag, so an empty file; content is refused rather than
+/// guessed at (util-vserver never read this file, so nothing meant a context id here).
+fn user_flag(f: &Path) -> Result<bool> {
+    match read::scalar(f)? {
+        None => Ok(false),
+        Some(s) if s.is_empty() => Ok(true),
+        Some(s) => Err(ConfigError::at(
+            Code::SpaceInvalid,
+            f,
+            1,
+            format!("expected an empty file (a user namespace of the guest's own), got {s:?}"),
+        )),
+    }
+}
+
+/// `def` is .defaults: its `spaces/user` makes every guest's choice unless a guest says
+/// `spaces/nouser`.
+pub fn spaces(cfg: &Path, def: &Path, warnings: &mut Vec<ConfigError>) -> Result<Spaces> {
     let d = cfg.join("spaces");
-    for f in ["mask", "mnt", "uts", "ipc", "user"] {
+    for f in ["mask", "mnt", "uts", "ipc"] {
         if read::flag(&d.join(f)) {
             warnings.push(ConfigError::file(
                 Code::SpaceIgnored,
                 &d.join(f),
-                "ignored: only spaces/pid and spaces/net are read (as in util-vserver)",
+                "ignored: only spaces/pid, net and user are read",
             ));
         }
     }
-    Ok(Spaces {
+    let own = user_flag(&d.join("user"))?;
+    let nouser = read::flag(&d.join("nouser"));
+    if own && nouser {
+        warnings.push(ConfigError::file(
+            Code::UserNouser,
+            &d.join("nouser"),
+            "spaces/user and spaces/nouser both exist: nouser wins",
+        ));
+    }
+    let user = (own || user_flag(&def.join("spaces/user"))?) && !nouser;
+    let s = Spaces {
         pid: space(&d.join("pid"))?,
         net: space(&d.join("net"))?,
-    })
+        user,
+    };
+    if user && matches!(s.pid, Some(Space::Share(_))) {
+        return Err(ConfigError::file(
+            Code::UserShared,
+            &d.join("pid"),
+            "a guest in a user namespace cannot share another guest's pid namespace",
+        ));
+    }
+    Ok(s)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,18 +174,48 @@ mod tests {
         std::fs::create_dir(d.path().join("spaces")).unwrap();
         std::fs::write(d.path().join("spaces/net"), "").unwrap();
         std::fs::write(d.path().join("spaces/pid"), "40001\n").unwrap();
-        let s = spaces(d.path(), &mut vec![]).unwrap();
+        let def = d.path().join("nodefaults");
+        let s = spaces(d.path(), &def, &mut vec![]).unwrap();
         assert_eq!(
             s,
             Spaces {
                 pid: Some(Space::Share(40001)),
-                net: Some(Space::New)
+                net: Some(Space::New),
+                user: false,
             }
         );
         std::fs::write(d.path().join("spaces/pid"), "0\n").unwrap();
-        assert_eq!(spaces(d.path(), &mut vec![]).unwrap().pid, None);
+        assert_eq!(spaces(d.path(), &def, &mut vec![]).unwrap().pid, None);
         std::fs::write(d.path().join("spaces/pid"), "x\n").unwrap();
-        assert!(spaces(d.path(), &mut vec![]).is_err());
+        assert!(spaces(d.path(), &def, &mut vec![]).is_err());
+    }
+
+    #[test]
+    fn user_namespace_per_guest_and_host_wide() {
+        let d = tempfile::tempdir().unwrap();
+        let (cfg, def) = (d.path().join("g"), d.path().join(".defaults"));
+        std::fs::create_dir_all(cfg.join("spaces")).unwrap();
+        std::fs::create_dir_all(def.join("spaces")).unwrap();
+        let user = |w: &mut Vec<ConfigError>| spaces(&cfg, &def, w).map(|s| s.user);
+        assert!(!user(&mut vec![]).unwrap());
+        std::fs::write(cfg.join("spaces/user"), "").unwrap();
+        assert!(user(&mut vec![]).unwrap());
+        std::fs::remove_file(cfg.join("spaces/user")).unwrap();
+        std::fs::write(def.join("spaces/user"), "").unwrap();
+        assert!(user(&mut vec![]).unwrap());
+        std::fs::write(cfg.join("spaces/nouser"), "").unwrap();
+        assert!(!user(&mut vec![]).unwrap());
+        std::fs::write(cfg.join("spaces/user"), "").unwrap();
+        let mut w = vec![];
+        assert!(!user(&mut w).unwrap());
+        assert_eq!(w[0].code, Code::UserNouser);
+        std::fs::remove_file(cfg.join("spaces/nouser")).unwrap();
+        std::fs::write(cfg.join("spaces/user"), "40001\n").unwrap();
+        let e = user(&mut vec![]).unwrap_err();
+        assert_eq!((e.code, e.line), (Code::SpaceInvalid, Some(1)));
+        std::fs::write(cfg.join("spaces/user"), "").unwrap();
+        std::fs::write(cfg.join("spaces/pid"), "40001\n").unwrap();
+        assert_eq!(user(&mut vec![]).unwrap_err().code, Code::UserShared);
     }
 
     #[test]

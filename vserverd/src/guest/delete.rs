@@ -98,6 +98,11 @@ pub async fn delete(d: &Arc<Daemon>, name: &str, stop: bool) -> Result<(), Manag
     })?;
     crate::console::remove_logs(&d.opts.run_dir, name);
     super::supervise::forget_reboot(&d.opts.run_dir, name);
+    // Its host id range is free again (a guest built later under this name gets a fresh one,
+    // perhaps this).
+    if let Err(e) = super::idrange::release(&d.opts.state_dir, name) {
+        tracing::warn!(guest = name, "user-namespace id range kept: {e}");
+    }
     // List at once, not when the watcher's event arrives.
     d.catalog.reload(&d.roots(), name);
     d.guests.emit(name, "deleted", None);

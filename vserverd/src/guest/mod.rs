@@ -7,6 +7,7 @@ pub mod build;
 pub mod delete;
 pub mod exec;
 pub mod hooks;
+pub mod idrange;
 pub mod intree;
 pub mod limits;
 pub mod load;

@@ -287,6 +287,48 @@ pub fn mounts(c: &GuestConfig) -> Vec<MountSpec> {
         .collect()
 }
 
+/// A user-namespace guest's file systems made fresh for it (tmpfs, devpts, …) belong to its
+/// ids: `uid=N`/`gid=N` options are the guest's ids, so they move to BASE+N on the host; a
+/// tmpfs without them gets the guest root's (BASE), as it would if the guest mounted it.
+/// Ids at or past 65536 are left as written (the mount then shows them as nobody).
+pub fn shift_mount_ids(mounts: &mut [MountSpec], base: u32) {
+    const OWNED: &[&str] = &["tmpfs", "devpts", "ramfs", "mqueue"];
+    for m in mounts
+        .iter_mut()
+        .filter(|m| OWNED.contains(&m.fstype.as_str()))
+    {
+        let mut seen = (false, false);
+        for o in m.options.iter_mut() {
+            for (key, flag) in [("uid=", &mut seen.0), ("gid=", &mut seen.1)] {
+                if let Some(n) = o.strip_prefix(key).and_then(|v| v.parse::<u32>().ok()) {
+                    *flag = true;
+                    if n < crate::guest::idrange::RANGE {
+                        *o = format!("{key}{}", base + n);
+                    }
+                }
+            }
+        }
+        if m.fstype == "tmpfs" || m.fstype == "ramfs" {
+            if !seen.0 {
+                m.options.push(format!("uid={base}"));
+            }
+            if !seen.1 {
+                m.options.push(format!("gid={base}"));
+            }
+        }
+    }
+}
+
+/// systemd as init in a user namespace of its own: CAP_SYS_ADMIN there and every namespace
+/// its units ask for (PrivateTmp=, ProtectSystem=, PrivateDevices=, PrivateNetwork=, …). The
+/// capability reaches the guest's own namespaces only; the host's mounts are locked to it.
+pub fn userns_systemd(p: &mut StartPlan) {
+    p.confinement.bcaps |= 1 << caps::Capability::CAP_SYS_ADMIN.index();
+    for ns in ["newns", "newuts", "newipc", "newuser", "newpid", "newnet"] {
+        p.confinement.umask |= names::UMASK.lookup(ns).unwrap_or(0);
+    }
+}
+
 pub fn start_plan(c: &GuestConfig, cg: &GuestCgroup) -> Result<StartPlan, String> {
     let cmds = init_commands(c)?;
     let mtab = match &c.init.mtab {
@@ -304,6 +346,7 @@ pub fn start_plan(c: &GuestConfig, cg: &GuestCgroup) -> Result<StartPlan, String
         netns: None,
         loopback_netns: false,
         mounts: mounts(c),
+        userns: None,
         proc_files: Vec::new(),
         console: None,
         marks: false,
@@ -449,5 +492,46 @@ mod tests {
         let m = mounts(&c);
         assert_eq!(m.len(), 1);
         assert!(m[0].origin.ends_with("/g/fstab:2"), "{}", m[0].origin);
+    }
+
+    #[test]
+    fn a_user_namespace_guests_own_mounts_get_its_ids() {
+        let spec = |fstype: &str, opts: &[&str]| MountSpec {
+            source: "none".into(),
+            target: "/x".into(),
+            fstype: fstype.into(),
+            options: opts.iter().map(|s| s.to_string()).collect(),
+            origin: "t".into(),
+        };
+        let mut m = vec![
+            spec("devpts", &["gid=5", "mode=620"]),
+            spec("tmpfs", &["size=16m", "mode=1777"]),
+            spec("tmpfs", &["uid=1000", "gid=70000"]),
+            spec("proc", &["defaults"]),
+            spec("none", &["bind", "uid=3"]),
+        ];
+        shift_mount_ids(&mut m, 524288);
+        assert_eq!(m[0].options, ["gid=524293", "mode=620"]);
+        assert_eq!(
+            m[1].options,
+            ["size=16m", "mode=1777", "uid=524288", "gid=524288"]
+        );
+        assert_eq!(m[2].options, ["uid=525288", "gid=70000"]);
+        assert_eq!(m[3].options, ["defaults"]);
+        assert_eq!(m[4].options, ["bind", "uid=3"]);
+    }
+
+    #[test]
+    fn systemd_in_a_user_namespace_gets_sys_admin_and_its_namespaces() {
+        let (_t, c) = crate::config::test_guest(&[("apps/init/style", "plain\n")]);
+        let layout = crate::isolate::cgroup::Layout::parse(
+            "30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+            "0::/\n",
+        );
+        let mut p = start_plan(&c, &layout.guest("vservers", "g")).unwrap();
+        assert_eq!(p.confinement.bcaps & (1 << 21), 0);
+        userns_systemd(&mut p);
+        assert_ne!(p.confinement.bcaps & (1 << 21), 0);
+        assert_eq!(p.confinement.umask, 0x7c02_0000);
     }
 }

@@ -452,6 +452,35 @@ async fn spawn_init(
     let mut sp = plan::start_plan(c, cg).step("start.config")?;
     sp.netns = net.map(|n| n.ns.clone());
     sp.loopback_netns = net.is_none() && !shared && super::network::loopback_only(c);
+    if c.spaces.user {
+        let (state, window) = (d.opts.state_dir.clone(), d.opts.id_window);
+        let n = name.to_string();
+        let base = tokio::task::spawn_blocking(move || {
+            super::idrange::allocate(&state, &n, window, &super::idrange::host_reserved())
+        })
+        .await
+        .step("start.userns")?
+        .map_err(|e| StepError::refused("start.userns", e))?;
+        plan::shift_mount_ids(&mut sp.mounts, base);
+        sp.userns = Some(base);
+        if sp.systemd_cgroup.is_some() {
+            plan::userns_systemd(&mut sp);
+            // Its cgroup delegated to it, as systemd expects of a container manager: it makes
+            // and fills the cgroups below (docs/lifecycle.md, User namespaces).
+            if let Some(dir) = cg.v2_dir() {
+                for f in [
+                    "",
+                    "cgroup.procs",
+                    "cgroup.subtree_control",
+                    "cgroup.threads",
+                ] {
+                    let p = dir.join(f);
+                    std::os::unix::fs::chown(&p, Some(base), Some(base))
+                        .step_doing("start.userns", || format!("delegating {}", p.display()))?;
+                }
+            }
+        }
+    }
     sp.proc_files = super::virtmem::files(d, c).await.step("start.proc-files")?;
     sp.confinement.sysinfo = super::virtmem::sysinfo_notify(&d.opts.run_dir, c);
     let proc_files = sp.proc_files.clone();

@@ -111,6 +111,11 @@ pub struct MountSpec {
 pub struct Root {
     pub path: PathBuf,
     fd: OwnedFd,
+    /// A user-namespace guest's base host id: its root is an idmapped mount on which host
+    /// root owns nothing (creating a file there fails with EOVERFLOW), so missing mount points
+    /// are made as the guest's root (fs ids = base): on disk they belong to 0, as a guest made
+    /// them.
+    owner: Option<u32>,
 }
 
 impl Root {
@@ -125,7 +130,14 @@ impl Root {
         Ok(Root {
             path: path.to_path_buf(),
             fd,
+            owner: None,
         })
+    }
+
+    /// See [`Root::owner`].
+    pub fn owned_by(mut self, base: Option<u32>) -> Root {
+        self.owner = base;
+        self
     }
 
     /// Opens `inner` (a guest path) as O_PATH, resolved as if the guest root were `/`.
@@ -160,21 +172,31 @@ impl Root {
             ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
         )
         .map_err(rustix_io)?;
+        let old = self.owner.map(|b| crate::sys::process::set_fs_ids(b, b));
+        let made = self.create(&pfd, leaf, file);
+        if let Some((u, g)) = old {
+            crate::sys::process::set_fs_ids(u, g);
+        }
+        made?;
+        self.resolve(inner)
+    }
+
+    fn create(&self, pfd: &OwnedFd, leaf: &str, file: bool) -> std::io::Result<()> {
         if file {
             rustix::fs::openat(
-                &pfd,
+                pfd,
                 leaf,
                 OFlags::CREATE | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o644),
             )
             .map_err(rustix_io)?;
         } else {
-            match rustix::fs::mkdirat(&pfd, leaf, Mode::from_raw_mode(0o755)) {
+            match rustix::fs::mkdirat(pfd, leaf, Mode::from_raw_mode(0o755)) {
                 Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                 Err(e) => return Err(rustix_io(e)),
             }
         }
-        self.resolve(inner)
+        Ok(())
     }
 }
 
@@ -206,8 +228,18 @@ pub fn make_private() -> Result<()> {
 
 /// Binds the guest root onto itself (pivot_root needs a mount point) and marks the whole tree
 /// nodev: device nodes in the guest's own files are dead; only our /dev has live ones.
-pub fn bind_root(vdir: &Path) -> Result<()> {
+pub fn bind_root(vdir: &Path, idmap: Option<std::os::fd::BorrowedFd<'_>>) -> Result<()> {
     let what = || format!("binding the guest root {}", vdir.display());
+    if let Some(userns) = idmap {
+        let at = rustix::fs::open(
+            vdir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(rustix_io)
+        .map_err(err(what()))?;
+        return idmapped_bind(vdir, &at, true, userns, sys::MOUNT_ATTR_NODEV).map_err(err(what()));
+    }
     do_mount(
         Some(&vdir.to_string_lossy()),
         vdir,
@@ -224,6 +256,59 @@ pub fn bind_root(vdir: &Path) -> Result<()> {
         sys::MOUNT_ATTR_NODEV,
     )
     .map_err(err(format!("{}: nodev", what())))
+}
+
+/// A bind of `source` onto `target` whose files show their ids through `userns`'s mapping
+/// (on-disk 0 is the guest's root, host id BASE), with `attrs` set. The copy is made detached
+/// (open_tree), mapped, then attached: the kernel idmaps only a mount not yet attached.
+/// A file system without idmapped-mount support is refused by name.
+pub fn idmapped_bind(
+    source: &Path,
+    target: &OwnedFd,
+    recursive: bool,
+    userns: std::os::fd::BorrowedFd<'_>,
+    attrs: u64,
+) -> std::io::Result<()> {
+    let tree = sys::open_tree_clone_tree(source, recursive)?;
+    let flags = libc::AT_EMPTY_PATH as libc::c_uint | if recursive { sys::AT_RECURSIVE } else { 0 };
+    if let Err(e) = sys::mount_setattr_userns(
+        &tree,
+        c"",
+        flags,
+        sys::MOUNT_ATTR_IDMAP | attrs,
+        Some(userns),
+    ) {
+        let fs = nix::sys::statfs::statfs(source)
+            .map(|s| fs_name(s.filesystem_type().0))
+            .unwrap_or_else(|_| "unknown".into());
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!(
+                "an idmapped mount of {} is refused ({fs}): a user-namespace guest needs a file                  system with idmapped mounts (ext4, xfs, btrfs, tmpfs, …; see docs/lifecycle.md):                  {e}",
+                source.display()
+            ),
+        ));
+    }
+    sys::move_mount_onto_fd(&tree, target)
+}
+
+/// A file system's name from its magic number (statfs f_type), for errors.
+pub fn fs_name(magic: i64) -> String {
+    match magic {
+        0xEF53 => "ext4".into(),
+        0x5846_5342 => "xfs".into(),
+        0x9123_683E => "btrfs".into(),
+        0x0102_1994 => "tmpfs".into(),
+        0x794c_7630 => "overlayfs".into(),
+        0x6969 => "nfs".into(),
+        0x6573_5546 => "fuse".into(),
+        0x2FC1_2FC1 => "zfs".into(),
+        0x4d44 => "vfat".into(),
+        0xF2F5_2010 => "f2fs".into(),
+        0x6265_6572 => "sysfs".into(),
+        0x9fa0 => "proc".into(),
+        m => format!("file system type {m:#x}"),
+    }
 }
 
 /// Character devices of a guest's /dev: the safe ones only.
@@ -250,12 +335,16 @@ pub fn setup_dev(root: &Root, console: Option<&Path>) -> Result<()> {
     let dev = root
         .ensure("/dev", false)
         .map_err(err("creating the guest's /dev"))?;
+    // A user-namespace guest's root owns its /dev (the device nodes stay host root's).
+    let owner = root
+        .owner
+        .map_or(String::new(), |b| format!(",uid={b},gid={b}"));
     do_mount(
         Some("vserverd-dev"),
         &fd_path(&dev),
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("mode=755,size=256k,nr_inodes=512"),
+        Some(&format!("mode=755,size=256k,nr_inodes=512{owner}")),
     )
     .map_err(err("mounting a tmpfs on the guest's /dev"))?;
     drop(dev);
@@ -308,12 +397,21 @@ pub fn setup_dev(root: &Root, console: Option<&Path>) -> Result<()> {
         None,
     )
     .map_err(err("binding the guest's /dev/console"))?;
+    // A user-namespace guest's root must open its console: the pty, made for this guest
+    // alone, becomes its root's (a host root's inode is nobody's inside, and closed to it).
+    if let Some(b) = root.owner {
+        use std::os::unix::fs::FileTypeExt;
+        if std::fs::metadata(console_src).is_ok_and(|m| m.file_type().is_char_device()) {
+            std::os::unix::fs::chown(console_src, Some(b), Some(b))
+                .map_err(err("giving the guest's root its console"))?;
+        }
+    }
     do_mount(
         Some("shm"),
         &dev_path.join("shm"),
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=1777,size=65536k"),
+        Some(&format!("mode=1777,size=65536k{owner}")),
     )
     .map_err(err("mounting the guest's /dev/shm"))?;
     Ok(())
@@ -388,8 +486,13 @@ fn mount_proc(root: &Root, inner: &str, target: &Path, flags: MsFlags) -> std::i
         for p in &masked {
             do_mount(b.as_deref(), p, None, MsFlags::MS_BIND, None)?;
         }
-        umount2(&blank, MntFlags::MNT_DETACH).map_err(nix_io)?;
-        std::fs::remove_file(&blank)?;
+        // A user-namespace guest's systemd mounts over the masked files in its units' own
+        // namespaces (ProtectKernelLogs=: /proc/kmsg), and the kernel mounts on nothing
+        // unlinked: its blank file stays (read-only, locked, in its /dev).
+        if root.owner.is_none() {
+            umount2(&blank, MntFlags::MNT_DETACH).map_err(nix_io)?;
+            std::fs::remove_file(&blank)?;
+        }
     }
     for d in PROC_MASKED_DIRS {
         let p = target.join(d);
@@ -484,7 +587,11 @@ pub fn systemd_api(root: &Root, unified: bool) -> Result<()> {
         &run,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=755,size=20%"),
+        Some(&format!(
+            "mode=755,size=20%{}",
+            root.owner
+                .map_or(String::new(), |b| format!(",uid={b},gid={b}"))
+        )),
     )
     .map_err(err("mounting the guest's /run"))?;
     // systemd mounts this one itself and dies if it cannot (no CAP_SYS_ADMIN in the secure
@@ -495,7 +602,11 @@ pub fn systemd_api(root: &Root, unified: bool) -> Result<()> {
         &fd_path(&lock_fd),
         Some("tmpfs"),
         base,
-        Some("mode=1777,size=5m"),
+        Some(&format!(
+            "mode=1777,size=5m{}",
+            root.owner
+                .map_or(String::new(), |b| format!(",uid={b},gid={b}"))
+        )),
     )
     .map_err(err("mounting the guest's /run/lock"))?;
     let sys_fd = at("/sys")?;
@@ -573,7 +684,13 @@ pub fn attach_detached(tree: &OwnedFd, target: &str) -> Result<()> {
 }
 
 /// Mounts one fstab entry inside the guest root.
-pub fn mount_entry(root: &Root, m: &MountSpec) -> Result<()> {
+/// With `idmap` (a user-namespace guest), a bind shows the source's ids through the guest's
+/// mapping, as its root does.
+pub fn mount_entry(
+    root: &Root,
+    m: &MountSpec,
+    idmap: Option<std::os::fd::BorrowedFd<'_>>,
+) -> Result<()> {
     let what = || format!("{}: mounting {} on {}", m.origin, m.source, m.target);
     let o = parse_options(&m.options);
     let flags = MsFlags::from_bits_truncate(o.flags);
@@ -590,7 +707,11 @@ pub fn mount_entry(root: &Root, m: &MountSpec) -> Result<()> {
         if o.recursive {
             f |= MsFlags::MS_REC;
         }
-        do_mount(Some(&m.source), &target, None, f, None).and_then(|()| {
+        let bound = match idmap {
+            Some(userns) => idmapped_bind(Path::new(&m.source), &target_fd, o.recursive, userns, 0),
+            None => do_mount(Some(&m.source), &target, None, f, None),
+        };
+        bound.and_then(|()| {
             // Bind mounts take their flags only on a remount, of the new mount: the fd we
             // hold names what it covers, so look the path up again.
             if flags.is_empty() {

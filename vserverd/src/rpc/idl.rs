@@ -20,6 +20,7 @@ pub async fn generate() -> Result<String, String> {
         vdir_base: None,
         run_dir: "/nonexistent".into(),
         state_dir: "/nonexistent".into(),
+        id_window: Default::default(),
         socket: "/nonexistent".into(),
         read_gid: None,
         cgroup_prefix: "vserverd".into(),

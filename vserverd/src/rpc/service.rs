@@ -378,11 +378,18 @@ impl Manager {
 
     /// Every error and warning of a guest's tree (with a stable code each), or of every guest's
     /// when `name` is absent: what `vserverctl check [--all]` shows.
-    async fn check(&self, name: Option<String>) -> Result<proto::CheckReport, ManagerError> {
-        self.allow(Access::Read)?;
+    /// With `deep`, each guest's root is walked too, for ids a user namespace cannot map (root
+    /// only: the walk reads every guest's tree).
+    async fn check(
+        &self,
+        name: Option<String>,
+        deep: Option<bool>,
+    ) -> Result<proto::CheckReport, ManagerError> {
+        let deep = deep.unwrap_or(false);
+        self.allow(if deep { Access::Write } else { Access::Read })?;
         let d = self.daemon.clone();
         // Every guest's tree is read: on a blocking thread, not the one serving connections.
-        tokio::task::spawn_blocking(move || d.check(name.as_deref()))
+        tokio::task::spawn_blocking(move || d.check(name.as_deref(), deep))
             .await
             .map_err(|e| ManagerError::failed(String::new(), format!("check: {e}")))?
     }

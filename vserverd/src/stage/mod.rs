@@ -19,6 +19,7 @@ mod reaper;
 pub mod report;
 pub mod spawn;
 mod user;
+pub mod userns;
 
 use std::ffi::CString;
 use std::io::Write;
@@ -251,7 +252,12 @@ fn start(p: &StartPlan, ch: &mut Channels) -> Result<()> {
     if p.time_ns {
         process::unshare_time().step("stage.namespaces")?;
     }
-    let flags = start_namespaces(p);
+    let mut flags = start_namespaces(p);
+    // A user-namespace guest: only the mount namespace here (the host's user namespace owns
+    // it); its other namespaces are made inside its user namespace (stage/userns.rs).
+    if p.userns.is_some() {
+        flags = libc::CLONE_NEWNS;
+    }
     let loopback = flags & libc::CLONE_NEWNET != 0;
     if let Some(ns) = &p.netns {
         let f = std::fs::File::open(ns).step_doing("stage.namespaces", || {
@@ -261,6 +267,13 @@ fn start(p: &StartPlan, ch: &mut Channels) -> Result<()> {
             .step_doing("stage.namespaces", || {
                 format!("joining network namespace {}", ns.display())
             })?;
+        // The namespace is the guest's alone but the host's user namespace owns it: its root,
+        // in a user namespace, holds no CAP_NET_BIND_SERVICE there. Ports below 1024 of its
+        // own addresses are its, as for any guest.
+        if p.userns.is_some() {
+            let f = "/proc/sys/net/ipv4/ip_unprivileged_port_start";
+            std::fs::write(f, "0").step_doing("stage.namespaces", || f.to_string())?;
+        }
     }
     nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(flags))
         .step_doing("stage.namespaces", || "unshare namespaces".into())?;
@@ -271,6 +284,9 @@ fn start(p: &StartPlan, ch: &mut Channels) -> Result<()> {
     }
     ch.trusted.mark("namespaces made");
     crate::fault::point("stage.namespaces")?;
+    if let Some(base) = p.userns {
+        return userns::launch(p, ch, v2, base);
+    }
     match clone_parent(v2.as_ref())? {
         0 => {
             let out = ch.guest_side();
@@ -296,24 +312,54 @@ fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infalli
     let sysinfo = sysinfo_channel(&p.confinement)?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .step_doing("stage.namespaces", || "unshare cgroup namespace".into())?;
+    mount_guest(p, out, None)?;
+    run_guest(p, out, sysinfo)
+}
+
+/// The guest's mounts, from the root bind to pivot_root. `idmap`: a user-namespace guest's
+/// namespace, through which its root and binds show their ids.
+fn mount_guest(
+    p: &StartPlan,
+    out: &mut Reporter,
+    idmap: Option<std::os::fd::BorrowedFd<'_>>,
+) -> Result<()> {
     mount::make_private().step("stage.mounts")?;
-    mount::bind_root(&p.vdir).step("stage.mounts")?;
-    let root = mount::Root::open(&p.vdir).step("stage.mounts")?;
+    mount::bind_root(&p.vdir, idmap).step("stage.mounts")?;
+    let root = mount::Root::open(&p.vdir)
+        .step("stage.mounts")?
+        .owned_by(p.userns);
     mount::setup_dev(&root, p.console.as_deref()).step("stage.mounts")?;
     out.mark("/dev made");
     for m in &p.mounts {
-        mount::mount_entry(&root, m).step("stage.mounts")?;
+        mount::mount_entry(&root, m, idmap).step("stage.mounts")?;
     }
     out.mark("fstab mounted");
     crate::fault::point("stage.mounts")?;
     mount::bind_proc_files(&root, &p.proc_files).step("stage.mounts")?;
     if let Some(cg) = p.systemd_cgroup {
+        if p.userns.is_some() {
+            // The mounter: into the guest's v2 cgroup and a cgroup namespace rooted there.
+            if let Some(j) = p.cgroups.iter().find(|j| j.v2) {
+                std::fs::write(j.dir.join("cgroup.procs"), "0").step("stage.mounts")?;
+            }
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).step("stage.mounts")?;
+        }
         mount::systemd_api(&root, cg == plan::SystemdCgroup::Unified).step("stage.mounts")?;
     }
     drop(root);
     mount::pivot(&p.vdir).step("stage.pivoted")?;
     out.mark("pivoted");
-    crate::fault::point("stage.pivoted")?;
+    crate::fault::point("stage.pivoted")
+}
+
+/// PID 1 inside its root: the guest's files, names, confinement, then init. `sysinfo`: the
+/// way to the /proc server, made while the host's paths were in view (without it, the guest's
+/// sysinfo is the kernel's).
+fn run_guest(
+    p: &StartPlan,
+    out: &mut Reporter,
+    sysinfo: Option<OwnedFd>,
+) -> Result<std::convert::Infallible> {
     // From here on every path is inside the guest: its symlinks can only point into it.
     if let Some(m) = &p.mtab {
         write_mtab(m);
@@ -324,8 +370,12 @@ fn guest_init(p: &StartPlan, out: &mut Reporter) -> Result<std::convert::Infalli
         let _ = process::write_runlevel("/var/run/utmp", rl);
     }
     process::set_uts(p.nodename.as_deref(), p.domainname.as_deref()).step("stage.names")?;
-    let listener = confine(&p.cfg_dir, &p.confinement, p.reaper)?;
-    hand_over(sysinfo, listener, &p.confinement)?;
+    let confinement = Confinement {
+        sysinfo: p.confinement.sysinfo.clone().filter(|_| sysinfo.is_some()),
+        ..p.confinement.clone()
+    };
+    let listener = confine(&p.cfg_dir, &confinement, p.reaper)?;
+    hand_over(sysinfo, listener, &confinement)?;
     out.mark("confined");
     crate::fault::point("stage.confined")?;
     let env = cstrings(&p.env)?;
@@ -563,6 +613,9 @@ fn join(p: &JoinPlan, ch: &mut Channels) -> Result<()> {
             }
         }
     }
+    // A user-namespace guest's joiner enters it too, last (its pid namespace is the host's:
+    // entering that needs host root), and is its root there.
+    let user = userns::differs(p.init_pid);
     let flags = libc::CLONE_NEWNS
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWIPC
@@ -581,6 +634,14 @@ fn join(p: &JoinPlan, ch: &mut Channels) -> Result<()> {
     sys::ns::setns_pidfd(&fd, flags).step_doing("join.enter", || {
         format!("entering the namespaces of guest {}", p.name)
     })?;
+    if user {
+        sys::ns::setns_pidfd(&fd, libc::CLONE_NEWUSER).step_doing("join.user", || {
+            format!("entering the user namespace of guest {}", p.name)
+        })?;
+        sys::process::setgroups(&[]).step("join.user")?;
+        sys::process::setresgid(0).step("join.user")?;
+        sys::process::setresuid(0).step("join.user")?;
+    }
     drop(fd);
     // Confined before the process exists in the guest: guest root may ptrace what it sees.
     let listener = confine(std::path::Path::new("/"), &confinement, true)?;

@@ -96,6 +96,10 @@ pub struct StartPlan {
     #[serde(default)]
     pub loopback_netns: bool,
     pub mounts: Vec<MountSpec>,
+    /// A user namespace of the guest's own (`spaces/user`): the base host id of its 65536
+    /// (stage/userns.rs).
+    #[serde(default)]
+    pub userns: Option<u32>,
     /// Host files bound over the guest's /proc files once its /proc is mounted: (name in /proc,
     /// host path). virt_mem's meminfo.
     #[serde(default)]

@@ -34,6 +34,11 @@ pub const UNSAFE_ALLOWED: &[(&str, &str)] = &[
          and clone: fork-like calls sound only because the stage is single-threaded",
     ),
     (
+        "stage/userns.rs",
+        "clone and fork of the helpers that make a user-namespace guest's namespaces and \
+         mounts, sound because the stage (and the helper) is single-threaded",
+    ),
+    (
         "stage/reaper.rs",
         "fork in the reaper, sound because it is single-threaded",
     ),

@@ -17,6 +17,8 @@ pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+/// MOUNT_ATTR_IDMAP: the mount shows its files' ids through a user namespace's mapping.
+pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 /// mount_setattr's flag: the whole tree under the path.
 pub const AT_RECURSIVE: libc::c_uint = 0x8000;
 
@@ -27,6 +29,18 @@ pub fn mount_setattr(
     path: &CStr,
     flags: libc::c_uint,
     attrs: u64,
+) -> io::Result<()> {
+    mount_setattr_userns(dirfd, path, flags, attrs, None)
+}
+
+/// mount_setattr(2) with a user namespace: with MOUNT_ATTR_IDMAP in `attrs`, the detached
+/// mount `dirfd` shows its ids through that namespace's mapping.
+pub fn mount_setattr_userns(
+    dirfd: impl AsFd,
+    path: &CStr,
+    flags: libc::c_uint,
+    attrs: u64,
+    userns: Option<std::os::fd::BorrowedFd<'_>>,
 ) -> io::Result<()> {
     #[repr(C)]
     struct MountAttr {
@@ -39,7 +53,7 @@ pub fn mount_setattr(
         attr_set: attrs,
         attr_clr: 0,
         propagation: 0,
-        userns_fd: 0,
+        userns_fd: userns.map_or(0, |f| f.as_raw_fd() as u64),
     };
     // SAFETY: mount_setattr with a valid fd, a NUL-terminated path and a correctly sized
     // struct, all valid for the call.
@@ -69,6 +83,17 @@ pub fn open_tree_clone(path: &std::path::Path) -> io::Result<OwnedFd> {
     )?)
 }
 
+/// open_tree(OPEN_TREE_CLONE), with the mounts below it when `recursive`: a detached copy,
+/// close-on-exec (for an idmapped bind).
+pub fn open_tree_clone_tree(path: &std::path::Path, recursive: bool) -> io::Result<OwnedFd> {
+    use rustix::mount::OpenTreeFlags;
+    let mut f = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+    if recursive {
+        f |= OpenTreeFlags::AT_RECURSIVE;
+    }
+    Ok(rustix::mount::open_tree(rustix::fs::CWD, path, f)?)
+}
+
 /// move_mount(2) of the detached mount `tree` onto `target`.
 pub fn move_mount_onto(tree: impl AsFd, target: &CStr) -> io::Result<()> {
     Ok(rustix::mount::move_mount(
@@ -77,6 +102,19 @@ pub fn move_mount_onto(tree: impl AsFd, target: &CStr) -> io::Result<()> {
         rustix::fs::CWD,
         target,
         rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )?)
+}
+
+/// move_mount(2) of the detached mount `tree` onto the file or directory `target` (an O_PATH
+/// fd): no path is looked up again.
+pub fn move_mount_onto_fd(tree: impl AsFd, target: impl AsFd) -> io::Result<()> {
+    Ok(rustix::mount::move_mount(
+        tree,
+        c"",
+        target,
+        c"",
+        rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
+            | rustix::mount::MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
     )?)
 }
 

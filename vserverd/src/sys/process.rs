@@ -54,6 +54,25 @@ pub unsafe fn clone_parent() -> io::Result<i32> {
 ///
 /// As [`fork`]: the caller must be single-threaded.
 pub unsafe fn clone_parent_into(cgroup: BorrowedFd<'_>) -> io::Result<i32> {
+    // SAFETY: the caller's promise, passed on.
+    unsafe { clone3_parent(0, Some(cgroup)) }
+}
+
+/// clone3(CLONE_PARENT | CLONE_NEWPID [| CLONE_INTO_CGROUP]): the child is PID 1 of a new pid
+/// namespace, owned by the caller's user namespace. Returns 0 in the child.
+///
+/// # Safety
+///
+/// As [`fork`]: the caller must be single-threaded.
+pub unsafe fn clone_parent_newpid(cgroup: Option<BorrowedFd<'_>>) -> io::Result<i32> {
+    // SAFETY: the caller's promise, passed on.
+    unsafe { clone3_parent(libc::CLONE_NEWPID as u64, cgroup) }
+}
+
+/// # Safety
+///
+/// As [`fork`].
+unsafe fn clone3_parent(extra: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result<i32> {
     // (libc's constant is an overflowing c_int.)
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     /// struct clone_args up to `cgroup` (CLONE_ARGS_SIZE_VER2).
@@ -73,8 +92,14 @@ pub unsafe fn clone_parent_into(cgroup: BorrowedFd<'_>) -> io::Result<i32> {
         cgroup: u64,
     }
     let mut args = CloneArgs {
-        flags: libc::CLONE_PARENT as u64 | CLONE_INTO_CGROUP,
-        cgroup: cgroup.as_raw_fd() as u64,
+        flags: libc::CLONE_PARENT as u64
+            | extra
+            | if cgroup.is_some() {
+                CLONE_INTO_CGROUP
+            } else {
+                0
+            },
+        cgroup: cgroup.map_or(0, |c| c.as_raw_fd() as u64),
         ..CloneArgs::default()
     };
     // SAFETY: as clone_parent, with clone3's argument struct, valid for the call.
@@ -299,6 +324,18 @@ pub fn setresgid(gid: libc::gid_t) -> io::Result<()> {
 pub fn setresuid(uid: libc::uid_t) -> io::Result<()> {
     // SAFETY: plain integers.
     check(unsafe { libc::setresuid(uid, uid, uid) }.into()).map(drop)
+}
+
+/// setfsuid(2) and setfsgid(2): the ids new files get and permission checks use, the real
+/// and effective ids unchanged. Returns the previous pair.
+pub fn set_fs_ids(uid: libc::uid_t, gid: libc::gid_t) -> (libc::uid_t, libc::gid_t) {
+    // SAFETY: plain integers; both calls return the previous id and cannot fail otherwise.
+    unsafe {
+        (
+            libc::setfsuid(uid) as libc::uid_t,
+            libc::setfsgid(gid) as libc::gid_t,
+        )
+    }
 }
 
 /// umask(2); returns the previous mask.

@@ -59,6 +59,10 @@ pub struct Counts {
     pub capped: bool,
     /// Errors met (the first few are kept in `errors`).
     pub errors: Vec<String>,
+    /// Entries (of any type, empty files too) whose owner or group is 65536 or more: ids a
+    /// user-namespace guest cannot map (`check --deep`), with the first few named.
+    pub unmappable: u64,
+    pub unmappable_named: Vec<(String, u32, u32)>,
 }
 
 pub fn ns(sec: i64, nsec: u64) -> i128 {
@@ -158,6 +162,14 @@ fn dir(
                 continue;
             }
         };
+        if st.st_uid >= crate::guest::idrange::RANGE || st.st_gid >= crate::guest::idrange::RANGE {
+            counts.unmappable += 1;
+            if counts.unmappable_named.len() < 5 {
+                counts
+                    .unmappable_named
+                    .push((guest_path.clone(), st.st_uid, st.st_gid));
+            }
+        }
         match FileType::from_raw_mode(st.st_mode) {
             FileType::RegularFile => {
                 if st.st_dev != dev {
