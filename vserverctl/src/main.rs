@@ -255,10 +255,17 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             memory,
             cpus,
             pids,
+            disk,
             persist,
             out,
         } => {
-            let limits = proto::Limits { memory, cpus, pids };
+            let limits = proto::Limits {
+                memory,
+                cpus,
+                pids,
+                disk_bytes: disk.map(|d| d.0),
+                disk_inodes: disk.and_then(|d| d.1),
+            };
             let set = conn.set_limits(&name, &limits, persist).await??;
             if out.json {
                 render::json(&set);
@@ -270,12 +277,12 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-        Command::Stat { out } => {
+        Command::Stat { out, util_columns } => {
             let st = conn.stat().await??;
             if out.json {
                 render::json(&st);
             } else {
-                print!("{}", render::stat(&st));
+                print!("{}", render::stat(&st, !util_columns));
             }
             Ok(0)
         }

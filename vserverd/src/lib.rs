@@ -8,6 +8,7 @@ pub mod config;
 pub mod console;
 pub mod daemon;
 pub mod detached;
+pub mod disk;
 pub mod fault;
 pub mod guest;
 pub mod instance;

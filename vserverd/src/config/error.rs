@@ -67,6 +67,7 @@ codes! {
     NetnsInvalid = "netns-invalid": "a netns/ interface without a valid host name, or of a type other than veth",
     NetmodeInvalid = "netmode-invalid": "apps/vserverd/netmode is neither shared nor netns",
     NetmodeHostCaps = "netmode-host-caps": "a shared-stack guest whose bcapabilities grant NET_ADMIN or NET_RAW (the host's own stack)",
+    DlimitInvalid = "dlimit-invalid": "a dlimits/ entry whose directory is not an absolute path or whose reserved is over 100 (percent)",
     ExcludeSyntax = "exclude-syntax": "an apps/vunify/exclude line that can never match (not starting with / or *, a prefix alone, a [ without ]), or a list that is not text; unify refuses the call",
 
     // Warnings: the tree is accepted.
@@ -75,7 +76,7 @@ codes! {
     NonamespaceIgnored = "nonamespace-ignored": "nonamespace: every guest gets its own mount namespace",
     RootExposed = "root-exposed": "host users can reach the guest root (a folder above it is not 0700/0000)",
     PtraceGranted = "ptrace-granted": "bcapabilities grants SYS_PTRACE",
-    NotApplicable = "not-applicable": "a setting that needs the vserver kernel (ccapabilities, dlimits, device maps, uts fields other than nodename and domainname, interface options); parsed, not applied",
+    NotApplicable = "not-applicable": "a setting that needs the vserver kernel (ccapabilities, device maps, uts fields other than nodename and domainname, interface options); parsed, not applied",
     DlimitIncomplete = "dlimit-incomplete": "a dlimits/ entry without all four files; skipped, as util-vserver does",
     DlimitsNoCache = "dlimits-no-cache": "dlimits/ without a cache link",
     LimitUnknown = "limit-unknown": "an rlimits/ or ulimits/ file naming no resource; ignored",

@@ -37,6 +37,7 @@ struct Undo {
     state: bool,
     net: Option<super::network::GuestNet>,
     shared: Option<super::sharednet::SharedNet>,
+    disk: Vec<crate::disk::Applied>,
 }
 
 impl Undo {
@@ -70,6 +71,10 @@ impl Undo {
             let (run_dir, n) = (d.opts.run_dir.clone(), name.to_string());
             let _ = tokio::task::spawn_blocking(move || super::sharednet::remove(&run_dir, &n, &s))
                 .await;
+        }
+        if !self.disk.is_empty() {
+            let (n, disk) = (name.to_string(), self.disk.clone());
+            let _ = tokio::task::spawn_blocking(move || super::disk::clear(&n, &disk)).await;
         }
         if self.state {
             runstate::remove(&d.opts.run_dir, name);
@@ -173,6 +178,36 @@ async fn steps(
     let mut journal = Pending::default();
     pending::save(run_dir, name, &journal)?;
     fault::point("start.journal")?;
+
+    // Disk limits next, as util-vserver's start set them before the interfaces.
+    if !c.dlimits.is_empty() {
+        let c2 = c.clone();
+        let (disk, warnings) = tokio::task::spawn_blocking(move || super::disk::prepare(&c2))
+            .await
+            .map_err(|e| e.to_string())??;
+        for w in warnings {
+            p.send(
+                name,
+                "dlimits",
+                &format!("warning: {w}"),
+                GuestState::Starting,
+            );
+        }
+        journal.disk = disk.clone();
+        pending::save(run_dir, name, &journal)?;
+        undo.disk = disk.clone();
+        let d2 = disk.clone();
+        tokio::task::spawn_blocking(move || super::disk::set(&d2))
+            .await
+            .map_err(|e| e.to_string())??;
+        p.send(
+            name,
+            "dlimits",
+            &super::disk::summary(&disk),
+            GuestState::Starting,
+        );
+        fault::point("start.dlimits")?;
+    }
 
     // The network before the cgroup, as util-vserver did (interfaces before mounts).
     let shared_mode = crate::config::netmode::shared_stack(c)
@@ -415,6 +450,7 @@ async fn steps(
         shared_net: shared.clone(),
         proc_files,
         boot_id: runstate::boot_id(),
+        disk: undo.disk.clone(),
     };
     fault::point("start.spawned")?;
     let (running, tx) = Running::new(state.clone(), Some(Arc::new(c.clone())), fd, false);

@@ -50,7 +50,17 @@ pub fn of(run: &Running, now: f64) -> GuestStat {
             field(&s, "system_usec").unwrap_or(0) as f64 / 1e6,
         )
     };
+    let disk = run
+        .disk
+        .lock()
+        .ok()
+        .and_then(|d| d.first().cloned())
+        .and_then(|a| crate::disk::apply::usage(&a).ok());
     GuestStat {
+        disk_used_bytes: disk.map(|u| u.bytes),
+        disk_limit_bytes: disk.and_then(|u| u.bytes_limit),
+        inodes_used: disk.and_then(|u| u.inodes),
+        inodes_limit: disk.and_then(|u| u.inodes_limit),
         name: run.state.name.clone(),
         context: run.state.context,
         processes: pids.len() as u32,
