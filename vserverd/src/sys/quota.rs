@@ -77,7 +77,8 @@ fn qcmd(cmd: u32, kind: u32) -> libc::c_int {
     ((cmd << 8) | (kind & 0xff)) as libc::c_int
 }
 
-/// quotactl_fd(2) (Linux 5.14): the quota of project `id` on the file system of `fd`.
+/// quotactl_fd(2) (Linux 5.14): the quota of project `id` on the file system of `fd` (all
+/// zeros for a project the file system has no record of: XFS says ENOENT there).
 /// ESRCH: project quotas are not on for this file system (mount option); ENOSYS: the kernel
 /// has no quota support for it.
 pub fn project_quota(fd: impl AsFd, id: u32) -> io::Result<Dqblk> {
@@ -93,7 +94,11 @@ pub fn project_quota(fd: impl AsFd, id: u32) -> io::Result<Dqblk> {
         )
     };
     if rc < 0 {
-        return Err(io::Error::last_os_error());
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOENT) {
+            return Ok(Dqblk::default());
+        }
+        return Err(e);
     }
     Ok(q)
 }
