@@ -183,6 +183,10 @@ pub struct GuestStatus {
     /// and that it gets a network namespace instead.
     #[serde(default)]
     pub network_fallback: Option<String>,
+    /// What the running kernel lacks (kernel-patch/) that this guest's config would use:
+    /// per-cgroup load averages for virt_load, copy-on-write links for unify on ext4.
+    #[serde(default)]
+    pub kernel_lacks: Option<String>,
 }
 
 /// The reply of Validate.

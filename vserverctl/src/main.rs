@@ -139,9 +139,14 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
                 // On stderr, and not in util-vserver's own form (`vserver NAME status`), whose
                 // output scripts read.
                 if !quiet.progress {
-                    for w in [&st.unbounded, &st.no_route_out, &st.network_fallback]
-                        .into_iter()
-                        .flatten()
+                    for w in [
+                        &st.unbounded,
+                        &st.no_route_out,
+                        &st.network_fallback,
+                        &st.kernel_lacks,
+                    ]
+                    .into_iter()
+                    .flatten()
                     {
                         eprintln!("warning: {w}");
                     }

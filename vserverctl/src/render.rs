@@ -332,6 +332,7 @@ mod tests {
             unbounded: None,
             no_route_out: None,
             network_fallback: None,
+            kernel_lacks: None,
             config_error: None,
             message: None,
         };
@@ -353,6 +354,7 @@ mod tests {
             unbounded: None,
             no_route_out: None,
             network_fallback: None,
+            kernel_lacks: None,
             config_error: None,
             message: None,
         };

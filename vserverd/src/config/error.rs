@@ -92,6 +92,8 @@ codes! {
     HostOnly = "host-only": "every address is nodev: the guest reaches the host only",
     NodevNotLocal = "nodev-not-local": "a shared-stack nodev address the host does not have: binds to it fail",
     NetworkFallback = "network-fallback": "netmode shared asked for, but this host lacks what it needs: the guest gets a network namespace",
+    KernelNoLoadavg = "kernel-no-loadavg": "a virt_load guest on a kernel without per-cgroup load averages (kernel-patch/, CONFIG_CGROUP_LOADAVG): its /proc/loadavg is approximated",
+    KernelNoCowlink = "kernel-no-cowlink": "a guest root on ext4 with apps/vunify/ on a kernel without copy-on-write links (kernel-patch/, CONFIG_COWLINK): unify cannot share its files",
 }
 
 /// A configuration error or warning.

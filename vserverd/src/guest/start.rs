@@ -322,6 +322,7 @@ async fn steps(
         let kernel = cg
             .controller_dir("cpu")
             .is_some_and(|d| d.join("cpu.loadavg").exists());
+        crate::isolate::kfeatures::note_loadavg(kernel);
         static SAID: std::sync::Once = std::sync::Once::new();
         SAID.call_once(|| {
             if kernel {

@@ -5,6 +5,7 @@
 pub mod capacity;
 pub mod caps;
 pub mod cgroup;
+pub mod kfeatures;
 pub mod limits;
 pub mod mount;
 pub mod net;
