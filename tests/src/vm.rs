@@ -184,6 +184,8 @@ pub struct Vm {
     boot_allowance: Duration,
     kernel_args: Vec<String>,
     kernel: Option<PathBuf>,
+    /// The image's own kernel even where VSERVERD_VM_KERNEL names another.
+    image_kernel: bool,
 }
 
 impl Vm {
@@ -196,6 +198,7 @@ impl Vm {
             boot_allowance: BOOT_ALLOWANCE,
             kernel_args: Vec::new(),
             kernel: None,
+            image_kernel: false,
         }
     }
 
@@ -318,6 +321,26 @@ impl Vm {
         self
     }
 
+    /// The image's own (Debian's) kernel, whatever VSERVERD_VM_KERNEL says: for a test of
+    /// what a kernel without kernel-patch/ does.
+    pub fn image_kernel(mut self) -> Self {
+        self.image_kernel = true;
+        self
+    }
+
+    /// The kernel a boot uses: [`Self::kernel`]'s, else `$VSERVERD_VM_KERNEL` (a bzImage, e.g.
+    /// `$(bash scripts/kernel.sh)`: every VM test on the patched kernel, a no-regression run;
+    /// docs/vm-tier.md), else the image's.
+    fn kernel_for(&self, image: &Path) -> PathBuf {
+        if let Some(k) = &self.kernel {
+            return k.clone();
+        }
+        match std::env::var_os("VSERVERD_VM_KERNEL") {
+            Some(k) if !self.image_kernel && !k.is_empty() => PathBuf::from(k),
+            _ => image.join("vmlinuz"),
+        }
+    }
+
     /// An extra kernel command-line argument.
     pub fn kernel_arg(mut self, a: &str) -> Self {
         self.kernel_args.push(a.into());
@@ -388,7 +411,7 @@ impl Vm {
         let mut cmd = Command::new("bash");
         cmd.arg(script())
             .arg("qemu")
-            .arg(self.kernel.clone().unwrap_or_else(|| image.join("vmlinuz")))
+            .arg(self.kernel_for(image))
             .arg(&initrd)
             .arg(&console)
             .arg(&result)

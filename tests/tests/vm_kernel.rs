@@ -190,8 +190,9 @@ fn boot(label: &str, kernel: Option<&std::path::Path>) {
         .file("/etc/vservers/ld/cflags", "virt_load\n", 0o644)
         .file("/test/cowlink", cowlink_tool(), 0o755)
         .file("/test/e.img", std::fs::read(img.path()).unwrap(), 0o644);
-    if let Some(k) = kernel {
-        v = v.kernel(k);
+    match kernel {
+        Some(k) => v = v.kernel(k),
+        None => v = v.image_kernel(),
     }
     let patched = if kernel.is_some() { "yes" } else { "no" };
     let run = v
