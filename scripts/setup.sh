@@ -11,7 +11,7 @@ APT_PACKAGES=(
   iproute2 util-linux procps psmisc
   strace           # counting the files a call opens (tests/tests/scale.rs)
   xfsprogs         # XFS loop images: the clone-with-reflinks and unify tests
-  btrfs-progs      # btrfs loop images for the unify tests
+  btrfs-progs      # btrfs loop images for the unify and disk-limit tests (qgroups)
   duperemove       # the unify benchmark's reference tool (vserverd-bench unify)
   gcc-i686-linux-gnu libc6-dev-i386-cross  # a static 32-bit program for the i386 ABI test
   cpio xz-utils    # the VM tier's initramfs and kernel modules (scripts/vm.sh)

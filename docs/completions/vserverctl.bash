@@ -781,7 +781,7 @@ _vserverctl() {
             return 0
             ;;
         vserverctl__subcmd__set)
-            opts="-h -V --memory --cpus --pids --persist --json --socket --help --version"
+            opts="-h -V --memory --cpus --pids --disk --persist --json --socket --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -796,6 +796,10 @@ _vserverctl() {
                     return 0
                     ;;
                 --pids)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --disk)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

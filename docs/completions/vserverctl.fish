@@ -91,8 +91,9 @@ complete -c vserverctl -n "__fish_vserverctl_using_subcommand condrestart" -s V 
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand set" -l memory -d 'Memory limit in bytes, or with a K, M, G or T suffix (powers of 1024)' -r
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand set" -l cpus -d 'CPU quota in CPUs (0.5 is half of one CPU)' -r
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand set" -l pids -d 'Maximum number of processes' -r
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand set" -l disk -d 'Disk limit SPACE[,INODES] (a project quota or btrfs qgroup on its root: dlimits/), SPACE in bytes or with a suffix, e.g. 10G,200000' -r
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand set" -l socket -d 'The daemon\'s control socket' -r -F
-complete -c vserverctl -n "__fish_vserverctl_using_subcommand set" -l persist -d 'Also write the values into the guest\'s cgroup/ folder (and apply them to a stopped guest\'s next start)'
+complete -c vserverctl -n "__fish_vserverctl_using_subcommand set" -l persist -d 'Also write the values into the guest\'s cgroup/ (and dlimits/) folder (and apply them to a stopped guest\'s next start)'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand set" -l json -d 'Print the daemon\'s reply as JSON'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand set" -s h -l help -d 'Print help'
 complete -c vserverctl -n "__fish_vserverctl_using_subcommand set" -s V -l version -d 'Print version'

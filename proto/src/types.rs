@@ -183,6 +183,10 @@ pub struct GuestStatus {
     /// and that it gets a network namespace instead.
     #[serde(default)]
     pub network_fallback: Option<String>,
+    /// What the running kernel lacks (kernel-patch/) that this guest's config would use:
+    /// per-cgroup load averages for virt_load, copy-on-write links for unify on ext4.
+    #[serde(default)]
+    pub kernel_lacks: Option<String>,
 }
 
 /// The reply of Validate.
@@ -222,6 +226,12 @@ pub struct Limits {
     pub cpus: Option<f64>,
     /// Maximum number of processes.
     pub pids: Option<u64>,
+    /// Disk space limit in bytes (dlimits/: a project quota or btrfs qgroup).
+    #[serde(default)]
+    pub disk_bytes: Option<u64>,
+    /// Disk inode limit (project quotas only).
+    #[serde(default)]
+    pub disk_inodes: Option<u64>,
 }
 
 /// Resource use of one running guest (vserver-stat's row), from its cgroups and /proc.
@@ -237,6 +247,15 @@ pub struct GuestStat {
     pub user_seconds: f64,
     pub system_seconds: f64,
     pub uptime_seconds: f64,
+    /// Disk space its limits count (dlimits/), when it has one.
+    #[serde(default)]
+    pub disk_used_bytes: Option<u64>,
+    #[serde(default)]
+    pub disk_limit_bytes: Option<u64>,
+    #[serde(default)]
+    pub inodes_used: Option<u64>,
+    #[serde(default)]
+    pub inodes_limit: Option<u64>,
 }
 
 /// The reply of Stat: every running guest, by context id.
@@ -415,6 +434,15 @@ pub struct GuestDiskUsage {
     pub shared_bytes: u64,
     /// allocated − shared: what only this guest uses.
     pub own_bytes: u64,
+    /// What its disk limit (dlimits/) counts, and the limit while it runs.
+    #[serde(default)]
+    pub quota_used_bytes: Option<u64>,
+    #[serde(default)]
+    pub quota_limit_bytes: Option<u64>,
+    #[serde(default)]
+    pub quota_inodes: Option<u64>,
+    #[serde(default)]
+    pub quota_inodes_limit: Option<u64>,
     /// Problems met (the first few).
     pub errors: Vec<String>,
 }

@@ -7,6 +7,7 @@
 pub mod bins;
 pub mod daemon;
 pub mod guest;
+pub mod loopfs;
 pub mod varlink;
 pub mod vm;
 

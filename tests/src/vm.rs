@@ -188,6 +188,8 @@ pub struct Vm {
     kernel: Option<PathBuf>,
     disk: Option<PathBuf>,
     kill_on: Option<String>,
+    /// The image's own kernel even where VSERVERD_VM_KERNEL names another.
+    image_kernel: bool,
 }
 
 impl Vm {
@@ -202,6 +204,7 @@ impl Vm {
             kernel: None,
             disk: None,
             kill_on: None,
+            image_kernel: false,
         }
     }
 
@@ -341,6 +344,26 @@ impl Vm {
         self
     }
 
+    /// The image's own (Debian's) kernel, whatever VSERVERD_VM_KERNEL says: for a test of
+    /// what a kernel without kernel-patch/ does.
+    pub fn image_kernel(mut self) -> Self {
+        self.image_kernel = true;
+        self
+    }
+
+    /// The kernel a boot uses: [`Self::kernel`]'s, else `$VSERVERD_VM_KERNEL` (a bzImage, e.g.
+    /// `$(bash scripts/kernel.sh)`: every VM test on the patched kernel, a no-regression run;
+    /// docs/vm-tier.md), else the image's.
+    fn kernel_for(&self, image: &Path) -> PathBuf {
+        if let Some(k) = &self.kernel {
+            return k.clone();
+        }
+        match std::env::var_os("VSERVERD_VM_KERNEL") {
+            Some(k) if !self.image_kernel && !k.is_empty() => PathBuf::from(k),
+            _ => image.join("vmlinuz"),
+        }
+    }
+
     /// An extra kernel command-line argument.
     pub fn kernel_arg(mut self, a: &str) -> Self {
         self.kernel_args.push(a.into());
@@ -411,7 +434,7 @@ impl Vm {
         let mut cmd = Command::new("bash");
         cmd.arg(script())
             .arg("qemu")
-            .arg(self.kernel.clone().unwrap_or_else(|| image.join("vmlinuz")))
+            .arg(self.kernel_for(image))
             .arg(&initrd)
             .arg(&console)
             .arg(&result)

@@ -81,6 +81,8 @@ fn nothing_left(d: &TestDaemon, name: &str, cell: &str) {
                 && !l.contains("/procfs ")
                 && !l.contains("/hostnet ")
                 && !l.contains("/run/bpf ")
+                // A test's own loop file system on the vdir base.
+                && l.split_whitespace().nth(4) != Some(&*d.vdir_base.to_string_lossy())
         })
         .collect();
     assert!(left.is_empty(), "{cell}: mounts left:\n{}", left.join("\n"));
@@ -634,6 +636,54 @@ fn a_set_cut_short_or_failing_leaves_the_guest_as_it_was_or_as_asked() {
         d.ctl_ok(&["check", "c"]);
         assert_eq!(d.status("c")["state"], "running", "{cell}");
         holds(&d, "c", &cell);
+    }
+}
+
+/// A disk limit set at start (start.dlimits: a btrfs qgroup limit, named in the journal
+/// before it is set), then the daemon killed or the step failing: the limit is taken away
+/// with the rest of the start, and the next start sets it again.
+#[test]
+fn a_start_cut_short_after_its_disk_limit_takes_the_limit_back() {
+    if !prerequisites() {
+        return;
+    }
+    for action in ["kill", "fail"] {
+        let cell = format!("start.dlimits × {action}");
+        let mut d = TestDaemon::prepare();
+        let Some(_mnt) = harness::loopfs::btrfs_with_quota(&d, &["dl"]) else {
+            return;
+        };
+        let root = d.vdir_base.join("dl");
+        GuestBuilder::busybox("dl")
+            .context(47052)
+            .file("dlimits/0/directory", &format!("{}\n", root.display()))
+            .file("dlimits/0/space_total", "10240\n")
+            .file("dlimits/0/inodes_total", "-1\n")
+            .file("dlimits/0/reserved", "0\n")
+            .write(&d);
+        d.env = vec![("VSERVERD_FAULT".into(), format!("start.dlimits={action}"))];
+        d.spawn();
+        let o = d.ctl(&["start", "dl"]);
+        assert!(!o.status.success(), "{cell}: {}", text(&o));
+        if action == "kill" {
+            d.kill();
+            // The daemon died with the limit set and named in the journal.
+            assert_eq!(
+                harness::loopfs::qgroup_limit(&d.vdir_base, "dl"),
+                Some(10 << 20),
+                "{cell}"
+            );
+        }
+        d.stop();
+        d.env.clear();
+        d.spawn();
+        assert_eq!(
+            harness::loopfs::qgroup_limit(&d.vdir_base, "dl"),
+            None,
+            "{cell}: the limit was left"
+        );
+        assert_eq!(holds(&d, "dl", &cell), "absent");
+        assert_eq!(harness::loopfs::qgroup_limit(&d.vdir_base, "dl"), None);
     }
 }
 

@@ -7,52 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use harness::{require, GuestBuilder, TestDaemon};
-
-/// A file system in a loop image, mounted on the daemon's vdir base; unmounted on drop.
-struct Loop {
-    at: PathBuf,
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
-    }
-}
-
-fn mkfs(fs: &str) -> Option<(&'static str, Vec<&'static str>)> {
-    match fs {
-        "xfs" => Some(("/usr/sbin/mkfs.xfs", vec!["-q", "-f", "-m", "reflink=1"])),
-        "btrfs" => Some(("/usr/sbin/mkfs.btrfs", vec!["-q", "-f"])),
-        "ext4" => Some(("/usr/sbin/mkfs.ext4", vec!["-q", "-F"])),
-        _ => None,
-    }
-}
-
-/// The daemon's vdir base on a fresh `fs` loop image (None: the mkfs is missing).
-fn mount_loop(d: &TestDaemon, fs: &str, mib: u64) -> Option<Loop> {
-    let (tool, args) = mkfs(fs)?;
-    if !require(Path::new(tool).exists(), tool) {
-        return None;
-    }
-    let img = d.dir.path().join(format!("{fs}.img"));
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(mib << 20)
-        .unwrap();
-    let ok = Command::new(tool).args(&args).arg(&img).status().unwrap();
-    assert!(ok.success(), "{tool}");
-    let ok = Command::new("mount")
-        .args(["-o", "loop"])
-        .arg(&img)
-        .arg(&d.vdir_base)
-        .status()
-        .unwrap();
-    assert!(ok.success(), "mount the {fs} loop image");
-    Some(Loop {
-        at: d.vdir_base.clone(),
-    })
-}
+use harness::loopfs::mount_loop;
+use harness::{GuestBuilder, TestDaemon};
 
 /// Pseudo-random bytes, the same for the same seed.
 fn data(seed: u32, len: usize) -> Vec<u8> {

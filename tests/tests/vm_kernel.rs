@@ -3,7 +3,8 @@
 //! cgroup, and vserverd's virt_load guests read them; on ext4 a marked file hard-linked into
 //! three trees gets a private copy for the tree that writes or chmods it. Debian's own kernel
 //! lacks both: vserverd says so and falls back, and a write through one link reaches all
-//! (docs/kernel-patch.md).
+//! (docs/kernel-patch.md), and check and status say so (kernel_lacks, kernel-no-loadavg,
+//! kernel-no-cowlink) where the patched kernel's say nothing.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -152,6 +153,21 @@ else
   [ "$(cat $E/g1/lib)" = "$(printf 'shared\nmore')" ] || fail "expected the write to reach g1 on a kernel without the series"
   step "without the series a write through one hard link reaches every tree: hard-link unification is unsafe here"
 fi
+# What check and status say of the kernel: a virt_load guest and an ext4 guest asking for
+# unification hear what is missing (kernel_lacks), on the patched kernel nothing.
+cp -a /vservers/ue $E/ue && ln -sfn $E/ue /etc/vservers/ue/vdir
+wait_for 10 "the ext4 guest on $E ($(vserverctl status ue 2>&1 || true))" sh -c "vserverctl status ue --json | grep -q $E/ue"
+# (status exits 3 for a stopped guest, as LSB's does.)
+lacks=$(vserverctl status ld --json || true; vserverctl check ue --json || true; vserverctl status ue --json || true)
+if [ "$PATCHED" = yes ]; then
+  if echo "$lacks" | grep -Eq "CONFIG_CGROUP_LOADAVG|CONFIG_COWLINK|kernel-no-"; then fail "the patched kernel said to lack: $lacks"; fi
+  step "check and status: nothing lacking (the cowlink probe found the patch)"
+else
+  for w in CONFIG_CGROUP_LOADAVG kernel-no-cowlink CONFIG_COWLINK; do
+    echo "$lacks" | grep -q "$w" || fail "Debian's kernel: $w not said: $lacks"
+  done
+  step "check and status say Debian's kernel lacks per-cgroup load averages and copy-on-write links"
+fi
 umount $E
 echo "KERNEL OK"
 "#;
@@ -169,11 +185,14 @@ fn boot(label: &str, kernel: Option<&std::path::Path>) {
         .label(label)
         .project_binaries()
         .busybox_guest("ld", 4521)
+        .busybox_guest("ue", 4522)
+        .file("/etc/vservers/ue/apps/vunify/exclude", "/var/log\n", 0o644)
         .file("/etc/vservers/ld/cflags", "virt_load\n", 0o644)
         .file("/test/cowlink", cowlink_tool(), 0o755)
         .file("/test/e.img", std::fs::read(img.path()).unwrap(), 0o644);
-    if let Some(k) = kernel {
-        v = v.kernel(k);
+    match kernel {
+        Some(k) => v = v.kernel(k),
+        None => v = v.image_kernel(),
     }
     let patched = if kernel.is_some() { "yes" } else { "no" };
     let run = v

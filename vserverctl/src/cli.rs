@@ -47,6 +47,22 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("expected a size such as 268435456 or 256M, got {s:?}"))
 }
 
+/// `SPACE[,INODES]` of `set --disk`: a size as for --memory, then an optional inode count.
+pub fn parse_disk(s: &str) -> Result<(u64, Option<u64>), String> {
+    let (space, inodes) = match s.split_once(',') {
+        Some((a, b)) => (
+            a,
+            Some(
+                b.trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("expected an inode count after the comma, got {b:?}"))?,
+            ),
+        ),
+        None => (s, None),
+    };
+    Ok((parse_size(space)?, inodes))
+}
+
 #[derive(Debug, Args, Clone, Copy)]
 pub struct Show {
     /// Also print what the guest's console shows while its start or stop command runs (sysv
@@ -146,8 +162,12 @@ pub enum Command {
         /// Maximum number of processes.
         #[arg(long)]
         pids: Option<u64>,
-        /// Also write the values into the guest's cgroup/ folder (and apply them to a stopped
-        /// guest's next start).
+        /// Disk limit SPACE[,INODES] (a project quota or btrfs qgroup on its root: dlimits/),
+        /// SPACE in bytes or with a suffix, e.g. 10G,200000.
+        #[arg(long, value_parser = parse_disk)]
+        disk: Option<(u64, Option<u64>)>,
+        /// Also write the values into the guest's cgroup/ (and dlimits/) folder (and apply
+        /// them to a stopped guest's next start).
         #[arg(long)]
         persist: bool,
         #[command(flatten)]
@@ -158,6 +178,9 @@ pub enum Command {
     Stat {
         #[command(flatten)]
         out: Output,
+        /// util-vserver's columns only (vserver-stat).
+        #[arg(skip)]
+        util_columns: bool,
     },
     /// Every guest's and the daemon's metrics in Prometheus's text format (what
     /// vserverd-metrics serves; for node_exporter's textfile collector or a quick look).

@@ -183,6 +183,7 @@ pub fn parse_stat(args: &[String]) -> Parsed {
             socket: socket(),
             command: Command::Stat {
                 out: Output { json: false },
+                util_columns: true,
             },
         },
         silent: false,

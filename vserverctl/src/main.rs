@@ -143,9 +143,14 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
                 // On stderr, and not in util-vserver's own form (`vserver NAME status`), whose
                 // output scripts read.
                 if !quiet.progress {
-                    for w in [&st.unbounded, &st.no_route_out, &st.network_fallback]
-                        .into_iter()
-                        .flatten()
+                    for w in [
+                        &st.unbounded,
+                        &st.no_route_out,
+                        &st.network_fallback,
+                        &st.kernel_lacks,
+                    ]
+                    .into_iter()
+                    .flatten()
                     {
                         eprintln!("warning: {w}");
                     }
@@ -264,10 +269,17 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             memory,
             cpus,
             pids,
+            disk,
             persist,
             out,
         } => {
-            let limits = proto::Limits { memory, cpus, pids };
+            let limits = proto::Limits {
+                memory,
+                cpus,
+                pids,
+                disk_bytes: disk.map(|d| d.0),
+                disk_inodes: disk.and_then(|d| d.1),
+            };
             let set = conn.set_limits(&name, &limits, persist).await??;
             if out.json {
                 render::json(&set);
@@ -279,12 +291,12 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-        Command::Stat { out } => {
+        Command::Stat { out, util_columns } => {
             let st = conn.stat().await??;
             if out.json {
                 render::json(&st);
             } else {
-                print!("{}", render::stat(&st));
+                print!("{}", render::stat(&st, !util_columns));
             }
             Ok(0)
         }

@@ -150,12 +150,26 @@ fn duration(secs: f64) -> String {
 }
 
 /// vserver-stat's table.
-pub fn stat(st: &proto::StatList) -> String {
-    let mut out = String::from("CTX   PROC    VSZ    RSS  userTIME   sysTIME    UPTIME NAME\n");
+/// vserver-stat's table; `disk` adds vserverctl's DISK column (used/limit of dlimits/) where
+/// a guest has a limit.
+pub fn stat(st: &proto::StatList, disk: bool) -> String {
+    let disk = disk && st.guests.iter().any(|g| g.disk_used_bytes.is_some());
+    let mut out = String::from("CTX   PROC    VSZ    RSS  userTIME   sysTIME    UPTIME ");
+    if disk {
+        out.push_str("      DISK ");
+    }
+    out.push_str("NAME\n");
     for g in &st.guests {
         let name: String = g.name.chars().take(20).collect();
+        let d = if disk {
+            let used = g.disk_used_bytes.map_or("-".to_string(), mem);
+            let lim = g.disk_limit_bytes.map_or("-".to_string(), mem);
+            format!("{:>10} ", format!("{used}/{lim}"))
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "{:<5}{:>5}{:>7}{:>7}{:>10}{:>10}{:>10} {}\n",
+            "{:<5}{:>5}{:>7}{:>7}{:>10}{:>10}{:>10} {d}{}\n",
             g.context,
             g.processes,
             mem(g.vsz_bytes),
@@ -219,16 +233,33 @@ pub fn unify(r: &proto::UnifyReport) -> String {
 pub fn du(list: &proto::DiskUsageList) -> String {
     let mut t = Table::new();
     t.load_preset(NOTHING);
-    t.set_header(["NAME", "FILES", "SIZE", "ALLOCATED", "SHARED", "OWN"]);
+    // The limit's columns where a guest has a disk limit (dlimits/): what it counts, and the
+    // limit while the guest runs (stop takes it away).
+    let quota = list.guests.iter().any(|g| g.quota_used_bytes.is_some());
+    let mut head = vec!["NAME", "FILES", "SIZE", "ALLOCATED", "SHARED", "OWN"];
+    if quota {
+        head.extend(["QUOTA USED", "LIMIT", "INODES", "ILIMIT"]);
+    }
+    t.set_header(head);
+    let opt = |v: Option<u64>, f: &dyn Fn(u64) -> String| v.map_or("-".to_string(), f);
     for g in &list.guests {
-        t.add_row([
+        let mut row = vec![
             g.name.clone(),
             g.files.to_string(),
             size(g.apparent_bytes),
             size(g.allocated_bytes),
             size(g.shared_bytes),
             size(g.own_bytes),
-        ]);
+        ];
+        if quota {
+            row.extend([
+                opt(g.quota_used_bytes, &size),
+                opt(g.quota_limit_bytes, &size),
+                opt(g.quota_inodes, &|v| v.to_string()),
+                opt(g.quota_inodes_limit, &|v| v.to_string()),
+            ]);
+        }
+        t.add_row(row);
     }
     let mut s: String = t
         .to_string()
@@ -246,7 +277,7 @@ mod tests {
 
     #[test]
     fn stat_columns_follow_vserver_stat() {
-        let st = proto::StatList {
+        let mut st = proto::StatList {
             guests: vec![proto::GuestStat {
                 name: "web".into(),
                 context: 40000,
@@ -256,15 +287,32 @@ mod tests {
                 user_seconds: 5.23,
                 system_seconds: 3700.0,
                 uptime_seconds: 90000.0,
+                disk_used_bytes: None,
+                disk_limit_bytes: None,
+                inodes_used: None,
+                inodes_limit: None,
             }],
         };
-        let t = stat(&st);
+        let t = stat(&st, true);
         let row = t.lines().nth(1).unwrap();
         assert_eq!(
             row,
             "40000   12  12.3M   3.3M   0m05s23   1h01m40   1d01h00 web"
         );
         assert_eq!(row.find("web"), Some(55));
+        // A disk limit: vserverctl's own table gets a column, vserver-stat's does not.
+        st.guests[0].disk_used_bytes = Some(3 << 20);
+        st.guests[0].disk_limit_bytes = Some(10 << 30);
+        let t = stat(&st, true);
+        assert!(t.starts_with("CTX"), "{t}");
+        assert!(
+            t.lines().nth(1).unwrap().ends_with(" 3.0M/10.0G web"),
+            "{t}"
+        );
+        assert_eq!(
+            stat(&st, false).lines().nth(1).unwrap().find("web"),
+            Some(55)
+        );
         assert_eq!(mem(800), "800");
         assert_eq!(duration(400.0 * 86400.0), "1y35d00");
     }
@@ -284,6 +332,7 @@ mod tests {
             unbounded: None,
             no_route_out: None,
             network_fallback: None,
+            kernel_lacks: None,
             config_error: None,
             message: None,
         };
@@ -305,6 +354,7 @@ mod tests {
             unbounded: None,
             no_route_out: None,
             network_fallback: None,
+            kernel_lacks: None,
             config_error: None,
             message: None,
         };

@@ -593,6 +593,7 @@ async fn vlimit(args: &[String]) -> Res {
         memory: None,
         cpus: None,
         pids: None,
+        ..Default::default()
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -718,6 +719,7 @@ async fn vsched(args: &[String]) -> Res {
         memory: None,
         cpus: Some(f as f64 / i as f64),
         pids: None,
+        ..Default::default()
     };
     set_limits(&name, limits).await.map_err(at(255))?;
     Ok(0)

@@ -342,8 +342,15 @@ impl Daemon {
     pub fn status(&self, name: &str) -> Result<GuestStatus, ManagerError> {
         self.check_name(name)?;
         let (mut unbounded, mut no_route_out, mut network_fallback) = (None, None, None);
+        let mut kernel_lacks = None;
         let (context, vdir, config_error) = match self.load_for_read(name) {
             Ok(l) => {
+                let lacks: Vec<String> = self
+                    .kernel_warnings(&l.config)
+                    .into_iter()
+                    .map(|w| w.message)
+                    .collect();
+                kernel_lacks = (!lacks.is_empty()).then(|| lacks.join("; "));
                 unbounded = config::unbounded(&l.config);
                 no_route_out = config::no_route_out(&l.config).map(|(_, _, m)| m);
                 if config::netmode::shared_stack(&l.config) {
@@ -407,6 +414,7 @@ impl Daemon {
             unbounded,
             no_route_out,
             network_fallback,
+            kernel_lacks,
         })
     }
 
@@ -431,7 +439,7 @@ impl Daemon {
     /// nodev addresses the host lacks, and a fallback to a namespace where the host lacks
     /// cgroup BPF. Said by check, validate and the start alike.
     fn host_warnings(&self, config: &config::GuestConfig) -> Vec<ConfigProblem> {
-        let mut warnings = Vec::new();
+        let mut warnings = self.kernel_warnings(config);
         if !crate::config::netmode::shared_stack(config) {
             return warnings;
         }
@@ -466,6 +474,54 @@ impl Daemon {
             });
         }
         warnings
+    }
+
+    /// What the running kernel lacks of kernel-patch/ that `config` would use (probed, never
+    /// read off the version): per-cgroup load averages for a virt_load guest, copy-on-write
+    /// links for a guest on ext4 that asks for unification (apps/vunify/).
+    fn kernel_warnings(&self, config: &config::GuestConfig) -> Vec<ConfigProblem> {
+        use crate::isolate::kfeatures;
+        let mut out = Vec::new();
+        if config.cflags & config::names::FLAG_VIRT_LOAD != 0 {
+            let parent = self
+                .cgroup_in(&config.name, config.cgroup.name.as_deref())
+                .ok()
+                .and_then(|cg| {
+                    cg.controller_dir("cpu")
+                        .and_then(|d| d.parent())
+                        .map(Into::into)
+                });
+            let parent: Option<std::path::PathBuf> = parent;
+            if kfeatures::cgroup_loadavg(parent.as_deref()) == Some(false) {
+                out.push(ConfigProblem {
+                    file: config.cfg_dir.join("cflags").display().to_string(),
+                    line: None,
+                    message: kfeatures::lacks_loadavg().into(),
+                    code: config::Code::KernelNoLoadavg.as_str().into(),
+                });
+            }
+        }
+        let vunify = [
+            config.cfg_dir.join("apps/vunify"),
+            self.roots().defaults().join("apps/vunify"),
+        ]
+        .into_iter()
+        .find(|p| p.is_dir());
+        if let Some(v) = vunify {
+            // f_type's width differs between architectures.
+            #[allow(clippy::unnecessary_cast)]
+            let ext4 = rustix::fs::statfs(&config.vdir)
+                .is_ok_and(|s| s.f_type as i64 == crate::sys::fs::EXT4_SUPER_MAGIC);
+            if ext4 && !kfeatures::cowlink(&self.opts.state_dir) {
+                out.push(ConfigProblem {
+                    file: v.display().to_string(),
+                    line: None,
+                    message: kfeatures::lacks_cowlink().into(),
+                    code: config::Code::KernelNoCowlink.as_str().into(),
+                });
+            }
+        }
+        out
     }
 
     pub fn validate(&self, name: &str) -> Result<Validation, ManagerError> {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod console;
 pub mod daemon;
 pub mod detached;
+pub mod disk;
 pub mod error;
 pub mod fault;
 pub mod guest;

@@ -49,6 +49,11 @@
 //! warm), then `--no-excludes` on top; (B) `duperemove -dr --hashfile` on fresh copies; (C)
 //! `unify --no-excludes` on fresh copies, cold. Prints df's Used minus the empty file
 //! system's after each, against one guest, and the wall times.
+//!
+//! `dlimits [--iterations N]` (root): two busybox guests on subvolumes of a btrfs loop image
+//! with quotas on, one with a disk limit (dlimits/: a qgroup limit set at start, taken away at
+//! stop) and one without; start and stop of each, interleaved; prints the medians and what the
+//! limit adds, and the cost of `stat` with the limit's figures.
 
 use std::time::Instant;
 
@@ -956,6 +961,7 @@ fn main() {
         Some("serve") => serve(&args[1..]),
         Some("unify") => bench_unify(&args[1..]),
         Some("metrics") => bench_metrics(&args[1..]),
+        Some("dlimits") => bench_dlimits(&args[1..]),
         Some("procview") => bench_procview(&args[1..]),
         Some("breakdown") => bench_breakdown(&args[1..]),
         Some("procview-read") => procview_read(&args[1..]),
@@ -965,7 +971,8 @@ fn main() {
                 "usage: vserverd-bench list [--guests N] [--calls N] | calls [--calls N] | \
                  lifecycle [--iterations N] | userns [--iterations N] | many … | watch … | \
                  net … | density [--guests N] | unify [--guests N] | \
-                 metrics [--guests N] [--scrapes N] | procview [--reads N] | breakdown [--n N]"
+                 metrics [--guests N] [--scrapes N] | procview [--reads N] | breakdown [--n N] | \
+                 dlimits [--iterations N]"
             );
             std::process::exit(2);
         }
@@ -1081,6 +1088,54 @@ fn bench_metrics(args: &[String]) {
     let _ = child.kill();
     let _ = child.wait();
     timed_ctl(&d, &["stop", "--mark", "scraped"]);
+}
+
+/// Start, stop and stat of a guest with a btrfs qgroup limit against one without.
+fn bench_dlimits(args: &[String]) {
+    let n = arg(args, "--iterations", 20);
+    std::env::set_var("VSERVERD_TEST_LOG", "info");
+    let mut d = TestDaemon::prepare();
+    let _mnt = harness::loopfs::btrfs_with_quota(&d, &["limited", "free"])
+        .expect("btrfs-progs and mkfs.btrfs");
+    let root = d.vdir_base.join("limited");
+    GuestBuilder::busybox("limited")
+        .context(49100)
+        .file("dlimits/0/directory", &format!("{}\n", root.display()))
+        .file("dlimits/0/space_total", "1048576\n")
+        .file("dlimits/0/inodes_total", "-1\n")
+        .file("dlimits/0/reserved", "0\n")
+        .write(&d);
+    GuestBuilder::busybox("free").context(49101).write(&d);
+    d.spawn();
+    let (mut start, mut stop) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    for _ in 0..n {
+        for (i, g) in ["limited", "free"].iter().enumerate() {
+            start[i].push(timed_ctl(&d, &["start", g]) * 1e3);
+            stop[i].push(timed_ctl(&d, &["stop", g]) * 1e3);
+        }
+    }
+    d.ctl_ok(&["start", "limited"]);
+    d.ctl_ok(&["start", "free"]);
+    let stat: Vec<f64> = (0..n)
+        .map(|_| timed_ctl(&d, &["stat", "--json"]) * 1e3)
+        .collect();
+    d.ctl_ok(&["stop", "limited"]);
+    d.ctl_ok(&["stop", "free"]);
+    let [sl, sf] = start.map(median);
+    let [tl, tf] = stop.map(median);
+    println!("dlimits: {n} rounds, btrfs qgroup limit, medians");
+    println!(
+        "  start with a limit   {sl:7.1} ms   without {sf:7.1} ms   (+{:.1} ms)",
+        sl - sf
+    );
+    println!(
+        "  stop  with a limit   {tl:7.1} ms   without {tf:7.1} ms   (+{:.1} ms)",
+        tl - tf
+    );
+    println!(
+        "  stat --json (two guests, one limited)  {:.1} ms",
+        median(stat)
+    );
 }
 
 /// `serve ADDR PORT`: the benchmark's TCP server. Each connection sends "N\n" and gets N bytes

@@ -68,6 +68,7 @@ codes! {
     NetnsInvalid = "netns-invalid": "a netns/ interface without a valid host name, or of a type other than veth",
     NetmodeInvalid = "netmode-invalid": "apps/vserverd/netmode is neither shared nor netns",
     NetmodeHostCaps = "netmode-host-caps": "a shared-stack guest whose bcapabilities grant NET_ADMIN or NET_RAW (the host's own stack)",
+    DlimitInvalid = "dlimit-invalid": "a dlimits/ entry whose directory is not an absolute path or whose reserved is over 100 (percent)",
     ExcludeSyntax = "exclude-syntax": "an apps/vunify/exclude line that can never match (not starting with / or *, a prefix alone, a [ without ]), or a list that is not text; unify refuses the call",
 
     // Warnings: the tree is accepted.
@@ -76,7 +77,7 @@ codes! {
     NonamespaceIgnored = "nonamespace-ignored": "nonamespace: every guest gets its own mount namespace",
     RootExposed = "root-exposed": "host users can reach the guest root (a folder above it is not 0700/0000)",
     PtraceGranted = "ptrace-granted": "bcapabilities grants SYS_PTRACE",
-    NotApplicable = "not-applicable": "a setting that needs the vserver kernel (ccapabilities, dlimits, device maps, uts fields other than nodename and domainname, interface options); parsed, not applied",
+    NotApplicable = "not-applicable": "a setting that needs the vserver kernel (ccapabilities, device maps, uts fields other than nodename and domainname, interface options); parsed, not applied",
     DlimitIncomplete = "dlimit-incomplete": "a dlimits/ entry without all four files; skipped, as util-vserver does",
     DlimitsNoCache = "dlimits-no-cache": "dlimits/ without a cache link",
     LimitUnknown = "limit-unknown": "an rlimits/ or ulimits/ file naming no resource; ignored",
@@ -94,6 +95,8 @@ codes! {
     HostOnly = "host-only": "every address is nodev: the guest reaches the host only",
     NodevNotLocal = "nodev-not-local": "a shared-stack nodev address the host does not have: binds to it fail",
     NetworkFallback = "network-fallback": "the shared stack (netmode shared, or the default for a guest with interfaces/) cannot be had on this host: the guest gets a network namespace",
+    KernelNoLoadavg = "kernel-no-loadavg": "a virt_load guest on a kernel without per-cgroup load averages (kernel-patch/, CONFIG_CGROUP_LOADAVG): its /proc/loadavg is approximated",
+    KernelNoCowlink = "kernel-no-cowlink": "a guest root on ext4 with apps/vunify/ on a kernel without copy-on-write links (kernel-patch/, CONFIG_COWLINK): unify cannot share its files",
 }
 
 /// A configuration error or warning.

@@ -206,6 +206,22 @@ pub fn dlimits(cfg: &Path, warnings: &mut Vec<ConfigError>) -> Result<Vec<Dlimit
         );
         match (dir, st, it, r) {
             (Some(directory), Some(space_total), Some(inodes_total), Some(reserved)) => {
+                if !directory.starts_with('/') {
+                    return Err(ConfigError::at(
+                        Code::DlimitInvalid,
+                        &p.join("directory"),
+                        1,
+                        format!("{directory:?} is not an absolute path"),
+                    ));
+                }
+                if reserved > 100 {
+                    return Err(ConfigError::at(
+                        Code::DlimitInvalid,
+                        &p.join("reserved"),
+                        1,
+                        format!("{reserved} is over 100 (a percentage)"),
+                    ));
+                }
                 out.push(Dlimit {
                     directory,
                     space_total,
@@ -219,13 +235,6 @@ pub fn dlimits(cfg: &Path, warnings: &mut Vec<ConfigError>) -> Result<Vec<Dlimit
                 "skipped: directory, space_total, inodes_total and reserved are all required",
             )),
         }
-    }
-    if !out.is_empty() {
-        warnings.push(ConfigError::file(
-            Code::NotApplicable,
-            &d,
-            "disk limits need the vserver kernel's dlimits; not applied on mainline",
-        ));
     }
     Ok(out)
 }
@@ -358,6 +367,34 @@ mod tests {
         let mut w = vec![];
         assert!(dlimits(d.path(), &mut w).unwrap().is_empty());
         assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn dlimits_refuse_relative_directories_and_reserves_over_100_with_file_and_line() {
+        let four = |dir: &str, reserved: &str| {
+            tree(&[
+                ("dlimits/a/directory", dir),
+                ("dlimits/a/space_total", "100\n"),
+                ("dlimits/a/inodes_total", "-1\n"),
+                ("dlimits/a/reserved", reserved),
+            ])
+        };
+        let mut w = vec![];
+        let d = four("vservers/a\n", "5\n");
+        let e = dlimits(d.path(), &mut w).unwrap_err();
+        assert_eq!((e.code, e.line), (Code::DlimitInvalid, Some(1)));
+        assert!(e.file.ends_with("dlimits/a/directory"), "{e}");
+        let d = four("/vservers/a\n", "101\n");
+        let e = dlimits(d.path(), &mut w).unwrap_err();
+        assert!(e.file.ends_with("dlimits/a/reserved"), "{e}");
+        let d = four("/vservers/a\n", "big\n");
+        assert_eq!(
+            dlimits(d.path(), &mut w).unwrap_err().code,
+            Code::UintInvalid
+        );
+        let d = four("/vservers/a\n", "100\n");
+        assert_eq!(dlimits(d.path(), &mut w).unwrap().len(), 1);
+        assert!(w.is_empty(), "{w:?}");
     }
 
     #[test]

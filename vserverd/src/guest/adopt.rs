@@ -133,6 +133,7 @@ async fn recover_pending(d: &Arc<Daemon>) {
             if let Some(cg) = &p2.cgroup {
                 cg.remove().map_err(|e| e.to_string())?;
             }
+            super::disk::clear(&n, &p2.disk);
             Ok(())
         })
         .await

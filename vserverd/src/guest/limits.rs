@@ -50,10 +50,11 @@ pub async fn set(
         }
     }
     let files = limits::limit_files(l.memory, l.cpus, l.pids);
-    if files.is_empty() {
+    let disk = l.disk_bytes.is_some() || l.disk_inodes.is_some();
+    if files.is_empty() && !disk {
         return Err(ManagerError::failed(
             name,
-            "no limit given (memory, cpus or pids)",
+            "no limit given (memory, cpus, pids or disk)",
         ));
     }
     let lock = d.guests.lock(name);
@@ -65,7 +66,19 @@ pub async fn set(
     // What the live limits were, to put back should persisting fail: a set either happens
     // whole or leaves the guest as it was.
     let mut before: Option<(&GuestCgroup, Vec<limits::Knob>)> = None;
-    if let Some(run) = &run {
+    if let (true, Some(run)) = (disk, &run) {
+        let (rd, r, (b, i)) = (
+            d.opts.run_dir.clone(),
+            run.clone(),
+            (l.disk_bytes, l.disk_inodes),
+        );
+        let c = d.load(name).ok().map(|l| l.config);
+        tokio::task::spawn_blocking(move || super::disk::set_live(&rd, &r, c.as_ref(), b, i))
+            .await
+            .map_err(|e| ManagerError::failed(name, e.to_string()))?
+            .map_err(|e| ManagerError::failed(name, format!("disk limit: {e}")))?;
+    }
+    if let (false, Some(run)) = (files.is_empty(), &run) {
         let cg = &run.state.cgroup;
         let v1 = files
             .iter()
@@ -91,7 +104,17 @@ pub async fn set(
         let cfg = d.opts.config_root.join(name);
         let written = crate::fault::point("set.applied")
             .map_err(std::io::Error::other)
-            .and_then(|()| persist(&cfg, &d.opts.config_root.join(".defaults"), &files));
+            .and_then(|()| match files.is_empty() {
+                true => Ok(()),
+                false => persist(&cfg, &d.opts.config_root.join(".defaults"), &files),
+            })
+            .and_then(|()| match disk {
+                false => Ok(()),
+                true => {
+                    let vdir = d.load(name).map(|l| l.config.vdir).unwrap_or_default();
+                    super::disk::persist(&cfg, &vdir, l.disk_bytes, l.disk_inodes)
+                }
+            });
         if let Err(e) = written {
             if let Some((cg, old)) = before {
                 let _ = cg.apply(&old);
@@ -116,6 +139,8 @@ pub fn without_limits(c: &GuestConfig) -> GuestConfig {
     c.rlimits.clear();
     c.sched.clear();
     c.cpuset = None;
+    // Changed live by `set --disk`; a hand edit takes effect at the next start.
+    c.dlimits.clear();
     c
 }
 

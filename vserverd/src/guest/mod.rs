@@ -5,6 +5,7 @@ pub mod adopt;
 pub mod barrier;
 pub mod build;
 pub mod delete;
+pub mod disk;
 pub mod exec;
 pub mod hooks;
 pub mod idrange;
@@ -50,6 +51,8 @@ pub struct Running {
     stopping: AtomicBool,
     /// Taken over from an earlier daemon: init is not our child.
     pub adopted: bool,
+    /// The disk limits set now (the run state's, and what `set --disk` changed since).
+    pub disk: std::sync::Mutex<Vec<crate::disk::Applied>>,
 }
 
 impl Running {
@@ -62,6 +65,7 @@ impl Running {
         let (tx, rx) = watch::channel(None);
         (
             Arc::new(Running {
+                disk: std::sync::Mutex::new(state.disk.clone()),
                 state,
                 config,
                 pidfd,

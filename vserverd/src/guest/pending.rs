@@ -18,6 +18,9 @@ pub struct Pending {
     /// A shared-stack guest's addresses (its programs are found by its name).
     #[serde(default)]
     pub shared_net: Option<super::sharednet::SharedNet>,
+    /// Disk limits, named before they are set.
+    #[serde(default)]
+    pub disk: Vec<crate::disk::Applied>,
 }
 
 const SUFFIX: &str = ".pending";

@@ -46,6 +46,9 @@ pub struct RunState {
     /// process now has its pid.
     #[serde(default)]
     pub boot_id: String,
+    /// The disk limits its start set (dlimits/), taken away at stop.
+    #[serde(default)]
+    pub disk: Vec<crate::disk::Applied>,
 }
 
 /// This boot's id (/proc/sys/kernel/random/boot_id).
@@ -135,6 +138,14 @@ mod tests {
             netns_shared: false,
             shared_net: None,
             boot_id: boot_id(),
+            disk: vec![crate::disk::Applied {
+                directory: "/vservers/web".into(),
+                how: crate::disk::How::Qgroup {
+                    subvol: 257,
+                    fsid: "x".into(),
+                },
+                wanted: crate::disk::Wanted::default(),
+            }],
             proc_files: Vec::new(),
         };
         save(t.path(), &s).unwrap();

@@ -37,6 +37,7 @@ struct Undo {
     state: bool,
     net: Option<super::network::GuestNet>,
     shared: Option<super::sharednet::SharedNet>,
+    disk: Vec<crate::disk::Applied>,
 }
 
 impl Undo {
@@ -70,6 +71,10 @@ impl Undo {
             let (run_dir, n) = (d.opts.run_dir.clone(), name.to_string());
             let _ = tokio::task::spawn_blocking(move || super::sharednet::remove(&run_dir, &n, &s))
                 .await;
+        }
+        if !self.disk.is_empty() {
+            let (n, disk) = (name.to_string(), self.disk.clone());
+            let _ = tokio::task::spawn_blocking(move || super::disk::clear(&n, &disk)).await;
         }
         if self.state {
             runstate::remove(&d.opts.run_dir, name);
@@ -190,6 +195,8 @@ async fn steps(
     pending::save(run_dir, name, &journal)?;
     fault::point("start.journal")?;
 
+    // Disk limits next, as util-vserver's start set them before the interfaces.
+    disk_limits(c, p, run_dir, undo, &mut journal).await?;
     let (shared, net) = network(d, c, p, undo, &mut journal).await?;
     let cg = cgroup(d, c, p, undo, &mut journal).await?;
     if let Some(s) = &shared {
@@ -225,6 +232,7 @@ async fn steps(
         shared_net: shared,
         proc_files,
         boot_id: runstate::boot_id(),
+        disk: undo.disk.clone(),
     };
     fault::point("start.spawned")?;
     let (running, tx) = Running::new(state.clone(), Some(Arc::new(c.clone())), fd, false);
@@ -255,6 +263,49 @@ async fn steps(
         ));
     }
     Ok(())
+}
+
+/// dlimits/: the limits named in the journal and in `undo`, then set (disk/).
+async fn disk_limits(
+    c: &GuestConfig,
+    p: &Progress,
+    run_dir: &std::path::Path,
+    undo: &mut Undo,
+    journal: &mut Pending,
+) -> Result<(), StepError> {
+    const STEP: &str = "start.dlimits";
+    if c.dlimits.is_empty() {
+        return Ok(());
+    }
+    let name = c.name.as_str();
+    let c2 = c.clone();
+    let (disk, warnings) = tokio::task::spawn_blocking(move || super::disk::prepare(&c2))
+        .await
+        .step(STEP)?
+        .step(STEP)?;
+    for w in warnings {
+        p.send(
+            name,
+            "dlimits",
+            &format!("warning: {w}"),
+            GuestState::Starting,
+        );
+    }
+    journal.disk = disk.clone();
+    pending::save(run_dir, name, journal)?;
+    undo.disk = disk.clone();
+    let d2 = disk.clone();
+    tokio::task::spawn_blocking(move || super::disk::set(&d2))
+        .await
+        .step(STEP)?
+        .step(STEP)?;
+    p.send(
+        name,
+        "dlimits",
+        &super::disk::summary(&disk),
+        GuestState::Starting,
+    );
+    fault::point(STEP)
 }
 
 /// The network, before the cgroup, as util-vserver did (interfaces before mounts): the shared
@@ -419,6 +470,7 @@ fn limits(c: &GuestConfig, p: &Progress, cg: &GuestCgroup) -> Result<(), StepErr
         let kernel = cg
             .controller_dir("cpu")
             .is_some_and(|d| d.join("cpu.loadavg").exists());
+        crate::isolate::kfeatures::note_loadavg(kernel);
         static SAID: std::sync::Once = std::sync::Once::new();
         SAID.call_once(|| {
             if kernel {

@@ -59,7 +59,17 @@ pub fn of(run: &Running, now: f64) -> GuestStat {
         (None, None) => 0,
     };
     let (user, system) = cpu_seconds(cg);
+    let disk = run
+        .disk
+        .lock()
+        .ok()
+        .and_then(|d| d.first().cloned())
+        .and_then(|a| crate::disk::apply::usage(&a).ok());
     GuestStat {
+        disk_used_bytes: disk.map(|u| u.bytes),
+        disk_limit_bytes: disk.and_then(|u| u.bytes_limit),
+        inodes_used: disk.and_then(|u| u.inodes),
+        inodes_limit: disk.and_then(|u| u.inodes_limit),
         name: run.state.name.clone(),
         context: run.state.context,
         processes: pids.len() as u32,

@@ -230,6 +230,12 @@ pub async fn teardown(d: &Arc<Daemon>, name: &str, run: &Arc<Running>, c: Option
         let _ = tokio::task::spawn_blocking(move || super::sharednet::remove(&rd, &n, &s)).await;
     }
     let _ = crate::fault::point("stop.network");
+    // As util-vserver's stop: a stopped guest's tree has no limit (the marks stay).
+    let disk = run.disk.lock().map(|d| d.clone()).unwrap_or_default();
+    if !disk.is_empty() && !keep_state {
+        let n = name.to_string();
+        let _ = tokio::task::spawn_blocking(move || super::disk::clear(&n, &disk)).await;
+    }
     if !keep_state {
         runstate::remove(&d.opts.run_dir, name);
     }

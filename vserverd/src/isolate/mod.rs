@@ -13,6 +13,7 @@
 pub mod capacity;
 pub mod caps;
 pub mod cgroup;
+pub mod kfeatures;
 pub mod limits;
 pub mod mount;
 pub mod net;

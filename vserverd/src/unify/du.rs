@@ -25,6 +25,10 @@ pub fn usage(name: &str, vdir: &std::path::Path) -> Result<proto::GuestDiskUsage
         allocated_bytes: 0,
         shared_bytes: 0,
         own_bytes: 0,
+        quota_used_bytes: None,
+        quota_limit_bytes: None,
+        quota_inodes: None,
+        quota_inodes_limit: None,
         errors: Vec::new(),
     };
     for i in &inodes {

@@ -132,18 +132,37 @@ pub async fn unify(
 /// The Du call: each guest's usage, measured on blocking threads.
 pub async fn du(d: &Arc<Daemon>, names: Vec<String>) -> Result<proto::DiskUsageList, ManagerError> {
     let names = selection(d, names, false)?;
-    let mut roots: Vec<(String, PathBuf)> = Vec::new();
+    let mut roots: Vec<(String, PathBuf, Option<crate::disk::Applied>)> = Vec::new();
     for n in names {
         let c = d.load(&n)?.config;
-        roots.push((n, c.vdir));
+        // The limit's figures: a running guest's as set, a stopped one's where they are kept.
+        let running = d
+            .guests
+            .running(&n)
+            .and_then(|r| r.disk.lock().ok().and_then(|v| v.first().cloned()));
+        let quota = running.or_else(|| {
+            let l = c.dlimits.first()?;
+            let id = crate::guest::disk::project_id(&c);
+            crate::disk::apply::locate(std::path::Path::new(&l.directory), id).ok()
+        });
+        roots.push((n, c.vdir, quota));
     }
     let mut out = Vec::new();
-    for (n, vdir) in roots {
+    for (n, vdir, quota) in roots {
         let name = n.clone();
-        let u = tokio::task::spawn_blocking(move || du::usage(&name, &vdir))
-            .await
-            .map_err(|e| ManagerError::failed(&n, format!("du: {e}")))?
-            .map_err(|e| ManagerError::failed(&n, e))?;
+        let u = tokio::task::spawn_blocking(move || {
+            let mut u = du::usage(&name, &vdir)?;
+            if let Some(q) = quota.and_then(|a| crate::disk::apply::usage(&a).ok()) {
+                u.quota_used_bytes = Some(q.bytes);
+                u.quota_limit_bytes = q.bytes_limit;
+                u.quota_inodes = q.inodes;
+                u.quota_inodes_limit = q.inodes_limit;
+            }
+            Ok::<_, String>(u)
+        })
+        .await
+        .map_err(|e| ManagerError::failed(&n, format!("du: {e}")))?
+        .map_err(|e| ManagerError::failed(&n, e))?;
         out.push(u);
     }
     Ok(proto::DiskUsageList { guests: out })
