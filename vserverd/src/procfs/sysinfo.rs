@@ -329,6 +329,29 @@ pub fn send(
     Ok(())
 }
 
+/// Waits until the socket is readable or a listener has `events` (hang-ups always count);
+/// returns what each fd got, the socket's first. An interrupted wait returns nothing ready.
+fn wait(
+    sock: BorrowedFd<'_>,
+    listeners: &[(OwnedFd, u32)],
+    events: nix::poll::PollFlags,
+) -> Vec<nix::poll::PollFlags> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    let mut fds: Vec<PollFd> = Vec::with_capacity(1 + listeners.len());
+    fds.push(PollFd::new(sock, PollFlags::POLLIN));
+    fds.extend(
+        listeners
+            .iter()
+            .map(|(l, _)| PollFd::new(l.as_fd(), events)),
+    );
+    if nix::poll::poll(&mut fds, PollTimeout::NONE).is_err() {
+        return vec![PollFlags::empty(); fds.len()];
+    }
+    fds.iter()
+        .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+        .collect()
+}
+
 /// Tags of the messages.
 const KEEP: u8 = b'K';
 const ALL: u8 = b'A';
@@ -373,22 +396,8 @@ pub fn serve(dir: &Path, loads: impl Fn(&str) -> Option<[f64; 3]>) {
         }
     }
     loop {
-        use nix::poll::{PollFd, PollFlags, PollTimeout};
-        let mut fds: Vec<PollFd> = Vec::with_capacity(1 + listeners.len());
-        fds.push(PollFd::new(sock.as_fd(), PollFlags::POLLIN));
-        fds.extend(
-            listeners
-                .iter()
-                .map(|(l, _)| PollFd::new(l.as_fd(), PollFlags::POLLIN)),
-        );
-        if nix::poll::poll(&mut fds, PollTimeout::NONE).is_err() {
-            continue;
-        }
-        let ready: Vec<PollFlags> = fds
-            .iter()
-            .map(|f| f.revents().unwrap_or(PollFlags::empty()))
-            .collect();
-        drop(fds);
+        use nix::poll::PollFlags;
+        let ready = wait(sock.as_fd(), &listeners, PollFlags::POLLIN);
         if ready[0].contains(PollFlags::POLLIN) {
             if let Some(Message {
                 tag: KEEP,
@@ -443,22 +452,9 @@ pub fn hold_main() -> std::process::ExitCode {
     crate::detached::serve(&name, &base.with_extension("pid"), move || {
         let mut kept: Vec<(OwnedFd, u32)> = Vec::new();
         loop {
-            use nix::poll::{PollFd, PollFlags, PollTimeout};
-            let mut fds: Vec<PollFd> = Vec::with_capacity(1 + kept.len());
-            fds.push(PollFd::new(sock.as_fd(), PollFlags::POLLIN));
+            use nix::poll::PollFlags;
             // Only hang-ups: the server answers the calls.
-            fds.extend(
-                kept.iter()
-                    .map(|(l, _)| PollFd::new(l.as_fd(), PollFlags::empty())),
-            );
-            if nix::poll::poll(&mut fds, PollTimeout::NONE).is_err() {
-                continue;
-            }
-            let ready: Vec<PollFlags> = fds
-                .iter()
-                .map(|f| f.revents().unwrap_or(PollFlags::empty()))
-                .collect();
-            drop(fds);
+            let ready = wait(sock.as_fd(), &kept, PollFlags::empty());
             if ready[0].contains(PollFlags::POLLIN) {
                 match receive(sock.as_fd()) {
                     Some(Message {

@@ -19,25 +19,9 @@ pub struct Notification {
 
 /// Installs `prog` on the calling thread and returns the filter's listener (close-on-exec).
 pub fn install_with_listener(prog: &[libc::sock_filter]) -> io::Result<OwnedFd> {
-    let fprog = libc::sock_fprog {
-        len: prog.len() as u16,
-        filter: prog.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: a valid sock_fprog pointing at `prog`, which outlives the call; the kernel
-    // copies the program and never writes through the pointer.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-            &fprog as *const libc::sock_fprog,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let fd = super::process::seccomp_set_filter(prog, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER)?;
     // SAFETY: the kernel just returned this new fd, owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(rc as i32) })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// The next waiting call (blocks unless the listener is non-blocking; ENOENT when the caller

@@ -396,6 +396,12 @@ pub fn set_personality(p: u32) -> io::Result<()> {
 
 /// Installs a seccomp filter on the calling thread (SECCOMP_SET_MODE_FILTER).
 pub fn seccomp_filter(prog: &[libc::sock_filter]) -> io::Result<()> {
+    seccomp_set_filter(prog, 0).map(drop)
+}
+
+/// seccomp(SECCOMP_SET_MODE_FILTER, `flags`, `prog`): the call's return value (a listener fd
+/// with SECCOMP_FILTER_FLAG_NEW_LISTENER).
+pub fn seccomp_set_filter(prog: &[libc::sock_filter], flags: libc::c_ulong) -> io::Result<i64> {
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
         filter: prog.as_ptr() as *mut libc::sock_filter,
@@ -406,11 +412,11 @@ pub fn seccomp_filter(prog: &[libc::sock_filter]) -> io::Result<()> {
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            0,
+            flags,
             &fprog as *const libc::sock_fprog,
         )
     };
-    check(rc).map(drop)
+    check(rc)
 }
 
 /// sysconf(_SC_PAGESIZE).
