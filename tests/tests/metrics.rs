@@ -363,6 +363,9 @@ fn a_namespaced_guests_veth_traffic_is_counted() {
     assert!(o.status.success(), "{o:?}");
     GuestBuilder::busybox("net")
         .context(44510)
+        // Its own namespace and veth pair, whose counters are the metric (the shared stack,
+        // the default for interfaces/, has no per-guest device).
+        .file("apps/vserverd/netmode", "netns\n")
         .file("interfaces/0/ip", "10.78.0.2\n")
         .file("interfaces/0/prefix", "24\n")
         .file("interfaces/0/nodev", "")
