@@ -402,28 +402,13 @@ mod tests {
     use crate::{InterfaceCounters, RpcMetrics};
 
     fn guest(name: &str, state: GuestState) -> GuestMetrics {
-        GuestMetrics {
-            name: name.into(),
-            context: Some(40001),
+        GuestMetrics::listed(
+            name.into(),
+            Some(40001),
             state,
-            disabled: false,
-            mark: vec!["default".into()],
-            start_time_seconds: None,
-            uptime_seconds: None,
-            cpu_user_seconds: None,
-            cpu_system_seconds: None,
-            memory_bytes: None,
-            memory_working_set_bytes: None,
-            memory_limit_bytes: None,
-            processes: None,
-            pids: None,
-            pids_limit: None,
-            network: vec![],
-            starts: 0,
-            stops: 0,
-            start_failures: 0,
-            exits: 0,
-        }
+            false,
+            vec!["default".into()],
+        )
     }
 
     fn reply() -> MetricsReply {

@@ -67,6 +67,41 @@ pub struct GuestMetrics {
     pub exits: u64,
 }
 
+impl GuestMetrics {
+    /// A guest as List shows it, with no figures yet (those of a running guest are filled in
+    /// by the collector) and its counters at 0.
+    pub fn listed(
+        name: String,
+        context: Option<u32>,
+        state: GuestState,
+        disabled: bool,
+        mark: Vec<String>,
+    ) -> GuestMetrics {
+        GuestMetrics {
+            name,
+            context,
+            state,
+            disabled,
+            mark,
+            start_time_seconds: None,
+            uptime_seconds: None,
+            cpu_user_seconds: None,
+            cpu_system_seconds: None,
+            memory_bytes: None,
+            memory_working_set_bytes: None,
+            memory_limit_bytes: None,
+            processes: None,
+            pids: None,
+            pids_limit: None,
+            network: vec![],
+            starts: 0,
+            stops: 0,
+            start_failures: 0,
+            exits: 0,
+        }
+    }
+}
+
 /// Byte and packet counters of one interface, from the guest's side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, CustomType)]
 pub struct InterfaceCounters {

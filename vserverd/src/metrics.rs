@@ -217,26 +217,17 @@ pub fn collect(d: &Daemon) -> MetricsReply {
         .map(|s| {
             let c = d.guests.counters.get(&s.name);
             let mut m = GuestMetrics {
-                name: s.name.clone(),
-                context: s.context,
-                state: s.state,
-                disabled: s.disabled,
-                mark: s.mark.clone(),
-                start_time_seconds: None,
-                uptime_seconds: None,
-                cpu_user_seconds: None,
-                cpu_system_seconds: None,
-                memory_bytes: None,
-                memory_working_set_bytes: None,
-                memory_limit_bytes: None,
-                processes: None,
-                pids: None,
-                pids_limit: None,
-                network: vec![],
                 starts: c.starts,
                 stops: c.stops,
                 start_failures: c.start_failures,
                 exits: c.exits,
+                ..GuestMetrics::listed(
+                    s.name.clone(),
+                    s.context,
+                    s.state,
+                    s.disabled,
+                    s.mark.clone(),
+                )
             };
             if let Some(run) = d.guests.running(&s.name) {
                 m.context = Some(run.state.context);
