@@ -275,3 +275,23 @@ pub fn limited_guests_on_one_root(
         std::os::unix::fs::symlink(root, cfg.join("vdir")).unwrap();
     }
 }
+
+/// Runs the escape helper installed at /escape in running guest `guest` with `args` (its usage:
+/// tests/src/bin/vserverd-escape.rs), requires it to exit 0, and returns its output and the
+/// attempts it reported, one JSON object each.
+pub fn run_escape(d: &TestDaemon, guest: &str, args: &[&str]) -> (String, Vec<serde_json::Value>) {
+    let mut argv = vec!["exec", guest, "--", "/escape"];
+    argv.extend_from_slice(args);
+    let out = d.ctl(&argv);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{guest}: escape helper failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line from the escape helper"))
+        .collect();
+    (text, results)
+}

@@ -516,28 +516,18 @@ fn escape_attempts_from_guest_root_fail() {
                 "{g}: CAP_{what} in the bounding set"
             );
         }
-        let out = d.ctl(&[
-            "exec",
+        let (text, results) = harness::guest::run_escape(
+            &d,
             g,
-            "--",
-            "/escape",
-            &host_only.display().to_string(),
-            &d.pid().unwrap().to_string(),
-            &d.socket.display().to_string(),
-            "/root/mem",
-            &port,
-            &abstract_name,
-        ]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{g}: escape helper failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            &[
+                &host_only.display().to_string(),
+                &d.pid().unwrap().to_string(),
+                &d.socket.display().to_string(),
+                "/root/mem",
+                &port,
+                &abstract_name,
+            ],
         );
-        let results: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
         assert!(results.len() >= 23, "{g}: too few attempts ran:\n{text}");
         // Refused by the seccomp filter, not by the file system (the guest roots' has file
         // attributes: without the filter both calls succeed).

@@ -805,28 +805,18 @@ fn shared_stack_guest_root_cannot_remove_its_programs() {
     };
     d.spawn();
     d.ctl_ok(&["start", "jail"]);
-    let out = d.ctl(&[
-        "exec",
+    let (said, results) = harness::guest::run_escape(
+        &d,
         "jail",
-        "--",
-        "/escape",
-        &host_only.display().to_string(),
-        &d.pid().unwrap().to_string(),
-        &d.socket.display().to_string(),
-        "/root/none",
-        &port,
-        &abstract_name,
-    ]);
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        &[
+            &host_only.display().to_string(),
+            &d.pid().unwrap().to_string(),
+            &d.socket.display().to_string(),
+            "/root/none",
+            &port,
+            &abstract_name,
+        ],
     );
-    let results: Vec<serde_json::Value> = said
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     for want in [
         "detach cgroup program 8",
         "open bpf links by id",

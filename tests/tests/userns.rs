@@ -366,28 +366,18 @@ fn escapes_from_a_user_namespace_guest_fail() {
     d.ctl_ok(&["start", "ujail"]);
     d.ctl_ok(&["start", "umap"]);
     let base = base_of(&d, "ujail");
-    let out = d.ctl(&[
-        "exec",
+    let (text, results) = harness::guest::run_escape(
+        &d,
         "ujail",
-        "--",
-        "/escape",
-        &host_only.display().to_string(),
-        &d.pid().unwrap().to_string(),
-        &d.socket.display().to_string(),
-        "/root/mem",
-        &port,
-        &abstract_name,
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "escape helper failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        &[
+            &host_only.display().to_string(),
+            &d.pid().unwrap().to_string(),
+            &d.socket.display().to_string(),
+            "/root/mem",
+            &port,
+            &abstract_name,
+        ],
     );
-    let results: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert!(results.len() >= 23, "too few attempts ran:\n{text}");
     let escaped: Vec<&serde_json::Value> =
         results.iter().filter(|r| r["escaped"] != false).collect();
