@@ -921,6 +921,34 @@ fn sysinfo_swaps_and_diskstats_show_the_guests_own_and_outlive_the_proc_server()
         limit_kb
     );
 
+    // A process calling sysinfo in a loop gets its calls answered at the server's rate per
+    // listener (200 a second after a burst of 50: procfs/sysinfo.rs), waiting in its own call,
+    // so 1000 calls cannot take less than (1000 - 50) / 200 s; another process's calls are
+    // answered in between, with the guest's figures. (A lower bound: a slow machine only
+    // makes the loop slower.)
+    let started = std::time::Instant::now();
+    let flood = d.ctl_spawn(&[
+        "exec",
+        "si",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 1000 ]; do free >/dev/null || exit 1; i=$((i+1)); done",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(
+        free_total(&d.ctl_ok(&["exec", "si", "--", "free"])),
+        limit_kb,
+        "answered while another process floods"
+    );
+    let out = flood.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(4750),
+        "1000 sysinfo calls in {took:?}: the per-listener rate was not applied"
+    );
+
     // /proc/swaps: its swap limit as one virtual device; /proc/slabinfo hidden; /proc/diskstats
     // its own I/O, checked against its cgroup's counts.
     let swaps = d.ctl_ok(&["exec", "si", "--", "cat", "/proc/swaps"]);

@@ -10,9 +10,7 @@ use crate::isolate::cgroup::{Hierarchy, Layout};
 /// Threads looked at for the load; a guest with more is counted up to here.
 const MAX_THREADS: usize = 65_536;
 
-fn read(p: &Path) -> Option<String> {
-    std::fs::read_to_string(p).ok()
-}
+use super::files::read;
 
 fn dir_of<'a>(layout: &'a Layout, controller: &str) -> Option<(&'a Hierarchy, PathBuf)> {
     let h = layout
@@ -158,8 +156,7 @@ fn threads(h: &Hierarchy, dir: &Path) -> (u32, u32) {
 /// (`pids.current`: one read, for sysinfo's `procs`), and its kernel load averages if the
 /// kernel keeps them (kernel-patch/).
 pub fn tasks_and_kernel_load(cgroup: &str) -> (u32, Option<[f64; 3]>) {
-    let mountinfo = read(Path::new("/proc/self/mountinfo")).unwrap_or_default();
-    let layout = Layout::parse(&mountinfo, cgroup);
+    let layout = super::files::layout(cgroup);
     let tasks = dir_of(&layout, "pids")
         .and_then(|(_, dir)| read(&dir.join("pids.current")))
         .and_then(|s| s.trim().parse().ok())
@@ -172,8 +169,7 @@ pub fn tasks_and_kernel_load(cgroup: &str) -> (u32, Option<[f64; 3]>) {
 
 /// The figures of a process whose /proc/PID/cgroup text is `cgroup`.
 pub fn of_cgroup(cgroup: &str) -> CpuFigures {
-    let mountinfo = read(Path::new("/proc/self/mountinfo")).unwrap_or_default();
-    let layout = Layout::parse(&mountinfo, cgroup);
+    let layout = super::files::layout(cgroup);
     let cpuset = dir_of(&layout, "cpuset")
         .and_then(|(h, dir)| {
             let file = if h.v2 {

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::meminfo::Figures;
-use crate::isolate::cgroup::Layout;
 
 /// A device's I/O, as the guest's cgroup counted it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -138,9 +137,8 @@ pub fn swaps(host: &str, f: Option<&Figures>) -> String {
 
 /// The I/O of the cgroups a process whose /proc/PID/cgroup text is `cgroup` is in.
 pub fn io_of_cgroup(cgroup: &str) -> BTreeMap<(u32, u32), Io> {
-    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
-    let mountinfo = read(Path::new("/proc/self/mountinfo"));
-    let layout = Layout::parse(&mountinfo, cgroup);
+    let read = |p: &Path| super::files::read(p).unwrap_or_default();
+    let layout = super::files::layout(cgroup);
     if let Some(h) = layout
         .hierarchies
         .iter()
@@ -160,8 +158,7 @@ pub fn io_of_cgroup(cgroup: &str) -> BTreeMap<(u32, u32), Io> {
 
 /// A block device's name, as the kernel's own diskstats names it.
 pub fn device_name(major: u32, minor: u32) -> Option<String> {
-    std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent"))
-        .ok()?
+    super::files::read(format!("/sys/dev/block/{major}:{minor}/uevent"))?
         .lines()
         .find_map(|l| l.strip_prefix("DEVNAME=").map(String::from))
 }

@@ -8,10 +8,37 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-struct Lane<T> {
-    jobs: VecDeque<T>,
+/// A token bucket: `rate` tokens a second, at most `burst` kept.
+pub struct Bucket {
     tokens: f64,
     at: Instant,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub fn new(burst: f64, now: Instant) -> Self {
+        Self {
+            tokens: burst,
+            at: now,
+        }
+    }
+
+    /// Takes a token; or says how long until the next one.
+    pub fn take(&mut self, now: Instant, rate: f64, burst: f64) -> Result<(), Duration> {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Ok(());
+        }
+        Err(Duration::from_secs_f64((1.0 - self.tokens) / rate))
+    }
+}
+
+struct Lane<T> {
+    jobs: VecDeque<T>,
+    bucket: Bucket,
 }
 
 /// What a worker should do next.
@@ -50,8 +77,7 @@ impl<T> Fair<T> {
         let burst = self.burst;
         let lane = self.lanes.entry(key).or_insert_with(|| Lane {
             jobs: VecDeque::new(),
-            tokens: burst,
-            at: now,
+            bucket: Bucket::new(burst, now),
         });
         if lane.jobs.len() >= self.cap {
             return Err(job);
@@ -76,21 +102,19 @@ impl<T> Fair<T> {
             let Some(lane) = self.lanes.get_mut(&key) else {
                 continue;
             };
-            let elapsed = now.saturating_duration_since(lane.at).as_secs_f64();
-            lane.tokens = (lane.tokens + elapsed * self.rate).min(self.burst);
-            lane.at = now;
-            if lane.tokens >= 1.0 {
-                lane.tokens -= 1.0;
-                let job = lane.jobs.pop_front();
-                if !lane.jobs.is_empty() {
-                    self.ring.push_back(key);
+            match lane.bucket.take(now, self.rate, self.burst) {
+                Ok(()) => {
+                    let job = lane.jobs.pop_front();
+                    if !lane.jobs.is_empty() {
+                        self.ring.push_back(key);
+                    }
+                    if let Some(job) = job {
+                        return Pop::Job(job);
+                    }
+                    continue;
                 }
-                if let Some(job) = job {
-                    return Pop::Job(job);
-                }
-                continue;
+                Err(wait) => soonest = soonest.min(wait),
             }
-            soonest = soonest.min(Duration::from_secs_f64((1.0 - lane.tokens) / self.rate));
             self.ring.push_back(key);
         }
         Pop::Wait(soonest.max(Duration::from_micros(100)))

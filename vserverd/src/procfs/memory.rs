@@ -7,22 +7,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::meminfo::Figures;
-use crate::isolate::cgroup::Layout;
 
 /// v1 writes "no limit" as PAGE_COUNTER_MAX pages (9223372036854771712 on 4 KiB pages).
 const UNLIMITED: u64 = 1 << 60;
 
-fn read_u64(p: &Path) -> Option<u64> {
-    let s = std::fs::read_to_string(p).ok()?;
-    let s = s.trim();
-    if s == "max" {
-        return Some(u64::MAX);
-    }
-    s.parse().ok()
-}
+use super::files::{self, read_u64};
 
 fn stat(p: &Path) -> HashMap<String, u64> {
-    std::fs::read_to_string(p)
+    files::read(p)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| {
@@ -51,8 +43,7 @@ fn tightest(mount: &Path, dir: &Path, file: &str) -> Option<(PathBuf, u64)> {
 /// The figures of the memory cgroup of a process whose /proc/PID/cgroup text is `cgroup`; None
 /// when nothing limits it (the host's meminfo is then the truth).
 pub fn of_cgroup(cgroup: &str) -> Option<Figures> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let layout = Layout::parse(&mountinfo, cgroup);
+    let layout = files::layout(cgroup);
     if let Some(h) = layout
         .hierarchies
         .iter()

@@ -14,6 +14,7 @@ mod cpu;
 pub mod cpuview;
 pub mod diskview;
 mod fair;
+mod files;
 pub mod meminfo;
 pub mod memory;
 mod server;

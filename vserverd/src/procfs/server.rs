@@ -239,7 +239,7 @@ fn folder_name(name: &OsStr) -> Option<&str> {
 
 /// The meminfo a process in the cgroups `cgroup` (its /proc/PID/cgroup text) should see.
 fn meminfo_for(cgroup: &str) -> Vec<u8> {
-    let host = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let host = super::files::read("/proc/meminfo").unwrap_or_default();
     match memory::of_cgroup(cgroup) {
         Some(f) => meminfo::render(&host, &f).into_bytes(),
         None => host.into_bytes(),
@@ -266,7 +266,7 @@ impl Shared {
 
     /// File `kind` of FILES as a process in the cgroups `cgroup` should see it.
     fn render(&self, kind: usize, cgroup: &str) -> Vec<u8> {
-        let host = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let host = |p: &str| super::files::read(p).unwrap_or_default();
         match FILES[kind] {
             "meminfo" => meminfo_for(cgroup),
             "cpuinfo" => {
@@ -306,7 +306,7 @@ impl Shared {
     /// cgroups (a guest opening it in a loop costs one render per interval, not one per open).
     /// Rendered without the lock held: the other worker goes on meanwhile.
     fn text_for(&self, pid: u32, kind: usize) -> Arc<Vec<u8>> {
-        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let cgroup = super::files::read(format!("/proc/{pid}/cgroup")).unwrap_or_default();
         let key = (kind, cgroup);
         if let Some((at, t)) = self.state().rendered.get(&key) {
             if at.elapsed() < RENDER_TTL {

@@ -174,7 +174,7 @@ fn host_info() -> Option<Info> {
 
 /// The boottime offset of `pid`'s time namespace, in seconds (0 outside one).
 fn boottime_offset(pid: u32) -> i64 {
-    std::fs::read_to_string(format!("/proc/{pid}/timens_offsets"))
+    super::files::read(format!("/proc/{pid}/timens_offsets"))
         .unwrap_or_default()
         .lines()
         .find_map(|l| {
@@ -211,7 +211,7 @@ fn respond(
     else {
         return Reply::Proceed;
     };
-    let Ok(cgroup) = std::fs::read_to_string(format!("/proc/{}/cgroup", n.pid)) else {
+    let Some(cgroup) = super::files::read(format!("/proc/{}/cgroup", n.pid)) else {
         return Reply::Proceed;
     };
     let offset = boottime_offset(n.pid);
@@ -329,27 +329,57 @@ pub fn send(
     Ok(())
 }
 
-/// Waits until the socket is readable or a listener has `events` (hang-ups always count);
-/// returns what each fd got, the socket's first. An interrupted wait returns nothing ready.
+/// Waits until the socket is readable, a listener has what `events` asks of it (hang-ups
+/// always count), or `timeout` passes; returns what each fd got, the socket's first. An
+/// interrupted wait returns nothing ready.
 fn wait(
     sock: BorrowedFd<'_>,
-    listeners: &[(OwnedFd, u32)],
-    events: nix::poll::PollFlags,
+    listeners: &[Listener],
+    events: impl Fn(&Listener) -> nix::poll::PollFlags,
+    timeout: nix::poll::PollTimeout,
 ) -> Vec<nix::poll::PollFlags> {
-    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    use nix::poll::{PollFd, PollFlags};
     let mut fds: Vec<PollFd> = Vec::with_capacity(1 + listeners.len());
     fds.push(PollFd::new(sock, PollFlags::POLLIN));
     fds.extend(
         listeners
             .iter()
-            .map(|(l, _)| PollFd::new(l.as_fd(), events)),
+            .map(|l| PollFd::new(l.fd.as_fd(), events(l))),
     );
-    if nix::poll::poll(&mut fds, PollTimeout::NONE).is_err() {
+    if nix::poll::poll(&mut fds, timeout).is_err() {
         return vec![PollFlags::empty(); fds.len()];
     }
     fds.iter()
         .map(|f| f.revents().unwrap_or(PollFlags::empty()))
         .collect()
+}
+
+/// Calls answered a second per listener (a guest's PID 1 and each joined process) after a
+/// burst: sysinfo is asked at a program's start and by `free`/`uptime`/`top`, a few times a
+/// second at most. A guest calling it in a loop waits for its turn, in its own syscall, and
+/// costs the server at most this rate; other guests' calls are served in between (the loop
+/// below takes one call per ready listener per round).
+const RATE: f64 = 200.0;
+const BURST: f64 = 50.0;
+
+/// A listener, what its guest asked for, and its share of the server.
+struct Listener {
+    fd: OwnedFd,
+    flags: u32,
+    bucket: super::fair::Bucket,
+    /// When its bucket has a token again (None: it has one).
+    resting: Option<std::time::Instant>,
+}
+
+impl Listener {
+    fn new(fd: OwnedFd, flags: u32) -> Self {
+        Self {
+            fd,
+            flags,
+            bucket: super::fair::Bucket::new(BURST, std::time::Instant::now()),
+            resting: None,
+        }
+    }
 }
 
 /// Tags of the messages.
@@ -365,7 +395,7 @@ pub fn serve(dir: &Path, loads: impl Fn(&str) -> Option<[f64; 3]>) {
         return;
     };
     let hold = UnixAddr::new(&hold_socket(&hold_base(dir))).ok();
-    let mut listeners: Vec<(OwnedFd, u32)> = Vec::new();
+    let mut listeners: Vec<Listener> = Vec::new();
     // What the holder keeps: a server started after its predecessor died takes it all back.
     if let Some(h) = &hold {
         if send(sock.as_fd(), Some(h), ALL, 0, None).is_ok() {
@@ -387,7 +417,7 @@ pub fn serve(dir: &Path, loads: impl Fn(&str) -> Option<[f64; 3]>) {
                         ..
                     }) => {
                         let _ = notify::sync_wakeups(fd.as_fd());
-                        listeners.push((fd, flags))
+                        listeners.push(Listener::new(fd, flags))
                     }
                     Some(Message { tag: END, .. }) => break,
                     _ => {}
@@ -396,8 +426,33 @@ pub fn serve(dir: &Path, loads: impl Fn(&str) -> Option<[f64; 3]>) {
         }
     }
     loop {
-        use nix::poll::PollFlags;
-        let ready = wait(sock.as_fd(), &listeners, PollFlags::POLLIN);
+        use nix::poll::{PollFlags, PollTimeout};
+        let now = std::time::Instant::now();
+        for l in &mut listeners {
+            l.resting = l.resting.filter(|&t| t > now);
+        }
+        // Sleep no longer than until the first resting listener has a token again.
+        let timeout =
+            listeners
+                .iter()
+                .filter_map(|l| l.resting)
+                .min()
+                .map_or(PollTimeout::NONE, |t| {
+                    let ms = t.saturating_duration_since(now).as_millis() + 1;
+                    PollTimeout::try_from(ms.min(1000) as u16).unwrap_or(PollTimeout::NONE)
+                });
+        let ready = wait(
+            sock.as_fd(),
+            &listeners,
+            |l| {
+                if l.resting.is_some() {
+                    PollFlags::empty()
+                } else {
+                    PollFlags::POLLIN
+                }
+            },
+            timeout,
+        );
         if ready[0].contains(PollFlags::POLLIN) {
             if let Some(Message {
                 tag: KEEP,
@@ -410,17 +465,23 @@ pub fn serve(dir: &Path, loads: impl Fn(&str) -> Option<[f64; 3]>) {
                     let _ = send(sock.as_fd(), Some(h), KEEP, flags, Some(fd.as_fd()));
                 }
                 let _ = notify::sync_wakeups(fd.as_fd());
-                listeners.push((fd, flags));
+                listeners.push(Listener::new(fd, flags));
             }
         }
         let mut gone = Vec::new();
+        let now = std::time::Instant::now();
         for (i, r) in ready[1..].iter().enumerate() {
-            let (l, flags) = &listeners[i];
+            let l = &mut listeners[i];
             if r.contains(PollFlags::POLLIN) {
-                if let Ok(n) = notify::receive(l.as_fd()) {
-                    let _ = match respond(l.as_fd(), *flags, &n, &loads) {
-                        Reply::Value(v) => notify::answer(l.as_fd(), n.id, v, false),
-                        Reply::Proceed => notify::answer(l.as_fd(), n.id, 0, true),
+                if let Err(wait) = l.bucket.take(now, RATE, BURST) {
+                    // Out of turns: the call stays queued in the kernel until then.
+                    l.resting = Some(now + wait);
+                    continue;
+                }
+                if let Ok(n) = notify::receive(l.fd.as_fd()) {
+                    let _ = match respond(l.fd.as_fd(), l.flags, &n, &loads) {
+                        Reply::Value(v) => notify::answer(l.fd.as_fd(), n.id, v, false),
+                        Reply::Proceed => notify::answer(l.fd.as_fd(), n.id, 0, true),
                     };
                 }
             } else if r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) {
@@ -450,11 +511,16 @@ pub fn hold_main() -> std::process::ExitCode {
     };
     let name = std::ffi::CString::new(HOLD_NAME).expect("no NUL");
     crate::detached::serve(&name, &base.with_extension("pid"), move || {
-        let mut kept: Vec<(OwnedFd, u32)> = Vec::new();
+        let mut kept: Vec<Listener> = Vec::new();
         loop {
             use nix::poll::PollFlags;
             // Only hang-ups: the server answers the calls.
-            let ready = wait(sock.as_fd(), &kept, PollFlags::empty());
+            let ready = wait(
+                sock.as_fd(),
+                &kept,
+                |_| PollFlags::empty(),
+                nix::poll::PollTimeout::NONE,
+            );
             if ready[0].contains(PollFlags::POLLIN) {
                 match receive(sock.as_fd()) {
                     Some(Message {
@@ -462,14 +528,15 @@ pub fn hold_main() -> std::process::ExitCode {
                         flags,
                         fd: Some(fd),
                         ..
-                    }) => kept.push((fd, flags)),
+                    }) => kept.push(Listener::new(fd, flags)),
                     Some(Message {
                         tag: ALL,
                         from: Some(to),
                         ..
                     }) => {
-                        for (l, flags) in &kept {
-                            let _ = send(sock.as_fd(), Some(&to), KEEP, *flags, Some(l.as_fd()));
+                        for l in &kept {
+                            let _ =
+                                send(sock.as_fd(), Some(&to), KEEP, l.flags, Some(l.fd.as_fd()));
                         }
                         let _ = send(sock.as_fd(), Some(&to), END, 0, None);
                     }
