@@ -25,7 +25,7 @@ fn dir_of<'a>(layout: &'a Layout, controller: &str) -> Option<(&'a Hierarchy, Pa
 fn up(mount: &Path, dir: &Path, file: &str) -> Option<String> {
     let mut d = dir.to_path_buf();
     loop {
-        if let Some(s) = read(&d.join(file)) {
+        if let Some(s) = read(d.join(file)) {
             return Some(s);
         }
         if d == mount || !d.pop() || !d.starts_with(mount) {
@@ -47,14 +47,14 @@ fn quota(h: &Hierarchy, dir: &Path) -> Option<(u64, u64)> {
     let mut d = dir.to_path_buf();
     loop {
         let q = if h.v2 {
-            read(&d.join("cpu.max")).and_then(|s| {
+            read(d.join("cpu.max")).and_then(|s| {
                 let mut it = s.split_whitespace();
                 let q = it.next()?.parse().ok()?;
                 Some((q, it.next()?.parse().ok()?))
             })
         } else {
-            let q: i64 = read(&d.join("cpu.cfs_quota_us"))?.trim().parse().ok()?;
-            let p: u64 = read(&d.join("cpu.cfs_period_us"))?.trim().parse().ok()?;
+            let q: i64 = read(d.join("cpu.cfs_quota_us"))?.trim().parse().ok()?;
+            let p: u64 = read(d.join("cpu.cfs_period_us"))?.trim().parse().ok()?;
             u64::try_from(q).ok().map(|q| (q, p))
         };
         if let Some((q, p)) = q.filter(|(_, p)| *p > 0) {
@@ -84,7 +84,7 @@ fn used(layout: &Layout, cpus: &[usize], runs_on: usize) -> Vec<(u64, u64)> {
     };
     if !h.v2 {
         let per = |f: &str| -> Vec<u64> {
-            read(&dir.join(f))
+            read(dir.join(f))
                 .unwrap_or_default()
                 .split_whitespace()
                 .filter_map(|v| v.parse().ok())
@@ -112,7 +112,7 @@ fn used(layout: &Layout, cpus: &[usize], runs_on: usize) -> Vec<(u64, u64)> {
             })
             .collect();
     }
-    let stat = read(&dir.join("cpu.stat")).unwrap_or_default();
+    let stat = read(dir.join("cpu.stat")).unwrap_or_default();
     let get = |k: &str| -> u64 {
         stat.lines()
             .find_map(|l| l.strip_prefix(k)?.trim().parse().ok())
@@ -130,7 +130,7 @@ fn threads(h: &Hierarchy, dir: &Path) -> (u32, u32) {
     let (mut running, mut all) = (0u32, 0usize);
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for tid in read(&d.join(file)).unwrap_or_default().lines() {
+        for tid in read(d.join(file)).unwrap_or_default().lines() {
             if all >= MAX_THREADS {
                 return (running, all as u32);
             }
@@ -158,11 +158,11 @@ fn threads(h: &Hierarchy, dir: &Path) -> (u32, u32) {
 pub fn tasks_and_kernel_load(cgroup: &str) -> (u32, Option<[f64; 3]>) {
     let layout = super::files::layout(cgroup);
     let tasks = dir_of(&layout, "pids")
-        .and_then(|(_, dir)| read(&dir.join("pids.current")))
+        .and_then(|(_, dir)| read(dir.join("pids.current")))
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
     let load = dir_of(&layout, "cpu")
-        .and_then(|(_, dir)| read(&dir.join("cpu.loadavg")))
+        .and_then(|(_, dir)| read(dir.join("cpu.loadavg")))
         .and_then(|s| cpuview::parse_loadavg(&s));
     (tasks, load)
 }
@@ -184,7 +184,7 @@ pub fn of_cgroup(cgroup: &str) -> CpuFigures {
         .unwrap_or_else(host_cpus);
     let q = dir_of(&layout, "cpu").and_then(|(h, dir)| quota(h, &dir));
     let kernel_load = dir_of(&layout, "cpu")
-        .and_then(|(_, dir)| read(&dir.join("cpu.loadavg")))
+        .and_then(|(_, dir)| read(dir.join("cpu.loadavg")))
         .and_then(|s| cpuview::parse_loadavg(&s));
     let cpus = cpuview::visible(&cpuset, q);
     let used = used(&layout, &cpus, cpuset.len());

@@ -29,7 +29,7 @@ fn tightest(mount: &Path, dir: &Path, file: &str) -> Option<(PathBuf, u64)> {
     let mut best: Option<(PathBuf, u64)> = None;
     let mut d = dir.to_path_buf();
     loop {
-        if let Some(v) = read_u64(&d.join(file)).filter(|&v| v < UNLIMITED) {
+        if let Some(v) = read_u64(d.join(file)).filter(|&v| v < UNLIMITED) {
             if best.as_ref().is_none_or(|(_, b)| v < *b) {
                 best = Some((d.clone(), v));
             }
@@ -53,12 +53,12 @@ pub fn of_cgroup(cgroup: &str) -> Option<Figures> {
         let (at, limit) = tightest(&h.mount, &dir, "memory.limit_in_bytes")?;
         let s = stat(&at.join("memory.stat"));
         let g = |k: &str| s.get(k).copied().unwrap_or(0);
-        let usage = read_u64(&at.join("memory.usage_in_bytes")).unwrap_or(0);
+        let usage = read_u64(at.join("memory.usage_in_bytes")).unwrap_or(0);
         // memsw counts memory + swap; only its excess over the memory limit is swap.
         let memsw = tightest(&h.mount, &dir, "memory.memsw.limit_in_bytes");
         let swap_limit = memsw.map(|(_, l)| l.saturating_sub(limit));
-        let swap_usage = read_u64(&at.join("memory.memsw.usage_in_bytes"))
-            .map_or(0, |u| u.saturating_sub(usage));
+        let swap_usage =
+            read_u64(at.join("memory.memsw.usage_in_bytes")).map_or(0, |u| u.saturating_sub(usage));
         return Some(Figures {
             limit,
             usage,
@@ -85,7 +85,7 @@ pub fn of_cgroup(cgroup: &str) -> Option<Figures> {
     let g = |k: &str| s.get(k).copied().unwrap_or(0);
     Some(Figures {
         limit,
-        usage: read_u64(&at.join("memory.current")).unwrap_or(0),
+        usage: read_u64(at.join("memory.current")).unwrap_or(0),
         cache: g("file"),
         active_anon: g("active_anon"),
         inactive_anon: g("inactive_anon"),
@@ -93,7 +93,7 @@ pub fn of_cgroup(cgroup: &str) -> Option<Figures> {
         inactive_file: g("inactive_file"),
         shmem: g("shmem"),
         swap_limit: tightest(&h.mount, &dir, "memory.swap.max").map(|(_, l)| l),
-        swap_usage: read_u64(&at.join("memory.swap.current")).unwrap_or(0),
+        swap_usage: read_u64(at.join("memory.swap.current")).unwrap_or(0),
         anon: g("anon"),
         mapped: g("file_mapped"),
         dirty: g("file_dirty"),

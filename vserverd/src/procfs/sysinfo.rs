@@ -439,7 +439,7 @@ pub fn serve(dir: &Path, loads: impl Fn(&str) -> Option<[f64; 3]>) {
                 .min()
                 .map_or(PollTimeout::NONE, |t| {
                     let ms = t.saturating_duration_since(now).as_millis() + 1;
-                    PollTimeout::try_from(ms.min(1000) as u16).unwrap_or(PollTimeout::NONE)
+                    PollTimeout::from(ms.min(1000) as u16)
                 });
         let ready = wait(
             sock.as_fd(),
