@@ -80,6 +80,26 @@ CG=$OWN/vserverd/lim
 [ "$(cat $CG/cpu.max)" = "25000 100000" ] || fail "cpu.max $(cat $CG/cpu.max)"
 total() { vserverctl exec lim -- cat /proc/meminfo | sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p'; }
 [ "$(total)" = 65536 ] || fail "virt_mem: MemTotal $(total) kB in the guest, not 65536"
+# The rest of the guest's view on a pure v2 host: sysinfo(2) (busybox free), virt_cpu (a quota
+# of a quarter CPU shows one CPU), virt_load, swaps and diskstats from memory.swap.* and io.stat.
+ftotal=$(vserverctl exec lim -- free | sed -n 's/^ *Mem: *\([0-9]*\).*/\1/p')
+[ "$ftotal" = 65536 ] || fail "sysinfo: free's total $ftotal KiB, not 65536"
+n=$(vserverctl exec lim -- grep -c ^processor /proc/cpuinfo)
+[ "$n" = 1 ] || fail "virt_cpu: $n processors in /proc/cpuinfo under cpu.max 25000 100000"
+[ "$(vserverctl exec lim -- cat /sys/devices/system/cpu/online)" = 0 ] || fail "virt_cpu: online $(vserverctl exec lim -- cat /sys/devices/system/cpu/online)"
+n=$(vserverctl exec lim -- grep -c '^cpu[0-9]' /proc/stat)
+[ "$n" = 1 ] || fail "virt_cpu: $n per-CPU lines in /proc/stat"
+la=$(vserverctl exec lim -- cat /proc/loadavg)
+echo "$la" | grep -Eq '^[0-9]+\.[0-9]+ [0-9]+\.[0-9]+ [0-9]+\.[0-9]+ [0-9]+/[0-9]+ [0-9]+$' || fail "virt_load: /proc/loadavg '$la'"
+hostswap=$(awk 'NR>1 {s+=$3} END {print s+0}' /proc/swaps)
+gswap=$(vserverctl exec lim -- cat /proc/swaps | awk 'NR>1 {s+=$3} END {print s+0}')
+[ "$gswap" -le "$hostswap" ] || fail "swaps: the guest's $gswap KiB over the host's $hostswap"
+vserverctl exec lim -- dd if=/dev/zero of=/root/io bs=1M count=4 oflag=direct 2>/dev/null || true
+gw=$(vserverctl exec lim -- cat /proc/diskstats | awk '{s+=$10} END {print s*512}')
+cw=$(tr ' ' '\n' < $CG/io.stat | sed -n 's/^wbytes=//p' | awk '{s+=$1} END {print s+0}')
+[ "$gw" = "$(( cw / 512 * 512 ))" ] || fail "diskstats: the guest's $gw bytes written, io.stat's $cw"
+vserverctl exec lim -- rm -f /root/io
+step "v2 guest's view: free $ftotal KiB (sysinfo), 1 CPU in cpuinfo/stat/online, loadavg '$la', swaps $gswap KiB, diskstats $gw B = io.stat"
 # The quota's share of one CPU, from cpu.stat over a busy loop of 4 s (per mille).
 u0=$(sed -n 's/^usage_usec //p' $CG/cpu.stat); t0=$(date +%s%N)
 vserverctl exec lim -- timeout 4 sh -c 'while :; do :; done' || true
@@ -203,7 +223,13 @@ fn guests(dir: &Path) {
         .context(4310)
         .file("rlimits/rss", "16384\n")
         .file("rlimits/nproc", "30\n")
-        .file("cflags", "virt_mem\n")
+        .file("cflags", "virt_mem\nvirt_cpu\nvirt_load\n")
+        // /sys mounted, so virt_cpu's online list has a place to go.
+        .file(
+            "fstab",
+            "none /proc proc defaults 0 0\nnone /sys sysfs ro 0 0\n\
+             none /dev/pts devpts gid=5,mode=620 0 0\n",
+        )
         .file("sched/fill-rate", "1\n")
         .file("sched/interval", "4\n")
         .write_to(&cfg, &vdir);

@@ -462,6 +462,13 @@ fn limits(c: &GuestConfig, p: &Progress, cg: &GuestCgroup) -> Result<(), StepErr
             GuestState::Starting,
         );
     }
+    if c.cflags & crate::config::names::FLAG_VIRT_MEM != 0 {
+        // virt_mem's /proc/diskstats is the io controller's io.stat on v2, which only a cgroup
+        // with the controller has (v1's blkio hierarchy counts anyway).
+        if let Err(e) = cg.enable_controllers(vec!["io"]) {
+            tracing::warn!(guest = name, "virt_mem: enabling the io controller: {e}");
+        }
+    }
     if c.cflags & crate::config::names::FLAG_VIRT_LOAD != 0 {
         // Without per-cgroup load averages the /proc server approximates (docs/resources.md).
         if let Err(e) = cg.enable_controllers(vec!["cpu"]) {
