@@ -155,6 +155,9 @@ enum Net {
     Shared,
     /// No network of its own, in a user namespace (spaces/user): its extra point too.
     UserNs,
+    /// interfaces/ in a network namespace its user namespace owns (spaces/user, netmode
+    /// netns): the networked points and the user namespace's.
+    UserNsNetns,
 }
 
 fn matrix(net: Net) {
@@ -168,10 +171,13 @@ fn matrix(net: Net) {
     } else {
         START_STEPS.to_vec()
     };
-    if net == Net::UserNs {
+    if matches!(net, Net::UserNs | Net::UserNsNetns) {
         // In the stage: the user namespace made and mapped, PID 1 cloned into its pid
         // namespace and waiting, the mounts not yet made.
-        let at = steps.iter().position(|s| *s == "stage.mounts").unwrap();
+        let at = steps
+            .iter()
+            .position(|s| *s == "stage.mounts" || *s == "start.spawned")
+            .unwrap();
         steps.insert(at, "stage.userns");
     }
     for step in &steps {
@@ -183,6 +189,7 @@ fn matrix(net: Net) {
                     Net::Netns => " (net)",
                     Net::Shared => " (shared)",
                     Net::UserNs => " (userns)",
+                    Net::UserNsNetns => " (userns, net)",
                 }
             );
             let mut d = TestDaemon::prepare();
@@ -195,6 +202,12 @@ fn matrix(net: Net) {
             let g = match net {
                 Net::None => g,
                 Net::UserNs => g.file("spaces/user", ""),
+                Net::UserNsNetns => g
+                    .file("spaces/user", "")
+                    .file("apps/vserverd/netmode", "netns\n")
+                    .file("interfaces/0/ip", "10.78.0.2\n")
+                    .file("interfaces/0/prefix", "24\n")
+                    .file("interfaces/0/nodev", ""),
                 Net::Netns => g
                     .file("apps/vserverd/netmode", "netns\n")
                     .file("interfaces/0/ip", "10.78.0.2\n")
@@ -244,6 +257,11 @@ fn a_start_cut_short_at_any_step_leaves_the_guest_whole_or_absent() {
 #[test]
 fn a_user_namespace_start_cut_short_at_any_step_leaves_the_guest_whole_or_absent() {
     matrix(Net::UserNs);
+}
+
+#[test]
+fn a_user_namespace_networked_start_cut_short_leaves_no_link_or_namespace() {
+    matrix(Net::UserNsNetns);
 }
 
 #[test]

@@ -27,6 +27,22 @@ fn ns(pid: &str, kind: &str) -> String {
         .unwrap_or_else(|e| panic!("/proc/{pid}/ns/{kind}: {e}"))
 }
 
+/// The inode of `pid`'s namespace `kind` (or of its user namespace: "user").
+fn ns_ino(pid: &str, kind: &str) -> u64 {
+    std::fs::metadata(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/ns/{kind}: {e}"))
+        .ino()
+}
+
+/// The inode of the user namespace that owns `pid`'s namespace `kind`: the kernel's own
+/// answer (ioctl NS_GET_USERNS on its nsfs file).
+fn owner(pid: &str, kind: &str) -> u64 {
+    let f = std::fs::File::open(format!("/proc/{pid}/ns/{kind}")).unwrap();
+    let u = vserverd::sys::ns::owner_userns(&f)
+        .unwrap_or_else(|e| panic!("NS_GET_USERNS on /proc/{pid}/ns/{kind}: {e}"));
+    std::fs::File::from(u).metadata().unwrap().ino()
+}
+
 /// The base of the range the daemon recorded for `name`.
 fn base_of(d: &TestDaemon, name: &str) -> u32 {
     let t = std::fs::read_to_string(d.state_dir.join("userns/ranges")).expect("ranges file");
@@ -86,6 +102,16 @@ fn a_user_namespace_guest_is_root_inside_and_a_range_of_host_ids_outside() {
         assert_ne!(ns(&un, k), ns(&plain, k), "{k} is the other guest's");
     }
     assert_eq!(ns(&plain, "user"), ns("self", "user"));
+    // And the kernel says who owns each: the guest's user namespace (the time namespace of
+    // virt_uptime, a default flag, included).
+    for k in ["mnt", "pid", "uts", "ipc", "cgroup", "net", "time"] {
+        assert_eq!(owner(&un, k), ns_ino(&un, "user"), "{k}'s owner");
+        assert_eq!(
+            owner(&plain, k),
+            ns_ino("self", "user"),
+            "the plain guest's {k}"
+        );
+    }
     // Inside: root, and the tree looks as it always did (idmapped: on-disk 0 is its 0).
     let id = d.ctl_ok(&["exec", "un", "--", "id"]);
     assert!(id.starts_with("uid=0(root) gid=0(root)"), "{id}");
@@ -529,6 +555,228 @@ fn network_namespace_and_reboot() {
         "{}",
         d.status("unet")
     );
+}
+
+/// virt_uptime (a default flag): the guest's time namespace is made in its user namespace,
+/// its clocks set to start at zero before any process is in it; the guest's processes and
+/// those `exec` adds see its uptime, and its root cannot move the clocks.
+#[test]
+fn its_time_namespace_is_its_own_and_counts_from_its_start() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    let cfg = userns_guest(&d, "ut", 42011);
+    // Even holding CAP_SYS_TIME in its user namespace (the one owning the time namespace).
+    std::fs::write(cfg.join("bcapabilities"), "SYS_TIME\n").unwrap();
+    GuestBuilder::busybox("utoff")
+        .context(42012)
+        .file("spaces/user", "")
+        .file("cflags", "~virt_uptime\n")
+        .write(&d);
+    d.spawn();
+    let host_up = |_: ()| -> f64 {
+        let t = std::fs::read_to_string("/proc/uptime").unwrap();
+        t.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let before = host_up(());
+    let t = std::time::Instant::now();
+    d.ctl_ok(&["start", "ut"]);
+    d.ctl_ok(&["start", "utoff"]);
+    let init = d.init_pid("ut").to_string();
+    assert_ne!(ns(&init, "time"), ns("self", "time"));
+    assert_eq!(owner(&init, "time"), ns_ino(&init, "user"));
+    assert_ne!(ns_ino(&init, "user"), ns_ino("self", "user"));
+    // Its offsets: the host's boot and monotonic clocks at its start, taken away.
+    let offsets = std::fs::read_to_string(format!("/proc/{init}/timens_offsets")).unwrap();
+    let boot: f64 = offsets
+        .lines()
+        .find_map(|l| l.strip_prefix("boottime "))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{offsets}"));
+    let slack = t.elapsed().as_secs_f64() + 2.0;
+    assert!(
+        (boot + before).abs() <= slack,
+        "{offsets} (host up {before})"
+    );
+    // Inside: its uptime, from its start; a joined process is in the same time namespace.
+    let out = d.ctl_ok(&[
+        "exec",
+        "ut",
+        "--",
+        "sh",
+        "-c",
+        "cut -d' ' -f1 /proc/uptime; readlink /proc/self/ns/time",
+    ]);
+    let mut lines = out.lines();
+    let up: f64 = lines.next().unwrap().parse().unwrap();
+    assert!(up <= t.elapsed().as_secs_f64() + 1.0, "guest uptime {up}");
+    assert!(up < host_up(()), "guest uptime {up}");
+    assert_eq!(lines.next(), Some(ns(&init, "time").as_str()), "{out}");
+    // Frozen once a process is in it: not even its owner's root may set the clocks again.
+    let o = d.ctl(&[
+        "exec",
+        "ut",
+        "--",
+        "sh",
+        "-c",
+        "echo 'boottime 100000 0' > /proc/self/timens_offsets",
+    ]);
+    assert!(!o.status.success());
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{init}/timens_offsets")).unwrap(),
+        offsets
+    );
+    // Without virt_uptime: the host's time namespace, as for any guest.
+    let off = d.init_pid("utoff").to_string();
+    assert_eq!(ns(&off, "time"), ns("self", "time"));
+    d.ctl_ok(&["stop", "ut"]);
+    d.ctl_ok(&["stop", "utoff"]);
+}
+
+/// A netns-mode guest (interfaces/, apps/vserverd/netmode = netns): the daemon makes its
+/// network namespace owned by the guest's user namespace, so its root (holding NET_ADMIN and
+/// SYS_ADMIN in its bounding set) administers its interfaces and mounts a sysfs of its own,
+/// never touching the host's; a default guest's stays the host's. The namespace outlives a
+/// daemon SIGKILL and is adopted with the guest.
+#[test]
+fn a_netns_guest_administers_its_own_network_namespace() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    d.host_netns();
+    let o = d.in_host_net(&["ip", "addr", "add", "10.79.255.1/32", "dev", "lo"]);
+    assert!(o.status.success());
+    for (name, ctx, ip, user) in [
+        ("uadm", 42013, "10.79.0.5", true),
+        ("padm", 42014, "10.79.0.6", false),
+    ] {
+        let mut g = GuestBuilder::busybox(name)
+            .context(ctx)
+            .file("apps/vserverd/netmode", "netns\n")
+            .file("interfaces/0/ip", &format!("{ip}\n"))
+            .file("interfaces/0/prefix", "24\n")
+            .file("interfaces/0/nodev", "")
+            .file(
+                "fstab",
+                "none /proc proc defaults 0 0\nnone /sys sysfs ro 0 0\n",
+            );
+        if user {
+            g = g
+                .file("spaces/user", "")
+                .file("bcapabilities", "NET_ADMIN\nSYS_ADMIN\n");
+        }
+        g.write(&d);
+    }
+    let www = d.guest_root("uadm").join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "this is uadm\n").unwrap();
+    d.spawn();
+    d.ctl_ok(&["start", "uadm"]);
+    d.ctl_ok(&["start", "padm"]);
+    let init = d.init_pid("uadm").to_string();
+    let pin = d.run_dir.join("netns/uadm");
+    // The kernel's view: the pinned namespace is the guest's, and its user namespace owns it.
+    assert_eq!(ns_ino(&init, "net"), std::fs::metadata(&pin).unwrap().ino());
+    assert_eq!(owner(&init, "net"), ns_ino(&init, "user"));
+    let plain = d.init_pid("padm").to_string();
+    assert_eq!(owner(&plain, "net"), ns_ino("self", "user"));
+    let host_before = text_of(&d.in_host_net(&["ip", "-o", "addr"]));
+    let host_links = text_of(&d.in_host_net(&["ip", "-o", "link"]));
+    // Its root administers its interfaces: loopback's MTU, a second address on eth0.
+    d.ctl_ok(&[
+        "exec",
+        "uadm",
+        "--",
+        "sh",
+        "-c",
+        "ip link set lo mtu 1400 && ip addr add 10.79.1.5/24 dev eth0",
+    ]);
+    let seen = d.ctl_ok(&["exec", "uadm", "--", "sh", "-c", "ip -o link; ip -o addr"]);
+    assert!(
+        seen.contains("lo: <LOOPBACK,UP,LOWER_UP> mtu 1400"),
+        "{seen}"
+    );
+    assert!(seen.contains("10.79.1.5/24"), "{seen}");
+    // A sysfs of its own (read-only, as the /sys it was given: that one is locked so), whose
+    // net class is its namespace's interfaces, not the host's.
+    let sys = d.ctl_ok(&[
+        "exec",
+        "uadm",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p /mnt/sys && mount -t sysfs -o ro sysfs /mnt/sys && ls /mnt/sys/class/net \
+         && cat /mnt/sys/class/net/lo/mtu && umount /mnt/sys",
+    ]);
+    assert_eq!(
+        sys.split_whitespace().collect::<Vec<_>>(),
+        ["eth0", "lo", "1400"],
+        "{sys}"
+    );
+    let rw = d.ctl(&[
+        "exec",
+        "uadm",
+        "--",
+        "sh",
+        "-c",
+        "mount -t sysfs sysfs /mnt/sys",
+    ]);
+    assert!(
+        !rw.status.success(),
+        "a read-write sysfs over the locked read-only /sys"
+    );
+    // The same tries in the default guest: no such capabilities, refused.
+    for cmd in [
+        "ip link set lo mtu 1400",
+        "mkdir -p /mnt/s && mount -t sysfs -o ro sysfs /mnt/s",
+    ] {
+        let o = d.ctl(&["exec", "padm", "--", "sh", "-c", cmd]);
+        assert!(!o.status.success(), "the default guest could {cmd}");
+    }
+    // The host's network is as it was.
+    assert_eq!(text_of(&d.in_host_net(&["ip", "-o", "addr"])), host_before);
+    assert_eq!(text_of(&d.in_host_net(&["ip", "-o", "link"])), host_links);
+    // Its root still serves port 80 on its address (CAP_NET_BIND_SERVICE, its bounding set's,
+    // over its own namespace).
+    d.ctl_ok(&["exec", "uadm", "--", "httpd", "-p", "80", "-h", "/www"]);
+    let get = |d: &TestDaemon| {
+        text_of(&d.in_host_net(&[
+            "/bin/busybox",
+            "timeout",
+            "10",
+            "/bin/busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://10.79.0.5/",
+        ]))
+    };
+    assert_eq!(get(&d), "this is uadm\n");
+    // The daemon dies; a new one adopts the guest and its namespace as they were.
+    d.kill();
+    d.spawn();
+    assert_eq!(d.init_pid("uadm").to_string(), init);
+    assert_eq!(ns_ino(&init, "net"), std::fs::metadata(&pin).unwrap().ino());
+    assert_eq!(owner(&init, "net"), ns_ino(&init, "user"));
+    assert_eq!(get(&d), "this is uadm\n");
+    let joined = d.ctl_ok(&["exec", "uadm", "--", "readlink", "/proc/self/ns/net"]);
+    assert_eq!(joined.trim(), ns(&init, "net"));
+    d.ctl_ok(&["stop", "uadm"]);
+    d.ctl_ok(&["stop", "padm"]);
+    assert!(!pin.exists(), "the pin outlived the guest");
+    let links = text_of(&d.in_host_net(&["ip", "-o", "link"]));
+    assert!(links.lines().all(|l| l.contains(": lo:")), "{links}");
+}
+
+fn text_of(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// A guest root on xfs and on btrfs (loop images): idmapped, the tree's ids unchanged.

@@ -11,7 +11,9 @@
 //! `userns [--iterations N]` (root): start alone (and stop) of the same busybox-init guest as
 //! the default guest (host root, narrowed) and in a user namespace of its own (`spaces/user`:
 //! idmapped root, locked mounts), interleaved in one run, back to back and spaced; prints the
-//! medians and the ratio (goal: ≤ 1.2).
+//! medians and the ratio (goal: ≤ 1.2). `--netns`: both with an address in a network namespace
+//! the daemon makes (netmode netns; the user-namespace guest's owned by its user namespace),
+//! the daemon in a network namespace the benchmark makes.
 //!
 //! `calls [--calls N]`: Status and Validate of one guest, each N times on one connection, with
 //! 10 and with 1000 configured guests side by side (interleaved daemons): a per-guest call
@@ -378,12 +380,25 @@ fn bench_userns(args: &[String]) {
     use std::process::Command;
     let n = arg(args, "--iterations", 20);
     std::env::set_var("VSERVERD_TEST_LOG", "info");
+    let netns = args.iter().any(|a| a == "--netns");
     let mut d = TestDaemon::prepare();
-    GuestBuilder::busybox("plain").context(49010).write(&d);
-    GuestBuilder::busybox("userns")
-        .context(49011)
-        .file("spaces/user", "")
-        .write(&d);
+    if netns {
+        d.host_netns();
+    }
+    for (g, ctx, user) in [("plain", 49010, false), ("userns", 49011, true)] {
+        let mut b = GuestBuilder::busybox(g).context(ctx);
+        if user {
+            b = b.file("spaces/user", "");
+        }
+        if netns {
+            b = b
+                .file("apps/vserverd/netmode", "netns\n")
+                .file("interfaces/0/ip", &format!("10.79.9.{}\n", ctx - 49000))
+                .file("interfaces/0/prefix", "24\n")
+                .file("interfaces/0/nodev", "");
+        }
+        b.write(&d);
+    }
     d.spawn();
     let ctl = harness::bins::vserverctl();
     let sock = d.socket.clone();
@@ -400,7 +415,10 @@ fn bench_userns(args: &[String]) {
         call("start", g);
         call("stop", g);
     }
-    println!("userns, {n} iterations each, interleaved, median wall time:");
+    println!(
+        "userns{}, {n} iterations each, interleaved, median wall time:",
+        if netns { " --netns" } else { "" }
+    );
     for (mode, pause) in [
         ("back to back", std::time::Duration::ZERO),
         (
@@ -969,7 +987,7 @@ fn main() {
         _ => {
             eprintln!(
                 "usage: vserverd-bench list [--guests N] [--calls N] | calls [--calls N] | \
-                 lifecycle [--iterations N] | userns [--iterations N] | many … | watch … | \
+                 lifecycle [--iterations N] | userns [--iterations N] [--netns] | many … | watch … | \
                  net … | density [--guests N] | unify [--guests N] | \
                  metrics [--guests N] [--scrapes N] | procview [--reads N] | breakdown [--n N] | \
                  dlimits [--iterations N]"

@@ -2,7 +2,7 @@
 //! (interfaces/ addresses, spaces/net, netns/interfaces pairs); or another running guest's
 //! (spaces/net naming its context).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use proto::GuestState;
@@ -136,11 +136,23 @@ pub async fn setup(
         shared: false,
     };
     let vlans = net::vlans(&ifs, c.interfaces.vlandev);
+    // A user-namespace guest's namespace is owned by the user namespace it will run in, so its
+    // root administers it (its interfaces, its own sysfs); made by a stage, as a mount is.
+    let image = if owned_by_user(c) {
+        Some(d.image().step(STEP)?)
+    } else {
+        None
+    };
     let made = {
         let (ns, veth, pairs) = (ns.clone(), veth.clone(), pairs.clone());
-        tokio::task::spawn_blocking(move || net::create(&ns, &veth, &ifs, &pairs, &vlans))
-            .await
-            .step(STEP)?
+        tokio::task::spawn_blocking(move || {
+            net::create(&ns, &veth, &ifs, &pairs, &vlans, |pin| match &image {
+                Some(image) => make_user_owned(image, pin),
+                None => net::make_netns(pin),
+            })
+        })
+        .await
+        .step(STEP)?
     };
     let mut n = n;
     match made {
@@ -176,4 +188,34 @@ pub async fn setup(
         GuestState::Starting,
     );
     Ok(Some(n))
+}
+
+/// Whether the namespace the daemon makes for `c` is owned by the guest's user namespace
+/// (`spaces/user`): the start then joins that user namespace (StartPlan::netns_userns). A
+/// namespace shared with another guest (spaces/net naming its context) is never made here.
+pub fn owned_by_user(c: &GuestConfig) -> bool {
+    c.spaces.user
+}
+
+/// Plan::Netns in a stage: the namespace and its owning user namespace, pinned at `pin`.
+fn make_user_owned(
+    image: &crate::stage::spawn::StageImage,
+    pin: &Path,
+) -> Result<(), net::NetError> {
+    use crate::stage::plan::{NetnsPlan, Plan};
+    use crate::stage::spawn;
+    let plan = Plan::Netns(NetnsPlan { pin: pin.into() });
+    let o = spawn::run(
+        image,
+        &plan,
+        spawn::StageStdio::null(),
+        "netns",
+        spawn::GuestWait::EXEC,
+        |_| {},
+    )
+    .map_err(|e| net::NetError(e.to_string()))?;
+    match o.error {
+        None => Ok(()),
+        Some(e) => Err(net::NetError(e.to_string())),
+    }
 }

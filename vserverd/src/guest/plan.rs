@@ -347,6 +347,7 @@ pub fn start_plan(c: &GuestConfig, cg: &GuestCgroup) -> Result<StartPlan, String
         loopback_netns: false,
         mounts: mounts(c),
         userns: None,
+        netns_userns: false,
         proc_files: Vec::new(),
         console: None,
         marks: false,

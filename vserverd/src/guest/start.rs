@@ -510,6 +510,7 @@ async fn spawn_init(
     let name = c.name.as_str();
     let mut sp = plan::start_plan(c, cg).step("start.config")?;
     sp.netns = net.map(|n| n.ns.clone());
+    sp.netns_userns = net.is_some_and(|n| !n.shared) && super::network::owned_by_user(c);
     sp.loopback_netns = net.is_none() && !shared && super::network::loopback_only(c);
     if c.spaces.user {
         let (state, window) = (d.opts.state_dir.clone(), d.opts.id_window);

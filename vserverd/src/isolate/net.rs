@@ -244,13 +244,21 @@ pub fn check_free(ifs: &[Interface]) -> Result<(), NetError> {
     Ok(())
 }
 
-/// Creates the guest's namespace, pinned at `ns`, and sets it up.
+/// Makes a network namespace owned by the host's user namespace and pins it at `ns` (an
+/// existing empty file).
+pub fn make_netns(ns: &Path) -> Result<(), NetError> {
+    run(&s(&["unshare", &format!("--net={}", ns.display()), "true"]))
+}
+
+/// Creates the guest's namespace, pinned at `ns` by `make` (such as [`make_netns`]), and sets
+/// it up.
 pub fn create(
     ns: &Path,
     veth: &str,
     ifs: &[Interface],
     pairs: &[VethPair],
     vlan_devs: &[(String, String, u16)],
+    make: impl FnOnce(&Path) -> Result<(), NetError>,
 ) -> Result<Vec<String>, NetError> {
     // VLAN uplinks first (util-vserver made them too); only those we make are ours to remove.
     let mut made = Vec::new();
@@ -283,7 +291,7 @@ pub fn create(
             std::fs::create_dir_all(d).map_err(|e| NetError(format!("{}: {e}", d.display())))?;
         }
         std::fs::File::create(ns).map_err(|e| NetError(format!("{}: {e}", ns.display())))?;
-        run(&s(&["unshare", &format!("--net={}", ns.display()), "true"]))?;
+        make(ns)?;
         let me = std::process::id();
         for c in setup_commands(ns, veth, me, ifs)
             .into_iter()

@@ -99,12 +99,12 @@ pub fn set_personality(p: u32) -> Result<(), ProcessError> {
 
 /// Starts a time namespace for the children of the caller whose monotonic and boot clocks
 /// read (about) zero now: the guest's uptime counts from its start (virt_uptime). The offsets
-/// can only be written before any process lives in the namespace.
-pub fn unshare_time() -> Result<(), ProcessError> {
+/// can only be written before any process lives in the namespace, by a writer holding
+/// CAP_SYS_TIME in the user namespace that owns it (the caller's: it just made it).
+pub fn unshare_time() -> std::io::Result<()> {
     nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(
         libc::CLONE_NEWTIME,
-    ))
-    .map_err(|e| ProcessError(format!("time namespace: {e}")))?;
+    ))?;
     let now = |clock| {
         nix::time::clock_gettime(clock)
             .map(|t| t.tv_sec())
@@ -114,7 +114,6 @@ pub fn unshare_time() -> Result<(), ProcessError> {
     let boot = now(nix::time::ClockId::CLOCK_BOOTTIME);
     let offsets = format!("monotonic {} 0\nboottime {} 0\n", -mono, -boot);
     std::fs::write("/proc/self/timens_offsets", offsets)
-        .map_err(|e| ProcessError(format!("time namespace offsets: {e}")))
 }
 
 /// Writes a fresh utmp at `path` (inside the guest, after pivot) holding a boot record and a

@@ -8,9 +8,10 @@
 //! they exit.
 //!
 //! Start: join the v1 cgroups → time namespace (offsets written before any process is in
-//! it) → unshare mnt, uts, ipc, pid (net) → clone PID 1 into the v2 cgroup → PID 1 makes its
-//! cgroup namespace (now rooted at its cgroups everywhere), mounts, pivots, sets names and
-//! limits, installs seccomp, drops capabilities, then execs init or stays as a reaper.
+//! it; a spaces/user guest's is made in its user namespace, userns.rs) → unshare mnt, uts,
+//! ipc, pid (net) → clone PID 1 into the v2 cgroup → PID 1 makes its cgroup namespace (now
+//! rooted at its cgroups everywhere), mounts, pivots, sets names and limits, installs
+//! seccomp, drops capabilities, then execs init or stays as a reaper.
 //! Join: join the v1 cgroups → clone a helper into the v2 cgroup → setns into init's
 //! namespaces → seccomp, capabilities → clone.
 
@@ -168,6 +169,9 @@ pub fn main() -> std::process::ExitCode {
         Plan::Start(p) => start(&p, &mut ch),
         Plan::Join(p) => join(&p, &mut ch),
         Plan::Rebind(p) => rebind(&p, &mut ch.trusted),
+        Plan::Netns(p) => {
+            userns::make_netns(&p.pin).map(|()| ch.trusted.send(&Report::Returned(0)))
+        }
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -249,8 +253,11 @@ fn start(p: &StartPlan, ch: &mut Channels) -> Result<()> {
     let v2 = enter_cgroups(&p.cgroups)?;
     ch.trusted.mark("cgroups joined");
     crate::fault::point("stage.cgroups")?;
-    if p.time_ns {
-        process::unshare_time().step("stage.namespaces")?;
+    // A user-namespace guest's time namespace is made in its user namespace (stage/userns.rs).
+    if p.time_ns && p.userns.is_none() {
+        process::unshare_time().step_doing("stage.namespaces", || {
+            "the guest's time namespace (virt_uptime)".into()
+        })?;
     }
     let mut flags = start_namespaces(p);
     // A user-namespace guest: only the mount namespace here (the host's user namespace owns
@@ -267,10 +274,10 @@ fn start(p: &StartPlan, ch: &mut Channels) -> Result<()> {
             .step_doing("stage.namespaces", || {
                 format!("joining network namespace {}", ns.display())
             })?;
-        // The namespace is the guest's alone but the host's user namespace owns it: its root,
-        // in a user namespace, holds no CAP_NET_BIND_SERVICE there. Ports below 1024 of its
-        // own addresses are its, as for any guest.
-        if p.userns.is_some() {
+        // A namespace the guest's user namespace does not own (another guest's, shared): its
+        // root holds no CAP_NET_BIND_SERVICE there. Ports below 1024 of its own addresses are
+        // its, as for any guest. (One it owns answers to its root's capabilities.)
+        if p.userns.is_some() && !p.netns_userns {
             let f = "/proc/sys/net/ipv4/ip_unprivileged_port_start";
             std::fs::write(f, "0").step_doing("stage.namespaces", || f.to_string())?;
         }

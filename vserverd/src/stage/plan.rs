@@ -14,6 +14,15 @@ pub enum Plan {
     Join(JoinPlan),
     /// Bind host files again over a running guest's /proc files (a restarted /proc server).
     Rebind(RebindPlan),
+    /// Make a network namespace owned by a new user namespace (its id maps left to the start,
+    /// stage/userns.rs) and pin it: a `spaces/user` guest's own network namespace.
+    Netns(NetnsPlan),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NetnsPlan {
+    /// Where the namespace is pinned (an existing empty file, bound over).
+    pub pin: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -100,6 +109,11 @@ pub struct StartPlan {
     /// (stage/userns.rs).
     #[serde(default)]
     pub userns: Option<u32>,
+    /// `netns` is owned by the user namespace the guest is to run in (the daemon made both
+    /// for it, through Plan::Netns): the start joins that user namespace rather than making
+    /// one.
+    #[serde(default)]
+    pub netns_userns: bool,
     /// Host files bound over the guest's /proc files once its /proc is mounted: (name in /proc,
     /// host path). virt_mem's meminfo.
     #[serde(default)]

@@ -3,12 +3,15 @@
 //! Who owns what, and why in this order:
 //!
 //! 1. The stage makes the guest's mount namespace A (owned by the host's user namespace).
-//! 2. A helper (the daemon's child) makes the user namespace U; the stage, host root, writes
-//!    U's id maps (only a process outside U with CAP_SETUID there may) and keeps U's fd for
-//!    the idmapped mounts.
+//! 2. A helper (the daemon's child) makes the user namespace U — or, for a guest whose
+//!    network namespace the daemon made (interfaces/), joins the U that owns it (Plan::Netns
+//!    made both, the maps left unwritten) — and, with virt_uptime, makes U's time namespace and
+//!    sets its clocks to zero (CAP_SYS_TIME in U, before any process is in it). The stage,
+//!    host root, writes U's id maps (only a process outside U with CAP_SETUID there may) and
+//!    keeps U's fd for the idmapped mounts.
 //! 3. The helper clones PID 1 into a new pid namespace, which U owns (the owner of a
 //!    namespace is its maker's user namespace, fixed at birth): the guest's root may reboot
-//!    it and mount its /proc. PID 1 waits.
+//!    it and mount its /proc. PID 1 is born in the time namespace. PID 1 waits.
 //! 4. The stage enters that pid namespace (for its children) and forks the mounter, host root
 //!    in A and in the guest's pid namespace: it makes every mount — the idmapped root and
 //!    binds, /dev, /proc for the guest's pids with its masks, the meminfo binds — and
@@ -68,12 +71,10 @@ pub(super) fn launch(
     }
     drop((ready_w, go_r, pid_w, run_r, v2));
     ch.trusted.send(&Report::Helper(helper));
-    if read_exact(ready_r, 1).as_deref() != Some(&[1]) {
-        return Err(StepError::refused(
-            STEP,
-            "the kernel refused a user namespace (user.max_user_namespaces, or a kernel \
-             without user namespaces)",
-        ));
+    let said = read_exact(ready_r, 5).unwrap_or_else(|| vec![Entered::Gone as u8, 0, 0, 0, 0]);
+    let errno = i32::from_le_bytes([said[1], said[2], said[3], said[4]]);
+    if let Some(e) = Entered::refusal(said[0], errno) {
+        return Err(e);
     }
     let proc = format!("/proc/{helper}");
     for f in ["uid_map", "gid_map"] {
@@ -135,7 +136,69 @@ fn mount_from_outside(p: &StartPlan, ch: &mut Channels, init: i32, user: &OwnedF
     Ok(())
 }
 
-/// Steps 2 and 3 in the helper: U, then PID 1 in a pid namespace U owns.
+/// What the helper says once it is (or is not) in U: a step (this, as a byte) and its errno.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entered {
+    Done = 1,
+    /// unshare(CLONE_NEWUSER) refused.
+    User = 2,
+    /// The user namespace owning the guest's network namespace could not be joined.
+    Owner = 3,
+    /// The time namespace, or its offsets, refused.
+    Time = 4,
+    /// The helper died before it said anything.
+    Gone = 5,
+}
+
+impl Entered {
+    /// The error a helper's word means (None: it is in U, with its time namespace if asked).
+    fn refusal(code: u8, errno: i32) -> Option<StepError> {
+        let text = match code {
+            c if c == Entered::Done as u8 => return None,
+            c if c == Entered::User as u8 => {
+                "the kernel refused a user namespace (user.max_user_namespaces, or a kernel \
+                 without user namespaces)"
+            }
+            c if c == Entered::Owner as u8 => {
+                "joining the user namespace that owns the guest's network namespace"
+            }
+            c if c == Entered::Time as u8 => {
+                "the guest's time namespace (virt_uptime) in its user namespace"
+            }
+            _ => "the user namespace's helper ended before it was in one",
+        };
+        Some(StepError {
+            errno: (errno > 0).then_some(errno),
+            ..StepError::refused(STEP, text)
+        })
+    }
+}
+
+/// The helper's steps into U: made here, or (`p.netns_userns`) the one owning the network
+/// namespace the stage joined, which the daemon made for it (Plan::Netns); then, with
+/// virt_uptime, U's time namespace. The helper holds every capability in U, so it may write
+/// the offsets (CAP_SYS_TIME in the time namespace's owner), and no process is in that
+/// namespace before PID 1 is cloned into it.
+fn into_user(p: &StartPlan) -> std::result::Result<(), (Entered, std::io::Error)> {
+    if p.netns_userns {
+        std::fs::File::open("/proc/self/ns/net")
+            .and_then(sys::ns::owner_userns)
+            .and_then(|u| {
+                nix::sched::setns(u, nix::sched::CloneFlags::CLONE_NEWUSER).map_err(Into::into)
+            })
+            .map_err(|e| (Entered::Owner, e))?;
+    } else {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| (Entered::User, e.into()))?;
+    }
+    if p.time_ns {
+        crate::isolate::process::unshare_time().map_err(|e| (Entered::Time, e))?;
+    }
+    Ok(())
+}
+
+/// Steps 2 and 3 in the helper: U (and its time namespace), then PID 1 in a pid namespace U
+/// owns.
 fn helper_main(
     p: &StartPlan,
     ch: &mut Channels,
@@ -146,9 +209,14 @@ fn helper_main(
     run: OwnedFd,
 ) -> ! {
     ch.trusted.close();
-    let ok = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).is_ok();
-    let _ = write_all(&ready, &[ok as u8]);
-    if !ok || read_exact(go, 1).as_deref() != Some(&[1]) {
+    let (code, errno) = match into_user(p) {
+        Ok(()) => (Entered::Done, 0),
+        Err((step, e)) => (step, e.raw_os_error().unwrap_or(0)),
+    };
+    let mut said = vec![code as u8];
+    said.extend_from_slice(&errno.to_le_bytes());
+    let _ = write_all(&ready, &said);
+    if code != Entered::Done || read_exact(go, 1).as_deref() != Some(&[1]) {
         sys::process::exit_now(1)
     }
     // SAFETY: the helper is single-threaded (a fork of the stage).
@@ -168,6 +236,56 @@ fn helper_main(
             sys::process::exit_now(1)
         }
     }
+}
+
+/// Plan::Netns: a network namespace owned by a new user namespace, pinned at `pin` (the
+/// daemon sets it up from the host's side, as any guest's, and the start joins its owner).
+/// A child makes both; the stage, host root in the host's mount namespace, binds the network
+/// namespace over `pin` (the child, in U, may no longer mount there). U's id maps are left
+/// unwritten: the start's helper, once in U, is the process they are written through.
+pub(super) fn make_netns(pin: &std::path::Path) -> Result<()> {
+    const STEP: &str = "stage.netns";
+    let (ready_r, ready_w) = sys::fd::pipe().step(STEP)?;
+    let (done_r, done_w) = sys::fd::pipe().step(STEP)?;
+    // SAFETY: the stage is single-threaded; the child runs ordinary code and exits.
+    let child = unsafe { sys::process::fork() }.step_doing(STEP, || "fork".into())?;
+    if child == 0 {
+        drop((ready_r, done_w));
+        let ok = nix::sched::unshare(
+            nix::sched::CloneFlags::CLONE_NEWUSER | nix::sched::CloneFlags::CLONE_NEWNET,
+        )
+        .map_or_else(|e| e as i32, |()| 0);
+        let _ = write_all(&ready_w, &ok.to_le_bytes());
+        // Until the stage has pinned the namespace (it closes its end).
+        let _ = read_exact(done_r, 1);
+        sys::process::exit_now(0)
+    }
+    drop((ready_w, done_r));
+    let said = read_exact(ready_r, 4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let r = match said {
+        Some(0) => {
+            let src = format!("/proc/{child}/ns/net");
+            nix::mount::mount(
+                Some(src.as_str()),
+                pin,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .step_doing(STEP, || format!("pinning {src} at {}", pin.display()))
+        }
+        errno => Err(StepError {
+            errno: errno.filter(|e| *e > 0),
+            ..StepError::refused(
+                STEP,
+                "the kernel refused a user namespace with a network namespace \
+                 (user.max_user_namespaces, or a kernel without user namespaces)",
+            )
+        }),
+    };
+    drop(done_w);
+    let _ = sys::process::waitpid(child);
+    r
 }
 
 /// Step 5, PID 1: waits for its mounts, then becomes the guest's root in U and runs init.
@@ -230,6 +348,26 @@ pub fn differs(pid: i32) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_helpers_word_names_the_step_that_failed() {
+        use super::Entered;
+        assert!(Entered::refusal(Entered::Done as u8, 0).is_none());
+        let e = Entered::refusal(Entered::Time as u8, libc::EPERM).unwrap();
+        assert_eq!(
+            (e.step.as_str(), e.errno),
+            ("stage.userns", Some(libc::EPERM))
+        );
+        assert!(e.to_string().contains("time namespace"), "{e}");
+        let e = Entered::refusal(Entered::Owner as u8, libc::EINVAL).unwrap();
+        assert!(
+            e.to_string().contains("owns the guest's network namespace"),
+            "{e}"
+        );
+        let e = Entered::refusal(Entered::Gone as u8, 0).unwrap();
+        assert_eq!(e.errno, None);
+        assert!(Entered::refusal(Entered::User as u8, libc::ENOSPC).is_some());
+    }
+
     #[test]
     fn the_map_is_the_guests_whole_range_at_its_base() {
         assert_eq!(super::map_line(524288), "0 524288 65536\n");

@@ -13,6 +13,20 @@ pub fn setns_pidfd(pidfd: impl AsFd, flags: libc::c_int) -> io::Result<()> {
     )?)
 }
 
+/// ioctl NS_GET_USERNS (`_IO(0xb7, 0x1)`): an fd of the user namespace that owns the
+/// namespace `ns` (an nsfs fd). The kernel refuses (EPERM) an owner outside the caller's user
+/// namespace.
+pub fn owner_userns(ns: impl AsFd) -> io::Result<OwnedFd> {
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    // SAFETY: NS_GET_USERNS takes no argument and returns a new fd or -1.
+    let fd = unsafe { libc::ioctl(ns.as_fd().as_raw_fd(), NS_GET_USERNS) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd the kernel just gave us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
