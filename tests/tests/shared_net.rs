@@ -238,10 +238,18 @@ fn serve(f: &Fixture, addr: &str, port: u16, n: u32) -> (u16, std::process::Chil
 
 /// A probe started in the background in cgroup `cg`, once it said "ready PORT".
 fn background(f: &Fixture, cg: &Path, args: &str) -> (u16, std::process::Child) {
+    spawn_probe(f, Some(cg), args)
+}
+
+/// A probe as [`background`], in cgroup `cg` (a guest's) or, with None, in the test's own
+/// (the host's services).
+fn spawn_probe(f: &Fixture, cg: Option<&Path>, args: &str) -> (u16, std::process::Child) {
     use std::io::BufRead;
+    let join = cg
+        .map(|cg| format!("echo $$ > {}/cgroup.procs && ", cg.display()))
+        .unwrap_or_default();
     let cmd = format!(
-        "echo $$ > {}/cgroup.procs && exec nsenter --net={} -- python3 {SCRIPT} {args}",
-        cg.display(),
+        "{join}exec nsenter --net={} -- python3 {SCRIPT} {args}",
         f.ns.display()
     );
     let mut c = Command::new("sh")
@@ -340,6 +348,105 @@ fn wildcard_listeners_receive_on_every_guest_address_and_only_there() {
     sockbpf::forget(&f.run, &policy(cookie)).unwrap();
     assert_eq!(host_connect(&f, "10.88.0.2", hport), "ok");
     sockbpf::detach(&f.run, "g").unwrap();
+}
+
+/// Datagrams from the host (the test's namespace) to `to`, each carrying `payload`.
+fn host_send(f: &Fixture, sends: &[(&str, &str)]) {
+    f.within(|| {
+        for (to, payload) in sends {
+            let a: std::net::SocketAddr = to.parse().unwrap();
+            let s = if a.is_ipv4() {
+                UdpSocket::bind("0.0.0.0:0")
+            } else {
+                UdpSocket::bind("[::]:0")
+            }
+            .unwrap();
+            s.send_to(payload.as_bytes(), a).unwrap();
+        }
+    })
+}
+
+#[test]
+fn udp_wildcards_receive_on_the_guests_addresses_only() {
+    let Some(f) = Fixture::new() else { return };
+    let cookie = f.within(|| vserverd::sys::bpf::netns_cookie().unwrap());
+    f.within(|| sockbpf::attach(&f.run, "g", &f.cg, &policy(cookie)))
+        .unwrap();
+
+    // A guest with two IPv4 addresses: its UDP wildcard stays one and receives on both and on
+    // its 127.0.0.1 (lback), not what is sent to the host's address on the same port (nor to
+    // the host's own 127.0.0.1).
+    let (p, c) = serve_udp(&f, "0.0.0.0 0 4");
+    host_send(
+        &f,
+        &[
+            (&format!("10.88.0.2:{p}"), "a"),
+            (&format!("10.88.0.9:{p}"), "host"),
+            (&format!("127.0.0.1:{p}"), "host-lo"),
+            (&format!("10.88.0.3:{p}"), "b"),
+            (&format!("127.0.2.1:{p}"), "lback"),
+        ],
+    );
+    assert_eq!(report(c), "ok 0.0.0.0 a,b,lback,timeout");
+
+    // `[::]`, dual-stack: the guest's IPv6 address and its IPv4 ones (v4-mapped), never the
+    // host's IPv4 address.
+    let (p, c) = serve_udp(&f, ":: 0 3");
+    host_send(
+        &f,
+        &[
+            (&format!("[fd88::2]:{p}"), "six"),
+            (&format!("10.88.0.9:{p}"), "host"),
+            (&format!("10.88.0.3:{p}"), "four"),
+        ],
+    );
+    assert_eq!(report(c), "ok :: six,four,timeout");
+
+    // An unbound socket (autobound by sendto, on the wildcard): the reply reaches it, a
+    // datagram to its port on the host's address does not.
+    let echo = f.within(|| UdpSocket::bind("10.88.0.9:0").unwrap());
+    echo.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let ep = echo.local_addr().unwrap().port();
+    let (gp, c) = background(&f, &f.cg, &format!("udp-unbound 10.88.0.9 {ep} 3"));
+    let mut b = [0u8; 16];
+    let (n, from) = echo.recv_from(&mut b).unwrap();
+    assert_eq!(
+        (&b[..n], from.ip().to_string()),
+        (&b"hello"[..], "10.88.0.2".into())
+    );
+    assert_eq!(from.port(), gp);
+    echo.send_to(b"reply", from).unwrap();
+    host_send(
+        &f,
+        &[
+            (&format!("10.88.0.9:{gp}"), "host"),
+            (&format!("10.88.0.2:{gp}"), "guest"),
+        ],
+    );
+    assert_eq!(report(c), "ok reply,guest,timeout");
+
+    // SO_REUSEPORT: a guest's socket cannot join the host's group on the wildcard (it is
+    // narrowed to its first address), so all of the host's datagrams reach the host.
+    let (hp, host) = spawn_probe(&f, None, "udp-serve 0.0.0.0 0 20 reuse");
+    let (_, c) = serve_udp(&f, &format!("0.0.0.0 {hp} 1 reuse"));
+    let sends: Vec<(String, &str)> = (0..20)
+        .map(|i| (format!("10.88.0.9:{hp}"), if i < 10 { "x" } else { "y" }))
+        .collect();
+    let sends: Vec<(&str, &str)> = sends.iter().map(|(a, p)| (a.as_str(), *p)).collect();
+    host_send(&f, &sends);
+    let mut want = vec!["x"; 10];
+    want.extend(["y"; 10]);
+    assert_eq!(report(host), format!("ok 0.0.0.0 {}", want.join(",")));
+    assert_eq!(report(c), "ok 10.88.0.2 timeout");
+
+    sockbpf::forget(&f.run, &policy(cookie)).unwrap();
+    sockbpf::detach(&f.run, "g").unwrap();
+}
+
+/// A UDP receiver probe in the guest's cgroup (`udp-serve ARGS`).
+fn serve_udp(f: &Fixture, args: &str) -> (u16, std::process::Child) {
+    background(f, &f.cg, &format!("udp-serve {args}"))
 }
 
 #[test]

@@ -19,6 +19,11 @@
 //!   first address (lback towards lback); a source chosen with IP_PKTINFO must be the guest's
 //!   (else EPERM).
 //! - recvmsg, getsockname, getpeername: lback is shown as 127.0.0.1.
+//! - bind of a UDP socket to the wildcard, for a guest with several addresses of the family
+//!   and no SO_REUSEADDR/SO_REUSEPORT on the socket: it stays a wildcard (it receives on all
+//!   of them; the ingress program keeps the rest out).
+//! - skb ingress: a packet for a socket of the guest not addressed to the guest (its
+//!   addresses, lback, multicast, the limited broadcast) is dropped.
 //! - socket creation: ICMP "ping" sockets (datagram sockets of IPPROTO_ICMP/ICMPV6, which
 //!   bind through their own path, past the bind hook) fail EPERM unless the guest's ncaps
 //!   grant `raw_icmp`.
@@ -80,10 +85,13 @@ pub enum Hook {
     /// addressed datagram sends.
     UnixConnect,
     UnixSendmsg,
+    /// cgroup/skb ingress (`BPF_PROG_TYPE_CGROUP_SKB`): every packet delivered to a socket of
+    /// the guest; those addressed elsewhere than the guest's addresses are dropped.
+    SkbIngress,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 16] = [
+    pub const ALL: [Hook; 17] = [
         Hook::Bind4,
         Hook::Bind6,
         Hook::Connect4,
@@ -100,6 +108,7 @@ impl Hook {
         Hook::SockOps,
         Hook::UnixConnect,
         Hook::UnixSendmsg,
+        Hook::SkbIngress,
     ];
 
     /// The kernel's attach type number.
@@ -121,6 +130,7 @@ impl Hook {
             Hook::SockOps => 3,
             Hook::UnixConnect => 49,
             Hook::UnixSendmsg => 50,
+            Hook::SkbIngress => 0,
         }
     }
 
@@ -129,6 +139,7 @@ impl Hook {
         match self {
             Hook::SockCreate => PROG_TYPE_CGROUP_SOCK,
             Hook::SockOps => PROG_TYPE_SOCK_OPS,
+            Hook::SkbIngress => PROG_TYPE_CGROUP_SKB,
             _ => PROG_TYPE_CGROUP_SOCK_ADDR,
         }
     }
@@ -152,6 +163,7 @@ impl Hook {
             Hook::SockOps => "vs_sockops",
             Hook::UnixConnect => "vs_connect_unix",
             Hook::UnixSendmsg => "vs_sendmsg_unix",
+            Hook::SkbIngress => "vs_ingress",
         }
     }
 }
@@ -162,6 +174,8 @@ pub const PROG_TYPE_CGROUP_SOCK_ADDR: u32 = 18;
 pub const PROG_TYPE_CGROUP_SOCK: u32 = 9;
 /// `BPF_PROG_TYPE_SOCK_OPS`.
 pub const PROG_TYPE_SOCK_OPS: u32 = 13;
+/// `BPF_PROG_TYPE_CGROUP_SKB`.
+pub const PROG_TYPE_CGROUP_SKB: u32 = 8;
 
 // struct bpf_sock.
 const SK_TYPE: i16 = 8;
@@ -173,6 +187,21 @@ const FN_MAP_UPDATE: i32 = 2;
 const FN_GET_SOCKET_COOKIE: i32 = 46;
 const FN_GET_NETNS_COOKIE: i32 = 122;
 const FN_SET_RETVAL: i32 = 187;
+const FN_GETSOCKOPT: i32 = 57;
+const FN_SKB_LOAD_BYTES: i32 = 26;
+
+// struct bpf_sock_addr: the socket's protocol.
+const PROTOCOL: i16 = 36;
+const IPPROTO_UDP: u32 = 17;
+const SOL_SOCKET: i32 = 1;
+const SO_REUSEADDR: i32 = 2;
+const SO_REUSEPORT: i32 = 15;
+
+// struct __sk_buff: the packet's ethertype (network order in the low 16 bits).
+const SKB_PROTOCOL: i16 = 16;
+/// ETH_P_IP and ETH_P_IPV6 as the 32-bit load of `protocol` reads them.
+const ETH_IP: u32 = 0x0008;
+const ETH_IPV6: u32 = 0xdd86;
 
 // struct bpf_sock_addr.
 const USER_IP4: i16 = 4;
@@ -221,6 +250,7 @@ pub fn program(h: Hook, p: &Policy) -> Result<Vec<Insn>, AsmError> {
         Hook::Recvmsg6 | Hook::Getpeername6 | Hook::Getsockname6 => g.show6(p),
         Hook::SockCreate => g.sock_create(p),
         Hook::UnixConnect | Hook::UnixSendmsg => g.unix(),
+        Hook::SkbIngress => g.ingress(p),
         Hook::SockOps => {
             if let Err(e) = super::lookup::sock_ops(&mut g.a, p, g.allow) {
                 g.result = Err(e);
@@ -321,6 +351,9 @@ impl Gen {
         self.place(wild);
         match p.v4.first() {
             Some(ip) => {
+                if p.v4.len() >= 2 {
+                    self.udp_unshared(self.allow);
+                }
                 self.store(off, w4(*ip));
                 self.mark_wild(p);
                 self.a.ja(self.allow);
@@ -332,6 +365,33 @@ impl Gen {
         self.place(lback);
         self.store(off, w4(p.lback));
         self.a.ja(self.allow);
+    }
+
+    /// Jumps to `keep` when the socket being bound is UDP and shares its port with nobody
+    /// (neither SO_REUSEADDR nor SO_REUSEPORT): a wildcard bind of a guest with several
+    /// addresses then stays a wildcard, so it receives on all of them, and the ingress program
+    /// drops what is addressed to anyone else. A socket that may share its port is narrowed
+    /// like a TCP one: on the wildcard it could join a host socket's SO_REUSEPORT group (same
+    /// uid 0) and take part of the host's datagrams. Falls through otherwise.
+    fn udp_unshared(&mut self, keep: Label) {
+        let no = self.a.new_label();
+        self.a.ldx_w(R2, R6, PROTOCOL).jne32(R2, IPPROTO_UDP, no);
+        for opt in [SO_REUSEADDR, SO_REUSEPORT] {
+            self.a
+                .st_w(R10, -4, 0)
+                .mov(R1, R6)
+                .mov_imm(R2, SOL_SOCKET)
+                .mov_imm(R3, opt)
+                .mov(R4, R10)
+                .add_imm(R4, -4)
+                .mov_imm(R5, 4)
+                .call(FN_GETSOCKOPT)
+                .jne_imm(R0, 0, no)
+                .ldx_w(R2, R10, -4)
+                .jne32(R2, 0, no);
+        }
+        self.a.ja(keep);
+        self.place(no);
     }
 
     fn bind4(&mut self, p: &Policy) {
@@ -396,6 +456,9 @@ impl Gen {
         };
         match to {
             Some(w) => {
+                if p.v6.len() + p.v4.len() >= 2 {
+                    self.udp_unshared(self.allow);
+                }
                 for (i, v) in w.iter().enumerate() {
                     self.store(USER_IP6 + 4 * i as i16, *v);
                 }
@@ -565,6 +628,64 @@ impl Gen {
             .call(FN_SET_RETVAL)
             .mov_imm(R0, 0)
             .exit();
+    }
+
+    /// The ingress filter: a packet for a socket of the guest whose destination is not one of
+    /// the guest's addresses, its lback, a multicast group or the limited broadcast is
+    /// dropped. Wildcard UDP sockets (kept for guests with several addresses, and an unbound
+    /// socket's ephemeral port after sendto) would otherwise receive what is sent to the
+    /// host's addresses; a dual-stack `[::]` socket's IPv4 packets are checked as IPv4. The
+    /// destination is read from the packet (cgroup skb programs see it from the network
+    /// header on).
+    fn ingress(&mut self, p: &Policy) {
+        let (v4, v6, drop) = (self.a.new_label(), self.a.new_label(), self.a.new_label());
+        self.a
+            .ldx_w(R2, R6, SKB_PROTOCOL)
+            .jeq32(R2, ETH_IP, v4)
+            .jeq32(R2, ETH_IPV6, v6)
+            .ja(self.allow);
+        self.place(v4);
+        self.load_bytes(16, -8, 4);
+        self.a.ldx_w(R2, R10, -8).jeq32(R2, w4(p.lback), self.allow);
+        for ip in &p.v4 {
+            self.a.jeq32(R2, w4(*ip), self.allow);
+        }
+        self.a
+            .jeq32(R2, u32::MAX, self.allow)
+            .mov(R1, R2)
+            .and_imm(R1, 0xf0)
+            .jeq32(R1, 0xe0, self.allow)
+            .ja(drop);
+        self.place(v6);
+        self.load_bytes(24, -16, 16);
+        self.a
+            .ldx_w(R2, R10, -16)
+            .ldx_w(R3, R10, -12)
+            .ldx_w(R4, R10, -8)
+            .ldx_w(R5, R10, -4);
+        for ip in &p.v6 {
+            self.match6(w6(*ip), self.allow);
+        }
+        self.a
+            .mov(R1, R2)
+            .and_imm(R1, 0xff)
+            .jeq32(R1, 0xff, self.allow)
+            .ja(drop);
+        self.place(drop);
+        self.a.mov_imm(R0, 0).exit();
+    }
+
+    /// `len` bytes of the packet at `off` (from its network header) to the stack at `to`; a
+    /// packet too short for them passes (the kernel's own checks drop a truncated header).
+    fn load_bytes(&mut self, off: i32, to: i32, len: i32) {
+        self.a
+            .mov(R1, R6)
+            .mov_imm(R2, off)
+            .mov(R3, R10)
+            .add_imm(R3, to)
+            .mov_imm(R4, len)
+            .call(FN_SKB_LOAD_BYTES)
+            .jne_imm(R0, 0, self.allow);
     }
 
     /// Refuses ICMP datagram sockets (plain return 0: EPERM) unless `raw_icmp`.

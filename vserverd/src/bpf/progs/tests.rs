@@ -19,6 +19,13 @@ struct Out {
 
 const SOCKET_COOKIE: u64 = 0x0102_0304_0506_0708;
 
+thread_local! {
+    /// The socket options bpf_getsockopt reports set: bit N for option N.
+    static SOCKOPTS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// The packet bpf_skb_load_bytes reads, from its network header.
+    static PACKET: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 fn mem<'a>(ctx: &'a mut [u8; 72], stack: &'a mut [u8; 512], addr: u64, n: usize) -> &'a mut [u8] {
     if (CTX..CTX + 72).contains(&addr) {
         let o = (addr - CTX) as usize;
@@ -85,7 +92,9 @@ fn run(prog: &[Insn], mut ctx: [u8; 72], cookie: u64) -> Out {
             0x16 if r[d] as u32 == i.imm as u32 => pc = target,
             0x56 if r[d] as u32 != i.imm as u32 => pc = target,
             0x5d if r[d] != r[s] => pc = target,
-            0x16 | 0x56 | 0x5d => {}
+            0x15 if r[d] == imm => pc = target,
+            0x55 if r[d] != imm => pc = target,
+            0x16 | 0x56 | 0x5d | 0x15 | 0x55 => {}
             0x85 => {
                 r[0] = match i.imm {
                     122 => {
@@ -111,6 +120,25 @@ fn run(prog: &[Insn], mut ctx: [u8; 72], cookie: u64) -> Out {
                         let value = mem(&mut ctx, &mut stack, r[3], 4).to_vec();
                         marked.push((r[1], key, value));
                         0
+                    }
+                    57 => {
+                        // bpf_getsockopt(ctx, SOL_SOCKET, opt, buf, 4): the socket's option.
+                        assert_eq!((r[1], r[2], r[5]), (CTX, 1, 4));
+                        let v = SOCKOPTS.with(|o| o.get()) >> (r[3] as u32 % 32) & 1;
+                        mem(&mut ctx, &mut stack, r[4], 4).copy_from_slice(&v.to_le_bytes());
+                        0
+                    }
+                    26 => {
+                        // bpf_skb_load_bytes(skb, off, buf, len) from the packet.
+                        assert_eq!(r[1], CTX);
+                        let (off, n) = (r[2] as usize, r[4] as usize);
+                        match PACKET.with(|p| p.borrow().get(off..off + n).map(<[u8]>::to_vec)) {
+                            Some(b) => {
+                                mem(&mut ctx, &mut stack, r[3], n).copy_from_slice(&b);
+                                0
+                            }
+                            None => -14i64 as u64,
+                        }
                     }
                     other => panic!("helper {other}"),
                 };
@@ -451,4 +479,86 @@ fn abstract_unix_names_are_refused_paths_pass() {
         );
         assert_eq!(o.ret, 1);
     }
+}
+
+fn udp(mut c: [u8; 72]) -> [u8; 72] {
+    c[36] = 17;
+    c
+}
+
+#[test]
+fn a_udp_wildcard_of_several_addresses_stays_a_wildcard_unless_shared() {
+    let o = go(Hook::Bind4, udp(ctx4("0.0.0.0")));
+    assert_eq!((o.ret, ip4(&o.ctx, 4)), (1, Ipv4Addr::UNSPECIFIED));
+    let o = go(Hook::Bind6, udp(ctx6("::")));
+    assert_eq!((o.ret, ip6(&o.ctx, 8)), (1, Ipv6Addr::UNSPECIFIED));
+    // SO_REUSEADDR (2) or SO_REUSEPORT (15): narrowed, as TCP.
+    for opt in [2, 15] {
+        SOCKOPTS.with(|o| o.set(1 << opt));
+        let o = go(Hook::Bind4, udp(ctx4("0.0.0.0")));
+        assert_eq!((o.ret, ip4(&o.ctx, 4)), (1, "10.0.0.2".parse().unwrap()));
+        let o = go(Hook::Bind6, udp(ctx6("::")));
+        assert_eq!((o.ret, ip6(&o.ctx, 8)), (1, "fd00::2".parse().unwrap()));
+    }
+    SOCKOPTS.with(|o| o.set(0));
+    // One address of the family: narrowed (single_ip).
+    let mut p = policy();
+    p.v4.truncate(1);
+    let o = run(
+        &program(Hook::Bind4, &p).unwrap(),
+        udp(ctx4("0.0.0.0")),
+        HOST,
+    );
+    assert_eq!((o.ret, ip4(&o.ctx, 4)), (1, "10.0.0.2".parse().unwrap()));
+    p.v4.clear();
+    let o = run(&program(Hook::Bind6, &p).unwrap(), udp(ctx6("::")), HOST);
+    assert_eq!((o.ret, ip6(&o.ctx, 8)), (1, "fd00::2".parse().unwrap()));
+}
+
+fn ingress(proto: u32, packet: Vec<u8>) -> u64 {
+    let mut c = [0u8; 72];
+    c[16..20].copy_from_slice(&proto.to_le_bytes());
+    PACKET.with(|p| *p.borrow_mut() = packet);
+    go(Hook::SkbIngress, c).ret
+}
+
+fn v4_packet(dst: &str) -> Vec<u8> {
+    let mut v = vec![0x45; 20];
+    v[16..20].copy_from_slice(&dst.parse::<Ipv4Addr>().unwrap().octets());
+    v
+}
+
+fn v6_packet(dst: &str) -> Vec<u8> {
+    let mut v = vec![0x60; 40];
+    v[24..40].copy_from_slice(&dst.parse::<Ipv6Addr>().unwrap().octets());
+    v
+}
+
+#[test]
+fn ingress_drops_what_is_not_addressed_to_the_guest() {
+    let (ip, ip6) = (0x0008, 0xdd86);
+    for ok in [
+        "10.0.0.2",
+        "10.0.0.3",
+        "127.0.2.1",
+        "224.0.0.251",
+        "255.255.255.255",
+    ] {
+        assert_eq!(ingress(ip, v4_packet(ok)), 1, "{ok}");
+    }
+    for no in ["10.0.0.9", "127.0.0.1", "127.0.3.1", "10.0.0.255"] {
+        assert_eq!(ingress(ip, v4_packet(no)), 0, "{no}");
+    }
+    assert_eq!(ingress(ip6, v6_packet("fd00::2")), 1);
+    assert_eq!(ingress(ip6, v6_packet("ff02::fb")), 1);
+    assert_eq!(ingress(ip6, v6_packet("fd00::9")), 0);
+    assert_eq!(ingress(ip6, v6_packet("::1")), 0);
+    // A header too short to read, another ethertype, another namespace: passed.
+    assert_eq!(ingress(ip, vec![0x45; 10]), 1);
+    assert_eq!(ingress(0x0608, vec![]), 1);
+    let mut c = [0u8; 72];
+    c[16..20].copy_from_slice(&0x0008u32.to_le_bytes());
+    PACKET.with(|p| *p.borrow_mut() = v4_packet("10.0.0.9"));
+    let prog = program(Hook::SkbIngress, &policy()).unwrap();
+    assert_eq!(run(&prog, c, HOST + 1).ret, 1);
 }
