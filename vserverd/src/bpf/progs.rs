@@ -23,7 +23,8 @@
 //!   and no SO_REUSEADDR/SO_REUSEPORT on the socket: it stays a wildcard (it receives on all
 //!   of them; the ingress program keeps the rest out).
 //! - skb ingress: a packet for a socket of the guest not addressed to the guest (its
-//!   addresses, lback, multicast, the limited broadcast) is dropped.
+//!   addresses, lback, multicast, the limited broadcast) is dropped; the rest is counted in
+//!   the guest's counters, as is every packet its sockets send (skb egress).
 //! - socket creation: ICMP "ping" sockets (datagram sockets of IPPROTO_ICMP/ICMPV6, which
 //!   bind through their own path, past the bind hook) fail EPERM unless the guest's ncaps
 //!   grant `raw_icmp`.
@@ -59,6 +60,36 @@ pub struct Maps {
     pub socks: i32,
     /// The host-wide socket hash: port -> a guest's listener that was never bound.
     pub ports: i32,
+    /// The guest's traffic counters (a per-CPU array of one [`Counters`] value).
+    pub counters: i32,
+}
+
+/// The value of a guest's counters map, per CPU: what its sockets in the host's namespace
+/// received (after the ingress filter) and sent, in bytes from the IP header on, and packets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+}
+
+impl Counters {
+    /// The map value's size.
+    pub const SIZE: usize = 32;
+
+    /// The sum over CPUs of a per-CPU lookup's buffer (`SIZE` bytes per CPU).
+    pub fn sum(buf: &[u8]) -> Counters {
+        let mut c = Counters::default();
+        for v in buf.chunks_exact(Self::SIZE) {
+            let f = |i: usize| u64::from_ne_bytes(v[8 * i..8 * i + 8].try_into().unwrap_or([0; 8]));
+            c.rx_bytes += f(0);
+            c.rx_packets += f(1);
+            c.tx_bytes += f(2);
+            c.tx_packets += f(3);
+        }
+        c
+    }
 }
 
 /// A cgroup sock_addr hook (uapi `enum bpf_attach_type`).
@@ -88,10 +119,12 @@ pub enum Hook {
     /// cgroup/skb ingress (`BPF_PROG_TYPE_CGROUP_SKB`): every packet delivered to a socket of
     /// the guest; those addressed elsewhere than the guest's addresses are dropped.
     SkbIngress,
+    /// cgroup/skb egress: counts what the guest's sockets send.
+    SkbEgress,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 17] = [
+    pub const ALL: [Hook; 18] = [
         Hook::Bind4,
         Hook::Bind6,
         Hook::Connect4,
@@ -109,6 +142,7 @@ impl Hook {
         Hook::UnixConnect,
         Hook::UnixSendmsg,
         Hook::SkbIngress,
+        Hook::SkbEgress,
     ];
 
     /// The kernel's attach type number.
@@ -131,6 +165,7 @@ impl Hook {
             Hook::UnixConnect => 49,
             Hook::UnixSendmsg => 50,
             Hook::SkbIngress => 0,
+            Hook::SkbEgress => 1,
         }
     }
 
@@ -139,7 +174,7 @@ impl Hook {
         match self {
             Hook::SockCreate => PROG_TYPE_CGROUP_SOCK,
             Hook::SockOps => PROG_TYPE_SOCK_OPS,
-            Hook::SkbIngress => PROG_TYPE_CGROUP_SKB,
+            Hook::SkbIngress | Hook::SkbEgress => PROG_TYPE_CGROUP_SKB,
             _ => PROG_TYPE_CGROUP_SOCK_ADDR,
         }
     }
@@ -164,6 +199,7 @@ impl Hook {
             Hook::UnixConnect => "vs_connect_unix",
             Hook::UnixSendmsg => "vs_sendmsg_unix",
             Hook::SkbIngress => "vs_ingress",
+            Hook::SkbEgress => "vs_egress",
         }
     }
 }
@@ -189,6 +225,7 @@ const FN_GET_NETNS_COOKIE: i32 = 122;
 const FN_SET_RETVAL: i32 = 187;
 const FN_GETSOCKOPT: i32 = 57;
 const FN_SKB_LOAD_BYTES: i32 = 26;
+const FN_MAP_LOOKUP: i32 = 1;
 
 // struct bpf_sock_addr: the socket's protocol.
 const PROTOCOL: i16 = 36;
@@ -251,6 +288,10 @@ pub fn program(h: Hook, p: &Policy) -> Result<Vec<Insn>, AsmError> {
         Hook::SockCreate => g.sock_create(p),
         Hook::UnixConnect | Hook::UnixSendmsg => g.unix(),
         Hook::SkbIngress => g.ingress(p),
+        Hook::SkbEgress => {
+            g.count(p, 16);
+            g.a.ja(g.allow);
+        }
         Hook::SockOps => {
             if let Err(e) = super::lookup::sock_ops(&mut g.a, p, g.allow) {
                 g.result = Err(e);
@@ -638,46 +679,55 @@ impl Gen {
     /// destination is read from the packet (cgroup skb programs see it from the network
     /// header on).
     fn ingress(&mut self, p: &Policy) {
-        let (v4, v6, drop) = (self.a.new_label(), self.a.new_label(), self.a.new_label());
+        let (v4, v6, drop, pass) = (
+            self.a.new_label(),
+            self.a.new_label(),
+            self.a.new_label(),
+            self.a.new_label(),
+        );
         self.a
             .ldx_w(R2, R6, SKB_PROTOCOL)
             .jeq32(R2, ETH_IP, v4)
             .jeq32(R2, ETH_IPV6, v6)
-            .ja(self.allow);
+            .ja(pass);
         self.place(v4);
-        self.load_bytes(16, -8, 4);
-        self.a.ldx_w(R2, R10, -8).jeq32(R2, w4(p.lback), self.allow);
+        self.load_bytes(16, -8, 4, pass);
+        self.a.ldx_w(R2, R10, -8).jeq32(R2, w4(p.lback), pass);
         for ip in &p.v4 {
-            self.a.jeq32(R2, w4(*ip), self.allow);
+            self.a.jeq32(R2, w4(*ip), pass);
         }
         self.a
-            .jeq32(R2, u32::MAX, self.allow)
+            .jeq32(R2, u32::MAX, pass)
             .mov(R1, R2)
             .and_imm(R1, 0xf0)
-            .jeq32(R1, 0xe0, self.allow)
+            .jeq32(R1, 0xe0, pass)
             .ja(drop);
         self.place(v6);
-        self.load_bytes(24, -16, 16);
+        self.load_bytes(24, -16, 16, pass);
         self.a
             .ldx_w(R2, R10, -16)
             .ldx_w(R3, R10, -12)
             .ldx_w(R4, R10, -8)
             .ldx_w(R5, R10, -4);
         for ip in &p.v6 {
-            self.match6(w6(*ip), self.allow);
+            self.match6(w6(*ip), pass);
         }
         self.a
             .mov(R1, R2)
             .and_imm(R1, 0xff)
-            .jeq32(R1, 0xff, self.allow)
+            .jeq32(R1, 0xff, pass)
             .ja(drop);
         self.place(drop);
         self.a.mov_imm(R0, 0).exit();
+        self.place(pass);
+        self.count(p, 0);
+        self.a.ja(self.allow);
     }
 
     /// `len` bytes of the packet at `off` (from its network header) to the stack at `to`; a
-    /// packet too short for them passes (the kernel's own checks drop a truncated header).
-    fn load_bytes(&mut self, off: i32, to: i32, len: i32) {
+    /// packet too short for them goes to `short` (the kernel's own checks drop a truncated
+    /// header).
+    fn load_bytes(&mut self, off: i32, to: i32, len: i32, short: Label) {
         self.a
             .mov(R1, R6)
             .mov_imm(R2, off)
@@ -685,7 +735,26 @@ impl Gen {
             .add_imm(R3, to)
             .mov_imm(R4, len)
             .call(FN_SKB_LOAD_BYTES)
-            .jne_imm(R0, 0, self.allow);
+            .jne_imm(R0, 0, short);
+    }
+
+    /// Adds the packet (skb->len: from the IP header on) to the guest's counters at `off`
+    /// (0: received, 16: sent) and falls through; nothing without maps.
+    fn count(&mut self, p: &Policy, off: i16) {
+        let Some(m) = p.maps else { return };
+        let done = self.a.new_label();
+        self.a
+            .st_w(R10, -20, 0)
+            .ld_map_fd(R1, m.counters)
+            .mov(R2, R10)
+            .add_imm(R2, -20)
+            .call(FN_MAP_LOOKUP)
+            .jeq_imm(R0, 0, done)
+            .ldx_w(R1, R6, 0)
+            .xadd_dw(R0, off, R1)
+            .mov_imm(R1, 1)
+            .xadd_dw(R0, off + 8, R1);
+        self.place(done);
     }
 
     /// Refuses ICMP datagram sockets (plain return 0: EPERM) unless `raw_icmp`.

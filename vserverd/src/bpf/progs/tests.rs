@@ -24,7 +24,12 @@ thread_local! {
     static SOCKOPTS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     /// The packet bpf_skb_load_bytes reads, from its network header.
     static PACKET: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The counters map's value (one CPU).
+    static COUNTED: std::cell::Cell<[u8; 32]> = const { std::cell::Cell::new([0; 32]) };
 }
+
+/// Where the counters map's value lives.
+const VAL: u64 = 0x3_0000_0000;
 
 fn mem<'a>(ctx: &'a mut [u8; 72], stack: &'a mut [u8; 512], addr: u64, n: usize) -> &'a mut [u8] {
     if (CTX..CTX + 72).contains(&addr) {
@@ -88,6 +93,17 @@ fn run(prog: &[Insn], mut ctx: [u8; 72], cookie: u64) -> Out {
                 4,
             )
             .copy_from_slice(&(i.imm as u32).to_le_bytes()),
+            0xdb => {
+                // Atomic adds go to the counters map's value only.
+                assert_eq!(i.imm, 0, "BPF_ADD");
+                let o = (r[d].wrapping_add(i.off as i64 as u64) - VAL) as usize;
+                COUNTED.with(|c| {
+                    let mut v = c.get();
+                    let n = u64::from_le_bytes(v[o..o + 8].try_into().unwrap()).wrapping_add(r[s]);
+                    v[o..o + 8].copy_from_slice(&n.to_le_bytes());
+                    c.set(v);
+                });
+            }
             0x05 => pc = target,
             0x16 if r[d] as u32 == i.imm as u32 => pc = target,
             0x56 if r[d] as u32 != i.imm as u32 => pc = target,
@@ -121,6 +137,7 @@ fn run(prog: &[Insn], mut ctx: [u8; 72], cookie: u64) -> Out {
                         marked.push((r[1], key, value));
                         0
                     }
+                    1 if r[1] == 34 => VAL,
                     57 => {
                         // bpf_getsockopt(ctx, SOL_SOCKET, opt, buf, 4): the socket's option.
                         assert_eq!((r[1], r[2], r[5]), (CTX, 1, 4));
@@ -378,6 +395,7 @@ fn with_maps() -> Policy {
             wild: 31,
             socks: 32,
             ports: 33,
+            counters: 34,
         }),
         ..policy()
     }
@@ -561,4 +579,39 @@ fn ingress_drops_what_is_not_addressed_to_the_guest() {
     PACKET.with(|p| *p.borrow_mut() = v4_packet("10.0.0.9"));
     let prog = program(Hook::SkbIngress, &policy()).unwrap();
     assert_eq!(run(&prog, c, HOST + 1).ret, 1);
+}
+
+#[test]
+fn traffic_is_counted_in_the_host_namespace_only() {
+    COUNTED.with(|c| c.set([0; 32]));
+    let p = with_maps();
+    let skb = |len: u32| {
+        let mut c = [0u8; 72];
+        c[0..4].copy_from_slice(&len.to_le_bytes());
+        c[16..20].copy_from_slice(&0x0008u32.to_le_bytes());
+        c
+    };
+    let (ing, eg) = (
+        program(Hook::SkbIngress, &p).unwrap(),
+        program(Hook::SkbEgress, &p).unwrap(),
+    );
+    PACKET.with(|x| *x.borrow_mut() = v4_packet("10.0.0.3"));
+    assert_eq!(run(&ing, skb(1500), HOST).ret, 1);
+    // Dropped: not counted.
+    PACKET.with(|x| *x.borrow_mut() = v4_packet("10.0.0.9"));
+    assert_eq!(run(&ing, skb(700), HOST).ret, 0);
+    assert_eq!(run(&eg, skb(60), HOST).ret, 1);
+    assert_eq!(run(&eg, skb(40), HOST).ret, 1);
+    // Another namespace's traffic is not the guest's on the host's stack.
+    assert_eq!(run(&eg, skb(999), HOST + 1).ret, 1);
+    let c = Counters::sum(&COUNTED.with(|c| c.get()));
+    assert_eq!(
+        c,
+        Counters {
+            rx_bytes: 1500,
+            rx_packets: 1,
+            tx_bytes: 100,
+            tx_packets: 2
+        }
+    );
 }
