@@ -134,6 +134,7 @@ fn policy(cookie: u64) -> Policy {
         v6: vec!["fd88::2".parse().unwrap()],
         lback: Ipv4Addr::new(127, 0, 2, 1),
         raw_icmp: false,
+        bind_low_uid: None,
         maps: None,
     }
 }
@@ -1114,4 +1115,78 @@ fn the_shared_stack_is_the_default_for_a_guest_with_interfaces() {
     d.ctl_ok(&["start", "plain"]);
     assert_ne!(ns_of(&d, "plain"), host_ns);
     d.ctl_ok(&["stop", "plain"]);
+}
+
+/// Ports below 1024 for a user-namespace guest on the shared stack: its root's capabilities
+/// are its own namespace's, not the host's, so the kernel's own check would refuse port 80;
+/// the bind program waives it for the guest's root when its bounding set grants
+/// NET_BIND_SERVICE. A user of the guest, or a guest whose bounding set drops it, gets nothing
+/// more; a guest without user namespace holds the capability itself, as before.
+#[test]
+fn a_user_namespace_guest_binds_port_80_on_the_shared_stack() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = harness::TestDaemon::prepare();
+    shared_host(&mut d);
+    for (name, ctx, ip, userns, bcaps) in [
+        ("uweb", 42101, "10.79.0.5", true, None),
+        ("plain", 42102, "10.79.0.6", false, None),
+        (
+            "nobind",
+            42103,
+            "10.79.0.7",
+            true,
+            Some("~NET_BIND_SERVICE\n"),
+        ),
+    ] {
+        shared_guest(&d, name, ctx, ip);
+        let dir = d.guest_config(name);
+        if userns {
+            std::fs::create_dir_all(dir.join("spaces")).unwrap();
+            std::fs::write(dir.join("spaces/user"), "").unwrap();
+        }
+        if let Some(b) = bcaps {
+            std::fs::write(dir.join("bcapabilities"), b).unwrap();
+        }
+        let root = d.guest_root(name);
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1000::/:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("etc/group"), "root:x:0:\nweb:x:1000:\n").unwrap();
+    }
+    d.spawn();
+    for name in ["uweb", "plain", "nobind"] {
+        d.ctl_ok(&["start", name]);
+    }
+    // Guest root of the user-namespace guest: port 80 on the wildcard (narrowed to its
+    // address), served to the host.
+    d.ctl_ok(&["exec", "uweb", "--", "httpd", "-p", "80", "-h", "/www"]);
+    assert_eq!(wget(&d, "http://10.79.0.5/"), "this is uweb\n");
+    // The guest without user namespace, as before.
+    d.ctl_ok(&["exec", "plain", "--", "httpd", "-p", "80", "-h", "/www"]);
+    assert_eq!(wget(&d, "http://10.79.0.6/"), "this is plain\n");
+    // A user of the guest: refused (EACCES), as on any host; higher ports are fine.
+    let o = d.ctl(&[
+        "exec", "uweb", "--user", "web", "--", "httpd", "-p", "81", "-h", "/www",
+    ]);
+    assert!(
+        !o.status.success(),
+        "a guest user bound port 81: {}",
+        text(&o)
+    );
+    assert!(text(&o).contains("ermission denied"), "{}", text(&o));
+    d.ctl_ok(&[
+        "exec", "uweb", "--user", "web", "--", "httpd", "-p", "8081", "-h", "/www",
+    ]);
+    assert_eq!(wget(&d, "http://10.79.0.5:8081/"), "this is uweb\n");
+    // A user-namespace guest whose bounding set drops NET_BIND_SERVICE: refused.
+    let o = d.ctl(&["exec", "nobind", "--", "httpd", "-p", "80", "-h", "/www"]);
+    assert!(!o.status.success(), "nobind bound port 80: {}", text(&o));
+    assert!(text(&o).contains("ermission denied"), "{}", text(&o));
+    for name in ["uweb", "plain", "nobind"] {
+        d.ctl_ok(&["stop", name]);
+    }
 }

@@ -45,6 +45,10 @@ pub struct Policy {
     pub lback: Ipv4Addr,
     /// ncaps `raw_icmp`: ICMP ping sockets allowed.
     pub raw_icmp: bool,
+    /// A user-namespace guest whose bounding set grants NET_BIND_SERVICE: the host uid of its
+    /// root. Its binds (by that uid) skip the kernel's check for ports below 1024, which its
+    /// root cannot pass over the host's namespace (its capabilities are its own namespace's).
+    pub bind_low_uid: Option<u32>,
     /// The maps the guest's programs share with the host-wide lookup program (bpf/lookup.rs),
     /// as fds of the loading process; None builds the programs without them (a wildcard bind
     /// is then narrowed to the first address only).
@@ -226,6 +230,7 @@ const FN_SET_RETVAL: i32 = 187;
 const FN_GETSOCKOPT: i32 = 57;
 const FN_SKB_LOAD_BYTES: i32 = 26;
 const FN_MAP_LOOKUP: i32 = 1;
+const FN_GET_CURRENT_UID_GID: i32 = 15;
 
 // struct bpf_sock_addr: the socket's protocol.
 const PROTOCOL: i16 = 36;
@@ -275,6 +280,9 @@ const V6_LOOPBACK: [u32; 4] = [0, 0, 0, u32::from_le_bytes([0, 0, 0, 1])];
 /// The program for one hook.
 pub fn program(h: Hook, p: &Policy) -> Result<Vec<Insn>, AsmError> {
     let mut g = Gen::new();
+    if matches!(h, Hook::Bind4 | Hook::Bind6) {
+        g.bind_low_uid = p.bind_low_uid;
+    }
     g.prologue(p.netns_cookie);
     match h {
         Hook::Bind4 => g.bind4(p),
@@ -305,6 +313,11 @@ pub fn program(h: Hook, p: &Policy) -> Result<Vec<Insn>, AsmError> {
 struct Gen {
     a: Asm,
     allow: Label,
+    /// Sockets of other namespaces: allowed, untouched.
+    other: Label,
+    /// A bind program's allow returns 3 (BPF_RET_BIND_NO_CAP_NET_BIND_SERVICE set) for a
+    /// caller of this uid.
+    bind_low_uid: Option<u32>,
     eaddrnotavail: Label,
     enetunreach: Label,
     eperm: Label,
@@ -316,9 +329,12 @@ impl Gen {
         let mut a = Asm::new();
         let (allow, eaddrnotavail, enetunreach, eperm) =
             (a.new_label(), a.new_label(), a.new_label(), a.new_label());
+        let other = a.new_label();
         Gen {
             a,
             allow,
+            other,
+            bind_low_uid: None,
             eaddrnotavail,
             enetunreach,
             eperm,
@@ -338,12 +354,25 @@ impl Gen {
             .mov(R6, R1)
             .call(FN_GET_NETNS_COOKIE)
             .ld_imm64(R1, cookie)
-            .jne_reg(R0, R1, self.allow);
+            .jne_reg(R0, R1, self.other);
     }
 
     fn finish(mut self) -> Result<Vec<Insn>, AsmError> {
         let allow = self.allow;
         self.place(allow);
+        if let Some(uid) = self.bind_low_uid {
+            // bpf_get_current_uid_gid: gid << 32 | uid, the uid as the host sees it.
+            let plain = self.a.new_label();
+            self.a
+                .call(FN_GET_CURRENT_UID_GID)
+                .jne32(R0, uid, plain)
+                .mov_imm(R0, 3)
+                .exit();
+            self.place(plain);
+        }
+        self.a.mov_imm(R0, 1).exit();
+        let other = self.other;
+        self.place(other);
         self.a.mov_imm(R0, 1).exit();
         for (l, errno) in [
             (self.eaddrnotavail, EADDRNOTAVAIL),

@@ -660,7 +660,18 @@ async fn shared_addresses(
     let name = c.name.as_str();
     let cookie = crate::sys::bpf::netns_cookie()
         .step_doing(STEP, || "the host network namespace's cookie".into())?;
-    let s = super::sharednet::plan(c, cookie).step(STEP)?;
+    let mut s = super::sharednet::plan(c, cookie).step(STEP)?;
+    if super::sharednet::binds_low_ports(c) {
+        // The range spawn_init maps the guest to (allocate finds the recorded one again).
+        let (state, window, n) = (d.opts.state_dir.clone(), d.opts.id_window, c.name.clone());
+        let base = tokio::task::spawn_blocking(move || {
+            super::idrange::allocate(&state, &n, window, &super::idrange::host_reserved())
+        })
+        .await
+        .step("start.userns")?
+        .map_err(|e| StepError::refused("start.userns", e))?;
+        s.bind_low_uid = Some(base);
+    }
     let others: Vec<(String, SharedNet)> = d
         .guests
         .running_names()

@@ -24,6 +24,8 @@ thread_local! {
     static SOCKOPTS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     /// The packet bpf_skb_load_bytes reads, from its network header.
     static PACKET: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// What bpf_get_current_uid_gid says (gid 0).
+    static UID: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     /// The counters map's value (one CPU).
     static COUNTED: std::cell::Cell<[u8; 32]> = const { std::cell::Cell::new([0; 32]) };
 }
@@ -138,6 +140,7 @@ fn run(prog: &[Insn], mut ctx: [u8; 72], cookie: u64) -> Out {
                         0
                     }
                     1 if r[1] == 34 => VAL,
+                    15 => UID.with(|u| u.get()),
                     57 => {
                         // bpf_getsockopt(ctx, SOL_SOCKET, opt, buf, 4): the socket's option.
                         assert_eq!((r[1], r[2], r[5]), (CTX, 1, 4));
@@ -184,6 +187,7 @@ fn policy() -> Policy {
         v6: vec!["fd00::2".parse().unwrap()],
         lback: "127.0.2.1".parse().unwrap(),
         raw_icmp: false,
+        bind_low_uid: None,
         maps: None,
     }
 }
@@ -614,4 +618,35 @@ fn traffic_is_counted_in_the_host_namespace_only() {
             tx_packets: 2
         }
     );
+}
+
+#[test]
+fn a_user_namespace_guests_root_binds_low_ports() {
+    UID.with(|u| u.set(600_000));
+    let mut p = policy();
+    // Without: plain allow (the kernel checks CAP_NET_BIND_SERVICE).
+    assert_eq!(go(Hook::Bind4, ctx4("10.0.0.3")).ret, 1);
+    p.bind_low_uid = Some(600_000);
+    for (h, c) in [
+        (Hook::Bind4, ctx4("10.0.0.3")),
+        (Hook::Bind4, ctx4("0.0.0.0")),
+        (Hook::Bind6, ctx6("::")),
+    ] {
+        assert_eq!(run(&program(h, &p).unwrap(), c, HOST).ret, 3, "{h:?}");
+    }
+    // Refusals stay refusals; another uid of the guest (a user inside) gets the plain allow;
+    // another namespace's socket is untouched.
+    refused(
+        &run(&program(Hook::Bind4, &p).unwrap(), ctx4("10.0.0.9"), HOST),
+        99,
+    );
+    let bind4 = program(Hook::Bind4, &p).unwrap();
+    assert_eq!(run(&bind4, ctx4("10.0.0.9"), HOST + 1).ret, 1);
+    UID.with(|u| u.set(601_000));
+    assert_eq!(run(&bind4, ctx4("10.0.0.3"), HOST).ret, 1);
+    // Only bind programs.
+    assert!(!program(Hook::Connect4, &p)
+        .unwrap()
+        .iter()
+        .any(|i| i.code == 0x85 && i.imm == 15));
 }
