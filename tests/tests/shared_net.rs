@@ -445,6 +445,42 @@ fn udp_wildcards_receive_on_the_guests_addresses_only() {
     sockbpf::detach(&f.run, "g").unwrap();
 }
 
+/// `[::]` sockets (dual-stack) of a guest with IPv4 addresses only: IPv4 traffic reaches them
+/// as v4-mapped addresses, on the guest's addresses and never on the host's.
+#[test]
+fn dual_stack_sockets_of_an_ipv4_guest_never_receive_on_host_addresses() {
+    let Some(f) = Fixture::new() else { return };
+    let cookie = f.within(|| vserverd::sys::bpf::netns_cookie().unwrap());
+    let mut p = policy(cookie);
+    p.v6.clear();
+    f.within(|| sockbpf::attach(&f.run, "g", &f.cg, &p))
+        .unwrap();
+    // TCP bound to `::`: narrowed to the first address, v4-mapped, and marked: both of the
+    // guest's addresses, not the host's.
+    let (port, c) = serve(&f, "::", 0, 2);
+    assert_eq!(host_connect(&f, "10.88.0.9", port), "ConnectionRefused");
+    assert_eq!(host_connect(&f, "10.88.0.3", port), "ok");
+    assert_eq!(host_connect(&f, "10.88.0.2", port), "ok");
+    assert_eq!(report(c), "ok ::ffff:10.88.0.3,::ffff:10.88.0.2");
+    // TCP listening without a bind (on `::`, an ephemeral port): the same.
+    let (port, c) = serve(&f, "-6", 0, 1);
+    assert_eq!(host_connect(&f, "10.88.0.9", port), "ConnectionRefused");
+    assert_eq!(host_connect(&f, "10.88.0.2", port), "ok");
+    assert_eq!(report(c), "ok ::ffff:10.88.0.2");
+    // UDP on `::` (two addresses: it stays a wildcard): the host's IPv4 address is dropped.
+    let (port, c) = serve_udp(&f, ":: 0 2");
+    host_send(
+        &f,
+        &[
+            (&format!("10.88.0.9:{port}"), "host"),
+            (&format!("10.88.0.3:{port}"), "guest"),
+        ],
+    );
+    assert_eq!(report(c), "ok :: guest,timeout");
+    sockbpf::forget(&f.run, &p).unwrap();
+    sockbpf::detach(&f.run, "g").unwrap();
+}
+
 /// A UDP receiver probe in the guest's cgroup (`udp-serve ARGS`).
 fn serve_udp(f: &Fixture, args: &str) -> (u16, std::process::Child) {
     background(f, &f.cg, &format!("udp-serve {args}"))
