@@ -1226,3 +1226,59 @@ fn a_user_namespace_guest_binds_port_80_on_the_shared_stack() {
         d.ctl_ok(&["stop", name]);
     }
 }
+
+/// `check` names the host's services on the wildcard for a shared-stack guest (they keep
+/// their ports from every guest), and not the host's services bound to an address.
+#[test]
+fn check_warns_of_host_services_on_the_wildcard() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = harness::TestDaemon::prepare();
+    let ns = d.host_netns();
+    let o = d.in_host_net(&["ip", "addr", "add", "10.79.255.1/32", "dev", "lo"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let host = |code: &str| {
+        let mut c = Command::new("nsenter")
+            .arg(format!("--net={}", ns.display()))
+            .args(["--", "python3", "-c", code])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(c.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        c
+    };
+    let listen = "import socket,time\n\
+                  t=socket.socket(); t.bind(('0.0.0.0',2222)); t.listen()\n\
+                  a=socket.socket(); a.bind(('10.79.255.1',2223)); a.listen()\n\
+                  u=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM); u.bind(('::',5353))\n\
+                  print('ready',flush=True); time.sleep(60)";
+    let mut services = host(listen);
+    d.spawn();
+    let o = d.in_host_net(&[
+        "ip", "link", "add", "vh0", "type", "veth", "peer", "name", "vh1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    shared_guest(&d, "web", 42111, "10.79.0.8");
+    let out = text(&d.ctl(&["check", "web"]));
+    assert!(out.contains("tcp 0.0.0.0:2222"), "{out}");
+    assert!(out.contains("udp [::]:5353"), "{out}");
+    assert!(!out.contains("2223"), "{out}");
+    assert!(
+        out.contains("bind host daemons to the host's addresses"),
+        "{out}"
+    );
+    // A guest without the shared stack is not told.
+    harness::GuestBuilder::busybox("lo")
+        .context(42112)
+        .write(&d);
+    let out = text(&d.ctl(&["check", "lo"]));
+    assert!(!out.contains("2222"), "{out}");
+    let _ = services.kill();
+    let _ = services.wait();
+}

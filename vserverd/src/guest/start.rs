@@ -341,7 +341,20 @@ async fn network(
         let s = shared_addresses(d, c, p, journal).await;
         // Named in the journal before any address was added: taken back whatever happened.
         undo.shared = journal.shared_net.clone();
-        Some(s?)
+        let s = s?;
+        // Host daemons on the wildcard: said once per start (cached: cheap).
+        let d2 = d.clone();
+        if let Ok(Some(w)) =
+            tokio::task::spawn_blocking(move || super::hostwild::current(&d2)).await
+        {
+            p.send(
+                name,
+                "network",
+                &format!("warning: {w}"),
+                GuestState::Starting,
+            );
+        }
+        Some(s)
     } else {
         None
     };
