@@ -963,7 +963,9 @@ fn shared_stack_guest_root_cannot_remove_its_programs() {
     );
     for want in [
         "detach cgroup program 8",
+        "detach cgroup program 0",
         "open bpf links by id",
+        "open bpf maps by id",
         "load a cgroup socket program",
         "reach a host-only 127.0.0.1 service",
         "reach a host abstract unix socket",
