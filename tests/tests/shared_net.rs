@@ -441,6 +441,10 @@ fn udp_wildcards_receive_on_the_guests_addresses_only() {
     assert_eq!(report(host), format!("ok 0.0.0.0 {}", want.join(",")));
     assert_eq!(report(c), "ok 10.88.0.2 timeout");
 
+    // A namespace made inside the guest's cgroup is left alone by the ingress filter (its
+    // 127.0.0.1 is not the guest's lback, and is its own).
+    assert_eq!(f.probe(false, &["unshare-udp-self"]), "ok self");
+
     sockbpf::forget(&f.run, &policy(cookie)).unwrap();
     sockbpf::detach(&f.run, "g").unwrap();
 }

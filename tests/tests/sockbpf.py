@@ -114,6 +114,20 @@ def run(action, args):
         s.sendto(b"hello", (args[0], int(args[1])))
         print("ready", s.getsockname()[1], flush=True)
         return receive(s, int(args[2]))
+    if action == "unshare-udp-self":
+        # A network namespace made inside the cgroup, its loopback up: a UDP socket there
+        # receives what it sends itself on 127.0.0.1 (the ingress filter leaves it alone).
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(0x40000000) != 0:
+            raise OSError(ctypes.get_errno(), "unshare")
+        import fcntl
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        ifr = struct.pack("16sH", b"lo", 0)
+        flags = struct.unpack("16sH", fcntl.ioctl(s, 0x8913, ifr))[1]  # SIOCGIFFLAGS
+        fcntl.ioctl(s, 0x8914, struct.pack("16sH", b"lo", flags | 1))  # SIOCSIFFLAGS, IFF_UP
+        s.bind(("127.0.0.1", 0))
+        s.sendto(b"self", s.getsockname())
+        return receive(s, 1)
     if action == "ping-socket":
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
         return "made"
