@@ -134,6 +134,7 @@ fn policy(cookie: u64) -> Policy {
         v6: vec!["fd88::2".parse().unwrap()],
         lback: Ipv4Addr::new(127, 0, 2, 1),
         raw_icmp: false,
+        bind_low_uid: None,
         maps: None,
     }
 }
@@ -238,10 +239,18 @@ fn serve(f: &Fixture, addr: &str, port: u16, n: u32) -> (u16, std::process::Chil
 
 /// A probe started in the background in cgroup `cg`, once it said "ready PORT".
 fn background(f: &Fixture, cg: &Path, args: &str) -> (u16, std::process::Child) {
+    spawn_probe(f, Some(cg), args)
+}
+
+/// A probe as [`background`], in cgroup `cg` (a guest's) or, with None, in the test's own
+/// (the host's services).
+fn spawn_probe(f: &Fixture, cg: Option<&Path>, args: &str) -> (u16, std::process::Child) {
     use std::io::BufRead;
+    let join = cg
+        .map(|cg| format!("echo $$ > {}/cgroup.procs && ", cg.display()))
+        .unwrap_or_default();
     let cmd = format!(
-        "echo $$ > {}/cgroup.procs && exec nsenter --net={} -- python3 {SCRIPT} {args}",
-        cg.display(),
+        "{join}exec nsenter --net={} -- python3 {SCRIPT} {args}",
         f.ns.display()
     );
     let mut c = Command::new("sh")
@@ -340,6 +349,145 @@ fn wildcard_listeners_receive_on_every_guest_address_and_only_there() {
     sockbpf::forget(&f.run, &policy(cookie)).unwrap();
     assert_eq!(host_connect(&f, "10.88.0.2", hport), "ok");
     sockbpf::detach(&f.run, "g").unwrap();
+}
+
+/// Datagrams from the host (the test's namespace) to `to`, each carrying `payload`.
+fn host_send(f: &Fixture, sends: &[(&str, &str)]) {
+    f.within(|| {
+        for (to, payload) in sends {
+            let a: std::net::SocketAddr = to.parse().unwrap();
+            let s = if a.is_ipv4() {
+                UdpSocket::bind("0.0.0.0:0")
+            } else {
+                UdpSocket::bind("[::]:0")
+            }
+            .unwrap();
+            s.send_to(payload.as_bytes(), a).unwrap();
+        }
+    })
+}
+
+#[test]
+fn udp_wildcards_receive_on_the_guests_addresses_only() {
+    let Some(f) = Fixture::new() else { return };
+    let cookie = f.within(|| vserverd::sys::bpf::netns_cookie().unwrap());
+    f.within(|| sockbpf::attach(&f.run, "g", &f.cg, &policy(cookie)))
+        .unwrap();
+
+    // A guest with two IPv4 addresses: its UDP wildcard stays one and receives on both and on
+    // its 127.0.0.1 (lback), not what is sent to the host's address on the same port (nor to
+    // the host's own 127.0.0.1).
+    let (p, c) = serve_udp(&f, "0.0.0.0 0 4");
+    host_send(
+        &f,
+        &[
+            (&format!("10.88.0.2:{p}"), "a"),
+            (&format!("10.88.0.9:{p}"), "host"),
+            (&format!("127.0.0.1:{p}"), "host-lo"),
+            (&format!("10.88.0.3:{p}"), "b"),
+            (&format!("127.0.2.1:{p}"), "lback"),
+        ],
+    );
+    assert_eq!(report(c), "ok 0.0.0.0 a,b,lback,timeout");
+
+    // `[::]`, dual-stack: the guest's IPv6 address and its IPv4 ones (v4-mapped), never the
+    // host's IPv4 address.
+    let (p, c) = serve_udp(&f, ":: 0 3");
+    host_send(
+        &f,
+        &[
+            (&format!("[fd88::2]:{p}"), "six"),
+            (&format!("10.88.0.9:{p}"), "host"),
+            (&format!("10.88.0.3:{p}"), "four"),
+        ],
+    );
+    assert_eq!(report(c), "ok :: six,four,timeout");
+
+    // An unbound socket (autobound by sendto, on the wildcard): the reply reaches it, a
+    // datagram to its port on the host's address does not.
+    let echo = f.within(|| UdpSocket::bind("10.88.0.9:0").unwrap());
+    echo.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let ep = echo.local_addr().unwrap().port();
+    let (gp, c) = background(&f, &f.cg, &format!("udp-unbound 10.88.0.9 {ep} 3"));
+    let mut b = [0u8; 16];
+    let (n, from) = echo.recv_from(&mut b).unwrap();
+    assert_eq!(
+        (&b[..n], from.ip().to_string()),
+        (&b"hello"[..], "10.88.0.2".into())
+    );
+    assert_eq!(from.port(), gp);
+    echo.send_to(b"reply", from).unwrap();
+    host_send(
+        &f,
+        &[
+            (&format!("10.88.0.9:{gp}"), "host"),
+            (&format!("10.88.0.2:{gp}"), "guest"),
+        ],
+    );
+    assert_eq!(report(c), "ok reply,guest,timeout");
+
+    // SO_REUSEPORT: a guest's socket cannot join the host's group on the wildcard (it is
+    // narrowed to its first address), so all of the host's datagrams reach the host.
+    let (hp, host) = spawn_probe(&f, None, "udp-serve 0.0.0.0 0 20 reuse");
+    let (_, c) = serve_udp(&f, &format!("0.0.0.0 {hp} 1 reuse"));
+    let sends: Vec<(String, &str)> = (0..20)
+        .map(|i| (format!("10.88.0.9:{hp}"), if i < 10 { "x" } else { "y" }))
+        .collect();
+    let sends: Vec<(&str, &str)> = sends.iter().map(|(a, p)| (a.as_str(), *p)).collect();
+    host_send(&f, &sends);
+    let mut want = vec!["x"; 10];
+    want.extend(["y"; 10]);
+    assert_eq!(report(host), format!("ok 0.0.0.0 {}", want.join(",")));
+    assert_eq!(report(c), "ok 10.88.0.2 timeout");
+
+    // A namespace made inside the guest's cgroup is left alone by the ingress filter (its
+    // 127.0.0.1 is not the guest's lback, and is its own).
+    assert_eq!(f.probe(false, &["unshare-udp-self"]), "ok self");
+
+    sockbpf::forget(&f.run, &policy(cookie)).unwrap();
+    sockbpf::detach(&f.run, "g").unwrap();
+}
+
+/// `[::]` sockets (dual-stack) of a guest with IPv4 addresses only: IPv4 traffic reaches them
+/// as v4-mapped addresses, on the guest's addresses and never on the host's.
+#[test]
+fn dual_stack_sockets_of_an_ipv4_guest_never_receive_on_host_addresses() {
+    let Some(f) = Fixture::new() else { return };
+    let cookie = f.within(|| vserverd::sys::bpf::netns_cookie().unwrap());
+    let mut p = policy(cookie);
+    p.v6.clear();
+    f.within(|| sockbpf::attach(&f.run, "g", &f.cg, &p))
+        .unwrap();
+    // TCP bound to `::`: narrowed to the first address, v4-mapped, and marked: both of the
+    // guest's addresses, not the host's.
+    let (port, c) = serve(&f, "::", 0, 2);
+    assert_eq!(host_connect(&f, "10.88.0.9", port), "ConnectionRefused");
+    assert_eq!(host_connect(&f, "10.88.0.3", port), "ok");
+    assert_eq!(host_connect(&f, "10.88.0.2", port), "ok");
+    assert_eq!(report(c), "ok ::ffff:10.88.0.3,::ffff:10.88.0.2");
+    // TCP listening without a bind (on `::`, an ephemeral port): the same.
+    let (port, c) = serve(&f, "-6", 0, 1);
+    assert_eq!(host_connect(&f, "10.88.0.9", port), "ConnectionRefused");
+    assert_eq!(host_connect(&f, "10.88.0.2", port), "ok");
+    assert_eq!(report(c), "ok ::ffff:10.88.0.2");
+    // UDP on `::` (two addresses: it stays a wildcard): the host's IPv4 address is dropped.
+    let (port, c) = serve_udp(&f, ":: 0 2");
+    host_send(
+        &f,
+        &[
+            (&format!("10.88.0.9:{port}"), "host"),
+            (&format!("10.88.0.3:{port}"), "guest"),
+        ],
+    );
+    assert_eq!(report(c), "ok :: guest,timeout");
+    sockbpf::forget(&f.run, &p).unwrap();
+    sockbpf::detach(&f.run, "g").unwrap();
+}
+
+/// A UDP receiver probe in the guest's cgroup (`udp-serve ARGS`).
+fn serve_udp(f: &Fixture, args: &str) -> (u16, std::process::Child) {
+    background(f, &f.cg, &format!("udp-serve {args}"))
 }
 
 #[test]
@@ -819,7 +967,9 @@ fn shared_stack_guest_root_cannot_remove_its_programs() {
     );
     for want in [
         "detach cgroup program 8",
+        "detach cgroup program 0",
         "open bpf links by id",
+        "open bpf maps by id",
         "load a cgroup socket program",
         "reach a host-only 127.0.0.1 service",
         "reach a host abstract unix socket",
@@ -1007,4 +1157,134 @@ fn the_shared_stack_is_the_default_for_a_guest_with_interfaces() {
     d.ctl_ok(&["start", "plain"]);
     assert_ne!(ns_of(&d, "plain"), host_ns);
     d.ctl_ok(&["stop", "plain"]);
+}
+
+/// Ports below 1024 for a user-namespace guest on the shared stack: its root's capabilities
+/// are its own namespace's, not the host's, so the kernel's own check would refuse port 80;
+/// the bind program waives it for the guest's root when its bounding set grants
+/// NET_BIND_SERVICE. A user of the guest, or a guest whose bounding set drops it, gets nothing
+/// more; a guest without user namespace holds the capability itself, as before.
+#[test]
+fn a_user_namespace_guest_binds_port_80_on_the_shared_stack() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = harness::TestDaemon::prepare();
+    shared_host(&mut d);
+    for (name, ctx, ip, userns, bcaps) in [
+        ("uweb", 42101, "10.79.0.5", true, None),
+        ("plain", 42102, "10.79.0.6", false, None),
+        (
+            "nobind",
+            42103,
+            "10.79.0.7",
+            true,
+            Some("~NET_BIND_SERVICE\n"),
+        ),
+    ] {
+        shared_guest(&d, name, ctx, ip);
+        let dir = d.guest_config(name);
+        if userns {
+            std::fs::create_dir_all(dir.join("spaces")).unwrap();
+            std::fs::write(dir.join("spaces/user"), "").unwrap();
+        }
+        if let Some(b) = bcaps {
+            std::fs::write(dir.join("bcapabilities"), b).unwrap();
+        }
+        let root = d.guest_root(name);
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1000::/:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("etc/group"), "root:x:0:\nweb:x:1000:\n").unwrap();
+    }
+    d.spawn();
+    for name in ["uweb", "plain", "nobind"] {
+        d.ctl_ok(&["start", name]);
+    }
+    // Guest root of the user-namespace guest: port 80 on the wildcard (narrowed to its
+    // address), served to the host.
+    d.ctl_ok(&["exec", "uweb", "--", "httpd", "-p", "80", "-h", "/www"]);
+    assert_eq!(wget(&d, "http://10.79.0.5/"), "this is uweb\n");
+    // The guest without user namespace, as before.
+    d.ctl_ok(&["exec", "plain", "--", "httpd", "-p", "80", "-h", "/www"]);
+    assert_eq!(wget(&d, "http://10.79.0.6/"), "this is plain\n");
+    // A user of the guest: refused (EACCES), as on any host; higher ports are fine.
+    let o = d.ctl(&[
+        "exec", "uweb", "--user", "web", "--", "httpd", "-p", "81", "-h", "/www",
+    ]);
+    assert!(
+        !o.status.success(),
+        "a guest user bound port 81: {}",
+        text(&o)
+    );
+    assert!(text(&o).contains("ermission denied"), "{}", text(&o));
+    d.ctl_ok(&[
+        "exec", "uweb", "--user", "web", "--", "httpd", "-p", "8081", "-h", "/www",
+    ]);
+    assert_eq!(wget(&d, "http://10.79.0.5:8081/"), "this is uweb\n");
+    // A user-namespace guest whose bounding set drops NET_BIND_SERVICE: refused.
+    let o = d.ctl(&["exec", "nobind", "--", "httpd", "-p", "80", "-h", "/www"]);
+    assert!(!o.status.success(), "nobind bound port 80: {}", text(&o));
+    assert!(text(&o).contains("ermission denied"), "{}", text(&o));
+    for name in ["uweb", "plain", "nobind"] {
+        d.ctl_ok(&["stop", name]);
+    }
+}
+
+/// `check` names the host's services on the wildcard for a shared-stack guest (they keep
+/// their ports from every guest), and not the host's services bound to an address.
+#[test]
+fn check_warns_of_host_services_on_the_wildcard() {
+    if !prerequisites() {
+        return;
+    }
+    let mut d = harness::TestDaemon::prepare();
+    let ns = d.host_netns();
+    let o = d.in_host_net(&["ip", "addr", "add", "10.79.255.1/32", "dev", "lo"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let host = |code: &str| {
+        let mut c = Command::new("nsenter")
+            .arg(format!("--net={}", ns.display()))
+            .args(["--", "python3", "-c", code])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(c.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        c
+    };
+    let listen = "import socket,time\n\
+                  t=socket.socket(); t.bind(('0.0.0.0',2222)); t.listen()\n\
+                  a=socket.socket(); a.bind(('10.79.255.1',2223)); a.listen()\n\
+                  u=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM); u.bind(('::',5353))\n\
+                  print('ready',flush=True); time.sleep(60)";
+    let mut services = host(listen);
+    d.spawn();
+    let o = d.in_host_net(&[
+        "ip", "link", "add", "vh0", "type", "veth", "peer", "name", "vh1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    shared_guest(&d, "web", 42111, "10.79.0.8");
+    let out = text(&d.ctl(&["check", "web"]));
+    assert!(out.contains("tcp 0.0.0.0:2222"), "{out}");
+    assert!(out.contains("udp [::]:5353"), "{out}");
+    assert!(!out.contains("2223"), "{out}");
+    assert!(
+        out.contains("bind host daemons to the host's addresses"),
+        "{out}"
+    );
+    // A guest without the shared stack is not told.
+    harness::GuestBuilder::busybox("lo")
+        .context(42112)
+        .write(&d);
+    let out = text(&d.ctl(&["check", "lo"]));
+    assert!(!out.contains("2222"), "{out}");
+    let _ = services.kill();
+    let _ = services.wait();
 }

@@ -12,6 +12,18 @@ def fam(addr):
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
+def receive(s, n):
+    s.settimeout(2)
+    got = []
+    for _ in range(n):
+        try:
+            got.append(s.recv(64).decode())
+        except socket.timeout:
+            got.append("timeout")
+            break
+    return ",".join(got)
+
+
 def run(action, args):
     if action == "bind":
         # bind ADDR [PORT]: where the socket ended up (getsockname).
@@ -84,6 +96,38 @@ def run(action, args):
         s = socket.socket(fam(args[0]), socket.SOCK_DGRAM)
         s.sendto(b"x", (args[0], int(args[1])))
         return "sent"
+    if action == "udp-serve":
+        # udp-serve ADDR PORT N [reuse]: a UDP socket bound to ADDR:PORT (SO_REUSEPORT with
+        # "reuse"); says "ready PORT", then receives up to N datagrams (2 s each at most) and
+        # reports where it was bound and their payloads, comma-separated.
+        addr, port, n = args[0], int(args[1]), int(args[2])
+        s = socket.socket(fam(addr), socket.SOCK_DGRAM)
+        if len(args) > 3 and args[3] == "reuse":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind((addr, port))
+        print("ready", s.getsockname()[1], flush=True)
+        return "%s %s" % (s.getsockname()[0], receive(s, n))
+    if action == "udp-unbound":
+        # udp-unbound ADDR PORT N: an unbound UDP socket sends to ADDR:PORT, says "ready" and
+        # its (ephemeral) port, then receives up to N datagrams as udp-serve does.
+        s = socket.socket(fam(args[0]), socket.SOCK_DGRAM)
+        s.sendto(b"hello", (args[0], int(args[1])))
+        print("ready", s.getsockname()[1], flush=True)
+        return receive(s, int(args[2]))
+    if action == "unshare-udp-self":
+        # A network namespace made inside the cgroup, its loopback up: a UDP socket there
+        # receives what it sends itself on 127.0.0.1 (the ingress filter leaves it alone).
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(0x40000000) != 0:
+            raise OSError(ctypes.get_errno(), "unshare")
+        import fcntl
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        ifr = struct.pack("16sH", b"lo", 0)
+        flags = struct.unpack("16sH", fcntl.ioctl(s, 0x8913, ifr))[1]  # SIOCGIFFLAGS
+        fcntl.ioctl(s, 0x8914, struct.pack("16sH", b"lo", flags | 1))  # SIOCSIFFLAGS, IFF_UP
+        s.bind(("127.0.0.1", 0))
+        s.sendto(b"self", s.getsockname())
+        return receive(s, 1)
     if action == "ping-socket":
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
         return "made"

@@ -456,7 +456,18 @@ impl Daemon {
                 code: crate::config::Code::NodevNotLocal.as_str().into(),
             });
         }
-        if let Some(why) = crate::guest::sharednet::unusable(self) {
+        let unusable = crate::guest::sharednet::unusable(self);
+        if unusable.is_none() {
+            if let Some(message) = crate::guest::hostwild::current(self) {
+                warnings.push(ConfigProblem {
+                    file: config.cfg_dir.join("interfaces").display().to_string(),
+                    line: None,
+                    message,
+                    code: crate::config::Code::HostWildcard.as_str().into(),
+                });
+            }
+        }
+        if let Some(why) = unusable {
             let asked = config.netmode == crate::config::netmode::NetMode::Shared;
             let own = config.cfg_dir.join("apps/vserverd/netmode");
             let file = if !asked {

@@ -171,8 +171,31 @@ fn processes(cg: &GuestCgroup) -> Option<u32> {
     Some(count(dir))
 }
 
+/// The `device` label of a shared-stack guest's traffic: it has no device of its own, its
+/// programs count its sockets' packets (isolate/sockbpf.rs `counters`).
+pub const SHARED_DEVICE: &str = "shared";
+
+/// A shared-stack guest's traffic, from its counters map (bytes from the IP header on, where a
+/// veth's count includes the Ethernet header).
+fn shared_traffic(run_dir: &Path, run: &Running) -> Vec<InterfaceCounters> {
+    if run.state.shared_net.is_none() {
+        return vec![];
+    }
+    crate::isolate::sockbpf::counters(run_dir, &run.state.name)
+        .map(|c| InterfaceCounters {
+            device: SHARED_DEVICE.into(),
+            receive_bytes: c.rx_bytes,
+            transmit_bytes: c.tx_bytes,
+            receive_packets: c.rx_packets,
+            transmit_packets: c.tx_packets,
+        })
+        .into_iter()
+        .collect()
+}
+
 /// A running guest's resource figures, into `m`; `net`: the host's interfaces.
 fn resources(
+    run_dir: &Path,
     run: &Running,
     now: f64,
     net: &HashMap<String, InterfaceCounters>,
@@ -200,6 +223,7 @@ fn resources(
     m.network = veths(run)
         .iter()
         .filter_map(|d| net.get(d).cloned())
+        .chain(shared_traffic(run_dir, run))
         .collect();
 }
 
@@ -231,7 +255,7 @@ pub fn collect(d: &Daemon) -> MetricsReply {
             };
             if let Some(run) = d.guests.running(&s.name) {
                 m.context = Some(run.state.context);
-                resources(&run, now, &net, &mut m);
+                resources(&d.opts.run_dir, &run, now, &net, &mut m);
             }
             m
         })

@@ -383,8 +383,12 @@ fn bpf(cmd: i64, words: &[u32]) -> libc::c_long {
 /// The socket programs of a shared-stack guest (and any cgroup program): guest root must not
 /// detach, replace, list or reach them, nor load programs of its own.
 fn bpf_attempts() {
-    // The cgroup sock_create and sock_addr attach types (bind4 … getsockname6).
-    const TYPES: [u32; 13] = [2, 8, 9, 10, 11, 14, 15, 19, 20, 29, 30, 31, 32];
+    // The cgroup attach types of a shared-stack guest's programs: skb ingress and egress (the
+    // UDP filter and the traffic counters), sock_create, sock_ops, the sock_addr ones
+    // (bind4 … getsockname6) and the unix ones (connect_unix, sendmsg_unix).
+    const TYPES: [u32; 18] = [
+        0, 1, 2, 3, 8, 9, 10, 11, 14, 15, 19, 20, 29, 30, 31, 32, 49, 50,
+    ];
     let mut dirs = 0;
     for dir in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
         let Ok(f) = std::fs::File::open(dir) else {
@@ -417,6 +421,14 @@ fn bpf_attempts() {
     let got = (1..=512u32).filter(|id| bpf(30, &[*id]) >= 0).count();
     report(
         "open bpf links by id",
+        got > 0,
+        format!("{got} of ids 1-512 opened; last error {}", errno()),
+    );
+    // BPF_MAP_GET_FD_BY_ID: the maps (socket hashes, the host-wide address map, the traffic
+    // counters) by number.
+    let got = (1..=512u32).filter(|id| bpf(14, &[*id]) >= 0).count();
+    report(
+        "open bpf maps by id",
         got > 0,
         format!("{got} of ids 1-512 opened; last error {}", errno()),
     );

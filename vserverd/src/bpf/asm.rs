@@ -71,6 +71,7 @@ const IMM: u8 = 0x00;
 const MEM: u8 = 0x60;
 const K: u8 = 0x00;
 const X: u8 = 0x08;
+const ATOMIC: u8 = 0xc0;
 const MOV: u8 = 0xb0;
 const ADD: u8 = 0x00;
 const AND: u8 = 0x50;
@@ -176,6 +177,12 @@ impl Asm {
     /// *(u64 *)(dst + off) = src.
     pub fn stx_dw(&mut self, dst: Reg, off: i16, src: Reg) -> &mut Self {
         self.push(Insn::new(STX | MEM | DW, dst, src, off, 0))
+    }
+
+    /// *(u64 *)(dst + off) += src, atomically (BPF_ATOMIC with BPF_ADD: a counter that
+    /// process and softirq context both bump).
+    pub fn xadd_dw(&mut self, dst: Reg, off: i16, src: Reg) -> &mut Self {
+        self.push(Insn::new(STX | ATOMIC | DW, dst, src, off, ADD as i32))
     }
 
     /// dst = *(u8 *)(src + off), zero-extended.
@@ -337,6 +344,17 @@ mod tests {
         assert_eq!(p[5].bytes(), [0x69, 0x23, 0, 0, 0, 0, 0, 0]);
         assert_eq!(p[6].bytes(), [0x15, 0x00, 1, 0, 0, 0, 0, 0]);
         assert_eq!(p[7].bytes(), [0x55, 0x00, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn atomic_add() {
+        let mut a = Asm::new();
+        a.xadd_dw(R0, 8, R1);
+        // BPF_STX|BPF_ATOMIC|BPF_DW, imm BPF_ADD (bpftool: "lock *(u64 *)(r0 +8) += r1").
+        assert_eq!(
+            a.finish().unwrap()[0].bytes(),
+            [0xdb, 0x10, 8, 0, 0, 0, 0, 0]
+        );
     }
 
     #[test]

@@ -21,7 +21,8 @@
 //!
 //! UDP is left to the kernel's lookup (a UDP socket cannot be recorded: no sock_ops event
 //! fires for it, and cgroup programs may not update socket maps): a UDP wildcard of a guest
-//! with several addresses receives on the first one.
+//! with several addresses stays a wildcard, and the guest's ingress program (progs.rs) drops
+//! what reaches it addressed to anyone else.
 
 use super::asm::{Asm, AsmError, Insn, Label, R0, R1, R10, R2, R3, R4, R6, R7, R8};
 use super::progs::{w4, w6, Policy, MAPPED};

@@ -19,6 +19,12 @@
 //!   first address (lback towards lback); a source chosen with IP_PKTINFO must be the guest's
 //!   (else EPERM).
 //! - recvmsg, getsockname, getpeername: lback is shown as 127.0.0.1.
+//! - bind of a UDP socket to the wildcard, for a guest with several addresses of the family
+//!   and no SO_REUSEADDR/SO_REUSEPORT on the socket: it stays a wildcard (it receives on all
+//!   of them; the ingress program keeps the rest out).
+//! - skb ingress: a packet for a socket of the guest not addressed to the guest (its
+//!   addresses, lback, multicast, the limited broadcast) is dropped; the rest is counted in
+//!   the guest's counters, as is every packet its sockets send (skb egress).
 //! - socket creation: ICMP "ping" sockets (datagram sockets of IPPROTO_ICMP/ICMPV6, which
 //!   bind through their own path, past the bind hook) fail EPERM unless the guest's ncaps
 //!   grant `raw_icmp`.
@@ -39,6 +45,10 @@ pub struct Policy {
     pub lback: Ipv4Addr,
     /// ncaps `raw_icmp`: ICMP ping sockets allowed.
     pub raw_icmp: bool,
+    /// A user-namespace guest whose bounding set grants NET_BIND_SERVICE: the host uid of its
+    /// root. Its binds (by that uid) skip the kernel's check for ports below 1024, which its
+    /// root cannot pass over the host's namespace (its capabilities are its own namespace's).
+    pub bind_low_uid: Option<u32>,
     /// The maps the guest's programs share with the host-wide lookup program (bpf/lookup.rs),
     /// as fds of the loading process; None builds the programs without them (a wildcard bind
     /// is then narrowed to the first address only).
@@ -54,6 +64,36 @@ pub struct Maps {
     pub socks: i32,
     /// The host-wide socket hash: port -> a guest's listener that was never bound.
     pub ports: i32,
+    /// The guest's traffic counters (a per-CPU array of one [`Counters`] value).
+    pub counters: i32,
+}
+
+/// The value of a guest's counters map, per CPU: what its sockets in the host's namespace
+/// received (after the ingress filter) and sent, in bytes from the IP header on, and packets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+}
+
+impl Counters {
+    /// The map value's size.
+    pub const SIZE: usize = 32;
+
+    /// The sum over CPUs of a per-CPU lookup's buffer (`SIZE` bytes per CPU).
+    pub fn sum(buf: &[u8]) -> Counters {
+        let mut c = Counters::default();
+        for v in buf.chunks_exact(Self::SIZE) {
+            let f = |i: usize| u64::from_ne_bytes(v[8 * i..8 * i + 8].try_into().unwrap_or([0; 8]));
+            c.rx_bytes += f(0);
+            c.rx_packets += f(1);
+            c.tx_bytes += f(2);
+            c.tx_packets += f(3);
+        }
+        c
+    }
 }
 
 /// A cgroup sock_addr hook (uapi `enum bpf_attach_type`).
@@ -80,10 +120,15 @@ pub enum Hook {
     /// addressed datagram sends.
     UnixConnect,
     UnixSendmsg,
+    /// cgroup/skb ingress (`BPF_PROG_TYPE_CGROUP_SKB`): every packet delivered to a socket of
+    /// the guest; those addressed elsewhere than the guest's addresses are dropped.
+    SkbIngress,
+    /// cgroup/skb egress: counts what the guest's sockets send.
+    SkbEgress,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 16] = [
+    pub const ALL: [Hook; 18] = [
         Hook::Bind4,
         Hook::Bind6,
         Hook::Connect4,
@@ -100,6 +145,8 @@ impl Hook {
         Hook::SockOps,
         Hook::UnixConnect,
         Hook::UnixSendmsg,
+        Hook::SkbIngress,
+        Hook::SkbEgress,
     ];
 
     /// The kernel's attach type number.
@@ -121,6 +168,8 @@ impl Hook {
             Hook::SockOps => 3,
             Hook::UnixConnect => 49,
             Hook::UnixSendmsg => 50,
+            Hook::SkbIngress => 0,
+            Hook::SkbEgress => 1,
         }
     }
 
@@ -129,6 +178,7 @@ impl Hook {
         match self {
             Hook::SockCreate => PROG_TYPE_CGROUP_SOCK,
             Hook::SockOps => PROG_TYPE_SOCK_OPS,
+            Hook::SkbIngress | Hook::SkbEgress => PROG_TYPE_CGROUP_SKB,
             _ => PROG_TYPE_CGROUP_SOCK_ADDR,
         }
     }
@@ -152,6 +202,8 @@ impl Hook {
             Hook::SockOps => "vs_sockops",
             Hook::UnixConnect => "vs_connect_unix",
             Hook::UnixSendmsg => "vs_sendmsg_unix",
+            Hook::SkbIngress => "vs_ingress",
+            Hook::SkbEgress => "vs_egress",
         }
     }
 }
@@ -162,6 +214,8 @@ pub const PROG_TYPE_CGROUP_SOCK_ADDR: u32 = 18;
 pub const PROG_TYPE_CGROUP_SOCK: u32 = 9;
 /// `BPF_PROG_TYPE_SOCK_OPS`.
 pub const PROG_TYPE_SOCK_OPS: u32 = 13;
+/// `BPF_PROG_TYPE_CGROUP_SKB`.
+pub const PROG_TYPE_CGROUP_SKB: u32 = 8;
 
 // struct bpf_sock.
 const SK_TYPE: i16 = 8;
@@ -173,6 +227,23 @@ const FN_MAP_UPDATE: i32 = 2;
 const FN_GET_SOCKET_COOKIE: i32 = 46;
 const FN_GET_NETNS_COOKIE: i32 = 122;
 const FN_SET_RETVAL: i32 = 187;
+const FN_GETSOCKOPT: i32 = 57;
+const FN_SKB_LOAD_BYTES: i32 = 26;
+const FN_MAP_LOOKUP: i32 = 1;
+const FN_GET_CURRENT_UID_GID: i32 = 15;
+
+// struct bpf_sock_addr: the socket's protocol.
+const PROTOCOL: i16 = 36;
+const IPPROTO_UDP: u32 = 17;
+const SOL_SOCKET: i32 = 1;
+const SO_REUSEADDR: i32 = 2;
+const SO_REUSEPORT: i32 = 15;
+
+// struct __sk_buff: the packet's ethertype (network order in the low 16 bits).
+const SKB_PROTOCOL: i16 = 16;
+/// ETH_P_IP and ETH_P_IPV6 as the 32-bit load of `protocol` reads them.
+const ETH_IP: u32 = 0x0008;
+const ETH_IPV6: u32 = 0xdd86;
 
 // struct bpf_sock_addr.
 const USER_IP4: i16 = 4;
@@ -209,6 +280,9 @@ const V6_LOOPBACK: [u32; 4] = [0, 0, 0, u32::from_le_bytes([0, 0, 0, 1])];
 /// The program for one hook.
 pub fn program(h: Hook, p: &Policy) -> Result<Vec<Insn>, AsmError> {
     let mut g = Gen::new();
+    if matches!(h, Hook::Bind4 | Hook::Bind6) {
+        g.bind_low_uid = p.bind_low_uid;
+    }
     g.prologue(p.netns_cookie);
     match h {
         Hook::Bind4 => g.bind4(p),
@@ -221,6 +295,11 @@ pub fn program(h: Hook, p: &Policy) -> Result<Vec<Insn>, AsmError> {
         Hook::Recvmsg6 | Hook::Getpeername6 | Hook::Getsockname6 => g.show6(p),
         Hook::SockCreate => g.sock_create(p),
         Hook::UnixConnect | Hook::UnixSendmsg => g.unix(),
+        Hook::SkbIngress => g.ingress(p),
+        Hook::SkbEgress => {
+            g.count(p, 16);
+            g.a.ja(g.allow);
+        }
         Hook::SockOps => {
             if let Err(e) = super::lookup::sock_ops(&mut g.a, p, g.allow) {
                 g.result = Err(e);
@@ -234,6 +313,11 @@ pub fn program(h: Hook, p: &Policy) -> Result<Vec<Insn>, AsmError> {
 struct Gen {
     a: Asm,
     allow: Label,
+    /// Sockets of other namespaces: allowed, untouched.
+    other: Label,
+    /// A bind program's allow returns 3 (BPF_RET_BIND_NO_CAP_NET_BIND_SERVICE set) for a
+    /// caller of this uid.
+    bind_low_uid: Option<u32>,
     eaddrnotavail: Label,
     enetunreach: Label,
     eperm: Label,
@@ -245,9 +329,12 @@ impl Gen {
         let mut a = Asm::new();
         let (allow, eaddrnotavail, enetunreach, eperm) =
             (a.new_label(), a.new_label(), a.new_label(), a.new_label());
+        let other = a.new_label();
         Gen {
             a,
             allow,
+            other,
+            bind_low_uid: None,
             eaddrnotavail,
             enetunreach,
             eperm,
@@ -267,12 +354,25 @@ impl Gen {
             .mov(R6, R1)
             .call(FN_GET_NETNS_COOKIE)
             .ld_imm64(R1, cookie)
-            .jne_reg(R0, R1, self.allow);
+            .jne_reg(R0, R1, self.other);
     }
 
     fn finish(mut self) -> Result<Vec<Insn>, AsmError> {
         let allow = self.allow;
         self.place(allow);
+        if let Some(uid) = self.bind_low_uid {
+            // bpf_get_current_uid_gid: gid << 32 | uid, the uid as the host sees it.
+            let plain = self.a.new_label();
+            self.a
+                .call(FN_GET_CURRENT_UID_GID)
+                .jne32(R0, uid, plain)
+                .mov_imm(R0, 3)
+                .exit();
+            self.place(plain);
+        }
+        self.a.mov_imm(R0, 1).exit();
+        let other = self.other;
+        self.place(other);
         self.a.mov_imm(R0, 1).exit();
         for (l, errno) in [
             (self.eaddrnotavail, EADDRNOTAVAIL),
@@ -321,6 +421,9 @@ impl Gen {
         self.place(wild);
         match p.v4.first() {
             Some(ip) => {
+                if p.v4.len() >= 2 {
+                    self.udp_unshared(self.allow);
+                }
                 self.store(off, w4(*ip));
                 self.mark_wild(p);
                 self.a.ja(self.allow);
@@ -332,6 +435,33 @@ impl Gen {
         self.place(lback);
         self.store(off, w4(p.lback));
         self.a.ja(self.allow);
+    }
+
+    /// Jumps to `keep` when the socket being bound is UDP and shares its port with nobody
+    /// (neither SO_REUSEADDR nor SO_REUSEPORT): a wildcard bind of a guest with several
+    /// addresses then stays a wildcard, so it receives on all of them, and the ingress program
+    /// drops what is addressed to anyone else. A socket that may share its port is narrowed
+    /// like a TCP one: on the wildcard it could join a host socket's SO_REUSEPORT group (same
+    /// uid 0) and take part of the host's datagrams. Falls through otherwise.
+    fn udp_unshared(&mut self, keep: Label) {
+        let no = self.a.new_label();
+        self.a.ldx_w(R2, R6, PROTOCOL).jne32(R2, IPPROTO_UDP, no);
+        for opt in [SO_REUSEADDR, SO_REUSEPORT] {
+            self.a
+                .st_w(R10, -4, 0)
+                .mov(R1, R6)
+                .mov_imm(R2, SOL_SOCKET)
+                .mov_imm(R3, opt)
+                .mov(R4, R10)
+                .add_imm(R4, -4)
+                .mov_imm(R5, 4)
+                .call(FN_GETSOCKOPT)
+                .jne_imm(R0, 0, no)
+                .ldx_w(R2, R10, -4)
+                .jne32(R2, 0, no);
+        }
+        self.a.ja(keep);
+        self.place(no);
     }
 
     fn bind4(&mut self, p: &Policy) {
@@ -396,6 +526,9 @@ impl Gen {
         };
         match to {
             Some(w) => {
+                if p.v6.len() + p.v4.len() >= 2 {
+                    self.udp_unshared(self.allow);
+                }
                 for (i, v) in w.iter().enumerate() {
                     self.store(USER_IP6 + 4 * i as i16, *v);
                 }
@@ -565,6 +698,92 @@ impl Gen {
             .call(FN_SET_RETVAL)
             .mov_imm(R0, 0)
             .exit();
+    }
+
+    /// The ingress filter: a packet for a socket of the guest whose destination is not one of
+    /// the guest's addresses, its lback, a multicast group or the limited broadcast is
+    /// dropped. Wildcard UDP sockets (kept for guests with several addresses, and an unbound
+    /// socket's ephemeral port after sendto) would otherwise receive what is sent to the
+    /// host's addresses; a dual-stack `[::]` socket's IPv4 packets are checked as IPv4. The
+    /// destination is read from the packet (cgroup skb programs see it from the network
+    /// header on).
+    fn ingress(&mut self, p: &Policy) {
+        let (v4, v6, drop, pass) = (
+            self.a.new_label(),
+            self.a.new_label(),
+            self.a.new_label(),
+            self.a.new_label(),
+        );
+        self.a
+            .ldx_w(R2, R6, SKB_PROTOCOL)
+            .jeq32(R2, ETH_IP, v4)
+            .jeq32(R2, ETH_IPV6, v6)
+            .ja(pass);
+        self.place(v4);
+        self.load_bytes(16, -8, 4, pass);
+        self.a.ldx_w(R2, R10, -8).jeq32(R2, w4(p.lback), pass);
+        for ip in &p.v4 {
+            self.a.jeq32(R2, w4(*ip), pass);
+        }
+        self.a
+            .jeq32(R2, u32::MAX, pass)
+            .mov(R1, R2)
+            .and_imm(R1, 0xf0)
+            .jeq32(R1, 0xe0, pass)
+            .ja(drop);
+        self.place(v6);
+        self.load_bytes(24, -16, 16, pass);
+        self.a
+            .ldx_w(R2, R10, -16)
+            .ldx_w(R3, R10, -12)
+            .ldx_w(R4, R10, -8)
+            .ldx_w(R5, R10, -4);
+        for ip in &p.v6 {
+            self.match6(w6(*ip), pass);
+        }
+        self.a
+            .mov(R1, R2)
+            .and_imm(R1, 0xff)
+            .jeq32(R1, 0xff, pass)
+            .ja(drop);
+        self.place(drop);
+        self.a.mov_imm(R0, 0).exit();
+        self.place(pass);
+        self.count(p, 0);
+        self.a.ja(self.allow);
+    }
+
+    /// `len` bytes of the packet at `off` (from its network header) to the stack at `to`; a
+    /// packet too short for them goes to `short` (the kernel's own checks drop a truncated
+    /// header).
+    fn load_bytes(&mut self, off: i32, to: i32, len: i32, short: Label) {
+        self.a
+            .mov(R1, R6)
+            .mov_imm(R2, off)
+            .mov(R3, R10)
+            .add_imm(R3, to)
+            .mov_imm(R4, len)
+            .call(FN_SKB_LOAD_BYTES)
+            .jne_imm(R0, 0, short);
+    }
+
+    /// Adds the packet (skb->len: from the IP header on) to the guest's counters at `off`
+    /// (0: received, 16: sent) and falls through; nothing without maps.
+    fn count(&mut self, p: &Policy, off: i16) {
+        let Some(m) = p.maps else { return };
+        let done = self.a.new_label();
+        self.a
+            .st_w(R10, -20, 0)
+            .ld_map_fd(R1, m.counters)
+            .mov(R2, R10)
+            .add_imm(R2, -20)
+            .call(FN_MAP_LOOKUP)
+            .jeq_imm(R0, 0, done)
+            .ldx_w(R1, R6, 0)
+            .xadd_dw(R0, off, R1)
+            .mov_imm(R1, 1)
+            .xadd_dw(R0, off + 8, R1);
+        self.place(done);
     }
 
     /// Refuses ICMP datagram sockets (plain return 0: EPERM) unless `raw_icmp`.

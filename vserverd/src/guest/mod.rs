@@ -8,6 +8,7 @@ pub mod delete;
 pub mod disk;
 pub mod exec;
 pub mod hooks;
+pub mod hostwild;
 pub mod idrange;
 pub mod intree;
 pub mod limits;

@@ -36,6 +36,10 @@ pub struct SharedNet {
     /// ncaps `raw_icmp`: ICMP ping sockets allowed.
     #[serde(default)]
     pub raw_icmp: bool,
+    /// A user-namespace guest whose bounding set grants NET_BIND_SERVICE: its root's host uid,
+    /// whose binds may take ports below 1024 (bpf/progs.rs `Policy::bind_low_uid`).
+    #[serde(default)]
+    pub bind_low_uid: Option<u32>,
 }
 
 impl SharedNet {
@@ -46,6 +50,7 @@ impl SharedNet {
             v6: vec![],
             lback: self.lback,
             raw_icmp: self.raw_icmp,
+            bind_low_uid: self.bind_low_uid,
             maps: None,
         };
         for a in &self.addrs {
@@ -115,7 +120,19 @@ pub fn plan(c: &GuestConfig, netns_cookie: u64) -> Result<SharedNet, String> {
         lback,
         netns_cookie,
         raw_icmp: c.ncaps & RAW_ICMP != 0,
+        bind_low_uid: None,
     })
+}
+
+/// CAP_NET_BIND_SERVICE's bit in `bcapabilities`' mask.
+const NET_BIND_SERVICE: u64 = 1 << 10;
+
+/// Whether the guest's root may bind ports below 1024 through its programs: a user-namespace
+/// guest (whose capabilities do not reach the host's namespace) whose bounding set grants
+/// NET_BIND_SERVICE. A guest without user namespace holds the capability itself when granted;
+/// one whose bounding set drops it gets nothing more here.
+pub fn binds_low_ports(c: &GuestConfig) -> bool {
+    c.spaces.user && c.bcaps & NET_BIND_SERVICE != 0
 }
 
 /// An address another running guest holds: refused, the same address twice would be removed
@@ -390,6 +407,7 @@ mod tests {
             lback: "127.0.2.1".parse().unwrap(),
             netns_cookie: 1,
             raw_icmp: false,
+            bind_low_uid: None,
         }
     }
 

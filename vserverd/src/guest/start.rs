@@ -341,7 +341,20 @@ async fn network(
         let s = shared_addresses(d, c, p, journal).await;
         // Named in the journal before any address was added: taken back whatever happened.
         undo.shared = journal.shared_net.clone();
-        Some(s?)
+        let s = s?;
+        // Host daemons on the wildcard: said once per start (cached: cheap).
+        let d2 = d.clone();
+        if let Ok(Some(w)) =
+            tokio::task::spawn_blocking(move || super::hostwild::current(&d2)).await
+        {
+            p.send(
+                name,
+                "network",
+                &format!("warning: {w}"),
+                GuestState::Starting,
+            );
+        }
+        Some(s)
     } else {
         None
     };
@@ -668,7 +681,18 @@ async fn shared_addresses(
     let name = c.name.as_str();
     let cookie = crate::sys::bpf::netns_cookie()
         .step_doing(STEP, || "the host network namespace's cookie".into())?;
-    let s = super::sharednet::plan(c, cookie).step(STEP)?;
+    let mut s = super::sharednet::plan(c, cookie).step(STEP)?;
+    if super::sharednet::binds_low_ports(c) {
+        // The range spawn_init maps the guest to (allocate finds the recorded one again).
+        let (state, window, n) = (d.opts.state_dir.clone(), d.opts.id_window, c.name.clone());
+        let base = tokio::task::spawn_blocking(move || {
+            super::idrange::allocate(&state, &n, window, &super::idrange::host_reserved())
+        })
+        .await
+        .step("start.userns")?
+        .map_err(|e| StepError::refused("start.userns", e))?;
+        s.bind_low_uid = Some(base);
+    }
     let others: Vec<(String, SharedNet)> = d
         .guests
         .running_names()

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::bpf::lookup;
-use crate::bpf::progs::{self, Hook, Maps, Policy};
+use crate::bpf::progs::{self, Counters, Hook, Maps, Policy};
 use crate::sys;
 use crate::sys::bpf::MapSpec;
 
@@ -96,6 +96,10 @@ pub fn complete(run_dir: &Path, name: &str) -> bool {
 
 // Map types (uapi `enum bpf_map_type`) and sizes.
 const MAP_LRU_HASH: u32 = 9;
+const MAP_PERCPU_ARRAY: u32 = 6;
+/// The guest's traffic counters' pin, beside its links' (a map: detach_dir's link_detach
+/// fails on it and it is unpinned all the same).
+const COUNTERS_PIN: &str = "vs_counters";
 const MAP_HASH_OF_MAPS: u32 = 13;
 const MAP_SOCKHASH: u32 = 18;
 const BPF_F_NO_PREALLOC: u32 = 1;
@@ -322,11 +326,33 @@ fn link(run_dir: &Path, name: &str, cgroup_v2: &Path, p: &Policy, again: bool) -
             Some(fd) => fd,
             None => map(&guest_socks_spec(), None)?,
         };
+        // A guest linked again keeps counting where it was.
+        let old_counters = final_dir.join(COUNTERS_PIN);
+        let counters = match again
+            .then(|| sys::bpf::obj_get(&old_counters).ok())
+            .flatten()
+        {
+            Some(fd) => fd,
+            None => map(
+                &MapSpec {
+                    map_type: MAP_PERCPU_ARRAY,
+                    key_size: 4,
+                    value_size: Counters::SIZE as u32,
+                    max_entries: 1,
+                    flags: 0,
+                    name: COUNTERS_PIN,
+                },
+                None,
+            )?,
+        };
+        let cpin = dir.join(COUNTERS_PIN);
+        sys::bpf::obj_pin(&counters, &cpin).map_err(io("pinning", &cpin))?;
         let mut p = p.clone();
         p.maps = Some(Maps {
             wild: wild.as_raw_fd(),
             socks: socks.as_raw_fd(),
             ports: host.ports.as_raw_fd(),
+            counters: counters.as_raw_fd(),
         });
         let p = &p;
         let cg = std::fs::File::open(cgroup_v2).map_err(io("opening", cgroup_v2))?;
@@ -367,6 +393,45 @@ fn link(run_dir: &Path, name: &str, cgroup_v2: &Path, p: &Policy, again: bool) -
         std::fs::rename(&dir, &final_dir).map_err(io("renaming to", &final_dir))?;
     }
     Ok(t.elapsed())
+}
+
+/// What the guest's sockets in the host's namespace received and sent (its counters map,
+/// summed over CPUs); None when the guest has no counters (not linked, or linked by a vserverd
+/// without them).
+pub fn counters(run_dir: &Path, name: &str) -> Option<Counters> {
+    let m = sys::bpf::obj_get(&pin_dir(run_dir, name).join(COUNTERS_PIN)).ok()?;
+    let mut buf = vec![0u8; Counters::SIZE * possible_cpus()];
+    match sys::bpf::map_lookup(&m, &0u32.to_ne_bytes(), &mut buf) {
+        Ok(true) => Some(Counters::sum(&buf)),
+        _ => None,
+    }
+}
+
+/// The kernel's count of possible CPUs (a per-CPU map's lookup fills one value for each).
+fn possible_cpus() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::fs::read_to_string("/sys/devices/system/cpu/possible")
+            .ok()
+            .and_then(|s| count_cpus(&s))
+            .unwrap_or(1)
+    })
+}
+
+/// `0-3,8-11` -> 8 (cpu ranges as sysfs writes them; a per-CPU lookup fills one value per
+/// possible CPU, in order).
+fn count_cpus(list: &str) -> Option<usize> {
+    let mut n = 0;
+    for part in list.trim().split(',') {
+        n += match part.split_once('-') {
+            Some((a, b)) => b.parse::<usize>().ok()?.checked_sub(a.parse().ok()?)? + 1,
+            None => {
+                part.parse::<usize>().ok()?;
+                1
+            }
+        };
+    }
+    Some(n)
 }
 
 /// Detaches and unpins every program of the guest. Nothing pinned: nothing to do.
@@ -446,6 +511,14 @@ pub fn available() -> std::result::Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn possible_cpu_lists() {
+        assert_eq!(super::count_cpus("0-1\n"), Some(2));
+        assert_eq!(super::count_cpus("0\n"), Some(1));
+        assert_eq!(super::count_cpus("0-3,8-11"), Some(8));
+        assert_eq!(super::count_cpus("x"), None);
+    }
+
     #[test]
     fn pin_names_have_no_dots_and_never_the_host_dir_name() {
         assert_eq!(super::pin_name("web.example"), "web%2eexample");

@@ -21,6 +21,7 @@ pub mod notify;
 pub mod ns;
 pub mod process;
 pub mod quota;
+pub mod sockdiag;
 
 /// Files outside sys/ that may hold `unsafe`, and why: what only the caller can vouch for.
 /// The test below fails on an `unsafe` anywhere else (and on a stale entry here).

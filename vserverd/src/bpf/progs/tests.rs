@@ -19,6 +19,20 @@ struct Out {
 
 const SOCKET_COOKIE: u64 = 0x0102_0304_0506_0708;
 
+thread_local! {
+    /// The socket options bpf_getsockopt reports set: bit N for option N.
+    static SOCKOPTS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// The packet bpf_skb_load_bytes reads, from its network header.
+    static PACKET: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// What bpf_get_current_uid_gid says (gid 0).
+    static UID: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// The counters map's value (one CPU).
+    static COUNTED: std::cell::Cell<[u8; 32]> = const { std::cell::Cell::new([0; 32]) };
+}
+
+/// Where the counters map's value lives.
+const VAL: u64 = 0x3_0000_0000;
+
 fn mem<'a>(ctx: &'a mut [u8; 72], stack: &'a mut [u8; 512], addr: u64, n: usize) -> &'a mut [u8] {
     if (CTX..CTX + 72).contains(&addr) {
         let o = (addr - CTX) as usize;
@@ -81,11 +95,24 @@ fn run(prog: &[Insn], mut ctx: [u8; 72], cookie: u64) -> Out {
                 4,
             )
             .copy_from_slice(&(i.imm as u32).to_le_bytes()),
+            0xdb => {
+                // Atomic adds go to the counters map's value only.
+                assert_eq!(i.imm, 0, "BPF_ADD");
+                let o = (r[d].wrapping_add(i.off as i64 as u64) - VAL) as usize;
+                COUNTED.with(|c| {
+                    let mut v = c.get();
+                    let n = u64::from_le_bytes(v[o..o + 8].try_into().unwrap()).wrapping_add(r[s]);
+                    v[o..o + 8].copy_from_slice(&n.to_le_bytes());
+                    c.set(v);
+                });
+            }
             0x05 => pc = target,
             0x16 if r[d] as u32 == i.imm as u32 => pc = target,
             0x56 if r[d] as u32 != i.imm as u32 => pc = target,
             0x5d if r[d] != r[s] => pc = target,
-            0x16 | 0x56 | 0x5d => {}
+            0x15 if r[d] == imm => pc = target,
+            0x55 if r[d] != imm => pc = target,
+            0x16 | 0x56 | 0x5d | 0x15 | 0x55 => {}
             0x85 => {
                 r[0] = match i.imm {
                     122 => {
@@ -111,6 +138,27 @@ fn run(prog: &[Insn], mut ctx: [u8; 72], cookie: u64) -> Out {
                         let value = mem(&mut ctx, &mut stack, r[3], 4).to_vec();
                         marked.push((r[1], key, value));
                         0
+                    }
+                    1 if r[1] == 34 => VAL,
+                    15 => UID.with(|u| u.get()),
+                    57 => {
+                        // bpf_getsockopt(ctx, SOL_SOCKET, opt, buf, 4): the socket's option.
+                        assert_eq!((r[1], r[2], r[5]), (CTX, 1, 4));
+                        let v = SOCKOPTS.with(|o| o.get()) >> (r[3] as u32 % 32) & 1;
+                        mem(&mut ctx, &mut stack, r[4], 4).copy_from_slice(&v.to_le_bytes());
+                        0
+                    }
+                    26 => {
+                        // bpf_skb_load_bytes(skb, off, buf, len) from the packet.
+                        assert_eq!(r[1], CTX);
+                        let (off, n) = (r[2] as usize, r[4] as usize);
+                        match PACKET.with(|p| p.borrow().get(off..off + n).map(<[u8]>::to_vec)) {
+                            Some(b) => {
+                                mem(&mut ctx, &mut stack, r[3], n).copy_from_slice(&b);
+                                0
+                            }
+                            None => -14i64 as u64,
+                        }
                     }
                     other => panic!("helper {other}"),
                 };
@@ -139,6 +187,7 @@ fn policy() -> Policy {
         v6: vec!["fd00::2".parse().unwrap()],
         lback: "127.0.2.1".parse().unwrap(),
         raw_icmp: false,
+        bind_low_uid: None,
         maps: None,
     }
 }
@@ -350,6 +399,7 @@ fn with_maps() -> Policy {
             wild: 31,
             socks: 32,
             ports: 33,
+            counters: 34,
         }),
         ..policy()
     }
@@ -451,4 +501,152 @@ fn abstract_unix_names_are_refused_paths_pass() {
         );
         assert_eq!(o.ret, 1);
     }
+}
+
+fn udp(mut c: [u8; 72]) -> [u8; 72] {
+    c[36] = 17;
+    c
+}
+
+#[test]
+fn a_udp_wildcard_of_several_addresses_stays_a_wildcard_unless_shared() {
+    let o = go(Hook::Bind4, udp(ctx4("0.0.0.0")));
+    assert_eq!((o.ret, ip4(&o.ctx, 4)), (1, Ipv4Addr::UNSPECIFIED));
+    let o = go(Hook::Bind6, udp(ctx6("::")));
+    assert_eq!((o.ret, ip6(&o.ctx, 8)), (1, Ipv6Addr::UNSPECIFIED));
+    // SO_REUSEADDR (2) or SO_REUSEPORT (15): narrowed, as TCP.
+    for opt in [2, 15] {
+        SOCKOPTS.with(|o| o.set(1 << opt));
+        let o = go(Hook::Bind4, udp(ctx4("0.0.0.0")));
+        assert_eq!((o.ret, ip4(&o.ctx, 4)), (1, "10.0.0.2".parse().unwrap()));
+        let o = go(Hook::Bind6, udp(ctx6("::")));
+        assert_eq!((o.ret, ip6(&o.ctx, 8)), (1, "fd00::2".parse().unwrap()));
+    }
+    SOCKOPTS.with(|o| o.set(0));
+    // One address of the family: narrowed (single_ip).
+    let mut p = policy();
+    p.v4.truncate(1);
+    let o = run(
+        &program(Hook::Bind4, &p).unwrap(),
+        udp(ctx4("0.0.0.0")),
+        HOST,
+    );
+    assert_eq!((o.ret, ip4(&o.ctx, 4)), (1, "10.0.0.2".parse().unwrap()));
+    p.v4.clear();
+    let o = run(&program(Hook::Bind6, &p).unwrap(), udp(ctx6("::")), HOST);
+    assert_eq!((o.ret, ip6(&o.ctx, 8)), (1, "fd00::2".parse().unwrap()));
+}
+
+fn ingress(proto: u32, packet: Vec<u8>) -> u64 {
+    let mut c = [0u8; 72];
+    c[16..20].copy_from_slice(&proto.to_le_bytes());
+    PACKET.with(|p| *p.borrow_mut() = packet);
+    go(Hook::SkbIngress, c).ret
+}
+
+fn v4_packet(dst: &str) -> Vec<u8> {
+    let mut v = vec![0x45; 20];
+    v[16..20].copy_from_slice(&dst.parse::<Ipv4Addr>().unwrap().octets());
+    v
+}
+
+fn v6_packet(dst: &str) -> Vec<u8> {
+    let mut v = vec![0x60; 40];
+    v[24..40].copy_from_slice(&dst.parse::<Ipv6Addr>().unwrap().octets());
+    v
+}
+
+#[test]
+fn ingress_drops_what_is_not_addressed_to_the_guest() {
+    let (ip, ip6) = (0x0008, 0xdd86);
+    for ok in [
+        "10.0.0.2",
+        "10.0.0.3",
+        "127.0.2.1",
+        "224.0.0.251",
+        "255.255.255.255",
+    ] {
+        assert_eq!(ingress(ip, v4_packet(ok)), 1, "{ok}");
+    }
+    for no in ["10.0.0.9", "127.0.0.1", "127.0.3.1", "10.0.0.255"] {
+        assert_eq!(ingress(ip, v4_packet(no)), 0, "{no}");
+    }
+    assert_eq!(ingress(ip6, v6_packet("fd00::2")), 1);
+    assert_eq!(ingress(ip6, v6_packet("ff02::fb")), 1);
+    assert_eq!(ingress(ip6, v6_packet("fd00::9")), 0);
+    assert_eq!(ingress(ip6, v6_packet("::1")), 0);
+    // A header too short to read, another ethertype, another namespace: passed.
+    assert_eq!(ingress(ip, vec![0x45; 10]), 1);
+    assert_eq!(ingress(0x0608, vec![]), 1);
+    let mut c = [0u8; 72];
+    c[16..20].copy_from_slice(&0x0008u32.to_le_bytes());
+    PACKET.with(|p| *p.borrow_mut() = v4_packet("10.0.0.9"));
+    let prog = program(Hook::SkbIngress, &policy()).unwrap();
+    assert_eq!(run(&prog, c, HOST + 1).ret, 1);
+}
+
+#[test]
+fn traffic_is_counted_in_the_host_namespace_only() {
+    COUNTED.with(|c| c.set([0; 32]));
+    let p = with_maps();
+    let skb = |len: u32| {
+        let mut c = [0u8; 72];
+        c[0..4].copy_from_slice(&len.to_le_bytes());
+        c[16..20].copy_from_slice(&0x0008u32.to_le_bytes());
+        c
+    };
+    let (ing, eg) = (
+        program(Hook::SkbIngress, &p).unwrap(),
+        program(Hook::SkbEgress, &p).unwrap(),
+    );
+    PACKET.with(|x| *x.borrow_mut() = v4_packet("10.0.0.3"));
+    assert_eq!(run(&ing, skb(1500), HOST).ret, 1);
+    // Dropped: not counted.
+    PACKET.with(|x| *x.borrow_mut() = v4_packet("10.0.0.9"));
+    assert_eq!(run(&ing, skb(700), HOST).ret, 0);
+    assert_eq!(run(&eg, skb(60), HOST).ret, 1);
+    assert_eq!(run(&eg, skb(40), HOST).ret, 1);
+    // Another namespace's traffic is not the guest's on the host's stack.
+    assert_eq!(run(&eg, skb(999), HOST + 1).ret, 1);
+    let c = Counters::sum(&COUNTED.with(|c| c.get()));
+    assert_eq!(
+        c,
+        Counters {
+            rx_bytes: 1500,
+            rx_packets: 1,
+            tx_bytes: 100,
+            tx_packets: 2
+        }
+    );
+}
+
+#[test]
+fn a_user_namespace_guests_root_binds_low_ports() {
+    UID.with(|u| u.set(600_000));
+    let mut p = policy();
+    // Without: plain allow (the kernel checks CAP_NET_BIND_SERVICE).
+    assert_eq!(go(Hook::Bind4, ctx4("10.0.0.3")).ret, 1);
+    p.bind_low_uid = Some(600_000);
+    for (h, c) in [
+        (Hook::Bind4, ctx4("10.0.0.3")),
+        (Hook::Bind4, ctx4("0.0.0.0")),
+        (Hook::Bind6, ctx6("::")),
+    ] {
+        assert_eq!(run(&program(h, &p).unwrap(), c, HOST).ret, 3, "{h:?}");
+    }
+    // Refusals stay refusals; another uid of the guest (a user inside) gets the plain allow;
+    // another namespace's socket is untouched.
+    refused(
+        &run(&program(Hook::Bind4, &p).unwrap(), ctx4("10.0.0.9"), HOST),
+        99,
+    );
+    let bind4 = program(Hook::Bind4, &p).unwrap();
+    assert_eq!(run(&bind4, ctx4("10.0.0.9"), HOST + 1).ret, 1);
+    UID.with(|u| u.set(601_000));
+    assert_eq!(run(&bind4, ctx4("10.0.0.3"), HOST).ret, 1);
+    // Only bind programs.
+    assert!(!program(Hook::Connect4, &p)
+        .unwrap()
+        .iter()
+        .any(|i| i.code == 0x85 && i.imm == 15));
 }
