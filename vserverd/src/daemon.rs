@@ -354,12 +354,9 @@ impl Daemon {
                 unbounded = config::unbounded(&l.config);
                 no_route_out = config::no_route_out(&l.config).map(|(_, _, m)| m);
                 if config::netmode::shared_stack(&l.config) {
-                    network_fallback = crate::guest::sharednet::unusable(self).map(|why| {
-                        crate::guest::sharednet::fallback_warning(
-                            &why,
-                            l.config.netmode == config::netmode::NetMode::Shared,
-                        )
-                    });
+                    let asked = l.config.netmode == config::netmode::NetMode::Shared;
+                    network_fallback = crate::guest::sharednet::unusable(self, asked)
+                        .map(|why| crate::guest::sharednet::fallback_warning(&why, asked));
                 }
                 (
                     Some(l.config.context),
@@ -456,8 +453,21 @@ impl Daemon {
                 code: crate::config::Code::NodevNotLocal.as_str().into(),
             });
         }
-        let unusable = crate::guest::sharednet::unusable(self);
+        let asked = config.netmode == crate::config::netmode::NetMode::Shared;
+        let unusable = crate::guest::sharednet::unusable(self, asked);
         if unusable.is_none() {
+            let own = config.cfg_dir.join("apps/vserverd/netmode");
+            let file = if own.exists() {
+                own
+            } else {
+                self.roots().defaults().join("apps/vserverd/netmode")
+            };
+            warnings.push(ConfigProblem {
+                file: file.display().to_string(),
+                line: None,
+                message: crate::guest::sharednet::asked_gap_warning(),
+                code: crate::config::Code::AbstractUnconfined.as_str().into(),
+            });
             if let Some(message) = crate::guest::hostwild::current(self) {
                 warnings.push(ConfigProblem {
                     file: config.cfg_dir.join("interfaces").display().to_string(),
@@ -468,7 +478,6 @@ impl Daemon {
             }
         }
         if let Some(why) = unusable {
-            let asked = config.netmode == crate::config::netmode::NetMode::Shared;
             let own = config.cfg_dir.join("apps/vserverd/netmode");
             let file = if !asked {
                 config.cfg_dir.join("interfaces")

@@ -95,7 +95,8 @@ codes! {
     HostOnly = "host-only": "every address is nodev: the guest reaches the host only",
     NodevNotLocal = "nodev-not-local": "a shared-stack nodev address the host does not have: binds to it fail",
     HostWildcard = "host-wildcard": "host services listen on 0.0.0.0 or :: while a guest would use the shared stack: no guest can bind the ports they hold; bind host daemons to host addresses",
-    NetworkFallback = "network-fallback": "the shared stack (netmode shared, or the default for a guest with interfaces/) cannot be had on this host: the guest gets a network namespace",
+    NetworkFallback = "network-fallback": "the shared stack cannot be had on this host (or, not asked for by name, is not given while abstract unix binds are unfenced): the guest gets a network namespace",
+    AbstractUnconfined = "abstract-unconfined": "netmode shared: the guest can bind abstract unix socket names the host's programs would connect to (no BPF LSM fence yet)",
     KernelNoLoadavg = "kernel-no-loadavg": "a virt_load guest on a kernel without per-cgroup load averages (kernel-patch/, CONFIG_CGROUP_LOADAVG): its /proc/loadavg is approximated",
     KernelNoCowlink = "kernel-no-cowlink": "a guest root on ext4 with apps/vunify/ on a kernel without copy-on-write links (kernel-patch/, CONFIG_COWLINK): unify cannot share its files",
 }

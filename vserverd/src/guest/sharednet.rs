@@ -311,9 +311,35 @@ pub fn add(s: &SharedNet) -> Result<(), String> {
     Ok(())
 }
 
+/// What the shared stack does not fence off yet: in the host's network namespace, abstract
+/// unix socket names are one namespace for the host and every shared-stack guest. The cgroup
+/// unix hooks keep a guest from connecting or sending to a name the host (or another guest)
+/// bound, but nothing but BPF LSM sees a bind (there is no cgroup bind hook for unix sockets),
+/// so a guest can bind a name first — one a host client trusts (a D-Bus or X11 abstract
+/// socket, a container shim's) — and have the host's processes connect to it. vserverd does not
+/// load BPF LSM programs yet (and this development host's kernel refuses every trampoline
+/// program: docs/network.md). Until it does, a guest gets the shared stack only when its admin
+/// asks for it by name (`apps/vserverd/netmode` = `shared`), warned of this.
+pub const ABSTRACT_GAP: &str = "the guest could bind abstract unix socket names that the \
+    host's programs would connect to (fencing binds needs BPF LSM programs, which vserverd \
+    does not load yet)";
+
 /// Why the shared stack cannot be had on this host, if it cannot: no unified cgroup hierarchy,
-/// or no cgroup BPF. The guest then gets a network namespace (with a warning).
-pub fn unusable(d: &crate::daemon::Daemon) -> Option<String> {
+/// or no cgroup BPF; and for a guest that did not ask for it by name (`asked` false), the
+/// abstract-socket gap above. The guest then gets a network namespace (with a warning).
+pub fn unusable(d: &crate::daemon::Daemon, asked: bool) -> Option<String> {
+    if let Some(why) = unusable_kernel(d) {
+        return Some(why);
+    }
+    (!asked).then(|| ABSTRACT_GAP.to_string())
+}
+
+/// The warning for a guest that asked for the shared stack by name and gets it, gap and all.
+pub fn asked_gap_warning() -> String {
+    format!("apps/vserverd/netmode is shared: {ABSTRACT_GAP}")
+}
+
+fn unusable_kernel(d: &crate::daemon::Daemon) -> Option<String> {
     match d.layout() {
         Err(e) => return Some(e),
         Ok(l) if l.v2().is_none() => {
@@ -332,7 +358,12 @@ pub fn fallback_warning(why: &str, asked: bool) -> String {
     } else {
         "a guest with interfaces/ shares the host's network stack by default"
     };
-    format!("{what}, but {why}: the guest gets a network namespace and a veth pair instead")
+    let anyway = if asked {
+        ""
+    } else {
+        " (`shared` in apps/vserverd/netmode asks for the shared stack all the same)"
+    };
+    format!("{what}, but {why}: the guest gets a network namespace and a veth pair instead{anyway}")
 }
 
 /// Links the socket programs to the guest's cgroup in the unified hierarchy.

@@ -319,14 +319,24 @@ async fn network(
     journal: &mut Pending,
 ) -> Result<(Option<SharedNet>, Option<GuestNet>), StepError> {
     let name = c.name.as_str();
+    let asked = c.netmode == crate::config::netmode::NetMode::Shared;
     let shared_mode = crate::config::netmode::shared_stack(c)
-        && match super::sharednet::unusable(d) {
-            None => true,
+        && match super::sharednet::unusable(d, asked) {
+            None => {
+                if asked {
+                    let w = super::sharednet::asked_gap_warning();
+                    tracing::warn!(guest = name, "{w}");
+                    p.send(
+                        name,
+                        "network",
+                        &format!("warning: {w}"),
+                        GuestState::Starting,
+                    );
+                }
+                true
+            }
             Some(why) => {
-                let w = super::sharednet::fallback_warning(
-                    &why,
-                    c.netmode == crate::config::netmode::NetMode::Shared,
-                );
+                let w = super::sharednet::fallback_warning(&why, asked);
                 tracing::warn!(guest = name, "{w}");
                 p.send(
                     name,
