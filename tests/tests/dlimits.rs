@@ -330,3 +330,84 @@ fn build_on_btrfs_makes_the_root_a_subvolume_that_a_limit_then_holds() {
         "bs2's subvolume left"
     );
 }
+
+#[test]
+fn editing_dlimits_of_a_running_guest_applies_the_new_totals_live_or_asks_for_a_restart() {
+    if !harness::require_busybox_guests() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    let Some(_mnt) = btrfs(&d, &["ed"]) else {
+        return;
+    };
+    d.spawn();
+    let root = d.vdir_base.join("ed");
+    guest(&d, "ed", 47420, dlimit("16384", "-1", "0", &root));
+    d.ctl_ok(&["start", "ed"]);
+    assert_eq!(qgroup_limit(&d.vdir_base, "ed"), Some(16 << 20));
+    // The total edited by hand: the watcher applies it, as `set --disk` would; no restart.
+    let cfg = d.guest_config("ed");
+    std::fs::write(cfg.join("dlimits/0/space_total"), "40960\n").unwrap();
+    d.wait_until("the edited limit on the qgroup", || {
+        qgroup_limit(&d.vdir_base, "ed") == Some(40 << 20)
+    });
+    assert_eq!(d.status("ed")["restart_needed"], false);
+    let (ok, said) = write_in(&d, "ed", "/big", 24);
+    assert!(ok, "24 MiB under the edited 40 MiB: {said}");
+    let st: serde_json::Value = serde_json::from_str(&d.ctl_ok(&["stat", "--json"])).unwrap();
+    let g = st["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "ed")
+        .unwrap()
+        .clone();
+    assert_eq!(g["disk_limit_bytes"], 40 << 20, "{g}");
+    // Pointed at another directory: that needs a restart, and the limit stays as it was.
+    std::fs::write(
+        cfg.join("dlimits/0/directory"),
+        format!("{}\n", root.join("usr").display()),
+    )
+    .unwrap();
+    d.wait_until("restart needed", || {
+        d.status("ed")["restart_needed"] == true
+    });
+    assert_eq!(qgroup_limit(&d.vdir_base, "ed"), Some(40 << 20));
+    d.ctl_ok(&["stop", "ed"]);
+}
+
+#[test]
+fn check_warns_of_cap_sys_resource_with_an_ext4_disk_limit() {
+    if !harness::require_busybox_guests() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    let Some(_mnt) = mount_loop(&d, "ext4", 64) else {
+        return;
+    };
+    d.spawn();
+    let with = |name: &str, ctx: u32, extra: Vec<(String, String)>| {
+        let mut files = dlimit("1024", "100", "0", &d.vdir_base.join(name));
+        files.extend(extra);
+        guest(&d, name, ctx, files);
+    };
+    let cap = || ("bcapabilities".to_string(), "SYS_RESOURCE\n".to_string());
+    with("rs", 47430, vec![cap()]);
+    with("nr", 47431, vec![]);
+    with(
+        "un",
+        47432,
+        vec![cap(), ("spaces/user".into(), String::new())],
+    );
+    let warned = |name: &str| {
+        let o = d.ctl(&["check", name, "--json"]);
+        text(&o).contains("quota-overrun")
+    };
+    assert!(warned("rs"), "{}", text(&d.ctl(&["check", "rs"])));
+    assert!(text(&d.ctl(&["check", "rs"])).contains("bcapabilities"));
+    assert!(!warned("nr"), "no CAP_SYS_RESOURCE: no warning");
+    assert!(
+        !warned("un"),
+        "in a user namespace the capability is not the host's"
+    );
+}

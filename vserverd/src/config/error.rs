@@ -97,6 +97,7 @@ codes! {
     NetworkFallback = "network-fallback": "the shared stack (netmode shared, or the default for a guest with interfaces/) cannot be had on this host: the guest gets a network namespace",
     KernelNoLoadavg = "kernel-no-loadavg": "a virt_load guest on a kernel without per-cgroup load averages (kernel-patch/, CONFIG_CGROUP_LOADAVG): its /proc/loadavg is approximated",
     KernelNoCowlink = "kernel-no-cowlink": "a guest root on ext4 with apps/vunify/ on a kernel without copy-on-write links (kernel-patch/, CONFIG_COWLINK): unify cannot share its files",
+    QuotaOverrun = "quota-overrun": "a guest with a disk limit on ext4 keeps CAP_SYS_RESOURCE (bcapabilities) without a user namespace: ext4 lets it write past the limit",
 }
 
 /// A configuration error or warning.
