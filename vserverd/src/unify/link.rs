@@ -149,13 +149,16 @@ enum Name {
 }
 
 /// Replaces the name `rel` (beneath `root`), which must still be inode `dest`, by a hard link
-/// to `src`: link under a temporary name, check, rename over.
+/// to `src`: link under a temporary name, check, rename over. `ctime` is the destination's
+/// ctime as expected now: the walk's, then what replacing its earlier names left (each
+/// rename drops a link, which changes the ctime).
 fn replace_name(
     root: &OwnedFd,
     rel: &Path,
     dest: &Inode,
     dest_fd: &OwnedFd,
     src: &OwnedFd,
+    ctime: &mut i128,
 ) -> std::io::Result<Name> {
     let (dir, name) = parent_of(root, rel)?;
     let st = sysfs::lstat_at(&dir, &name)?;
@@ -180,7 +183,7 @@ fn replace_name(
     // guest's tree meanwhile keeps its file).
     let now = sysfs::fstat(dest_fd)?;
     let unchanged = walk::ns(now.st_mtime, now.st_mtime_nsec as u64) == dest.mtime_ns
-        && walk::ns(now.st_ctime, now.st_ctime_nsec as u64) == dest.ctime_ns
+        && walk::ns(now.st_ctime, now.st_ctime_nsec as u64) == *ctime
         && now.st_size as u64 == dest.size;
     let st = sysfs::lstat_at(&dir, &name)?;
     if !unchanged || st.st_dev != dest.dev || st.st_ino != dest.ino {
@@ -191,6 +194,8 @@ fn replace_name(
         let _ = rustix::fs::unlinkat(&dir, tmp.as_c_str(), AtFlags::empty());
         return Err(e.into());
     }
+    let after = sysfs::fstat(dest_fd)?;
+    *ctime = walk::ns(after.st_ctime, after.st_ctime_nsec as u64);
     Ok(Name::Linked)
 }
 
@@ -277,8 +282,9 @@ pub fn link_group(
         let names = std::iter::once((d.guest, d.rel.clone()))
             .chain(extra.get(&d.id()).into_iter().flatten().cloned());
         let mut all = true;
+        let mut ctime = d.ctime_ns;
         for (guest, rel) in names {
-            match replace_name(&roots[guest as usize], &rel, d, &fd, &src) {
+            match replace_name(&roots[guest as usize], &rel, d, &fd, &src, &mut ctime) {
                 Ok(Name::Linked) => {}
                 Ok(Name::Changed) => {
                     all = false;
