@@ -263,3 +263,107 @@ fn on_debians_kernel_hard_link_unification_is_refused() {
     }
     boot("unify-stock", None);
 }
+
+/// The measurement of docs/unify.md ("Measured, hard-link mode"): 10 copies of the cached
+/// Debian 12 minbase tree (scripts/debian-guest.sh) on an ext4 disk of the VM, unified by
+/// hard links on the patched kernel: df's Used before and after, and the run's time, with
+/// util-vserver's default excludes (caches dropped), again with nothing changed, then
+/// without excludes. Prints the figures; no bounds (a TCG VM's times are its own). Run with
+/// `cargo test -p vserverd-tests --test vm_unify -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement (minutes): run by hand for docs/unify.md"]
+fn measure_hard_link_unification_of_ten_debian_guests_on_ext4() {
+    if !vm::ready("trixie") {
+        return;
+    }
+    let Some(k) = patched_kernel() else {
+        return;
+    };
+    let tree = harness::guest::debian_tree(&[]);
+    if !harness::require(
+        tree.is_some(),
+        "the Debian guest tree (scripts/debian-guest.sh)",
+    ) {
+        return;
+    }
+    let tree = tree.expect("required");
+    // The disk: an ext4 holding the tree once as base/, made without mounting anything.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let st = Command::new("cp")
+        .args(["-a", &tree])
+        .arg(src.join("base"))
+        .status()
+        .expect("cp");
+    assert!(st.success());
+    let img = dir.path().join("disk.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    let o = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&src)
+        .arg(&img)
+        .output()
+        .expect("mkfs.ext4");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let _ = std::fs::remove_dir_all(&src);
+    let mut v = Vm::new("trixie")
+        .label("unify-measure")
+        .project_binaries()
+        .kernel(&k)
+        .disk(&img);
+    for i in 1..=10 {
+        v = v.busybox_guest(&format!("g{i}"), 4800 + i);
+    }
+    let script = r#"#!/bin/bash
+set -euo pipefail
+fail() { echo "FAILED: $*"; exit 1; }
+mkdir -p /mnt/e && mount /dev/vda /mnt/e
+E=/mnt/e
+used() { sync; df --output=used -B1 $E | tail -1; }
+for i in $(seq 1 10); do cp -a $E/base $E/g$i; ln -sfn $E/g$i /etc/vservers/g$i/vdir; done
+u11=$(used); rm -rf $E/base; u10=$(used)
+one=$((u11 - u10)); empty=$((u10 - 10 * one))
+mib() { awk -v b=$1 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+x() { awk -v a=$1 -v b=$one 'BEGIN { printf "%.2f", a / b }'; }
+echo "MEASURE one guest: $(mib $one); 10 guests: $(mib $((u10 - empty))) = $(x $((u10 - empty)))x"
+systemd-run --quiet --unit=vserverd --property=Delegate=yes --property=KillMode=process \
+  /test/bin/vserverd --config-root /etc/vservers --vdir-base /vservers --run-dir /run/vserverd
+for i in $(seq 1 150); do vserverctl list >/dev/null 2>&1 && break; sleep 0.2; done
+run() { # label args…
+  local l=$1; shift
+  vserverctl unify --all --json "$@" > /tmp/r.json || fail "$l: $(cat /tmp/r.json)"
+  local s=$(grep -o '"seconds": *[0-9.]*' /tmp/r.json | sed 's/.*: *//')
+  local n=$(grep -o '"unified_files": *[0-9]*' /tmp/r.json | sed 's/.*: *//')
+  local h=$(grep -o '"hashed_files": *[0-9]*' /tmp/r.json | sed 's/.*: *//')
+  local c=$(grep -o '"changed_files": *[0-9]*' /tmp/r.json | sed 's/.*: *//')
+  local a=$(grep -o '"left_alone_files": *[0-9]*' /tmp/r.json | sed 's/.*: *//')
+  local u=$(used)
+  echo "MEASURE $l: $s s, $n files linked, $h hashed, $c changed, $a left alone -> $(mib $((u - empty))) = $(x $((u - empty)))x one guest"
+}
+echo 3 > /proc/sys/vm/drop_caches
+run "unify, default excludes (cold)"
+run "unify again, nothing changed (warm)"
+run "then --no-excludes" --no-excludes
+journalctl -b --no-pager -o cat -u vserverd.service | grep "unify: phases" | sed 's/^/MEASURE /'
+echo "UNIFY MEASURED"
+"#;
+    let run = v
+        .timeout(std::time::Duration::from_secs(1500))
+        .run(script)
+        .unwrap_or_else(|e| panic!("{e}"));
+    run.assert_success();
+    assert!(run.output.contains("UNIFY MEASURED"), "{}", run.report());
+    vm::say(&format!(
+        "unify-measure: {:.1} s\n{}",
+        run.elapsed.as_secs_f64(),
+        run.output
+            .lines()
+            .filter(|l| l.starts_with("MEASURE"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    ));
+}
