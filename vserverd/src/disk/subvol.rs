@@ -7,10 +7,11 @@ use std::path::Path;
 
 use crate::sys::{fs as sysfs, quota};
 
-/// Makes the folder `root` (its parent exists, `root` does not): a btrfs subvolume where the
-/// parent is on btrfs, else a plain folder. True when it made a subvolume.
+/// Makes the folder `root` (and its parents; an empty `root` is made again): a btrfs
+/// subvolume where the parent is on btrfs, else a plain folder. True when it made a subvolume.
 pub fn create_root(root: &Path) -> std::io::Result<bool> {
     let parent = root.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(parent)?;
     let name = root
         .file_name()
         .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
