@@ -903,7 +903,7 @@ _vserverctl() {
             return 0
             ;;
         vserverctl__subcmd__unify)
-            opts="-n -h -V --all --dry-run --no-excludes --json --socket --help --version"
+            opts="-n -h -V --all --dry-run --no-excludes --ignore-mtime --json --socket --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

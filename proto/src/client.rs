@@ -120,6 +120,7 @@ pub trait ManagerProxy {
         all: bool,
         dry_run: bool,
         excludes: Option<bool>,
+        ignore_mtime: Option<bool>,
     ) -> zlink::Result<impl Stream<Item = zlink::Result<Result<crate::UnifyReply, ManagerError>>>>;
     async fn du(
         &mut self,

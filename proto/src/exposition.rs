@@ -267,6 +267,32 @@ pub fn render(m: Option<&MetricsReply>) -> String {
         "The guest's task limit (pids.max); absent when unlimited.",
         |x| x.pids_limit.map(|v| v as f64),
     );
+    type Figure = fn(&GuestMetrics) -> Option<u64>;
+    let disk: [(&str, &str, Figure); 4] = [
+        (
+            "vserverd_guest_disk_used_bytes",
+            "Bytes its disk limit counts (project quota, or btrfs qgroup referenced bytes).",
+            |x| x.disk_used_bytes,
+        ),
+        (
+            "vserverd_guest_disk_limit_bytes",
+            "The guest's disk limit (dlimits/, set --disk); absent when none.",
+            |x| x.disk_limit_bytes,
+        ),
+        (
+            "vserverd_guest_disk_used_inodes",
+            "Inodes its disk limit counts (project quotas).",
+            |x| x.disk_used_inodes,
+        ),
+        (
+            "vserverd_guest_disk_limit_inodes",
+            "The guest's inode limit (dlimits/ inodes_total); absent when none.",
+            |x| x.disk_limit_inodes,
+        ),
+    ];
+    for (name, help, f) in disk {
+        per_guest(&mut out, g, name, "gauge", help, |x| f(x).map(|v| v as f64));
+    }
     type Counter = fn(&crate::InterfaceCounters) -> u64;
     let net: [(&str, &str, Counter); 4] = [
         (
@@ -418,6 +444,8 @@ mod tests {
         web.cpu_user_seconds = Some(1.5);
         web.cpu_system_seconds = Some(0.25);
         web.starts = 2;
+        web.disk_used_bytes = Some(1 << 20);
+        web.disk_limit_bytes = Some(16 << 20);
         web.network = vec![InterfaceCounters {
             device: "vsd40001".into(),
             receive_bytes: 10,
@@ -454,6 +482,10 @@ mod tests {
             "vserverd_guest_network_receive_bytes_total{guest=\"web\",device=\"vsd40001\"} 10\n"
         ));
         assert!(t.contains("vserverd_start_time_seconds 1700000000.5\n"));
+        assert!(t.contains("vserverd_guest_disk_used_bytes{guest=\"web\"} 1048576\n"));
+        assert!(t.contains("vserverd_guest_disk_limit_bytes{guest=\"web\"} 16777216\n"));
+        // btrfs: no inode figures, no samples (the family is still declared).
+        assert!(!t.contains("vserverd_guest_disk_limit_inodes{"));
         // The stopped guest has no resource samples, but its state and counters.
         assert!(!t.contains("vserverd_guest_memory_bytes{guest=\"we\\\""));
         assert!(t.contains("vserverd_guest_up{guest=\"we\\\"ird\\\\na\\nme\"} 0\n"));

@@ -57,6 +57,19 @@ pub struct GuestMetrics {
     /// guest without one (loopback only, the shared stack, the host's stack, another guest's
     /// namespace).
     pub network: Vec<InterfaceCounters>,
+    /// What its disk limit (dlimits/, `set --disk`) counts, while it runs with one: bytes (the
+    /// project quota's space, or the btrfs qgroup's referenced bytes) and inodes (project
+    /// quotas only).
+    #[serde(default)]
+    pub disk_used_bytes: Option<u64>,
+    /// The disk limit in bytes; absent when none.
+    #[serde(default)]
+    pub disk_limit_bytes: Option<u64>,
+    #[serde(default)]
+    pub disk_used_inodes: Option<u64>,
+    /// The inode limit; absent when none (btrfs has none).
+    #[serde(default)]
+    pub disk_limit_inodes: Option<u64>,
     /// Starts that completed, since the daemon started.
     pub starts: u64,
     /// Stops: asked for, or after init ended on its own.
@@ -94,6 +107,10 @@ impl GuestMetrics {
             pids: None,
             pids_limit: None,
             network: vec![],
+            disk_used_bytes: None,
+            disk_limit_bytes: None,
+            disk_used_inodes: None,
+            disk_limit_inodes: None,
             starts: 0,
             stops: 0,
             start_failures: 0,

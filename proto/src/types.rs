@@ -416,6 +416,17 @@ pub struct UnifyReport {
     /// Problems met (the first few), each naming the guest and path.
     pub errors: Vec<String>,
     pub seconds: f64,
+    /// How files were shared: "reflink" (their blocks, through the dedupe ioctl) or
+    /// "hardlink" (one inode marked as a copy-on-write link, on ext4 with kernel-patch/).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Files identical to their group's source but left alone on purpose (hard-link mode:
+    /// other extended attributes, another project id).
+    #[serde(default)]
+    pub left_alone_files: u64,
+    /// The first few of them, each naming guest, path and reason.
+    #[serde(default)]
+    pub left_alone: Vec<String>,
 }
 
 /// One guest's disk usage (Du).

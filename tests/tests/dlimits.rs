@@ -6,6 +6,7 @@
 //! with file and line. Project quotas (XFS, ext4) are tested in the VM tier (vm_dlimits.rs):
 //! this host's kernel has no XFS or ext4 quota support.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -260,4 +261,153 @@ fn check_names_file_and_line_of_bad_dlimits() {
     .unwrap();
     let said = text(&d.ctl(&["check", "bd"]));
     assert!(said.contains("dlimits/0/directory:1"), "{said}");
+}
+
+#[test]
+fn build_on_btrfs_makes_the_root_a_subvolume_that_a_limit_then_holds() {
+    if !harness::require_busybox_guests() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    // Quotas on, no subvolume made by hand.
+    let Some(mnt) = btrfs(&d, &[]) else {
+        return;
+    };
+    d.spawn();
+    // The clone's source: a plain folder (made before this change, say).
+    guest(&d, "plain", 47410, vec![]);
+    let src = d.vdir_base.join("plain");
+    assert_ne!(std::fs::metadata(&src).unwrap().ino(), 256);
+    // An empty root in place already (util-vserver allows one): the build renames onto it.
+    std::fs::create_dir(d.vdir_base.join("bs2")).unwrap();
+    for n in ["bs", "bs2"] {
+        let o = d.ctl(&["build", n, "-m", "clone", "--", "--source", "plain"]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("a btrfs subvolume"), "{}", text(&o));
+        let root = d.vdir_base.join(n);
+        // The kernel's view: a subvolume's root folder is inode 256, and btrfs lists it.
+        assert_eq!(std::fs::metadata(&root).unwrap().ino(), 256, "{n}");
+        let list = Command::new("btrfs")
+            .args(["subvolume", "list"])
+            .arg(&d.vdir_base)
+            .output()
+            .unwrap();
+        let list = String::from_utf8_lossy(&list.stdout).into_owned();
+        assert!(
+            list.lines().any(|l| l.ends_with(&format!("path {n}"))),
+            "{n} not a subvolume: {list}"
+        );
+    }
+    // A limit on the built root works; the plain folder's is refused, naming the conversion.
+    let root = d.vdir_base.join("bs");
+    for (f, c) in dlimit("16384", "-1", "0", &root) {
+        let p = d.guest_config("bs").join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, c).unwrap();
+    }
+    d.ctl_ok(&["start", "bs"]);
+    assert_eq!(qgroup_limit(&mnt.at, "bs"), Some(16 << 20));
+    let (ok, said) = write_in(&d, "bs", "/big", 32);
+    assert!(!ok && said.contains("quota"), "{said}");
+    d.ctl_ok(&["stop", "bs"]);
+    for (f, c) in dlimit("16384", "-1", "0", &src) {
+        let p = d.guest_config("plain").join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, c).unwrap();
+    }
+    refused(&d, "plain", "btrfs subvolume create");
+    refused(&d, "plain", "cp -a --reflink=always");
+    // Deleting a subvolume guest removes the subvolume.
+    d.ctl_ok(&["delete", "bs2", "--yes"]);
+    assert!(!d.vdir_base.join("bs2").exists());
+    let list = Command::new("btrfs")
+        .args(["subvolume", "list"])
+        .arg(&d.vdir_base)
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&list.stdout).contains("path bs2"),
+        "bs2's subvolume left"
+    );
+}
+
+#[test]
+fn editing_dlimits_of_a_running_guest_applies_the_new_totals_live_or_asks_for_a_restart() {
+    if !harness::require_busybox_guests() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    let Some(_mnt) = btrfs(&d, &["ed"]) else {
+        return;
+    };
+    d.spawn();
+    let root = d.vdir_base.join("ed");
+    guest(&d, "ed", 47420, dlimit("16384", "-1", "0", &root));
+    d.ctl_ok(&["start", "ed"]);
+    assert_eq!(qgroup_limit(&d.vdir_base, "ed"), Some(16 << 20));
+    // The total edited by hand: the watcher applies it, as `set --disk` would; no restart.
+    let cfg = d.guest_config("ed");
+    std::fs::write(cfg.join("dlimits/0/space_total"), "40960\n").unwrap();
+    d.wait_until("the edited limit on the qgroup", || {
+        qgroup_limit(&d.vdir_base, "ed") == Some(40 << 20)
+    });
+    assert_eq!(d.status("ed")["restart_needed"], false);
+    let (ok, said) = write_in(&d, "ed", "/big", 24);
+    assert!(ok, "24 MiB under the edited 40 MiB: {said}");
+    let st: serde_json::Value = serde_json::from_str(&d.ctl_ok(&["stat", "--json"])).unwrap();
+    let g = st["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "ed")
+        .unwrap()
+        .clone();
+    assert_eq!(g["disk_limit_bytes"], 40 << 20, "{g}");
+    // Pointed at another directory: that needs a restart, and the limit stays as it was.
+    std::fs::write(
+        cfg.join("dlimits/0/directory"),
+        format!("{}\n", root.join("usr").display()),
+    )
+    .unwrap();
+    d.wait_until("restart needed", || {
+        d.status("ed")["restart_needed"] == true
+    });
+    assert_eq!(qgroup_limit(&d.vdir_base, "ed"), Some(40 << 20));
+    d.ctl_ok(&["stop", "ed"]);
+}
+
+#[test]
+fn check_warns_of_cap_sys_resource_with_an_ext4_disk_limit() {
+    if !harness::require_busybox_guests() {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    let Some(_mnt) = mount_loop(&d, "ext4", 64) else {
+        return;
+    };
+    d.spawn();
+    let with = |name: &str, ctx: u32, extra: Vec<(String, String)>| {
+        let mut files = dlimit("1024", "100", "0", &d.vdir_base.join(name));
+        files.extend(extra);
+        guest(&d, name, ctx, files);
+    };
+    let cap = || ("bcapabilities".to_string(), "SYS_RESOURCE\n".to_string());
+    with("rs", 47430, vec![cap()]);
+    with("nr", 47431, vec![]);
+    with(
+        "un",
+        47432,
+        vec![cap(), ("spaces/user".into(), String::new())],
+    );
+    let warned = |name: &str| {
+        let o = d.ctl(&["check", name, "--json"]);
+        text(&o).contains("quota-overrun")
+    };
+    assert!(warned("rs"), "{}", text(&d.ctl(&["check", "rs"])));
+    assert!(text(&d.ctl(&["check", "rs"])).contains("bcapabilities"));
+    assert!(!warned("nr"), "no CAP_SYS_RESOURCE: no warning");
+    assert!(
+        !warned("un"),
+        "in a user namespace the capability is not the host's"
+    );
 }

@@ -628,3 +628,96 @@ fn the_exporter_holds_up_to_strangers() {
     let _ = first.read_to_string(&mut out);
     assert!(out.is_empty() || out.starts_with("HTTP/1.1 400 "), "{out}");
 }
+
+#[test]
+fn a_disk_limited_guest_has_its_disk_figures_in_the_exposition() {
+    if !harness::require_busybox_guests()
+        || !harness::require(have("promtool"), "promtool (Debian's prometheus package)")
+    {
+        return;
+    }
+    let mut d = TestDaemon::prepare();
+    let Some(_mnt) = harness::loopfs::btrfs_with_quota(&d, &["dl"]) else {
+        return;
+    };
+    let root = d.vdir_base.join("dl");
+    GuestBuilder::busybox("dl")
+        .context(44520)
+        .file("dlimits/0/directory", &format!("{}\n", root.display()))
+        .file("dlimits/0/space_total", "32768\n")
+        .file("dlimits/0/inodes_total", "-1\n")
+        .file("dlimits/0/reserved", "0\n")
+        .write(&d);
+    GuestBuilder::busybox("free").context(44521).write(&d);
+    d.spawn();
+    d.ctl_ok(&["start", "dl"]);
+    d.ctl_ok(&["start", "free"]);
+    d.ctl_ok(&[
+        "exec",
+        "dl",
+        "--",
+        "/bin/sh",
+        "-c",
+        "dd if=/dev/zero of=/f bs=1M count=4 && sync",
+    ]);
+    let text = d.ctl_ok(&["metrics"]);
+    let lint = promtool(&["check", "metrics"], Some(&text));
+    assert!(
+        lint.status.success() && lint.stdout.is_empty() && lint.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+    let sample = |name: &str, guest: &str| -> Option<f64> {
+        let key = format!("{name}{{guest=\"{guest}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .map(|v| v.parse().unwrap())
+    };
+    // The limit is the qgroup's (the kernel's view: btrfs qgroup show), the use what stat says.
+    let limit = harness::loopfs::qgroup_limit(&d.vdir_base, "dl").expect("a qgroup limit");
+    assert_eq!(limit, 32 << 20);
+    assert_eq!(
+        sample("vserverd_guest_disk_limit_bytes", "dl"),
+        Some(limit as f64),
+        "{text}"
+    );
+    let used = sample("vserverd_guest_disk_used_bytes", "dl").expect("disk used");
+    let st: serde_json::Value = serde_json::from_str(&d.ctl_ok(&["stat", "--json"])).unwrap();
+    let stat_used = st["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "dl")
+        .unwrap()["disk_used_bytes"]
+        .as_f64()
+        .unwrap();
+    assert!(used >= (4 << 20) as f64, "4 MiB written, {used} counted");
+    assert!(
+        (used - stat_used).abs() <= (1 << 20) as f64,
+        "metrics {used}, stat {stat_used}"
+    );
+    // btrfs counts no inodes; a guest without a limit has no disk samples.
+    assert_eq!(sample("vserverd_guest_disk_limit_inodes", "dl"), None);
+    assert_eq!(sample("vserverd_guest_disk_used_bytes", "free"), None);
+    assert_eq!(sample("vserverd_guest_disk_limit_bytes", "free"), None);
+    // The shipped alert rule over them is valid.
+    let rules = promtool(
+        &[
+            "check",
+            "rules",
+            repo()
+                .join("docs/prometheus/vserverd-alerts.yml")
+                .to_str()
+                .unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        rules.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rules.stderr)
+    );
+    d.ctl_ok(&["stop", "dl"]);
+    d.ctl_ok(&["stop", "free"]);
+}

@@ -271,10 +271,12 @@ pub enum Command {
         #[command(flatten)]
         out: Output,
     },
-    /// Share the blocks of identical files of guests copy-on-write (XFS with reflinks, btrfs),
-    /// util-vserver's vunify/vhashify. Each guest's apps/vunify/exclude (else .defaults',
-    /// else util-vserver's built-in list: /etc, /var, … stay per guest) says what is left
-    /// alone. Running guests may be unified. A second run reads only new or changed files.
+    /// Share the blocks of identical files of guests copy-on-write (XFS with reflinks, btrfs;
+    /// on ext4 hard links the kernel breaks on write, with kernel-patch/), util-vserver's
+    /// vunify/vhashify. Each guest's apps/vunify/exclude (else .defaults', else
+    /// util-vserver's built-in list: /etc, /var, … stay per guest) says what is left alone.
+    /// Running guests may be unified on XFS and btrfs, not on ext4. A second run reads only
+    /// new or changed files.
     #[command(visible_alias = "hashify")]
     Unify {
         /// The guests (at least two share anything, but one guest's own duplicates count too).
@@ -289,6 +291,10 @@ pub enum Command {
         /// Ignore the exclude lists: consider every regular file.
         #[arg(long)]
         no_excludes: bool,
+        /// Hard-link mode (ext4 with kernel-patch/): link identical files whose mtimes differ
+        /// (owner, group, mode and extended attributes must still agree).
+        #[arg(long)]
+        ignore_mtime: bool,
         #[command(flatten)]
         out: Output,
     },

@@ -194,9 +194,11 @@ pub fn parse_stat(args: &[String]) -> Parsed {
 /// util-vserver's tuning options are accepted and ignored.
 fn unify_args(prog: &str, mut names: Vec<String>, args: &[String]) -> Result<Command, String> {
     let mut dry_run = false;
+    let mut ignore_mtime = false;
     for a in args {
         match a.as_str() {
             "-n" | "--dry-run" => dry_run = true,
+            "--ignore-mtime" => ignore_mtime = true,
             "-v" | "--verbose" | "-R" | "--refresh" | "--insecure" | "--sledgehammer" => {}
             o if o.starts_with('-') => return Err(format!("{prog}: unknown option '{o}'")),
             n => names.push(n.to_string()),
@@ -210,6 +212,7 @@ fn unify_args(prog: &str, mut names: Vec<String>, args: &[String]) -> Result<Com
         all: false,
         dry_run,
         no_excludes: false,
+        ignore_mtime,
         out: Output { json: false },
     })
 }

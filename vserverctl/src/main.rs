@@ -416,10 +416,13 @@ async fn run(cli: Cli, quiet: Quiet) -> Result<u8, Failure> {
             all,
             dry_run,
             no_excludes,
+            ignore_mtime,
             out,
         } => {
             let excludes = no_excludes.then_some(false);
-            let s = conn.unify(&names, all, dry_run, excludes).await?;
+            let s = conn
+                .unify(&names, all, dry_run, excludes, ignore_mtime.then_some(true))
+                .await?;
             unify_progress(s, out.json, quiet.silent).await
         }
         Command::Du { names, out } => {

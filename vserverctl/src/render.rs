@@ -201,8 +201,14 @@ fn size(bytes: u64) -> String {
 
 /// Unify's report as a few lines.
 pub fn unify(r: &proto::UnifyReport) -> String {
-    let verb = if r.dry_run { "would share" } else { "shared" };
-    format!(
+    let link = r.mode.as_deref() == Some("hardlink");
+    let verb = match (r.dry_run, link) {
+        (true, false) => "would share",
+        (false, false) => "shared",
+        (true, true) => "would hard-link",
+        (false, true) => "hard-linked",
+    };
+    let mut out = format!(
         "unify: {} guests, {} files ({} inodes), {} excluded by the exclude lists\n\
          hashed {} files ({}); {} known from earlier runs\n\
          {verb} {} files in {} groups: {}\n\
@@ -226,7 +232,18 @@ pub fn unify(r: &proto::UnifyReport) -> String {
         } else {
             ""
         }
-    )
+    );
+    if r.left_alone_files > 0 {
+        out += &format!(
+            "left alone on purpose: {} files (identical, but linking them would change what a \
+             guest sees or escape its disk limit)\n",
+            r.left_alone_files
+        );
+        for l in &r.left_alone {
+            out += &format!("  {l}\n");
+        }
+    }
+    out
 }
 
 /// Du's table: a row per guest.

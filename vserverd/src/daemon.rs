@@ -521,6 +521,7 @@ impl Daemon {
                 });
             }
         }
+        out.extend(quota_overrun(config));
         let vunify = [
             config.cfg_dir.join("apps/vunify"),
             self.roots().defaults().join("apps/vunify"),
@@ -553,4 +554,36 @@ impl Daemon {
             warnings,
         })
     }
+}
+
+/// A guest whose disk limit is on ext4 and that keeps CAP_SYS_RESOURCE in its bounding set,
+/// without a user namespace (where the capability is not the host's): ext4 lets such a
+/// process write past a quota (its reserve for root), so the limit does not hold. One statfs
+/// per dlimits/ entry: check and a start's load stay O(1) per guest.
+fn quota_overrun(c: &config::GuestConfig) -> Vec<ConfigProblem> {
+    if c.bcaps & (1 << config::names::CAP_SYS_RESOURCE) == 0 || c.spaces.user {
+        return Vec::new();
+    }
+    c.dlimits
+        .iter()
+        .filter(|d| !(d.space_total == u64::MAX && d.inodes_total == u64::MAX))
+        // f_type's width differs between architectures.
+        .filter(|d| {
+            #[allow(clippy::unnecessary_cast)]
+            let ext4 = rustix::fs::statfs(d.directory.as_str())
+                .is_ok_and(|s| s.f_type as i64 == crate::sys::fs::EXT4_SUPER_MAGIC);
+            ext4
+        })
+        .map(|d| ConfigProblem {
+            file: c.cfg_dir.join("bcapabilities").display().to_string(),
+            line: None,
+            message: format!(
+                "SYS_RESOURCE lets guest root write past its disk limit on {} (ext4 lets \
+                 CAP_SYS_RESOURCE overrun quotas); drop it from bcapabilities, or give the \
+                 guest a user namespace (spaces/user)",
+                d.directory
+            ),
+            code: config::Code::QuotaOverrun.as_str().into(),
+        })
+        .collect()
 }

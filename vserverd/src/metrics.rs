@@ -225,6 +225,19 @@ fn resources(
         .filter_map(|d| net.get(d).cloned())
         .chain(shared_traffic(run_dir, run))
         .collect();
+    // The disk limit's figures, as stat shows them: one quotactl or a few sysfs reads.
+    let disk = run
+        .disk
+        .lock()
+        .ok()
+        .and_then(|d| d.first().cloned())
+        .and_then(|a| crate::disk::apply::usage(&a).ok());
+    if let Some(u) = disk {
+        m.disk_used_bytes = Some(u.bytes);
+        m.disk_limit_bytes = u.bytes_limit;
+        m.disk_used_inodes = u.inodes;
+        m.disk_limit_inodes = u.inodes_limit;
+    }
 }
 
 /// The Metrics reply: every guest List knows (its cached reply), with figures for those that

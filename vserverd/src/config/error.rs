@@ -99,6 +99,7 @@ codes! {
     AbstractUnconfined = "abstract-unconfined": "netmode shared: the guest can bind abstract unix socket names the host's programs would connect to (no BPF LSM fence yet)",
     KernelNoLoadavg = "kernel-no-loadavg": "a virt_load guest on a kernel without per-cgroup load averages (kernel-patch/, CONFIG_CGROUP_LOADAVG): its /proc/loadavg is approximated",
     KernelNoCowlink = "kernel-no-cowlink": "a guest root on ext4 with apps/vunify/ on a kernel without copy-on-write links (kernel-patch/, CONFIG_COWLINK): unify cannot share its files",
+    QuotaOverrun = "quota-overrun": "a guest with a disk limit on ext4 keeps CAP_SYS_RESOURCE (bcapabilities) without a user namespace: ext4 lets it write past the limit",
 }
 
 /// A configuration error or warning.

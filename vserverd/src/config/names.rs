@@ -127,6 +127,8 @@ pub static CCAPS: Table = Table {
     what: "ccap",
 };
 
+/// CAP_SYS_RESOURCE's number: ext4 lets its holder write past a quota.
+pub const CAP_SYS_RESOURCE: u32 = 24;
 /// CAP_SYS_PTRACE's number: left out of BCAPS_SECURE, warned about when a tree grants it.
 pub const CAP_SYS_PTRACE: u32 = 19;
 pub const CCAPS_SECURE: u64 = 0x1 | 0x100 | 0x4000;

@@ -136,9 +136,13 @@ pub fn prepare(d: &Dlimit, id: u32) -> Result<(Applied, Vec<String>), String> {
             let st = sysfs::fstat(&fd).map_err(|e| e.to_string())?;
             if st.st_ino != quota::BTRFS_FIRST_FREE_OBJECTID {
                 return Err(format!(
-                    "{}: not a btrfs subvolume: a btrfs limit is the limit of a subvolume's \
-                     qgroup (make the guest root one: btrfs subvolume create)",
-                    dir.display()
+                    "{d}: not a btrfs subvolume: a btrfs limit is the limit of a subvolume's \
+                     qgroup, and this folder is inside another subvolume (vserverctl build \
+                     makes new roots subvolumes; this one was made otherwise). Convert it while \
+                     the guest is stopped: btrfs subvolume create {d}.new && cp -a \
+                     --reflink=always {d}/. {d}.new/ && mv {d} {d}.old && mv {d}.new {d}, \
+                     then start the guest and remove {d}.old",
+                    d = dir.display()
                 ));
             }
             let subvol =

@@ -4,6 +4,7 @@
 //! the directory is. Planning here is pure; apply.rs does it, tag.rs marks a tree.
 
 pub mod apply;
+pub mod subvol;
 pub mod tag;
 
 use std::path::PathBuf;

@@ -481,6 +481,16 @@ async fn make_root(
     p: &Progress,
 ) -> Result<(), StepError> {
     let args = &o.arguments;
+    // On btrfs the root is a subvolume of its own, so that a disk limit (dlimits/, a qgroup
+    // limit) can be set on it; every method below fills an existing empty root.
+    if crate::disk::subvol::create_root(root).map_err(io(ROOT, root))? {
+        p.send(
+            name,
+            "root",
+            &format!("{}: a btrfs subvolume", root.display()),
+            GuestState::Stopped,
+        );
+    }
     match method {
         "skeleton" => {
             for dir in [

@@ -111,6 +111,63 @@ pub fn set_live(
     super::runstate::save(run_dir, &st).map_err(|e| format!("saving run state: {e}"))
 }
 
+/// A running guest's dlimits/ edited by hand (the watcher saw it): the new totals and reserves
+/// are applied live, as `set --disk` applies them, when the entries still name the
+/// directories the guest's limits are on; true when a limit changed. Entries added, removed
+/// or pointed elsewhere need a restart (Err says so; the caller marks "restart needed").
+pub fn apply_edit(
+    run_dir: &std::path::Path,
+    run: &super::Running,
+    c: &GuestConfig,
+) -> Result<bool, String> {
+    let mut disk = run
+        .disk
+        .lock()
+        .map_err(|_| "the disk limit's lock is poisoned".to_string())?;
+    // The entries a start would set (count-only ones set nothing).
+    let wanted: Vec<_> = c
+        .dlimits
+        .iter()
+        .filter(|d| !(d.space_total == u64::MAX && d.inodes_total == u64::MAX))
+        .collect();
+    let same_dirs = wanted.len() == disk.len()
+        && wanted
+            .iter()
+            .zip(disk.iter())
+            .all(|(d, a)| std::path::Path::new(&d.directory) == a.directory);
+    if !same_dirs {
+        return Err(
+            "dlimits/ entries were added, removed or point at other directories: a restart              applies them"
+                .into(),
+        );
+    }
+    let mut next = Vec::with_capacity(disk.len());
+    let mut changed = false;
+    for (d, a) in wanted.iter().zip(disk.iter()) {
+        let fs = match a.how {
+            crate::disk::How::Project { .. } => crate::disk::FsKind::Project("project quota"),
+            crate::disk::How::Qgroup { .. } => crate::disk::FsKind::Btrfs,
+        };
+        let (w, warnings) = crate::disk::plan(d, fs)?;
+        for m in warnings {
+            tracing::warn!(guest = c.name, "{m}");
+        }
+        if w == a.wanted {
+            next.push(a.clone());
+            continue;
+        }
+        next.push(apply::change(a, &w)?);
+        changed = true;
+    }
+    if changed {
+        *disk = next;
+        let mut st = run.state.clone();
+        st.disk = disk.clone();
+        super::runstate::save(run_dir, &st).map_err(|e| format!("saving run state: {e}"))?;
+    }
+    Ok(changed)
+}
+
 /// Writes the new totals into the guest's dlimits/ entry (the first, else a new `0` for its
 /// root), as util-vserver's files: space in KiB, -1 for none.
 pub fn persist(

@@ -139,7 +139,8 @@ pub fn without_limits(c: &GuestConfig) -> GuestConfig {
     c.rlimits.clear();
     c.sched.clear();
     c.cpuset = None;
-    // Changed live by `set --disk`; a hand edit takes effect at the next start.
+    // Changed live by `set --disk`, and a hand edit of the totals too (guest/disk.rs
+    // apply_edit; entries added or moved need a restart, which it says).
     c.dlimits.clear();
     c
 }

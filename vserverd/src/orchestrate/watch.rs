@@ -322,8 +322,22 @@ async fn apply(d: &Arc<Daemon>, dirty: BTreeSet<Scope>) {
                     false
                 }
                 (Some(Ok(l)), Some(old)) if without_limits(old) == without_limits(&l.config) => {
-                    // Only limits changed: apply them to the running guest.
-                    match apply_live(&run, &l.config) {
+                    // Only limits changed: apply them to the running guest (disk limits as
+                    // `set --disk` does).
+                    let disk = match old.dlimits == l.config.dlimits {
+                        true => Ok(()),
+                        false => {
+                            let (rd, r, c) = (d.opts.run_dir.clone(), run.clone(), l.clone());
+                            tokio::task::spawn_blocking(move || {
+                                crate::guest::disk::apply_edit(&rd, &r, &c.config)
+                            })
+                            .await
+                            .map_err(|e| e.to_string())
+                            .and_then(|r| r)
+                            .map(|_| ())
+                        }
+                    };
+                    match apply_live(&run, &l.config).and(disk) {
                         Ok(()) => {
                             tracing::info!(guest = n, "limits changed in the config tree: applied");
                             false

@@ -168,6 +168,7 @@ impl Manager {
         all: bool,
         dry_run: bool,
         excludes: bool,
+        ignore_mtime: bool,
     ) -> Stream<proto::UnifyReply> {
         if let Err(e) = self.allow(Access::Write) {
             return Self::refuse(e);
@@ -175,7 +176,7 @@ impl Manager {
         let d = self.daemon.clone();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
-            crate::unify::unify(&d, names, all, dry_run, excludes, tx).await
+            crate::unify::unify(&d, names, all, dry_run, excludes, ignore_mtime, tx).await
         });
         type St = Option<(
             tokio::sync::mpsc::UnboundedReceiver<proto::UnifyReply>,
@@ -644,10 +645,13 @@ impl Manager {
 
     /// Share the blocks of identical regular files of the named guests (or all of them) copy
     /// on write, through the kernel's dedupe ioctl (util-vserver's vunify/vhashify): XFS with
-    /// reflinks and btrfs only; other file systems are refused, saying why. `excludes` false
-    /// ignores the exclude lists (default: each guest's apps/vunify/exclude, else the one in
-    /// .defaults, else util-vserver's built-in list). With `more`, progress steps; the last
-    /// reply carries the report. `dry_run` reads and hashes but shares nothing.
+    /// reflinks and btrfs; on ext4 where the kernel breaks copy-on-write links (kernel-patch/,
+    /// CONFIG_COWLINK), by hard links marked as such, stopped guests only; other file systems
+    /// are refused, saying why. `excludes` false ignores the exclude lists (default: each
+    /// guest's apps/vunify/exclude, else the one in .defaults, else util-vserver's built-in
+    /// list). `ignore_mtime` lets hard-link mode link files whose mtimes differ. With `more`,
+    /// progress steps; the last reply carries the report. `dry_run` reads and hashes but
+    /// shares nothing.
     #[zlink(more)]
     async fn unify(
         &self,
@@ -656,9 +660,17 @@ impl Manager {
         all: bool,
         dry_run: bool,
         excludes: Option<bool>,
+        ignore_mtime: Option<bool>,
     ) -> impl futures_util::Stream<Item = Result<Reply<proto::UnifyReply>, ManagerError>> + Unpin
     {
-        self.unify_stream(more, names, all, dry_run, excludes.unwrap_or(true))
+        self.unify_stream(
+            more,
+            names,
+            all,
+            dry_run,
+            excludes.unwrap_or(true),
+            ignore_mtime.unwrap_or(false),
+        )
     }
 
     /// Each guest's disk use, split into its own blocks and blocks it shares (FIEMAP's shared

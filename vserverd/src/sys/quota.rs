@@ -127,6 +127,8 @@ const BTRFS_IOC_INO_LOOKUP: libc::c_ulong = 0xd000_9412;
 const BTRFS_IOC_FS_INFO: libc::c_ulong = 0x8400_941f;
 /// _IOR(0x94, 43, struct btrfs_ioctl_qgroup_limit_args): 48 bytes.
 const BTRFS_IOC_QGROUP_LIMIT: libc::c_ulong = 0x8030_942b;
+/// _IOW(0x94, 14, struct btrfs_ioctl_vol_args): 4096 bytes.
+const BTRFS_IOC_SUBVOL_CREATE: libc::c_ulong = 0x5000_940e;
 /// The first inode number of every btrfs subvolume: its root folder.
 pub const BTRFS_FIRST_FREE_OBJECTID: u64 = 256;
 
@@ -164,6 +166,30 @@ pub fn btrfs_fsid(fd: impl AsFd) -> io::Result<[u8; 16]> {
     id[..8].copy_from_slice(&args[2].to_ne_bytes());
     id[8..].copy_from_slice(&args[3].to_ne_bytes());
     Ok(id)
+}
+
+/// Makes an empty subvolume `name` in the btrfs folder `parent`.
+pub fn btrfs_subvol_create(parent: impl AsFd, name: &std::ffi::CStr) -> io::Result<()> {
+    // struct btrfs_ioctl_vol_args { __s64 fd; char name[4088]; }: 4096 bytes, the name
+    // NUL-terminated (BTRFS_PATH_NAME_MAX is 4087). The kernel copies it, so bytes will do.
+    let bytes = name.to_bytes();
+    if bytes.len() > 4087 {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    let mut args = [0u8; 4096];
+    args[8..8 + bytes.len()].copy_from_slice(bytes);
+    // SAFETY: the kernel reads one 4096-byte struct btrfs_ioctl_vol_args, the size of `args`.
+    let rc = unsafe {
+        libc::ioctl(
+            parent.as_fd().as_raw_fd(),
+            BTRFS_IOC_SUBVOL_CREATE,
+            args.as_ptr(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 const BTRFS_QGROUP_LIMIT_MAX_RFER: u64 = 1;

@@ -7,6 +7,7 @@
 
 pub mod du;
 pub mod exclude;
+pub mod link;
 pub mod plan;
 pub mod run;
 pub mod store;
@@ -75,6 +76,7 @@ pub async fn unify(
     all: bool,
     dry_run: bool,
     excludes: bool,
+    ignore_mtime: bool,
     tx: tokio::sync::mpsc::UnboundedSender<proto::UnifyReply>,
 ) -> Result<proto::UnifyReport, ManagerError> {
     let names = selection(d, names, all)?;
@@ -106,14 +108,50 @@ pub async fn unify(
             rules,
         });
     }
+    let vdirs: Vec<(String, PathBuf)> = guests
+        .iter()
+        .map(|g| (g.name.clone(), g.vdir.clone()))
+        .collect();
+    let state_dir = d.opts.state_dir.clone();
+    let mode = tokio::task::spawn_blocking(move || {
+        run::mode(&vdirs, &|| crate::isolate::kfeatures::cowlink(&state_dir))
+    })
+    .await
+    .map_err(|e| ManagerError::failed("", format!("unify: {e}")))?
+    .map_err(|e| ManagerError::failed("", e.0))?;
+    // Hard links: a running guest's open files keep the inode a name pointed at, so its
+    // writes would land in a file no name shows any more. Stopped guests only, and they stay
+    // stopped for the run: their lifecycle locks are held (a start waits for the run).
+    let mut held = Vec::new();
+    if mode == run::Mode::Link && !dry_run {
+        for g in &guests {
+            let lock = d.guests.lock(&g.name).try_lock_owned();
+            let busy = lock.is_err() || d.guests.running(&g.name).is_some();
+            if busy {
+                return Err(ManagerError::failed(
+                    &g.name,
+                    format!(
+                        "{} is running (or starting or stopping): on ext4 unify replaces files by \
+                         hard links, and a running guest's open files would keep their old inode, \
+                         so writes to them would be lost; stop it and unify again (on XFS with \
+                         reflinks or btrfs running guests can be unified)",
+                        g.name
+                    ),
+                ));
+            }
+            held.extend(lock.ok());
+        }
+    }
     let req = run::Request {
         guests,
+        mode,
+        ignore_mtime,
         dry_run,
         store: store::Store::path(&d.opts.state_dir),
         alive: d.guest_names(),
     };
     let t = tx.clone();
-    tokio::task::spawn_blocking(move || {
+    let r = tokio::task::spawn_blocking(move || {
         let report = move |step: &str, message: String| {
             tracing::debug!(step, "unify: {message}");
             let _ = t.send(proto::UnifyReply {
@@ -124,9 +162,10 @@ pub async fn unify(
         };
         run::run(&req, &report)
     })
-    .await
-    .map_err(|e| ManagerError::failed("", format!("unify: {e}")))?
-    .map_err(|e| ManagerError::failed("", e.0))
+    .await;
+    drop(held);
+    r.map_err(|e| ManagerError::failed("", format!("unify: {e}")))?
+        .map_err(|e| ManagerError::failed("", e.0))
 }
 
 /// The Du call: each guest's usage, measured on blocking threads.

@@ -22,6 +22,11 @@ pub struct Inode {
     pub rel: PathBuf,
     /// Paths the walk met it at (hard links inside the walked trees).
     pub paths: u32,
+    /// Links the inode has (st_nlink), inside the walked trees or not.
+    pub nlink: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 impl Inode {
@@ -48,6 +53,10 @@ pub fn collapse(seen: Vec<Seen>) -> Vec<Inode> {
                     guest: s.guest,
                     rel: s.rel,
                     paths: 1,
+                    nlink: s.nlink,
+                    mode: s.mode,
+                    uid: s.uid,
+                    gid: s.gid,
                 });
             }
         }
@@ -144,6 +153,114 @@ pub fn groups(inodes: &[Inode], known: &HashMap<usize, Known>) -> (Vec<Group>, u
     (out, already)
 }
 
+/// Every path after the first of each inode the walk met more than once, by (device, inode):
+/// hard-link unification replaces every name of a destination inode, else the old inode
+/// lives on through the names left and nothing is saved.
+pub fn other_paths(seen: &[Seen]) -> HashMap<(u64, u64), Vec<(u16, PathBuf)>> {
+    let mut first: HashMap<(u64, u64), ()> = HashMap::with_capacity(seen.len());
+    let mut out: HashMap<(u64, u64), Vec<(u16, PathBuf)>> = HashMap::new();
+    for s in seen {
+        if first.insert((s.dev, s.ino), ()).is_some() {
+            out.entry((s.dev, s.ino))
+                .or_default()
+                .push((s.guest, s.rel.clone()));
+        }
+    }
+    out
+}
+
+/// What must agree, besides the content, for two inodes to become one by hard link: one
+/// inode has one owner, group, mode and mtime, so linking files that differ in them would
+/// change what some guest sees (util-vserver's vunify and vhashify compared the same, mtime
+/// unless told to ignore it). Extended attributes are compared when linking (run's link
+/// step), as they need the files open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkKey {
+    pub dev: u64,
+    pub size: u64,
+    pub hash: u128,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// 0 when told to ignore mtimes.
+    pub mtime_ns: i128,
+}
+
+/// What hard-link unification will do: see [`link_groups`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LinkPlan {
+    pub groups: Vec<Group>,
+    /// Names of the groups' inodes that were already one inode with others (paths past the
+    /// first).
+    pub already: u64,
+    /// Inodes with identical twins only under another project id (ext4 project quotas: the
+    /// kernel refuses links across projects, and a link would move one guest's file onto
+    /// another's quota): left alone, and reported.
+    pub other_project: Vec<usize>,
+}
+
+/// The groups for hard-link unification: inodes of one [`LinkKey`] and one project id
+/// (`projects[guest]`, 0 for a guest without a disk limit); the source is the inode with
+/// the most links (the one an earlier run linked into other guests), then the lowest inode
+/// number; every other inode of the group is a destination.
+pub fn link_groups(
+    inodes: &[Inode],
+    known: &HashMap<usize, Known>,
+    ignore_mtime: bool,
+    projects: &[u32],
+) -> LinkPlan {
+    let mut buckets: HashMap<LinkKey, Vec<usize>> = HashMap::new();
+    for (&k, kn) in known {
+        let i = &inodes[k];
+        let key = LinkKey {
+            dev: i.dev,
+            size: i.size,
+            hash: kn.hash,
+            mode: i.mode,
+            uid: i.uid,
+            gid: i.gid,
+            mtime_ns: if ignore_mtime { 0 } else { i.mtime_ns },
+        };
+        buckets.entry(key).or_default().push(k);
+    }
+    let mut keys: Vec<LinkKey> = buckets.keys().copied().collect();
+    keys.sort();
+    let mut out = LinkPlan::default();
+    for key in keys {
+        let members = buckets.remove(&key).expect("key from the map");
+        out.already += members
+            .iter()
+            .map(|&k| u64::from(inodes[k].paths.saturating_sub(1)))
+            .sum::<u64>();
+        if members.len() < 2 {
+            continue;
+        }
+        let project = |k: usize| projects.get(inodes[k].guest as usize).copied().unwrap_or(0);
+        let mut parts: Vec<(u32, Vec<usize>)> = Vec::new();
+        for k in members {
+            match parts.iter_mut().find(|(p, _)| *p == project(k)) {
+                Some((_, v)) => v.push(k),
+                None => parts.push((project(k), vec![k])),
+            }
+        }
+        parts.sort_by_key(|(p, _)| *p);
+        for (_, mut part) in parts {
+            if part.len() < 2 {
+                out.other_project.extend(part);
+                continue;
+            }
+            part.sort_by_key(|&k| (std::cmp::Reverse(inodes[k].nlink), inodes[k].ino));
+            let source = part[0];
+            out.groups.push(Group {
+                source,
+                dests: part[1..].to_vec(),
+                set: inodes[source].id(),
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +276,9 @@ mod tests {
             ctime_ns: 2,
             nlink: 1,
             allocated: size,
+            mode: 0o100644,
+            uid: 0,
+            gid: 0,
         }
     }
 
@@ -247,5 +367,54 @@ mod tests {
         assert_eq!(g[0].source, 0);
         assert_eq!(g[0].dests, vec![1, 2, 4]);
         assert_eq!(already, 1);
+    }
+
+    #[test]
+    fn link_groups_need_equal_owner_mode_and_mtime_and_keep_the_most_linked_inode() {
+        let mut s = vec![
+            seen(0, "a", 5, 5000),
+            seen(1, "a", 3, 5000),
+            seen(2, "a", 4, 5000),
+            seen(2, "a2", 4, 5000),
+            seen(3, "a", 6, 5000),
+            seen(4, "a", 7, 5000),
+            seen(5, "a", 8, 5000),
+        ];
+        s[2].nlink = 3; // linked by an earlier run
+        s[3].nlink = 3;
+        s[4].uid = 1000; // another owner
+        s[5].mtime_ns = 99; // another mtime
+        s[6].mode = 0o100755; // another mode
+        let extra = other_paths(&s);
+        assert_eq!(extra.len(), 1);
+        assert_eq!(extra[&(7, 4)], vec![(2, PathBuf::from("a2"))]);
+        let v = collapse(s);
+        let k: HashMap<usize, Known> = (0..v.len()).map(|i| (i, known(9, (0, 0)))).collect();
+        let LinkPlan {
+            groups: g,
+            already,
+            other_project,
+        } = link_groups(&v, &k, false, &[]);
+        assert!(other_project.is_empty());
+        assert_eq!(g.len(), 1, "{g:?}");
+        assert_eq!(v[g[0].source].ino, 4, "the inode with most links");
+        let mut d: Vec<u64> = g[0].dests.iter().map(|&k| v[k].ino).collect();
+        d.sort();
+        assert_eq!(d, vec![3, 5]);
+        assert_eq!(already, 1, "a2 is a second name of inode 4");
+        // Told to ignore mtimes, the file with another mtime joins (owner and mode still count).
+        let g = link_groups(&v, &k, true, &[]).groups;
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].dests.len(), 3);
+        // Guests 0 and 1 under one project id (disk limits), the rest without: two groups;
+        // with guest 1 alone in its project, its file is left alone and reported.
+        let p = link_groups(&v, &k, false, &[7, 7, 0]);
+        assert_eq!(p.groups.len(), 1);
+        assert_eq!(v[p.groups[0].source].ino, 3);
+        assert_eq!(p.groups[0].dests.len(), 1);
+        let p = link_groups(&v, &k, false, &[0, 7]);
+        assert_eq!(p.groups.len(), 1);
+        assert_eq!(p.other_project.len(), 1);
+        assert_eq!(v[p.other_project[0]].ino, 3);
     }
 }

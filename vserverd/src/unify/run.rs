@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::FileType;
 
 use super::exclude::Rules;
+use super::link;
 use super::plan::{self, Group, Inode, Known};
 use super::store::{Entry, Store};
 use super::walk::{self, Seen};
@@ -29,8 +30,30 @@ pub struct GuestRoot {
     pub rules: Rules,
 }
 
+/// How a run shares: see [`mode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Blocks shared through the dedupe ioctl (XFS with reflinks, btrfs, bcachefs).
+    Reflink,
+    /// Files hard-linked and marked as copy-on-write links (ext4 on a kernel with
+    /// kernel-patch/'s CONFIG_COWLINK): stopped guests only.
+    Link,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Reflink => "reflink",
+            Mode::Link => "hardlink",
+        }
+    }
+}
+
 pub struct Request {
     pub guests: Vec<GuestRoot>,
+    pub mode: Mode,
+    /// Hard-link mode: link files whose mtimes differ (vhashify's --ignore-mtime).
+    pub ignore_mtime: bool,
     pub dry_run: bool,
     pub store: PathBuf,
     /// Every guest that exists (the store forgets the others).
@@ -53,13 +76,49 @@ impl std::fmt::Display for Refused {
 /// The words for a file system without reflinks.
 pub fn no_reflinks(fs: &str, vdir: &Path) -> String {
     format!(
-        "{}: {fs} cannot share blocks between files (no reflinks), so there is nothing to \
-         unify safely: plain hard links would let a guest's write change every guest's copy \
-         (util-vserver relied on a kernel patch, copy-on-write link breaking, that mainline \
-         does not have). Put the guests on XFS made with reflink=1 (mkfs.xfs's default since \
-         xfsprogs 5.1) or on btrfs, and unify there; `vserverctl du` shows what is shared",
+        "{}: {fs} cannot share blocks between files (no reflinks), and this kernel has no \
+         copy-on-write links (kernel-patch/, CONFIG_COWLINK), so there is nothing to unify \
+         safely: plain hard links would let a guest's write change every guest's copy. Put \
+         the guests on XFS made with reflink=1 (mkfs.xfs's default since xfsprogs 5.1) or on \
+         btrfs and unify there (running guests too), or boot a kernel with vserverd's \
+         kernel-patch/ series, where unify hard-links the files of stopped guests on ext4; \
+         `vserverctl du` shows what is shared",
         vdir.display()
     )
+}
+
+/// How guests on these roots can be unified: reflinks where every root's file system has
+/// them; hard links where every root is on ext4 and `cowlink` (the kernel breaks
+/// copy-on-write links; asked only then); else refused, saying why.
+pub fn mode(vdirs: &[(String, PathBuf)], cowlink: &dyn Fn() -> bool) -> Result<Mode, Refused> {
+    let (mut reflink, mut ext4) = (None, None);
+    for (name, vdir) in vdirs {
+        let fd = walk::open_root(vdir)
+            .map_err(|e| Refused(format!("{name}: {}: {e}", vdir.display())))?;
+        let t =
+            sysfs::fs_type(&fd).map_err(|e| Refused(format!("{}: statfs: {e}", vdir.display())))?;
+        if fs_name(t).is_some() {
+            reflink.get_or_insert(vdir);
+        } else if t == sysfs::EXT4_SUPER_MAGIC {
+            ext4.get_or_insert(vdir);
+        } else {
+            return Err(Refused(no_reflinks(
+                &format!("this file system (type {t:#x})"),
+                vdir,
+            )));
+        }
+    }
+    match (reflink, ext4) {
+        (Some(a), Some(b)) => Err(Refused(format!(
+            "{} is on a file system with reflinks and {} on ext4: they cannot share files; \
+             unify the guests of each kind of file system in a run of their own",
+            a.display(),
+            b.display()
+        ))),
+        (_, Some(b)) if !cowlink() => Err(Refused(no_reflinks("ext4", b))),
+        (_, Some(_)) => Ok(Mode::Link),
+        _ => Ok(Mode::Reflink),
+    }
 }
 
 fn fs_name(t: i64) -> Option<&'static str> {
@@ -71,7 +130,8 @@ fn fs_name(t: i64) -> Option<&'static str> {
     }
 }
 
-/// Opens every guest root and refuses a file system that cannot share blocks.
+/// Opens every guest root and refuses a file system that cannot share files in the run's
+/// mode.
 fn open_roots(req: &Request) -> Result<Vec<OwnedFd>, Refused> {
     let mut out = Vec::new();
     for g in &req.guests {
@@ -79,7 +139,11 @@ fn open_roots(req: &Request) -> Result<Vec<OwnedFd>, Refused> {
             .map_err(|e| Refused(format!("{}: {}: {e}", g.name, g.vdir.display())))?;
         let t = sysfs::fs_type(&fd)
             .map_err(|e| Refused(format!("{}: statfs: {e}", g.vdir.display())))?;
-        if fs_name(t).is_none() {
+        let fits = match req.mode {
+            Mode::Reflink => fs_name(t).is_some(),
+            Mode::Link => t == sysfs::EXT4_SUPER_MAGIC,
+        };
+        if !fits {
             let fs = if t == sysfs::EXT4_SUPER_MAGIC {
                 "ext4".to_string()
             } else {
@@ -184,38 +248,44 @@ pub fn run(req: &Request, report: Report<'_>) -> Result<proto::UnifyReport, Refu
         .map(|g| store.guest_index(&g.name))
         .collect();
 
-    // Walk, a guest per thread at a time.
-    report("walk", format!("walking {} guests", req.guests.len()));
-    let seen: Mutex<Vec<Seen>> = Mutex::new(Vec::new());
-    let excluded = AtomicU64::new(0);
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..THREADS.min(req.guests.len()) {
-            s.spawn(|| loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                let Some(g) = req.guests.get(k) else { break };
-                let mut mine = Vec::new();
-                match walk::walk(k as u16, &roots[k], &g.rules, &mut |f| mine.push(f)) {
-                    Ok(c) => {
-                        excluded.fetch_add(c.excluded, Ordering::Relaxed);
-                        for e in c.errors {
-                            errors.push(format!("{}:{e}", g.name));
-                        }
-                    }
-                    Err(e) => errors.push(format!("{}: {e}", g.name)),
+    let (mut seen, mut excluded) = walk_all(req, &roots, &errors, report);
+    if req.mode == Mode::Link {
+        // Temporary names an interrupted run left (a second name of a marked inode). Removing
+        // one changes its inode's ctime, which the walk recorded: walk again after removing.
+        let mut removed = 0;
+        seen.retain(|s| {
+            let root = &roots[s.guest as usize];
+            if !link::leftover(root, &s.rel, s.nlink) {
+                return true;
+            }
+            if !req.dry_run {
+                match link::remove(root, &s.rel) {
+                    Ok(()) => removed += 1,
+                    Err(e) => errors.push(format!(
+                        "{}:/{}: removing: {e}",
+                        req.guests[s.guest as usize].name,
+                        s.rel.display()
+                    )),
                 }
-                report("walk", format!("{}: {} files", g.name, mine.len()));
-                seen.lock().expect("not poisoned").extend(mine);
-            });
+            }
+            false
+        });
+        if removed > 0 {
+            report(
+                "walk",
+                format!("{removed} temporary names of an interrupted run removed: walking again"),
+            );
+            (seen, excluded) = walk_all(req, &roots, &errors, report);
         }
-    });
-    let seen = seen.into_inner().expect("not poisoned");
+    }
     let files = seen.len() as u64;
     // The smallest file worth sharing. XFS gives every file of a byte or more a whole block,
     // and the kernel shares a last partial block when both files end there: every file
     // counts (most of a Debian tree's files are under a block). btrfs keeps small files
     // inline in its metadata, with no block to share: from one block up there.
+    // Hard links save an inode and its blocks whatever the size.
     let min_size = match roots.first().map(sysfs::fs_type) {
+        _ if req.mode == Mode::Link => 1,
         Some(Ok(sysfs::XFS_SUPER_MAGIC)) => 1,
         _ => roots
             .first()
@@ -223,6 +293,10 @@ pub fn run(req: &Request, report: Report<'_>) -> Result<proto::UnifyReport, Refu
             .map_or(4096, |s| s.f_bsize as u64),
     };
     let t_walk = t0.elapsed();
+    let extra = match req.mode {
+        Mode::Link => plan::other_paths(&seen),
+        Mode::Reflink => HashMap::new(),
+    };
     let inodes = plan::collapse(seen);
     let cands = plan::candidates(&inodes, min_size);
 
@@ -336,7 +410,27 @@ pub fn run(req: &Request, report: Report<'_>) -> Result<proto::UnifyReport, Refu
     crate::fault::point("unify.hashed").map_err(|e| Refused(e.to_string()))?;
 
     let t_hash = t0.elapsed();
-    let (groups, already) = plan::groups(&inodes, &known);
+    let mut other_project: Vec<String> = Vec::new();
+    let (groups, already) = match req.mode {
+        Mode::Reflink => plan::groups(&inodes, &known),
+        Mode::Link => {
+            // A guest with a disk limit on ext4 has its tree under its project id (its root's).
+            let projects: Vec<u32> = roots
+                .iter()
+                .map(|r| crate::sys::quota::fsx_get(r).map_or(0, |x| x.projid))
+                .collect();
+            let p = plan::link_groups(&inodes, &known, req.ignore_mtime, &projects);
+            for &k in &p.other_project {
+                other_project.push(format!(
+                    "{}: identical files only under another project id (ext4 project quotas: \
+                     a link would move the file onto another guest's disk limit, and the \
+                     kernel refuses links across projects)",
+                    rel_of(req, &inodes[k])
+                ));
+            }
+            (p.groups, p.already)
+        }
+    };
     let mut rep = proto::UnifyReport {
         dry_run: req.dry_run,
         guests: req.guests.iter().map(|g| g.name.clone()).collect(),
@@ -347,7 +441,7 @@ pub fn run(req: &Request, report: Report<'_>) -> Result<proto::UnifyReport, Refu
             .collect(),
         files,
         inodes: inodes.len() as u64,
-        excluded: excluded.load(Ordering::Relaxed),
+        excluded,
         candidates: cands.len() as u64,
         hashed_files,
         hashed_bytes,
@@ -359,6 +453,9 @@ pub fn run(req: &Request, report: Report<'_>) -> Result<proto::UnifyReport, Refu
         changed_files: 0,
         errors: Vec::new(),
         seconds: 0.0,
+        mode: Some(req.mode.as_str().into()),
+        left_alone_files: other_project.len() as u64,
+        left_alone: other_project,
     };
     if req.dry_run {
         rep.unified_files = groups.iter().map(|g| g.dests.len() as u64).sum();
@@ -366,6 +463,25 @@ pub fn run(req: &Request, report: Report<'_>) -> Result<proto::UnifyReport, Refu
             .iter()
             .map(|g| g.dests.len() as u64 * inodes[g.source].size)
             .sum();
+    } else if req.mode == Mode::Link {
+        let l = link_all(req, &roots, &inodes, &extra, &groups, &errors, report);
+        for (k, ctime) in l.sources {
+            let i = &inodes[k];
+            if let Some(e) = store.entries.get_mut(&i.id()) {
+                e.ctime_ns = ctime;
+            }
+        }
+        if l.files > 0 {
+            report("save", format!("{}", req.store.display()));
+            if let Err(e) = store.save(&req.store) {
+                errors.push(format!("{}: {e}", req.store.display()));
+            }
+        }
+        changed.fetch_add(l.changed, Ordering::Relaxed);
+        rep.unified_files = l.files;
+        rep.unified_bytes = l.bytes;
+        rep.left_alone_files += l.left_alone.len() as u64;
+        rep.left_alone.extend(l.left_alone);
     } else {
         let total: usize = groups.iter().map(|g| g.dests.len()).sum();
         report(
@@ -443,6 +559,7 @@ pub fn run(req: &Request, report: Report<'_>) -> Result<proto::UnifyReport, Refu
         rep.unified_files = files_done.load(Ordering::Relaxed);
         rep.unified_bytes = bytes_done.load(Ordering::Relaxed);
     }
+    rep.left_alone.truncate(50);
     rep.changed_files = changed.load(Ordering::Relaxed);
     rep.errors = errors.0.into_inner().expect("not poisoned");
     rep.seconds = t0.elapsed().as_secs_f64();
@@ -549,4 +666,108 @@ fn share(
         out.done.extend(live.into_iter().map(|j| batch[j].0));
     }
     Ok(out)
+}
+
+/// What hard-linking all groups did.
+struct LinkedAll {
+    files: u64,
+    bytes: u64,
+    changed: u64,
+    left_alone: Vec<String>,
+    /// Sources marked and linked, with their ctime now.
+    sources: Vec<(usize, i128)>,
+}
+
+/// Hard-link mode's share step: groups in [`THREADS`] threads (each link and rename is a
+/// journal update; the journal commits many threads' at once).
+fn link_all(
+    req: &Request,
+    roots: &[OwnedFd],
+    inodes: &[Inode],
+    extra: &HashMap<(u64, u64), Vec<(u16, PathBuf)>>,
+    groups: &[Group],
+    errors: &Errors,
+    report: Report<'_>,
+) -> LinkedAll {
+    let total: usize = groups.iter().map(|g| g.dests.len()).sum();
+    report(
+        "share",
+        format!("{} groups, {total} files to hard-link", groups.len()),
+    );
+    let out = Mutex::new(LinkedAll {
+        files: 0,
+        bytes: 0,
+        changed: 0,
+        left_alone: Vec::new(),
+        sources: Vec::new(),
+    });
+    let next = AtomicUsize::new(0);
+    let throttle = Throttle::new();
+    let at = |g: u16, rel: &Path| format!("{}:/{}", req.guests[g as usize].name, rel.display());
+    let reopen_i = |i: &Inode| reopen(roots, i);
+    let err = |m: String| errors.push(m);
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                let mut buf = vec![0u8; 512 << 10];
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(g) = groups.get(n) else { break };
+                    let l =
+                        link::link_group(roots, inodes, extra, g, &reopen_i, &at, &err, &mut buf);
+                    let mut o = out.lock().expect("not poisoned");
+                    o.files += l.done.len() as u64;
+                    o.bytes += l.bytes;
+                    o.changed += l.changed;
+                    o.left_alone.extend(l.left_alone);
+                    if let Some(c) = l.source_ctime {
+                        o.sources.push((g.source, c));
+                    }
+                    let files = o.files;
+                    drop(o);
+                    if throttle.due() {
+                        report("share", format!("{files}/{total} files hard-linked"));
+                    }
+                }
+            });
+        }
+    });
+    out.into_inner().expect("not poisoned")
+}
+
+/// Walks every guest, a guest per thread at a time: the files seen and the entries excluded.
+fn walk_all(
+    req: &Request,
+    roots: &[OwnedFd],
+    errors: &Errors,
+    report: Report<'_>,
+) -> (Vec<Seen>, u64) {
+    report("walk", format!("walking {} guests", req.guests.len()));
+    let seen: Mutex<Vec<Seen>> = Mutex::new(Vec::new());
+    let excluded = AtomicU64::new(0);
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..THREADS.min(req.guests.len()) {
+            s.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let Some(g) = req.guests.get(k) else { break };
+                let mut mine = Vec::new();
+                match walk::walk(k as u16, &roots[k], &g.rules, &mut |f| mine.push(f)) {
+                    Ok(c) => {
+                        excluded.fetch_add(c.excluded, Ordering::Relaxed);
+                        for e in c.errors {
+                            errors.push(format!("{}:{e}", g.name));
+                        }
+                    }
+                    Err(e) => errors.push(format!("{}: {e}", g.name)),
+                }
+                report("walk", format!("{}: {} files", g.name, mine.len()));
+                seen.lock().expect("not poisoned").extend(mine);
+            });
+        }
+    });
+    (
+        seen.into_inner().expect("not poisoned"),
+        excluded.into_inner(),
+    )
 }

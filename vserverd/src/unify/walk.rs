@@ -40,6 +40,10 @@ pub struct Seen {
     pub nlink: u64,
     /// Allocated bytes (st_blocks × 512).
     pub allocated: u64,
+    /// st_mode, owner and group: hard-link unification links only files that agree on them.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// What the walk of one guest found besides its files.
@@ -199,6 +203,9 @@ fn dir(
                     ctime_ns: ns(st.st_ctime, st.st_ctime_nsec as u64),
                     nlink: st.st_nlink,
                     allocated: st.st_blocks as u64 * 512,
+                    mode: st.st_mode,
+                    uid: st.st_uid,
+                    gid: st.st_gid,
                 });
             }
             FileType::Directory => subdirs.push(name.to_owned()),
