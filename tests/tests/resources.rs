@@ -884,6 +884,18 @@ fn sysinfo_swaps_and_diskstats_show_the_guests_own_and_outlive_the_proc_server()
     assert_eq!(free_total(&seen), limit_kb, "{seen}");
     let up = d.ctl_ok(&["exec", "si", "--", "uptime"]);
     assert!(up.contains(" up 0 min") || up.contains(" up 1 min"), "{up}");
+    // top's header (busybox: `Mem: NK used, NK free, …` from /proc/meminfo): used + free is
+    // the guest's limit.
+    let top = d.ctl_ok(&["exec", "si", "--", "top", "-b", "-n", "1"]);
+    let mem: Vec<u64> = top
+        .lines()
+        .find(|l| l.starts_with("Mem:"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|w| w.strip_suffix('K')?.parse().ok())
+        .collect();
+    assert!(mem.len() >= 2, "{top}");
+    assert_eq!(mem[0] + mem[1], limit_kb, "{top}");
     // A guest without the flags: the host's, through the real call.
     let seen = d.ctl_ok(&["exec", "siplain", "--", "free"]);
     assert_eq!(free_total(&seen), host_kb, "{seen}");
