@@ -764,6 +764,30 @@ fn bench_density(args: &[String]) {
     for (what, used, max) in limits {
         println!("  {what:<62} {used:>7} / {max}");
     }
+    // Open files of the daemon and each helper against its own soft RLIMIT_NOFILE (what a
+    // systemd unit gets by default is 1024), and uid 0's keys (every guest without a user
+    // namespace is uid 0 on the host: one quota for all).
+    for pid in &helpers {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|r| r.count())
+            .unwrap_or(0);
+        let soft = std::fs::read_to_string(format!("/proc/{pid}/limits"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+            .unwrap_or_default();
+        let what = format!("open files of {} / its soft RLIMIT_NOFILE", comm.trim());
+        println!("  {what:<62} {open:>7} / {soft}");
+    }
+    let keys = std::fs::read_to_string("/proc/key-users").unwrap_or_default();
+    if let Some(l) = keys.lines().find(|l| l.trim_start().starts_with("0:")) {
+        let q = l.split_whitespace().nth(3).unwrap_or("?/?");
+        let (used, max) = q.split_once('/').unwrap_or(("?", "?"));
+        let what = "keys of uid 0 / kernel.keys.root_maxkeys";
+        println!("  {what:<62} {used:>7} / {max}");
+    }
     println!(
         "  left after stop: {left_procs} processes, {left_cgroups} guest cgroups, {left_ptys} ptys"
     );
