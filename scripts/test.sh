@@ -37,7 +37,8 @@ bash scripts/debian-guest.sh >/dev/null
 bash scripts/debian-guest.sh --systemd >/dev/null
 # VM tier images (Debian 13 and 12 with their cloud kernels; docs/vm-tier.md): built once per
 # recipe, then cached. The vm_* tests (smoke, systemd, network, kernel, power) boot them under
-# `cargo test --workspace` below. Each VM boot's time goes to target/vm-tier/runs.log, summed below.
+# `cargo test --workspace` below, and a subset again on the patched kernel. Each VM boot's time
+# goes to target/vm-tier/runs.log, summed below.
 vm_start=$(date +%s)
 bash scripts/vm.sh image trixie >/dev/null
 bash scripts/vm.sh image bookworm >/dev/null
@@ -53,6 +54,13 @@ phase "integration tests (root, then the VM tier)"
 cargo build --workspace --all-targets --locked
 rm -f target/debug/test-skips.log
 cargo test --workspace --locked
+
+# The series' no-regression run (docs/vm-tier.md says why these three and not the whole tier):
+# the same tests again on the patched kernel, logged as LABEL-patched.
+phase "the VM tier's no-regression subset on the patched kernel"
+patched=$(bash scripts/kernel.sh)
+VSERVERD_VM_KERNEL=$patched cargo test --locked -p vserverd-tests \
+  --test vm_systemd --test vm_dlimits --test vm_smoke -- units_autostart project_quotas smoke_trixie
 
 [ -f target/vm-tier/runs.log ] && awk -v img="$vm_images" '{ n++; s += $2 }
   END { printf "test.sh: VM tier took %d s: images %d s (cached after the first run), %d boots %d s\n", img + s, img, n, s }' \

@@ -364,6 +364,17 @@ impl Vm {
         }
     }
 
+    /// The label boots are logged under: a VSERVERD_VM_KERNEL run's gets `-patched`, so that a
+    /// suite running the tier twice (scripts/test.sh) keeps both consoles and both timings.
+    fn log_label(&self) -> String {
+        match std::env::var_os("VSERVERD_VM_KERNEL") {
+            Some(k) if self.kernel.is_none() && !self.image_kernel && !k.is_empty() => {
+                format!("{}-patched", self.label)
+            }
+            _ => self.label.clone(),
+        }
+    }
+
     /// An extra kernel command-line argument.
     pub fn kernel_arg(mut self, a: &str) -> Self {
         self.kernel_args.push(a.into());
@@ -388,7 +399,7 @@ impl Vm {
             if attempt < 3 && run.began_at.is_none() && run.exit.is_none() && kernel_died(&run) {
                 say(&format!(
                     "{}: the VM kernel died before the runner began (boot {attempt}): booting again; its console is in {}",
-                    self.label,
+                    self.log_label(),
                     run.console_path.display()
                 ));
                 let kept = run
@@ -524,7 +535,7 @@ impl Vm {
             Some(t) => {
                 let dir = t.join("vm-tier");
                 let _ = std::fs::create_dir_all(&dir);
-                dir.join(format!("{}.console.log", self.label))
+                dir.join(format!("{}.console.log", self.log_label()))
             }
             None => work.path().join("console.log"),
         };
@@ -539,7 +550,7 @@ impl Vm {
                 let _ = writeln!(
                     f,
                     "{} {:.1} {}",
-                    self.label,
+                    self.log_label(),
                     elapsed.as_secs_f64(),
                     if killed {
                         "killed".to_string()
@@ -551,7 +562,7 @@ impl Vm {
         }
         say(&format!(
             "{}: exit {:?} after {:.1} s (initrd {:.1} s, runner began at {} s of VM uptime){}{}",
-            self.label,
+            self.log_label(),
             exit,
             elapsed.as_secs_f64(),
             packed.as_secs_f64(),

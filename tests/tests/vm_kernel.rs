@@ -49,8 +49,9 @@ fn cowlink_tool() -> Vec<u8> {
     std::fs::read(&bin).unwrap()
 }
 
-/// Shared by both boots: two cgroups, one busy and one idle, then a virt_load guest with a busy
-/// loop; prints what it saw. `$PATCHED` says which kernel this is.
+/// Shared by both boots: two cgroups, one busy and one idle, and two virt_load guests, one busy
+/// and one idle (their /proc/loadavg apart from each other's and the host's); prints what it
+/// saw. `$PATCHED` says which kernel this is.
 const SCRIPT: &str = r#"#!/bin/bash
 set -euo pipefail
 step() { echo "== $*"; }
@@ -70,33 +71,36 @@ if [ "$PATCHED" = yes ]; then
   done
   [ -f $R/lbusy/cpu.loadavg ] || fail "no cpu.loadavg in a cgroup with the cpu controller"
   [ ! -f $R/cpu.loadavg ] || fail "cpu.loadavg on the root cgroup"
+else
+  [ ! -e $R/lbusy/cpu.loadavg ] || fail "cpu.loadavg on a kernel without the series"
+  step "no cpu.loadavg: a kernel without the series"
+fi
+
+# vserverd: two virt_load guests, ld busy, li idle.
+systemd-run --quiet --unit=vserverd --property=Delegate=yes --property=KillMode=process \
+  /test/bin/vserverd --config-root /etc/vservers --vdir-base /vservers --run-dir /run/vserverd
+wait_for 30 "the daemon answering" vserverctl list
+vserverctl start ld
+vserverctl start li
+OWN=$R$(systemctl show -P ControlGroup vserverd.service)
+one() { cut -d' ' -f1 <<<"$1"; }
+if [ "$PATCHED" = yes ]; then
+  # Two busy loops in the guest ld and two in the plain cgroup lbusy, for one 25 s wait: each
+  # group's 1-minute average then nears 2·(1−e^(−25/60)) = 0.68 (its runnable tasks, whether
+  # or not they got a CPU), the host's counts all four and the rest.
+  vserverctl exec ld -- sh -c 'for i in 1 2; do (while :; do :; done) >/dev/null 2>&1 & done'
   for i in 1 2; do sh -c "echo \$\$ > $R/lbusy/cgroup.procs; exec sh -c 'while :; do :; done'" & done
   sleep 1
   [ "$(wc -l < $R/lbusy/cgroup.procs)" = 2 ] || fail "busy loops not in lbusy"
   sleep 25
   busy=$(cat $R/lbusy/cpu.loadavg); idle=$(cat $R/lidle/cpu.loadavg)
   step "after 25 s of two busy loops: lbusy $busy, lidle $idle, host $(cat /proc/loadavg)"
-  awk -v b="${busy%% *}" 'BEGIN { exit !(b >= 0.4 && b <= 2.0) }' || fail "lbusy's 1-minute load $busy"
+  awk -v b="$(one "$busy")" 'BEGIN { exit !(b >= 0.4 && b <= 2.0) }' || fail "lbusy's 1-minute load $busy"
   [ "$idle" = "0.00 0.00 0.00" ] || fail "lidle's load $idle"
   kill %1 %2
-else
-  [ ! -e $R/lbusy/cpu.loadavg ] || fail "cpu.loadavg on a kernel without the series"
-  step "no cpu.loadavg: a kernel without the series"
-fi
-
-# vserverd: a virt_load guest with a busy loop.
-systemd-run --quiet --unit=vserverd --property=Delegate=yes --property=KillMode=process \
-  /test/bin/vserverd --config-root /etc/vservers --vdir-base /vservers --run-dir /run/vserverd
-wait_for 30 "the daemon answering" vserverctl list
-vserverctl start ld
-vserverctl exec ld -- sh -c '(while :; do :; done) >/dev/null 2>&1 &'
-sleep 12
-OWN=$R$(systemctl show -P ControlGroup vserverd.service)
-log=$(journalctl -b --no-pager -o cat -u vserverd.service)
-if [ "$PATCHED" = yes ]; then
-  echo "$log" | grep -q "kernel keeps per-cgroup load averages" || fail "the daemon did not see cpu.loadavg"
-  # The guest's /proc/loadavg is its cgroup's cpu.loadavg (read twice: an update may fall
-  # between the two reads).
+  # A guest's /proc/loadavg is its cgroup's cpu.loadavg (read twice: an update may fall
+  # between the two reads); the busy guest's follows its loops, the idle one's stays near 0,
+  # the host's is the machine's.
   same=no
   for i in 1 2 3; do
     g=$(vserverctl exec ld -- cat /proc/loadavg | cut -d' ' -f1-3)
@@ -104,13 +108,27 @@ if [ "$PATCHED" = yes ]; then
     [ "$g" = "$k" ] && { same=yes; break; }
   done
   [ $same = yes ] || fail "guest /proc/loadavg '$g', its cgroup's cpu.loadavg '$k'"
-  step "virt_load guest: /proc/loadavg $g = its cgroup's cpu.loadavg"
+  gi=$(vserverctl exec li -- cat /proc/loadavg | cut -d' ' -f1-3)
+  host=$(cut -d' ' -f1-3 /proc/loadavg)
+  step "virt_load guests: busy ld /proc/loadavg $g (= its cgroup's cpu.loadavg), idle li $gi, host $host"
+  awk -v g="$(one "$g")" 'BEGIN { exit !(g >= 0.4 && g <= 2.0) }' || fail "the busy guest's 1-minute load $g"
+  awk -v g="$(one "$gi")" 'BEGIN { exit !(g <= 0.1) }' || fail "the idle guest's 1-minute load $gi"
+  awk -v g="$(one "$g")" -v h="$(one "$host")" 'BEGIN { exit !(h >= g + 0.3) }' \
+    || fail "the host's load $host is not apart from the busy guest's $g"
+else
+  vserverctl exec ld -- sh -c '(while :; do :; done) >/dev/null 2>&1 &'
+  sleep 12
+fi
+log=$(journalctl -b --no-pager -o cat -u vserverd.service)
+if [ "$PATCHED" = yes ]; then
+  echo "$log" | grep -q "kernel keeps per-cgroup load averages" || fail "the daemon did not see cpu.loadavg"
 else
   echo "$log" | grep -q "keeps no per-cgroup load averages" || fail "the daemon did not say the kernel lacks them"
   g=$(vserverctl exec ld -- cat /proc/loadavg)
   step "virt_load guest on a kernel without the series: /proc/loadavg $g (approximated)"
 fi
 vserverctl stop ld
+vserverctl stop li
 
 # Copy-on-write links on ext4: one marked file linked into three trees.
 # (The image has no mkfs: the host made /test/e.img, an empty 8 MiB ext4.)
@@ -186,8 +204,10 @@ fn boot(label: &str, kernel: Option<&std::path::Path>) {
         .project_binaries()
         .busybox_guest("ld", 4521)
         .busybox_guest("ue", 4522)
+        .busybox_guest("li", 4523)
         .file("/etc/vservers/ue/apps/vunify/exclude", "/var/log\n", 0o644)
         .file("/etc/vservers/ld/cflags", "virt_load\n", 0o644)
+        .file("/etc/vservers/li/cflags", "virt_load\n", 0o644)
         .file("/test/cowlink", cowlink_tool(), 0o755)
         .file("/test/e.img", std::fs::read(img.path()).unwrap(), 0o644);
     match kernel {

@@ -84,8 +84,16 @@ pub async fn set(
             .iter()
             .map(|(f, v)| (f.clone(), v.clone(), format!("SetLimits {f}")))
             .collect();
-        let knobs =
+        let mut knobs =
             limits::lower(v1, &|c| cg.flavor_of(c)).map_err(|e| ManagerError::failed(name, e))?;
+        // v2's memory.high follows the hard limit where it did (limits::high_follows).
+        if let (Some(m), Some(limits::Flavor::V2)) = (l.memory, cg.flavor_of("memory")) {
+            if let (Some(max), Some(high)) = (cg.read("memory.max"), cg.read("memory.high")) {
+                if let Some(v) = limits::high_follows(m, &max, &high) {
+                    knobs.push(limits::high_knob(v));
+                }
+            }
+        }
         let old: Vec<limits::Knob> = knobs
             .iter()
             .filter_map(|k| {

@@ -285,6 +285,24 @@ pub fn lower(
     Ok(dedup)
 }
 
+/// memory.high after a live change of the memory limit to `new_max` bytes on v2, given the
+/// guest's memory.max and memory.high before it (as the files read): None to leave it.
+/// rlimits/rss's soft limit becomes memory.high, which on v2 throttles (v1's soft limit only
+/// ranks cgroups for reclaim); a plain rss file makes it equal to memory.max. A memory.high at
+/// or above the old memory.max followed the hard limit and moves with it: left behind, it would
+/// keep the guest throttled at the old size (its allocations sleep in reclaim past it, never
+/// OOM-killed) whatever the new limit. An explicitly lower one, or none (max), stays.
+pub fn high_follows(new_max: u64, old_max: &str, old_high: &str) -> Option<String> {
+    let high = old_high.trim().parse::<u64>().ok()?;
+    let max = old_max.trim().parse::<u64>().ok()?;
+    (high >= max).then(|| new_max.to_string())
+}
+
+/// The memory.high write of [`high_follows`], for a live set.
+pub fn high_knob(value: String) -> Knob {
+    knob("memory.high", value, "SetLimits memory.high")
+}
+
 /// SetLimits' values as the cgroup/ files util-vserver knows (also what `--persist` writes).
 pub fn limit_files(
     memory: Option<u64>,
@@ -313,6 +331,24 @@ pub fn limit_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_soft_limit_that_followed_the_hard_one_moves_with_a_live_set() {
+        // A plain rlimits/rss: memory.high = memory.max; raising the limit raises both.
+        assert_eq!(
+            high_follows(536870912, "67108864", "67108864\n"),
+            Some("536870912".into())
+        );
+        // Lowering too.
+        assert_eq!(
+            high_follows(33554432, "67108864", "67108864"),
+            Some("33554432".into())
+        );
+        // An explicitly lower soft limit, or none, stays.
+        assert_eq!(high_follows(536870912, "67108864", "33554432"), None);
+        assert_eq!(high_follows(536870912, "67108864", "max"), None);
+        assert_eq!(high_follows(536870912, "max", "67108864"), None);
+    }
 
     #[test]
     fn the_memory_limit_is_written_before_the_memsw_limit() {
