@@ -918,6 +918,16 @@ fn sysinfo_swaps_and_diskstats_show_the_guests_own_and_outlive_the_proc_server()
             .parse()
             .unwrap();
     assert!(listeners_of(holder) >= 1, "the holder keeps the listeners");
+    // It keeps one per guest process tree: its soft limit of open files is its hard one
+    // (a unit's default soft limit, 1024, would bite at ~1000 guests).
+    let limits = std::fs::read_to_string(format!("/proc/{holder}/limits")).unwrap();
+    let nofile: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(nofile[3], nofile[4], "{limits}");
 
     // The server dies while a guest process is about to call sysinfo: the call waits and is
     // answered by the repaired server, which took the listeners back from the holder.

@@ -137,6 +137,8 @@ pub fn main() -> ExitCode {
         eprintln!("usage: vserverd {ARG} DIR");
         return ExitCode::from(2);
     };
+    // One sysinfo listener per virt_mem guest process tree: more than a unit's 1024.
+    crate::sys::process::raise_nofile();
     use fuser::MountOption as O;
     let opts = [
         O::FSName(source_name(crate::detached::protocol())),

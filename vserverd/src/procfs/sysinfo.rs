@@ -501,6 +501,8 @@ pub fn hold_main() -> std::process::ExitCode {
         eprintln!("usage: vserverd {HOLD_ARG} PATH");
         return std::process::ExitCode::from(2);
     };
+    // It keeps every listener: more than a unit's default 1024 on a big host.
+    crate::sys::process::raise_nofile();
     let path = hold_socket(&base);
     let sock = match bind(&path) {
         Ok(s) => s,

@@ -368,6 +368,16 @@ pub fn getrlimit(res: libc::__rlimit_resource_t) -> (libc::rlim_t, libc::rlim_t)
     (cur.rlim_cur, cur.rlim_max)
 }
 
+/// Raises this process's soft RLIMIT_NOFILE to its hard limit: for the helpers that keep a
+/// descriptor per guest (the /proc server's and the holder's seccomp listeners) and spawn no
+/// guest process, which would inherit it. A unit's default soft limit is 1024.
+pub fn raise_nofile() {
+    let (soft, hard) = getrlimit(libc::RLIMIT_NOFILE);
+    if soft < hard {
+        let _ = setrlimit(libc::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
 /// setdomainname(2) of our uts namespace.
 pub fn set_domainname(name: &[u8]) -> io::Result<()> {
     // SAFETY: a pointer and length into `name`.
