@@ -769,3 +769,41 @@ pub fn newc(files: &[(String, Entry)]) -> Vec<u8> {
     entry(&mut out, 0, "TRAILER!!!", 0, 1, &[]);
     out
 }
+
+/// The patched kernel's image, built by scripts/kernel.sh if its cache is cold (minutes with
+/// a warm ccache; docs/vm-tier.md has the cold figure).
+pub fn patched_kernel() -> Option<PathBuf> {
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/kernel.sh"))
+        .output()
+        .expect("bash");
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let ok = out.status.success() && path.is_file();
+    if !crate::require(
+        ok,
+        &format!(
+            "the patched kernel (scripts/kernel.sh: {})",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ),
+    ) {
+        return None;
+    }
+    Some(path)
+}
+
+/// tests/fixtures/cowlink.c (the COWLINK mark, xattrs, project ids), built static for the VM.
+pub fn cowlink_tool() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("cowlink");
+    let o = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&bin)
+        .arg(repo().join("tests/fixtures/cowlink.c"))
+        .output()
+        .expect("gcc");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::read(&bin).unwrap()
+}

@@ -6,48 +6,9 @@
 //! (docs/kernel-patch.md), and check and status say so (kernel_lacks, kernel-no-loadavg,
 //! kernel-no-cowlink) where the patched kernel's say nothing.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use harness::vm::{self, Vm};
-
-/// The patched kernel's image, built by scripts/kernel.sh if its cache is cold (minutes with
-/// a warm ccache; docs/vm-tier.md has the cold figure).
-fn patched_kernel() -> Option<PathBuf> {
-    let out = Command::new("bash")
-        .arg(vm::repo().join("scripts/kernel.sh"))
-        .output()
-        .expect("bash");
-    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    let ok = out.status.success() && path.is_file();
-    if !harness::require(
-        ok,
-        &format!(
-            "the patched kernel (scripts/kernel.sh: {})",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        ),
-    ) {
-        return None;
-    }
-    Some(path)
-}
-
-/// tests/fixtures/cowlink.c, built static for the VM.
-fn cowlink_tool() -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("cowlink");
-    let o = Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&bin)
-        .arg(vm::repo().join("tests/fixtures/cowlink.c"))
-        .output()
-        .expect("gcc");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    std::fs::read(&bin).unwrap()
-}
 
 /// Shared by both boots: two cgroups, one busy and one idle, and two virt_load guests, one busy
 /// and one idle (their /proc/loadavg apart from each other's and the host's); prints what it
@@ -208,7 +169,7 @@ fn boot(label: &str, kernel: Option<&std::path::Path>) {
         .file("/etc/vservers/ue/apps/vunify/exclude", "/var/log\n", 0o644)
         .file("/etc/vservers/ld/cflags", "virt_load\n", 0o644)
         .file("/etc/vservers/li/cflags", "virt_load\n", 0o644)
-        .file("/test/cowlink", cowlink_tool(), 0o755)
+        .file("/test/cowlink", vm::cowlink_tool(), 0o755)
         .file("/test/e.img", std::fs::read(img.path()).unwrap(), 0o644);
     match kernel {
         Some(k) => v = v.kernel(k),
@@ -233,7 +194,7 @@ fn the_patched_kernel_keeps_load_averages_per_cgroup_and_virt_load_reads_them() 
     if !vm::ready("trixie") {
         return;
     }
-    let Some(k) = patched_kernel() else {
+    let Some(k) = vm::patched_kernel() else {
         return;
     };
     boot("kernel-patched", Some(&k));

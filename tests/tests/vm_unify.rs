@@ -7,47 +7,9 @@
 //! SIGKILLed between link and rename leaves every name's content intact and the next run
 //! cleans up. On Debian's own kernel the same unify is refused, saying what works instead.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use harness::vm::{self, Vm};
-
-/// The patched kernel's image (scripts/kernel.sh builds it when its cache is cold).
-fn patched_kernel() -> Option<PathBuf> {
-    let out = Command::new("bash")
-        .arg(vm::repo().join("scripts/kernel.sh"))
-        .output()
-        .expect("bash");
-    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    let ok = out.status.success() && path.is_file();
-    if !harness::require(
-        ok,
-        &format!(
-            "the patched kernel (scripts/kernel.sh: {})",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        ),
-    ) {
-        return None;
-    }
-    Some(path)
-}
-
-/// tests/fixtures/cowlink.c, built static for the VM (setx: a user xattr; hasmark).
-fn cowlink_tool() -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("cowlink");
-    let o = Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&bin)
-        .arg(vm::repo().join("tests/fixtures/cowlink.c"))
-        .output()
-        .expect("gcc");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    std::fs::read(&bin).unwrap()
-}
 
 /// An empty ext4 with project quotas, gzipped.
 fn ext4_image(mib: u64) -> Vec<u8> {
@@ -219,7 +181,7 @@ fn boot(label: &str, kernel: Option<&std::path::Path>) {
         .busybox_guest("u1", 4701)
         .busybox_guest("u2", 4702)
         .busybox_guest("u3", 4703)
-        .file("/test/cowlink", cowlink_tool(), 0o755)
+        .file("/test/cowlink", vm::cowlink_tool(), 0o755)
         .file("/test/blob", blob(), 0o644)
         .file("/test/ext4.img.gz", ext4_image(128), 0o644);
     let script = match kernel {
@@ -250,7 +212,7 @@ fn on_the_patched_kernel_ext4_guests_share_files_by_copy_on_write_hard_links() {
     if !vm::ready("trixie") {
         return;
     }
-    let Some(k) = patched_kernel() else {
+    let Some(k) = vm::patched_kernel() else {
         return;
     };
     boot("unify-patched", Some(&k));
@@ -276,7 +238,7 @@ fn measure_hard_link_unification_of_ten_debian_guests_on_ext4() {
     if !vm::ready("trixie") {
         return;
     }
-    let Some(k) = patched_kernel() else {
+    let Some(k) = vm::patched_kernel() else {
         return;
     };
     let tree = harness::guest::debian_tree(&[]);
