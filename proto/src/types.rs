@@ -365,6 +365,9 @@ impl std::fmt::Display for ManagerError {
             ManagerError::NotImplemented { method } => {
                 write!(f, "{method} is not implemented by this vserverd yet")
             }
+            // A failure of no one guest (a run over several: unify, check of the tree) has no
+            // name to put first.
+            ManagerError::Failed { name, message, .. } if name.is_empty() => write!(f, "{message}"),
             ManagerError::Failed { name, message, .. } => write!(f, "{name}: {message}"),
         }
     }
@@ -519,6 +522,18 @@ mod tests {
                 config_error: None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_failure_says_its_guest_first_when_it_has_one() {
+        assert_eq!(
+            ManagerError::failed("web", "start: no init").to_string(),
+            "web: start: no init"
+        );
+        assert_eq!(
+            ManagerError::failed("", "name at least one guest (or all)").to_string(),
+            "name at least one guest (or all)"
+        );
     }
 
     #[test]
