@@ -374,35 +374,7 @@ fn a_stop_cut_short_leaves_the_guest_running_or_absent() {
         ("stop.network", "kill"),
     ] {
         let cell = format!("{step} × {action}");
-        let mut d = TestDaemon::prepare();
-        d.host_netns();
-        GuestBuilder::busybox("c")
-            .context(47021)
-            .file("cflags", "virt_mem\n")
-            .file("interfaces/0/ip", "10.78.0.3\n")
-            .file("interfaces/0/prefix", "24\n")
-            .file("interfaces/0/nodev", "")
-            .write(&d);
-        d.spawn();
-        d.ctl_ok(&["start", "c"]);
-        // Guests outlive a daemon's SIGTERM; the next one (with the fault) adopts it.
-        d.stop();
-        d.env = vec![("VSERVERD_FAULT".into(), format!("{step}={action}"))];
-        d.spawn();
-        let o = d.ctl(&["stop", "c"]);
-        if action == "kill" {
-            assert!(
-                !o.status.success(),
-                "{cell}: the stop returned {}",
-                text(&o)
-            );
-            d.kill();
-        } else {
-            d.stop();
-        }
-        d.env.clear();
-        d.spawn();
-        let outcome = holds(&d, "c", &cell);
+        let outcome = cut_while_adopted(47021, "10.78.0.3", "stop", step, action, &cell);
         table.push(format!("| {step} | {action} | {outcome} |"));
     }
     eprintln!("{}", table.join("\n"));
@@ -445,40 +417,54 @@ fn a_restart_cut_short_leaves_the_guest_running_or_absent() {
     let mut table = Vec::new();
     for (step, action) in cells {
         let cell = format!("restart at {step} × {action}");
-        let mut d = TestDaemon::prepare();
-        d.host_netns();
-        GuestBuilder::busybox("c")
-            .context(47031)
-            .file("cflags", "virt_mem\n")
-            .file("interfaces/0/ip", "10.78.0.4\n")
-            .file("interfaces/0/prefix", "24\n")
-            .file("interfaces/0/nodev", "")
-            .write(&d);
-        d.spawn();
-        d.ctl_ok(&["start", "c"]);
-        // The next daemon (with the fault) adopts the running guest and restarts it.
-        d.stop();
-        d.env = vec![("VSERVERD_FAULT".into(), format!("{step}={action}"))];
-        d.spawn();
-        let o = d.ctl(&["restart", "c"]);
         // A step that fails may still leave the restart done: a stop whose cgroup would not
         // go stopped the guest all the same, and the start that follows runs it.
-        if action == "kill" {
-            assert!(
-                !o.status.success(),
-                "{cell}: the restart returned {}",
-                text(&o)
-            );
-            d.kill();
-        } else {
-            d.stop();
-        }
-        d.env.clear();
-        d.spawn();
-        let outcome = holds(&d, "c", &cell);
+        let outcome = cut_while_adopted(47031, "10.78.0.4", "restart", step, action, &cell);
         table.push(format!("| restart | {step} | {action} | {outcome} |"));
     }
     eprintln!("{}", table.join("\n"));
+}
+
+/// A networked virt_mem guest `c` started by one daemon and adopted by the next, which runs
+/// with the fault `step=action` and is asked to `call` (stop, restart) it; a killed call must
+/// fail. Returns what a fresh daemon then finds (`holds`).
+fn cut_while_adopted(
+    context: u32,
+    ip: &str,
+    call: &str,
+    step: &str,
+    action: &str,
+    cell: &str,
+) -> &'static str {
+    let mut d = TestDaemon::prepare();
+    d.host_netns();
+    GuestBuilder::busybox("c")
+        .context(context)
+        .file("cflags", "virt_mem\n")
+        .file("interfaces/0/ip", &format!("{ip}\n"))
+        .file("interfaces/0/prefix", "24\n")
+        .file("interfaces/0/nodev", "")
+        .write(&d);
+    d.spawn();
+    d.ctl_ok(&["start", "c"]);
+    // Guests outlive a daemon's SIGTERM; the next one (with the fault) adopts it.
+    d.stop();
+    d.env = vec![("VSERVERD_FAULT".into(), format!("{step}={action}"))];
+    d.spawn();
+    let o = d.ctl(&[call, "c"]);
+    if action == "kill" {
+        assert!(
+            !o.status.success(),
+            "{cell}: the {call} returned {}",
+            text(&o)
+        );
+        d.kill();
+    } else {
+        d.stop();
+    }
+    d.env.clear();
+    d.spawn();
+    holds(&d, "c", cell)
 }
 
 /// Mounts `fs` (a tmpfs of `opts`, or a read-only bind of `dir` onto itself) over `dir`.
